@@ -1,0 +1,148 @@
+/*
+ * audit: record construction and the SHA-256 hash chain. Each record's hash
+ * covers the previous record's hash and its own canonical JSON (keys sorted,
+ * compact, ASCII), so editing, inserting or deleting any stored record breaks
+ * the chain at that point. Holds no state; the store serialises appends.
+ */
+#include "audit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "digest.h"
+
+void audit_format_time(double t, char out[32])
+{
+    time_t secs = (time_t)t;
+    long ms = (long)((t - (double)secs) * 1000.0);
+    if (ms < 0)
+        ms = 0;
+    if (ms > 999)
+        ms = 999;
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03ldZ", ms);
+}
+
+json_t *audit_record_new(const char *kind, const char *source, const char *event_id)
+{
+    struct timeval tv;
+    char ts[32];
+    gettimeofday(&tv, NULL);
+    audit_format_time((double)tv.tv_sec + tv.tv_usec / 1e6, ts);
+    json_t *r = json_object();
+    if (!r)
+        return NULL;
+    json_object_set_new(r, "time", json_string(ts));
+    json_object_set_new(r, "kind", json_string(kind));
+    if (source)
+        json_object_set_new(r, "source", json_string(source));
+    if (event_id)
+        json_object_set_new(r, "event_id", json_string(event_id));
+    json_object_set_new(r, "detail", json_object());
+    return r;
+}
+
+void audit_detail_set_str(json_t *record, const char *key, const char *value)
+{
+    if (!record || !value)
+        return;
+    json_t *d = json_object_get(record, "detail");
+    if (d)
+        json_object_set_new(d, key, json_string(value));
+}
+
+void audit_detail_set_int(json_t *record, const char *key, long long value)
+{
+    if (!record)
+        return;
+    json_t *d = json_object_get(record, "detail");
+    if (d)
+        json_object_set_new(d, key, json_integer(value));
+}
+
+char *audit_canonical(const json_t *record)
+{
+    json_t *copy = json_copy((json_t *)record);
+    if (!copy)
+        return NULL;
+    json_object_del(copy, "hash");
+    char *s = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    json_decref(copy);
+    return s;
+}
+
+void audit_chain_hash(const char *prev_hash, const char *canonical, char out[AUDIT_HASH_HEX_LEN + 1])
+{
+    size_t pl = strlen(prev_hash), cl = strlen(canonical);
+    char *buf = malloc(pl + 1 + cl);
+    if (!buf) {
+        /* Out of memory here is fatal by the project's policy (README). */
+        abort();
+    }
+    memcpy(buf, prev_hash, pl);
+    buf[pl] = '\n';
+    memcpy(buf + pl + 1, canonical, cl);
+    digest_sha256_hex(buf, pl + 1 + cl, out);
+    free(buf);
+}
+
+char *audit_seal(json_t *record, int64_t seq, const char *prev_hash,
+                 char out_hash[AUDIT_HASH_HEX_LEN + 1])
+{
+    json_object_set_new(record, "seq", json_integer(seq));
+    json_object_set_new(record, "prev_hash", json_string(prev_hash));
+    json_object_del(record, "hash");
+    char *canon = audit_canonical(record);
+    if (!canon)
+        return NULL;
+    audit_chain_hash(prev_hash, canon, out_hash);
+    free(canon);
+    json_object_set_new(record, "hash", json_string(out_hash));
+    return json_dumps(record, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+}
+
+int audit_check(const char *json_text, int64_t expect_seq, const char *expect_prev,
+                char out_hash[AUDIT_HASH_HEX_LEN + 1], char *why, size_t why_len)
+{
+    json_error_t jerr;
+    int rc = -1;
+    char *canon = NULL;
+    json_t *r = json_loads(json_text, 0, &jerr);
+    if (!r || !json_is_object(r)) {
+        snprintf(why, why_len, "record is not valid JSON");
+        goto out;
+    }
+    json_t *seq = json_object_get(r, "seq");
+    const char *prev = json_string_value(json_object_get(r, "prev_hash"));
+    const char *hash = json_string_value(json_object_get(r, "hash"));
+    if (!json_is_integer(seq) || json_integer_value(seq) != expect_seq) {
+        snprintf(why, why_len, "sequence number is %lld, expected %lld",
+                 seq ? (long long)json_integer_value(seq) : -1LL, (long long)expect_seq);
+        goto out;
+    }
+    if (!prev || strcmp(prev, expect_prev) != 0) {
+        snprintf(why, why_len, "prev_hash does not match the previous record's hash "
+                               "(a record before it was deleted, inserted or edited)");
+        goto out;
+    }
+    canon = audit_canonical(r);
+    if (!canon) {
+        snprintf(why, why_len, "out of memory");
+        goto out;
+    }
+    audit_chain_hash(prev, canon, out_hash);
+    if (!hash || strcmp(hash, out_hash) != 0) {
+        snprintf(why, why_len, "hash does not match the record's content (the record was edited)");
+        goto out;
+    }
+    rc = 0;
+out:
+    free(canon);
+    json_decref(r);
+    return rc;
+}

@@ -1,0 +1,400 @@
+/*
+ * cli: implements `hookline check`, `hookline audit` (filters, json/table/csv
+ * output, --follow) and `hookline audit verify` (walks the hash chain and names
+ * the first broken record). Reads the store through its read-only interface,
+ * so it is safe to run beside a live `serve`. Main thread only.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "config.h"
+#include "store.h"
+
+struct config *cli_load_config(const char *path, int *warnings)
+{
+    struct config_diags diags = {0};
+    struct config *cfg = config_load(path, &diags);
+    if (!warnings) { /* callers that do not report warnings print errors only */
+        size_t keep = 0;
+        for (size_t i = 0; i < diags.n; i++)
+            if (!diags.items[i].warning)
+                diags.items[keep++] = diags.items[i];
+        diags.n = keep;
+    }
+    size_t errors = config_diags_print(&diags, path);
+    if (warnings)
+        *warnings = (int)(diags.n - errors);
+    config_diags_free(&diags);
+    return cfg;
+}
+
+int cli_prepare_store_dir(const char *sqlite_path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", sqlite_path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    /* mkdir -p */
+    for (char *p = dir + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+static void cli_check_usage(FILE *f)
+{
+    fprintf(f, "usage: hookline check -c FILE\n"
+               "Validates the configuration (and, once the rule engine is present, compiles the\n"
+               "rules). Prints every problem as file:line: message; exits 0 when there is none.\n");
+}
+
+int cli_check(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *path = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        if (c == 'c') {
+            path = optarg;
+        } else if (c == 'h') {
+            cli_check_usage(stdout);
+            return 0;
+        } else {
+            cli_check_usage(stderr);
+            return 2;
+        }
+    }
+    if (!path || optind != argc) {
+        cli_check_usage(stderr);
+        return 2;
+    }
+    int warnings = 0;
+    struct config *cfg = cli_load_config(path, &warnings);
+    if (!cfg)
+        return 1;
+    printf("%s: ok (%zu sources%s)\n", path, cfg->nsources,
+           warnings ? ", with warnings" : "");
+    config_free(cfg);
+    return 0;
+}
+
+/* ---------- audit ---------- */
+
+enum cli_format { CLI_JSON, CLI_TABLE, CLI_CSV };
+
+struct cli_audit_ctx {
+    enum cli_format format;
+    int64_t last_seq;
+    /* verify */
+    char prev[AUDIT_HASH_HEX_LEN + 1];
+    int64_t expect_seq;
+    int64_t broken_seq;
+    char why[256];
+    int64_t count;
+};
+
+static void cli_audit_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: hookline audit -c FILE [filters] [--format table|json|csv] [--follow]\n"
+            "       hookline audit verify -c FILE\n"
+            "filters: --since T --until T (15m, 2h, 7d or RFC 3339), --source S, --event ID,\n"
+            "         --did UUID, --number DIGITS, --kind K (admin.* for a prefix), --job ID,\n"
+            "         --limit N (the newest N matches, printed oldest first)\n");
+}
+
+static int cli_parse_time(const char *s, double *out)
+{
+    int64_t secs;
+    if (config_parse_duration(s, &secs) == 0) {
+        *out = (double)(time(NULL) - secs);
+        return 0;
+    }
+    if (verify_parse_timestamp(s, &secs) == 0 && strchr(s, '-')) {
+        *out = (double)secs;
+        return 0;
+    }
+    return -1;
+}
+
+static void cli_csv_field(const char *s)
+{
+    if (!s)
+        return;
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, stdout);
+        return;
+    }
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"')
+            putchar('"');
+        putchar(*s);
+    }
+    putchar('"');
+}
+
+/* A short outcome for the table: status, reason or action. */
+static void cli_outcome(json_t *r, char *out, size_t len)
+{
+    json_t *d = json_object_get(r, "detail");
+    json_t *http = json_object_get(r, "http");
+    const char *reason = json_string_value(json_object_get(d, "reason"));
+    json_t *st = json_object_get(d, "status");
+    if (json_is_object(http))
+        snprintf(out, len, "%s %lld", json_string_value(json_object_get(http, "method")) ?: "",
+                 (long long)json_integer_value(json_object_get(http, "status")));
+    else if (reason && json_is_integer(st))
+        snprintf(out, len, "%lld %s", (long long)json_integer_value(st), reason);
+    else if (reason)
+        snprintf(out, len, "%s", reason);
+    else if (json_is_integer(json_object_get(d, "jobs")))
+        snprintf(out, len, "jobs=%lld", (long long)json_integer_value(json_object_get(d, "jobs")));
+    else
+        snprintf(out, len, "%s", json_string_value(json_object_get(d, "action")) ?: "");
+}
+
+static int cli_print_record(const char *text, int64_t seq, void *vctx)
+{
+    struct cli_audit_ctx *ctx = vctx;
+    ctx->last_seq = seq;
+    if (ctx->format == CLI_JSON) {
+        puts(text);
+        return 0;
+    }
+    json_t *r = json_loads(text, 0, NULL);
+    if (!r)
+        return 0;
+    const char *time_s = json_string_value(json_object_get(r, "time"));
+    const char *kind = json_string_value(json_object_get(r, "kind"));
+    const char *source = json_string_value(json_object_get(r, "source"));
+    const char *event = json_string_value(json_object_get(r, "event_id"));
+    const char *did = json_string_value(json_object_get(r, "did"));
+    const char *number = json_string_value(json_object_get(r, "number"));
+    char outcome[200];
+    cli_outcome(r, outcome, sizeof outcome);
+    if (ctx->format == CLI_TABLE) {
+        /* time 19 + kind 20 + source 10 + event 16 + did/number 14 + outcome: 100 columns */
+        printf("%-19.19s %-19.19s %-10.10s %-16.16s %-14.14s %.17s\n", time_s ? time_s : "",
+               kind ? kind : "", source ? source : "-", event ? event : "-",
+               number ? number : (did ? did : "-"), outcome);
+    } else {
+        char seqs[32];
+        snprintf(seqs, sizeof seqs, "%lld", (long long)seq);
+        const char *cols[] = {seqs, time_s, kind, source, event, did, number, outcome};
+        for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+            if (i)
+                putchar(',');
+            cli_csv_field(cols[i]);
+        }
+        fputs("\r\n", stdout);
+    }
+    json_decref(r);
+    return 0;
+}
+
+static int cli_verify_record(const char *text, int64_t seq, void *vctx)
+{
+    struct cli_audit_ctx *ctx = vctx;
+    char hash[AUDIT_HASH_HEX_LEN + 1];
+    if (seq != ctx->expect_seq) {
+        ctx->broken_seq = ctx->expect_seq;
+        snprintf(ctx->why, sizeof ctx->why,
+                 "record %lld is missing (the next stored record is %lld): deleted",
+                 (long long)ctx->expect_seq, (long long)seq);
+        return 1;
+    }
+    if (audit_check(text, seq, ctx->prev, hash, ctx->why, sizeof ctx->why) < 0) {
+        ctx->broken_seq = seq;
+        return 1;
+    }
+    memcpy(ctx->prev, hash, sizeof ctx->prev);
+    ctx->expect_seq = seq + 1;
+    ctx->count++;
+    return 0;
+}
+
+static volatile sig_atomic_t cli_stop;
+static void cli_on_signal(int sig)
+{
+    (void)sig;
+    cli_stop = 1;
+}
+
+int cli_audit(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"format", required_argument, NULL, 'f'},
+        {"since", required_argument, NULL, 's'},  {"until", required_argument, NULL, 'u'},
+        {"source", required_argument, NULL, 'S'}, {"event", required_argument, NULL, 'e'},
+        {"did", required_argument, NULL, 'd'},    {"number", required_argument, NULL, 'n'},
+        {"kind", required_argument, NULL, 'k'},   {"job", required_argument, NULL, 'j'},
+        {"limit", required_argument, NULL, 'l'},  {"follow", no_argument, NULL, 'F'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    const char *path = NULL;
+    struct store_audit_filter f = {0};
+    struct cli_audit_ctx ctx = {.format = CLI_TABLE};
+    bool follow = false, verify = false;
+    int c;
+    char *end;
+
+    if (argc > 1 && strcmp(argv[1], "verify") == 0) {
+        verify = true;
+        argv++;
+        argc--;
+    }
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'f':
+            if (strcmp(optarg, "json") == 0)
+                ctx.format = CLI_JSON;
+            else if (strcmp(optarg, "table") == 0)
+                ctx.format = CLI_TABLE;
+            else if (strcmp(optarg, "csv") == 0)
+                ctx.format = CLI_CSV;
+            else {
+                fprintf(stderr, "hookline audit: --format must be table, json or csv\n");
+                return 2;
+            }
+            break;
+        case 's':
+        case 'u':
+            if (cli_parse_time(optarg, c == 's' ? &f.since : &f.until) < 0) {
+                fprintf(stderr, "hookline audit: --%s takes 15m, 2h, 7d or an RFC 3339 time\n",
+                        c == 's' ? "since" : "until");
+                return 2;
+            }
+            break;
+        case 'S':
+            f.source = optarg;
+            break;
+        case 'e':
+            f.event_id = optarg;
+            break;
+        case 'd':
+            f.did = optarg;
+            break;
+        case 'n':
+            f.number = optarg[0] == '+' ? optarg + 1 : optarg;
+            break;
+        case 'k':
+            f.kind = optarg;
+            break;
+        case 'j':
+        case 'l':
+            errno = 0;
+            long long v = strtoll(optarg, &end, 10);
+            if (errno || *end || v <= 0) {
+                fprintf(stderr, "hookline audit: --%s takes a positive integer\n",
+                        c == 'j' ? "job" : "limit");
+                return 2;
+            }
+            if (c == 'j')
+                f.job_id = v;
+            else
+                f.limit = v;
+            break;
+        case 'F':
+            follow = true;
+            break;
+        case 'h':
+            cli_audit_usage(stdout);
+            return 0;
+        default:
+            cli_audit_usage(stderr);
+            return 2;
+        }
+    }
+    if (!path || optind != argc) {
+        cli_audit_usage(stderr);
+        return 2;
+    }
+    struct config *cfg = cli_load_config(path, NULL);
+    if (!cfg)
+        return 1;
+    struct store *st = NULL;
+    char err[256];
+    struct store_options so = {.url = cfg->store_url, .busy_timeout_ms = cfg->store_busy_timeout_ms,
+                               .read_only = true};
+    char url[4200];
+    snprintf(url, sizeof url, "sqlite:%s", cfg->store_sqlite_path ? cfg->store_sqlite_path : "");
+    so.url = url;
+    int rc = 1;
+    if (store_open(&so, &st, err, sizeof err) < 0) {
+        fprintf(stderr, "hookline audit: %s\n", err);
+        goto out;
+    }
+    if (verify) {
+        struct store_audit_filter all = {0};
+        memcpy(ctx.prev, AUDIT_GENESIS_HASH, sizeof ctx.prev);
+        ctx.expect_seq = 1;
+        if (store_audit_scan(st, &all, cli_verify_record, &ctx, err, sizeof err) < 0) {
+            fprintf(stderr, "hookline audit verify: %s\n", err);
+            goto out;
+        }
+        if (ctx.broken_seq) {
+            fprintf(stderr, "hookline audit verify: chain broken at seq %lld: %s\n",
+                    (long long)ctx.broken_seq, ctx.why);
+            goto out;
+        }
+        printf("audit chain intact: %lld records\n", (long long)ctx.count);
+        rc = 0;
+        goto out;
+    }
+    if (ctx.format == CLI_TABLE)
+        printf("%-19s %-19s %-10s %-16s %-14s %s\n", "TIME", "KIND", "SOURCE", "EVENT",
+               "DID/NUMBER", "OUTCOME");
+    else if (ctx.format == CLI_CSV)
+        fputs("seq,time,kind,source,event_id,did,number,outcome\r\n", stdout);
+    if (store_audit_scan(st, &f, cli_print_record, &ctx, err, sizeof err) < 0) {
+        fprintf(stderr, "hookline audit: %s\n", err);
+        goto out;
+    }
+    fflush(stdout);
+    if (follow) {
+        signal(SIGINT, cli_on_signal);
+        signal(SIGTERM, cli_on_signal);
+        f.limit = 0;
+        while (!cli_stop) {
+            struct timespec ts = {0, 200 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            f.after_seq = ctx.last_seq;
+            if (store_audit_scan(st, &f, cli_print_record, &ctx, err, sizeof err) < 0) {
+                fprintf(stderr, "hookline audit: %s\n", err);
+                goto out;
+            }
+            fflush(stdout);
+        }
+    }
+    rc = 0;
+out:
+    store_close(st);
+    config_free(cfg);
+    return rc;
+}

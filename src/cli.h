@@ -1,0 +1,22 @@
+/*
+ * cli: the offline commands of SPEC section 1 that read the config and the
+ * store without running the service: `check`, `audit` and `audit verify`.
+ * Each returns the process exit code (0 ok, 1 the command's own failure,
+ * 2 usage). Main thread only.
+ */
+#ifndef HOOKLINE_CLI_H
+#define HOOKLINE_CLI_H
+
+/* argv[0] is the command name ("check", "audit"). */
+int cli_check(int argc, char **argv);
+int cli_audit(int argc, char **argv);
+
+/* Loads the config at path, printing its errors to stderr, and its warnings too
+ * when warnings is non-NULL (then set to their count). Returns a new
+ * config (caller frees with config_free) or NULL when it has errors. */
+struct config *cli_load_config(const char *path, int *warnings);
+
+/* Creates the directory that will hold the SQLite file of url, if missing. */
+int cli_prepare_store_dir(const char *sqlite_path);
+
+#endif

@@ -1,0 +1,109 @@
+/*
+ * config: loads and validates hookline's JSON configuration (SPEC section 2).
+ * Unknown keys, wrong types and out-of-range values are reported by key path and
+ * line; every problem is collected, not just the first. Secrets written as
+ * "env:NAME" or "file:PATH" are resolved here; relative paths are made absolute
+ * against the config file's directory. Called once at start-up (main thread).
+ */
+#ifndef HOOKLINE_CONFIG_H
+#define HOOKLINE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "verify.h"
+
+enum config_event_id { CONFIG_EVENT_ID_DEFAULT = 0, CONFIG_EVENT_ID_HEADER, CONFIG_EVENT_ID_JSON,
+                       CONFIG_EVENT_ID_BODY_SHA256 };
+
+struct config_source {
+    char *name;
+    struct verify_config verify;
+    enum config_event_id event_id;
+    char *event_id_arg;      /* header name (lower case) or JSON pointer; NULL otherwise */
+    int64_t dedupe_window_s; /* default 604800 */
+};
+
+struct config_data_file {
+    char *name;
+    char *path; /* absolute */
+};
+
+struct config {
+    char *path; /* the config file as given */
+    char *dir;  /* its directory, absolute */
+
+    char *listen_host;
+    int listen_port;
+    size_t max_body_bytes;
+    int listen_threads; /* 0: one per core */
+
+    char *store_url;         /* as written */
+    char *store_sqlite_path; /* absolute, for sqlite: URLs; NULL otherwise */
+    int store_busy_timeout_ms;
+    int store_queue_max;    /* operations waiting for a commit before 503 */
+    int store_batch_max;    /* operations in one group commit */
+
+    char *didww_base_url;
+    char *didww_api_key; /* secret; NULL when its env var is unset (delivery disabled) */
+    char *didww_api_version;
+    int didww_rate_limit_per_s;
+    int didww_timeout_ms;
+
+    int delivery_workers;
+    int delivery_max_attempts;
+    int64_t delivery_backoff_initial_ms;
+    int64_t delivery_backoff_max_ms;
+    bool delivery_skip_noop;
+
+    char *rules_script; /* absolute; NULL when not configured */
+    struct config_data_file *rules_data;
+    size_t nrules_data;
+    int64_t rules_instruction_limit;
+    int64_t rules_memory_limit_bytes;
+
+    struct config_source *sources;
+    size_t nsources;
+
+    char *admin_token; /* secret; NULL disables the admin API (every /v1 call is 401) */
+
+    int audit_retention_days;
+    char *audit_jsonl_path; /* absolute or NULL */
+
+    char *log_level;
+};
+
+/* One problem found while loading. */
+struct config_diag {
+    bool warning;  /* false: error */
+    int line;      /* 0 when unknown */
+    char msg[320]; /* "sources.zendesk.verify.secret: environment variable X is not set" */
+};
+
+struct config_diags {
+    struct config_diag *items;
+    size_t n, cap;
+};
+
+/* Loads path into a new config. Returns the config (caller frees with
+ * config_free) when there is no error, else NULL; every error and warning is
+ * appended to diags (caller frees with config_diags_free) either way. */
+struct config *config_load(const char *path, struct config_diags *diags);
+
+/* Looks up a source by name. Returns a borrowed pointer valid for cfg's life, or NULL. */
+const struct config_source *config_find_source(const struct config *cfg, const char *name);
+
+/* Prints each diag as "file:line: error: msg" to stderr; returns the error count. */
+size_t config_diags_print(const struct config_diags *diags, const char *path);
+
+/* Frees cfg and everything it owns (secrets wiped first). NULL is a no-op. */
+void config_free(struct config *cfg);
+
+/* Frees the diag list (not the struct itself). */
+void config_diags_free(struct config_diags *diags);
+
+/* Parses a duration "15m", "2h", "7d", "30s" into seconds. Returns 0 or -1. */
+int config_parse_duration(const char *text, int64_t *seconds);
+
+#endif

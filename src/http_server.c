@@ -1,0 +1,501 @@
+/*
+ * http_server: binds the listener with libmicrohttpd (internal thread pool,
+ * epoll) and adapts its callbacks to ingest. One struct http_request lives per
+ * request (created in the URI log callback, freed in the completion callback).
+ * A webhook whose event is queued for the store is suspended; the store's
+ * writer thread resumes it from the op's completion callback. The in-flight
+ * counter lets a graceful stop wait for every answer before closing.
+ */
+#include "http_server.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "metrics.h"
+
+#define HTTP_MAX_URI 4096
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    const struct config *cfg;
+    struct ingest *ing;
+    struct store *st;
+    unsigned port;
+    atomic_int inflight;
+};
+
+enum http_phase { HTTP_NEW = 0, HTTP_BODY, HTTP_WAITING, HTTP_ANSWER };
+
+struct http_request {
+    struct http_server *srv;
+    struct MHD_Connection *conn;
+    enum http_phase phase;
+    char *uri;               /* as received, with the query string */
+    char source[80];
+    unsigned char *body;
+    size_t len, cap;
+    bool too_large;
+    bool counted;
+    struct ingest_pending pending;
+    struct ingest_response resp;
+};
+
+/* ---------- helpers ---------- */
+
+static double http_now(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+static enum MHD_Result http_send(struct MHD_Connection *conn, int status, const char *ctype,
+                                 const char *body, size_t len, int retry_after, const char *allow)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    if (retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", retry_after);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
+    if (allow)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    enum MHD_Result rc = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static enum MHD_Result http_send_resp(struct MHD_Connection *conn, struct ingest_response *resp)
+{
+    static const char fallback[] = "{\"type\":\"urn:hookline:problem:internal\",\"title\":"
+                                   "\"Internal error\",\"status\":500,\"detail\":\"out of memory\"}";
+    if (!resp->body)
+        return http_send(conn, 500, "application/problem+json", fallback, sizeof fallback - 1, 0,
+                         NULL);
+    return http_send(conn, resp->status, resp->content_type, resp->body, strlen(resp->body),
+                     resp->retry_after_s, resp->allow);
+}
+
+static enum MHD_Result http_problem(struct MHD_Connection *conn, int status, const char *slug,
+                                    const char *title, const char *detail, const char *allow)
+{
+    struct ingest_response resp = {0};
+    ingest_problem(&resp, status, slug, title, detail);
+    resp.allow = allow;
+    enum MHD_Result rc = http_send_resp(conn, &resp);
+    free(resp.body);
+    return rc;
+}
+
+/* Header and query lookups for verify/ingest (MHD matches names case-insensitively). */
+static const char *http_header(void *ctx, const char *name)
+{
+    return MHD_lookup_connection_value((struct MHD_Connection *)ctx, MHD_HEADER_KIND, name);
+}
+
+static const char *http_query(void *ctx, const char *name)
+{
+    return MHD_lookup_connection_value((struct MHD_Connection *)ctx, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static enum MHD_Result http_collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                           const char *value)
+{
+    json_t *obj = cls;
+    char lower[128];
+    size_t n = strlen(key);
+    if (n >= sizeof lower || !value)
+        return MHD_YES;
+    for (size_t i = 0; i <= n; i++)
+        lower[i] = (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] + 32 : key[i]);
+    json_t *v = json_string(value);
+    if (!v) /* not UTF-8: keep a marker rather than fail the event */
+        v = json_string("[not utf-8]");
+    json_t *prev = json_object_get(obj, lower);
+    if (prev && json_is_string(prev)) {
+        /* Repeated header: join as HTTP does. */
+        size_t l1 = json_string_length(prev), l2 = strlen(json_string_value(v));
+        char *joined = malloc(l1 + l2 + 3);
+        if (joined) {
+            memcpy(joined, json_string_value(prev), l1);
+            memcpy(joined + l1, ", ", 2);
+            memcpy(joined + l1 + 2, json_string_value(v), l2 + 1);
+            json_object_set_new(obj, lower, json_string(joined));
+            free(joined);
+        }
+        json_decref(v);
+    } else {
+        json_object_set_new(obj, lower, v);
+    }
+    (void)kind;
+    return MHD_YES;
+}
+
+static void http_remote(struct MHD_Connection *conn, char *out, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    out[0] = '\0';
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
+}
+
+/* ---------- non-webhook routes ---------- */
+
+static enum MHD_Result http_metrics(struct MHD_Connection *conn)
+{
+    size_t len = 0;
+    char *text = metrics_render(&len);
+    if (!text)
+        return http_problem(conn, 500, "internal", "Internal error", "cannot render metrics", NULL);
+    enum MHD_Result rc = http_send(conn, 200, "text/plain; version=0.0.4; charset=utf-8", text, len,
+                                   0, NULL);
+    free(text);
+    return rc;
+}
+
+static enum MHD_Result http_readyz(struct http_server *srv, struct MHD_Connection *conn)
+{
+    char why[256] = "";
+    if (!store_ready(srv->st, why, sizeof why))
+        return http_problem(conn, 503, "not-ready", "Not ready", why, NULL);
+    static const char ok[] = "{\"status\":\"ready\"}";
+    return http_send(conn, 200, "application/json", ok, sizeof ok - 1, 0, NULL);
+}
+
+static enum MHD_Result http_route_simple(struct http_server *srv, struct MHD_Connection *conn,
+                                         const char *url, const char *method)
+{
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
+        strcmp(url, "/metrics") == 0) {
+        if (!get)
+            return http_problem(conn, 405, "method-not-allowed", "Method not allowed",
+                                "this endpoint answers GET only", "GET, HEAD");
+        if (strcmp(url, "/healthz") == 0) {
+            static const char ok[] = "{\"status\":\"ok\"}";
+            return http_send(conn, 200, "application/json", ok, sizeof ok - 1, 0, NULL);
+        }
+        if (strcmp(url, "/readyz") == 0)
+            return http_readyz(srv, conn);
+        return http_metrics(conn);
+    }
+    return http_problem(conn, 404, "not-found", "Not found", "no such endpoint", NULL);
+}
+
+/* ---------- webhook route ---------- */
+
+static void http_store_done(struct store_op *op, void *ctx)
+{
+    struct http_request *rq = ctx;
+    (void)op;
+    rq->phase = HTTP_ANSWER;
+    MHD_resume_connection(rq->conn);
+}
+
+static enum MHD_Result http_hook_first(struct http_request *rq, struct MHD_Connection *conn,
+                                       const char *method)
+{
+    struct http_server *srv = rq->srv;
+    const char *ctype = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    const char *clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    long long declared = -1;
+    if (clen) {
+        char *end;
+        declared = strtoll(clen, &end, 10);
+        if (*end || declared < 0)
+            declared = -1;
+    }
+    if (!ingest_precheck(srv->ing, rq->source, method, ctype, declared, &rq->resp)) {
+        rq->phase = HTTP_ANSWER;
+        return http_send_resp(conn, &rq->resp);
+    }
+    size_t initial = declared > 0 ? (size_t)declared : 4096;
+    if (initial > srv->cfg->max_body_bytes)
+        initial = srv->cfg->max_body_bytes;
+    rq->body = malloc(initial + 1);
+    if (!rq->body)
+        return http_problem(conn, 503, "out-of-memory", "Service unavailable", "out of memory",
+                            NULL);
+    rq->cap = initial;
+    rq->phase = HTTP_BODY;
+    return MHD_YES;
+}
+
+/* Appends upload data; past the limit the rest is drained, never buffered. */
+static void http_hook_data(struct http_request *rq, const char *data, size_t size)
+{
+    size_t max = rq->srv->cfg->max_body_bytes;
+    if (rq->too_large)
+        return;
+    if (rq->len + size > max) {
+        rq->too_large = true;
+        free(rq->body);
+        rq->body = NULL;
+        rq->len = rq->cap = 0;
+        return;
+    }
+    if (rq->len + size > rq->cap) {
+        size_t ncap = rq->cap * 2;
+        while (ncap < rq->len + size)
+            ncap *= 2;
+        if (ncap > max)
+            ncap = max;
+        unsigned char *nb = realloc(rq->body, ncap + 1);
+        if (!nb) {
+            rq->too_large = true; /* out of memory: refuse rather than truncate */
+            free(rq->body);
+            rq->body = NULL;
+            rq->len = rq->cap = 0;
+            return;
+        }
+        rq->body = nb;
+        rq->cap = ncap;
+    }
+    memcpy(rq->body + rq->len, data, size);
+    rq->len += size;
+}
+
+static enum MHD_Result http_hook_complete(struct http_request *rq, struct MHD_Connection *conn,
+                                          const char *method)
+{
+    struct http_server *srv = rq->srv;
+    if (rq->too_large) {
+        ingest_too_large(srv->ing, rq->source, &rq->resp);
+        rq->phase = HTTP_ANSWER;
+        return http_send_resp(conn, &rq->resp);
+    }
+    rq->body[rq->len] = '\0';
+    json_t *headers = json_object();
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, http_collect_header, headers);
+    char remote[64];
+    http_remote(conn, remote, sizeof remote);
+
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    const char *proto = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-Proto");
+    size_t ulen = strlen(rq->uri) + (host ? strlen(host) : 0) + 16;
+    char *full = malloc(ulen);
+    if (full)
+        snprintf(full, ulen, "%s://%s%s", proto && strcmp(proto, "https") == 0 ? "https" : "http",
+                 host ? host : "", rq->uri);
+
+    struct ingest_request req = {
+        .method = method,
+        .source = rq->source,
+        .url = full ? full : rq->uri,
+        .content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"),
+        .remote = remote,
+        .headers = headers,
+        .header = http_header,
+        .query = http_query,
+        .lookup_ctx = conn,
+        .body = rq->body,
+        .body_len = rq->len,
+        .now = http_now(),
+    };
+    bool go = ingest_prepare(srv->ing, &req, &rq->pending, &rq->resp);
+    json_decref(headers);
+    free(full);
+    if (!go) {
+        rq->phase = HTTP_ANSWER;
+        return http_send_resp(conn, &rq->resp);
+    }
+    rq->pending.op.done = http_store_done;
+    rq->pending.op.done_ctx = rq;
+    rq->phase = HTTP_WAITING;
+    /* Suspend before submitting: the writer may resume us at once. */
+    MHD_suspend_connection(conn);
+    if (store_submit(srv->st, &rq->pending.op) < 0) {
+        rq->phase = HTTP_ANSWER;
+        MHD_resume_connection(conn);
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                   const char *method, const char *version,
+                                   const char *upload_data, size_t *upload_data_size,
+                                   void **req_cls)
+{
+    struct http_server *srv = cls;
+    struct http_request *rq = *req_cls;
+    (void)version;
+    if (!rq)
+        return MHD_NO; /* the URI callback failed to allocate */
+    rq->conn = conn;
+
+    if (rq->phase == HTTP_NEW) {
+        if (!rq->counted) {
+            rq->counted = true;
+            atomic_fetch_add(&srv->inflight, 1);
+        }
+        if (strncmp(url, "/hooks/", 7) != 0)
+            return http_route_simple(srv, conn, url, method);
+        const char *name = url + 7;
+        if (strlen(name) >= sizeof rq->source || strchr(name, '/')) {
+            metrics_event_received("unknown", "unknown_source");
+            return http_problem(conn, 404, "unknown-source", "Unknown source",
+                                "no webhook source with this name is configured", NULL);
+        }
+        snprintf(rq->source, sizeof rq->source, "%s", name);
+        return http_hook_first(rq, conn, method);
+    }
+    if (rq->phase == HTTP_BODY) {
+        if (*upload_data_size > 0) {
+            http_hook_data(rq, upload_data, *upload_data_size);
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        return http_hook_complete(rq, conn, method);
+    }
+    if (rq->phase == HTTP_ANSWER && !rq->resp.body && rq->pending.op.kind) {
+        ingest_complete(srv->ing, &rq->pending, &rq->resp);
+        return http_send_resp(conn, &rq->resp);
+    }
+    if (rq->phase == HTTP_WAITING)
+        return MHD_YES; /* spurious call while suspended */
+    /* Already answered: discard any further upload data. */
+    *upload_data_size = 0;
+    return MHD_YES;
+}
+
+static void *http_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct http_request *rq = calloc(1, sizeof *rq);
+    (void)conn;
+    if (!rq)
+        return NULL;
+    rq->srv = cls;
+    size_t n = strnlen(uri, HTTP_MAX_URI);
+    rq->uri = malloc(n + 1);
+    if (!rq->uri) {
+        free(rq);
+        return NULL;
+    }
+    memcpy(rq->uri, uri, n);
+    rq->uri[n] = '\0';
+    return rq;
+}
+
+static void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                           enum MHD_RequestTerminationCode toe)
+{
+    struct http_server *srv = cls;
+    struct http_request *rq = *req_cls;
+    (void)conn;
+    (void)toe;
+    if (!rq)
+        return;
+    if (rq->counted)
+        atomic_fetch_sub(&srv->inflight, 1);
+    ingest_pending_free(&rq->pending);
+    free(rq->resp.body);
+    free(rq->body);
+    free(rq->uri);
+    free(rq);
+    *req_cls = NULL;
+}
+
+static void http_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    (void)cls;
+    log_write(LOG_WARN, "http", (const char *[]){"detail", msg, NULL});
+}
+
+struct http_server *http_server_start(const struct config *cfg, struct ingest *ing,
+                                      struct store *st, char *err, size_t err_len)
+{
+    struct http_server *srv = calloc(1, sizeof *srv);
+    struct addrinfo hints = {0}, *ai = NULL;
+    char port[16];
+    if (!srv) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    srv->cfg = cfg;
+    srv->ing = ing;
+    srv->st = st;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+    snprintf(port, sizeof port, "%d", cfg->listen_port);
+    int gai = getaddrinfo(cfg->listen_host, port, &hints, &ai);
+    if (gai != 0) {
+        snprintf(err, err_len, "listen.host %s: %s", cfg->listen_host, gai_strerror(gai));
+        goto fail;
+    }
+    unsigned threads = cfg->listen_threads > 0 ? (unsigned)cfg->listen_threads
+                                               : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1)
+        threads = 1;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, http_access, srv, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)10000,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        (unsigned)1024, MHD_OPTION_URI_LOG_CALLBACK, http_uri_log, srv,
+        MHD_OPTION_NOTIFY_COMPLETED, http_completed, srv, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!srv->daemon) {
+        snprintf(err, err_len, "cannot listen on %s:%d (address in use or not permitted)",
+                 cfg->listen_host, cfg->listen_port);
+        goto fail;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = di ? di->port : (unsigned)cfg->listen_port;
+    return srv;
+fail:
+    free(srv);
+    return NULL;
+}
+
+unsigned http_server_port(const struct http_server *srv)
+{
+    return srv->port;
+}
+
+void http_server_stop(struct http_server *srv, int grace_ms)
+{
+    if (!srv)
+        return;
+    MHD_socket lsock = MHD_quiesce_daemon(srv->daemon);
+    for (int waited = 0; atomic_load(&srv->inflight) > 0 && waited < grace_ms; waited += 10) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (atomic_load(&srv->inflight) > 0)
+        log_warn("shutdown: %d requests still in flight after %d ms", atomic_load(&srv->inflight),
+                 grace_ms);
+    MHD_stop_daemon(srv->daemon);
+    if (lsock != MHD_INVALID_SOCKET)
+        close(lsock);
+    free(srv);
+}

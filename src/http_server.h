@@ -1,0 +1,30 @@
+/*
+ * http_server: the libmicrohttpd listener. Routes /hooks/{source} to ingest,
+ * serves /healthz, /readyz and /metrics, and answers everything else with
+ * problem JSON. Webhook requests are suspended while their store operation
+ * waits for the group commit, so no HTTP thread ever blocks on fsync.
+ */
+#ifndef HOOKLINE_HTTP_SERVER_H
+#define HOOKLINE_HTTP_SERVER_H
+
+#include "config.h"
+#include "ingest.h"
+#include "store.h"
+
+struct http_server;
+
+/* Starts listening on cfg->listen_host:listen_port with cfg->listen_threads
+ * threads. cfg, ing and st are borrowed and must outlive the server. Returns a
+ * new server (caller stops it with http_server_stop) or NULL with err set. */
+struct http_server *http_server_start(const struct config *cfg, struct ingest *ing,
+                                      struct store *st, char *err, size_t err_len);
+
+/* The port actually bound (useful with port 0). */
+unsigned http_server_port(const struct http_server *srv);
+
+/* Graceful stop: stops accepting new connections, waits up to grace_ms for the
+ * requests in flight to be answered, then closes everything and frees srv.
+ * NULL is a no-op. */
+void http_server_stop(struct http_server *srv, int grace_ms);
+
+#endif

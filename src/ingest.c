@@ -1,0 +1,570 @@
+/*
+ * ingest: turns one HTTP request on /hooks/{source} into a stored event or a
+ * precise refusal. Order of checks: route (404), method (405), media type
+ * (415), size (413), signature (401), body syntax and event id (400), then the
+ * store (202/200, or 503 + Retry-After). Called on libmicrohttpd's threads;
+ * the only shared state is the read-only config and the store handle. Rejected
+ * requests are audited asynchronously; accepted ones in the event's transaction.
+ */
+#include "ingest.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "audit.h"
+#include "digest.h"
+#include "log.h"
+#include "metrics.h"
+
+#define INGEST_MAX_EVENT_ID 256
+#define INGEST_MAX_FORM_FIELDS 1000
+
+struct ingest {
+    const struct config *cfg;
+    struct store *st;
+    struct ingest_planner planner;
+};
+
+struct ingest *ingest_create(const struct config *cfg, struct store *st)
+{
+    struct ingest *ing = calloc(1, sizeof *ing);
+    if (!ing)
+        return NULL;
+    ing->cfg = cfg;
+    ing->st = st;
+    return ing;
+}
+
+void ingest_set_planner(struct ingest *ing, const struct ingest_planner *planner)
+{
+    if (planner)
+        ing->planner = *planner;
+    else
+        memset(&ing->planner, 0, sizeof ing->planner);
+}
+
+void ingest_destroy(struct ingest *ing)
+{
+    free(ing);
+}
+
+void ingest_problem(struct ingest_response *resp, int status, const char *slug, const char *title,
+                    const char *detail)
+{
+    char type[128];
+    snprintf(type, sizeof type, "urn:hookline:problem:%s", slug);
+    json_t *p = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", title, "status", status,
+                          "detail", detail ? detail : title);
+    free(resp->body);
+    resp->status = status;
+    resp->body = p ? json_dumps(p, JSON_COMPACT) : NULL;
+    resp->content_type = "application/problem+json";
+    json_decref(p);
+}
+
+static void ingest_json_answer(struct ingest_response *resp, int status, json_t *obj)
+{
+    free(resp->body);
+    resp->status = status;
+    resp->body = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    resp->content_type = "application/json";
+    json_decref(obj);
+}
+
+/* ---------- rejected requests: metrics and an asynchronous audit record ---------- */
+
+struct ingest_async_audit {
+    struct store_op op;
+    json_t *rec;
+};
+
+static void ingest_async_done(struct store_op *op, void *ctx)
+{
+    struct ingest_async_audit *a = ctx;
+    if (op->outcome == STORE_FAILED)
+        log_write(LOG_WARN, "audit record not stored", (const char *[]){"error", op->error, NULL});
+    json_decref(a->rec);
+    free(a);
+}
+
+static void ingest_reject(struct ingest *ing, const char *source, const char *metric_status,
+                          int http_status, const char *reason, const char *remote)
+{
+    metrics_event_received(source, metric_status);
+    struct ingest_async_audit *a = calloc(1, sizeof *a);
+    if (!a)
+        return;
+    a->rec = audit_record_new("event.rejected", source, NULL);
+    if (!a->rec) {
+        free(a);
+        return;
+    }
+    audit_detail_set_int(a->rec, "status", http_status);
+    audit_detail_set_str(a->rec, "reason", reason);
+    audit_detail_set_str(a->rec, "remote", remote);
+    a->op.kind = STORE_OP_AUDIT;
+    a->op.audit = &a->rec;
+    a->op.naudit = 1;
+    a->op.done = ingest_async_done;
+    a->op.done_ctx = a;
+    if (store_submit(ing->st, &a->op) < 0) {
+        log_write(LOG_WARN, "audit record dropped", (const char *[]){"error", a->op.error, NULL});
+        json_decref(a->rec);
+        free(a);
+    }
+}
+
+/* ---------- pre-body checks ---------- */
+
+enum ingest_media { INGEST_MEDIA_OTHER = 0, INGEST_MEDIA_JSON, INGEST_MEDIA_FORM };
+
+static enum ingest_media ingest_media_type(const char *ct)
+{
+    if (!ct)
+        return INGEST_MEDIA_OTHER;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    if (n == 16 && strncasecmp(ct, "application/json", 16) == 0)
+        return INGEST_MEDIA_JSON;
+    if (n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)
+        return INGEST_MEDIA_FORM;
+    /* Structured syntax suffix: application/vnd.foo+json */
+    if (n > 17 && strncasecmp(ct, "application/", 12) == 0 && strncasecmp(ct + n - 5, "+json", 5) == 0)
+        return INGEST_MEDIA_JSON;
+    return INGEST_MEDIA_OTHER;
+}
+
+bool ingest_precheck(struct ingest *ing, const char *source, const char *method,
+                     const char *content_type, long long content_length,
+                     struct ingest_response *resp)
+{
+    char detail[256];
+    const struct config_source *src = source ? config_find_source(ing->cfg, source) : NULL;
+    if (!src) {
+        metrics_event_received("unknown", "unknown_source");
+        ingest_problem(resp, 404, "unknown-source", "Unknown source",
+                       "no webhook source with this name is configured");
+        return false;
+    }
+    if (strcmp(method, "POST") != 0) {
+        metrics_event_received(source, "method_not_allowed");
+        snprintf(detail, sizeof detail, "webhooks are delivered with POST, not %.16s", method);
+        ingest_problem(resp, 405, "method-not-allowed", "Method not allowed", detail);
+        resp->allow = "POST";
+        return false;
+    }
+    if (ingest_media_type(content_type) == INGEST_MEDIA_OTHER) {
+        snprintf(detail, sizeof detail,
+                 "content type %.64s is not accepted; send application/json or "
+                 "application/x-www-form-urlencoded",
+                 content_type ? content_type : "(none)");
+        ingest_reject(ing, source, "unsupported_media_type", 415, detail, NULL);
+        ingest_problem(resp, 415, "unsupported-media-type", "Unsupported media type", detail);
+        return false;
+    }
+    if (content_length >= 0 && (unsigned long long)content_length > ing->cfg->max_body_bytes) {
+        ingest_too_large(ing, source, resp);
+        return false;
+    }
+    return true;
+}
+
+void ingest_too_large(struct ingest *ing, const char *source, struct ingest_response *resp)
+{
+    char detail[160];
+    snprintf(detail, sizeof detail, "the body exceeds the limit of %zu bytes",
+             ing->cfg->max_body_bytes);
+    ingest_reject(ing, source, "too_large", 413, detail, NULL);
+    ingest_problem(resp, 413, "body-too-large", "Body too large", detail);
+}
+
+/* ---------- body decoding ---------- */
+
+static int ingest_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..n) ('+' is a space) into a new string; NULL on bad input. */
+static char *ingest_form_decode(const char *s, size_t n)
+{
+    char *out = malloc(n + 1);
+    size_t o = 0;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '+') {
+            out[o++] = ' ';
+        } else if (s[i] == '%') {
+            int hi = i + 2 < n + 0 || i + 2 == n ? -1 : -1;
+            if (i + 2 < n + 1 && i + 2 <= n - 0) {
+                hi = i + 1 < n ? ingest_hexval((unsigned char)s[i + 1]) : -1;
+            }
+            int lo = i + 2 < n ? ingest_hexval((unsigned char)s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                free(out);
+                return NULL;
+            }
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Decodes a form body into an object of fields; a repeated field becomes an
+ * array of its values. Returns a new reference, or NULL with why set. */
+static json_t *ingest_parse_form(const unsigned char *body, size_t len, char *why, size_t why_len)
+{
+    json_t *obj = json_object();
+    size_t i = 0, fields = 0;
+    const char *s = (const char *)body;
+    if (!obj)
+        return NULL;
+    if (memchr(body, '\0', len)) {
+        snprintf(why, why_len, "the form body contains a NUL byte");
+        goto fail;
+    }
+    while (i < len) {
+        size_t end = i;
+        while (end < len && s[end] != '&')
+            end++;
+        if (end > i) {
+            if (++fields > INGEST_MAX_FORM_FIELDS) {
+                snprintf(why, why_len, "the form has more than %d fields", INGEST_MAX_FORM_FIELDS);
+                goto fail;
+            }
+            size_t eq = i;
+            while (eq < end && s[eq] != '=')
+                eq++;
+            char *key = ingest_form_decode(s + i, eq - i);
+            char *val = ingest_form_decode(s + (eq < end ? eq + 1 : end), eq < end ? end - eq - 1 : 0);
+            json_t *jv = val ? json_string(val) : NULL;
+            if (!key || !jv || !*key) {
+                snprintf(why, why_len, key && jv && !*key ? "a form field has an empty name"
+                                                          : "bad percent-encoding or UTF-8 in the form body");
+                free(key);
+                free(val);
+                json_decref(jv);
+                goto fail;
+            }
+            json_t *prev = json_object_get(obj, key);
+            if (!prev) {
+                json_object_set_new(obj, key, jv);
+            } else if (json_is_array(prev)) {
+                json_array_append_new(prev, jv);
+            } else {
+                json_t *arr = json_array();
+                json_array_append(arr, prev);
+                json_array_append_new(arr, jv);
+                json_object_set_new(obj, key, arr);
+            }
+            free(key);
+            free(val);
+        }
+        i = end + 1;
+    }
+    return obj;
+fail:
+    json_decref(obj);
+    return NULL;
+}
+
+/* Resolves an RFC 6901 pointer in doc; returns a borrowed value or NULL. */
+static json_t *ingest_json_pointer(json_t *doc, const char *ptr)
+{
+    char tok[256];
+    json_t *cur = doc;
+    if (*ptr == '\0')
+        return doc;
+    if (*ptr != '/')
+        return NULL;
+    while (cur && *ptr == '/') {
+        ptr++;
+        size_t o = 0;
+        while (*ptr && *ptr != '/') {
+            char c = *ptr++;
+            if (c == '~') {
+                if (*ptr == '0')
+                    c = '~';
+                else if (*ptr == '1')
+                    c = '/';
+                else
+                    return NULL;
+                ptr++;
+            }
+            if (o + 1 >= sizeof tok)
+                return NULL;
+            tok[o++] = c;
+        }
+        tok[o] = '\0';
+        if (json_is_object(cur)) {
+            cur = json_object_get(cur, tok);
+        } else if (json_is_array(cur)) {
+            char *end;
+            long idx = strtol(tok, &end, 10);
+            if (!o || *end || idx < 0 || (tok[0] == '0' && o > 1))
+                return NULL;
+            cur = json_array_get(cur, (size_t)idx);
+        } else {
+            return NULL;
+        }
+    }
+    return cur;
+}
+
+static bool ingest_event_id_ok(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > INGEST_MAX_EVENT_ID)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return false;
+    return true;
+}
+
+/* Derives the event id. Returns a new string, or NULL with why set. */
+static char *ingest_event_id(const struct config_source *src, const struct ingest_request *req,
+                             json_t *body, char *why, size_t why_len)
+{
+    char hex[DIGEST_SHA256_HEX_LEN + 1];
+    char buf[64];
+    const char *id = NULL;
+    enum config_event_id kind = src->event_id;
+    const char *arg = src->event_id_arg;
+
+    if (kind == CONFIG_EVENT_ID_DEFAULT) {
+        if (src->verify.scheme == VERIFY_SCHEME_STANDARD_WEBHOOKS) {
+            id = req->header(req->lookup_ctx, "webhook-id");
+            if (!id)
+                id = req->header(req->lookup_ctx, "svix-id");
+            if (!id) {
+                snprintf(why, why_len, "missing header webhook-id");
+                return NULL;
+            }
+        } else {
+            kind = CONFIG_EVENT_ID_BODY_SHA256;
+        }
+    }
+    if (kind == CONFIG_EVENT_ID_HEADER) {
+        id = req->header(req->lookup_ctx, arg);
+        if (!id) {
+            snprintf(why, why_len, "missing header %.64s holding the event id", arg);
+            return NULL;
+        }
+    } else if (kind == CONFIG_EVENT_ID_JSON) {
+        json_t *v = ingest_json_pointer(body, arg);
+        if (json_is_string(v)) {
+            id = json_string_value(v);
+        } else if (json_is_integer(v)) {
+            snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+            id = buf;
+        } else {
+            snprintf(why, why_len, "no string or integer event id at %.64s in the body", arg);
+            return NULL;
+        }
+    } else if (kind == CONFIG_EVENT_ID_BODY_SHA256) {
+        digest_sha256_hex(req->body, req->body_len, hex);
+        id = hex;
+    }
+    if (!ingest_event_id_ok(id)) {
+        snprintf(why, why_len, "the event id must be 1-%d printable characters", INGEST_MAX_EVENT_ID);
+        return NULL;
+    }
+    return strdup(id);
+}
+
+/* Headers as stored with the event: values of credentials replaced. */
+static char *ingest_redacted_headers(const struct config_source *src, json_t *headers)
+{
+    json_t *copy = json_deep_copy(headers);
+    const char *key;
+    json_t *v;
+    void *tmp;
+    if (!copy)
+        return NULL;
+    json_object_foreach_safe(copy, tmp, key, v)
+    {
+        bool secret = strcmp(key, "authorization") == 0 || strcmp(key, "proxy-authorization") == 0 ||
+                      strcmp(key, "cookie") == 0 || strcmp(key, "webhook-signature") == 0 ||
+                      strcmp(key, "svix-signature") == 0 ||
+                      (src->verify.header && strcasecmp(key, src->verify.header) == 0);
+        if (secret)
+            json_object_set_new(copy, key, json_string("[redacted]"));
+    }
+    char *s = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(copy);
+    return s;
+}
+
+static const char *ingest_verify_slug(enum verify_status s)
+{
+    switch (s) {
+    case VERIFY_MISSING:
+        return "signature-missing";
+    case VERIFY_STALE:
+        return "timestamp-out-of-tolerance";
+    case VERIFY_MALFORMED:
+        return "signature-malformed";
+    default:
+        return "signature-invalid";
+    }
+}
+
+bool ingest_prepare(struct ingest *ing, const struct ingest_request *req, struct ingest_pending *p,
+                    struct ingest_response *resp)
+{
+    char why[256];
+    const struct config_source *src = config_find_source(ing->cfg, req->source);
+    if (!src) { /* the precheck answers this; kept for direct callers */
+        ingest_problem(resp, 404, "unknown-source", "Unknown source",
+                       "no webhook source with this name is configured");
+        return false;
+    }
+    p->src = src;
+
+    struct verify_request vr = {
+        .method = req->method,
+        .url = req->url,
+        .body = req->body,
+        .body_len = req->body_len,
+        .header = req->header,
+        .query = req->query,
+        .ctx = req->lookup_ctx,
+        .now = (int64_t)req->now,
+    };
+    struct verify_result vres;
+    if (verify_request(&src->verify, &vr, &vres) != VERIFY_OK) {
+        ingest_reject(ing, src->name, "unauthorized", 401, vres.reason, req->remote);
+        ingest_problem(resp, 401, ingest_verify_slug(vres.status), "Unauthorized", vres.reason);
+        return false;
+    }
+
+    /* Authentic: decode the body. */
+    if (ingest_media_type(req->content_type) == INGEST_MEDIA_FORM) {
+        p->body = ingest_parse_form(req->body, req->body_len, why, sizeof why);
+    } else {
+        json_error_t jerr;
+        p->body = json_loadb((const char *)req->body, req->body_len, JSON_DECODE_ANY, &jerr);
+        if (!p->body)
+            snprintf(why, sizeof why, "malformed JSON at line %d column %d: %s", jerr.line,
+                     jerr.column, jerr.text);
+    }
+    if (!p->body) {
+        ingest_reject(ing, src->name, "malformed", 400, why, req->remote);
+        ingest_problem(resp, 400, "malformed-body", "Malformed body", why);
+        return false;
+    }
+    p->event_id = ingest_event_id(src, req, p->body, why, sizeof why);
+    if (!p->event_id) {
+        ingest_reject(ing, src->name, "malformed", 400, why, req->remote);
+        ingest_problem(resp, 400, "event-id-missing", "Event id missing", why);
+        return false;
+    }
+    p->headers_json = ingest_redacted_headers(src, req->headers);
+    p->content_type = strdup(req->content_type);
+    p->received = audit_record_new("event.received", src->name, p->event_id);
+    if (!p->headers_json || !p->content_type || !p->received) {
+        ingest_problem(resp, 503, "out-of-memory", "Service unavailable", "out of memory");
+        resp->retry_after_s = 1;
+        return false;
+    }
+
+    /* The rule engine's seam: plan jobs to store with the event. */
+    if (ing->planner.plan) {
+        json_t *redacted = json_loads(p->headers_json, 0, NULL);
+        struct ingest_event ev = {src->name, p->event_id, req->now, redacted, p->body,
+                                  req->body, req->body_len};
+        ing->planner.plan(ing->planner.ctx, &ev, &p->plan);
+        json_decref(redacted);
+    }
+
+    audit_detail_set_str(p->received, "content_type", req->content_type);
+    audit_detail_set_int(p->received, "bytes", (long long)req->body_len);
+    audit_detail_set_int(p->received, "jobs", (long long)p->plan.njobs);
+    audit_detail_set_str(p->received, "remote", req->remote);
+    p->audit = calloc(1 + p->plan.naudit, sizeof *p->audit);
+    if (!p->audit) {
+        ingest_problem(resp, 503, "out-of-memory", "Service unavailable", "out of memory");
+        resp->retry_after_s = 1;
+        return false;
+    }
+    p->audit[0] = p->received;
+    for (size_t i = 0; i < p->plan.naudit; i++)
+        p->audit[1 + i] = p->plan.audit[i];
+
+    struct store_op *op = &p->op;
+    op->kind = STORE_OP_EVENT;
+    op->source = src->name;
+    op->event_id = p->event_id;
+    op->received_at = req->now;
+    op->dedupe_window_s = src->dedupe_window_s;
+    op->status = p->plan.rule_failed ? "rule_failed" : "accepted";
+    op->content_type = p->content_type;
+    op->headers_json = p->headers_json;
+    op->body = req->body;
+    op->body_len = req->body_len;
+    op->rule_version = p->plan.rule_version;
+    op->jobs = p->plan.jobs;
+    op->njobs = p->plan.njobs;
+    op->audit = p->audit;
+    op->naudit = 1 + p->plan.naudit;
+    return true;
+}
+
+void ingest_complete(struct ingest *ing, struct ingest_pending *p, struct ingest_response *resp)
+{
+    const char *source = p->src ? p->src->name : "unknown";
+    switch (p->op.outcome) {
+    case STORE_STORED: {
+        const char *status = p->plan.rule_failed ? "rule_failed" : "accepted";
+        metrics_event_received(source, status);
+        ingest_json_answer(resp, 202,
+                           json_pack("{s:s, s:s, s:I}", "event_id", p->event_id, "status", status,
+                                     "jobs", (json_int_t)p->plan.njobs));
+        break;
+    }
+    case STORE_DUPLICATE:
+        metrics_event_received(source, "duplicate");
+        ingest_json_answer(resp, 200,
+                           json_pack("{s:s, s:s}", "event_id", p->event_id, "status", "duplicate"));
+        break;
+    default:
+        metrics_event_received(source, "store_unavailable");
+        log_write(LOG_WARN, "event not stored",
+                  (const char *[]){"source", source, "error", p->op.error, NULL});
+        ingest_problem(resp, 503, "store-unavailable", "Service unavailable",
+                       "the event could not be stored durably; retry later");
+        resp->retry_after_s = 2;
+        break;
+    }
+    (void)ing;
+}
+
+void ingest_pending_free(struct ingest_pending *p)
+{
+    if (p->plan.release)
+        p->plan.release(&p->plan);
+    free(p->event_id);
+    free(p->headers_json);
+    free(p->content_type);
+    json_decref(p->body);
+    json_decref(p->received);
+    free(p->audit);
+    memset(p, 0, sizeof *p);
+}

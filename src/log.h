@@ -1,0 +1,36 @@
+/*
+ * log: structured logging, one JSON object per line on stderr
+ * ({"time":..., "level":..., "msg":..., fields...}). Thread-safe: each line is
+ * formatted into a local buffer and written with a single write(2).
+ * Callers must never pass a secret as a message or field value.
+ */
+#ifndef HOOKLINE_LOG_H
+#define HOOKLINE_LOG_H
+
+#include <stdbool.h>
+
+enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* Sets the minimum level written; default LOG_INFO. Call before threads start. */
+void log_set_level(enum log_level level);
+
+/* Parses "debug", "info", "warn", "error". Returns 0 and *out, or -1. */
+int log_parse_level(const char *name, enum log_level *out);
+
+/* True when a line at level would be written. */
+bool log_enabled(enum log_level level);
+
+/* Writes one line. fields is NULL or a borrowed NULL-terminated list of
+ * alternating key/value strings, e.g. (const char *[]){"source", "zendesk", NULL}.
+ * Values are JSON-escaped; a line is capped at 4 KiB (longer values are cut). */
+void log_write(enum log_level level, const char *msg, const char *const *fields);
+
+/* printf-style message without extra fields. */
+void log_msgf(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_info(...) log_msgf(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msgf(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msgf(LOG_ERROR, __VA_ARGS__)
+#define log_debug(...) log_msgf(LOG_DEBUG, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,176 @@
+/*
+ * main: the `hookline` command line. Dispatches to serve, check, audit and
+ * version, and owns the service's lifetime: load config, open the store, start
+ * the HTTP listener, then wait on signals in the main thread (SIGTERM/SIGINT:
+ * graceful stop; SIGHUP: rule reload). All other threads block these signals.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "config.h"
+#include "http_server.h"
+#include "ingest.h"
+#include "log.h"
+#include "metrics.h"
+#include "store.h"
+
+#define MAIN_SHUTDOWN_GRACE_MS 10000
+
+static void main_usage(FILE *f)
+{
+    fprintf(f, "hookline %s: webhooks from CRM and ticketing tools to DIDWW routing changes\n\n"
+               "usage: hookline COMMAND [options]\n\n"
+               "commands:\n"
+               "  serve -c FILE          run the service until SIGTERM/SIGINT (SIGHUP reloads rules)\n"
+               "  check -c FILE          validate the config; exit 1 listing every problem\n"
+               "  audit -c FILE [...]    query the audit trail (see hookline audit --help)\n"
+               "  audit verify -c FILE   check the audit hash chain\n"
+               "  version                print the version\n\n"
+               "exit codes: 0 success, 1 the command failed, 2 usage error\n",
+            HOOKLINE_VERSION);
+}
+
+static double main_store_pending(void *ctx)
+{
+    return (double)store_pending(ctx);
+}
+
+static int main_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *path = NULL;
+    int c, rc = 1;
+    char err[256];
+    struct config *cfg = NULL;
+    struct store *st = NULL;
+    struct ingest *ing = NULL;
+    struct http_server *srv = NULL;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        if (c == 'c') {
+            path = optarg;
+        } else if (c == 'h') {
+            printf("usage: hookline serve -c FILE\n");
+            return 0;
+        } else {
+            fprintf(stderr, "usage: hookline serve -c FILE\n");
+            return 2;
+        }
+    }
+    if (!path || optind != argc) {
+        fprintf(stderr, "usage: hookline serve -c FILE\n");
+        return 2;
+    }
+
+    /* Every thread created from here on inherits this mask; the main thread
+     * takes the signals with sigwait. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int warnings = 0;
+    cfg = cli_load_config(path, &warnings);
+    if (!cfg)
+        goto out;
+    enum log_level level = LOG_INFO;
+    log_parse_level(cfg->log_level, &level);
+    log_set_level(level);
+    if (metrics_init() < 0) {
+        log_error("out of memory");
+        goto out;
+    }
+
+    if (cfg->store_sqlite_path && cli_prepare_store_dir(cfg->store_sqlite_path) < 0) {
+        log_write(LOG_ERROR, "cannot create the store directory",
+                  (const char *[]){"path", cfg->store_sqlite_path, NULL});
+        goto out;
+    }
+    char url[4200];
+    snprintf(url, sizeof url, "sqlite:%s", cfg->store_sqlite_path ? cfg->store_sqlite_path : "");
+    struct store_options so = {.url = url,
+                               .busy_timeout_ms = cfg->store_busy_timeout_ms,
+                               .queue_max = cfg->store_queue_max,
+                               .batch_max = cfg->store_batch_max};
+    if (store_open(&so, &st, err, sizeof err) < 0) {
+        log_write(LOG_ERROR, "cannot open the store", (const char *[]){"error", err, NULL});
+        goto out;
+    }
+    metrics_set_gauge("hookline_store_write_queue", "Operations waiting for the next group commit.",
+                      main_store_pending, st);
+
+    ing = ingest_create(cfg, st);
+    if (!ing) {
+        log_error("out of memory");
+        goto out;
+    }
+    srv = http_server_start(cfg, ing, st, err, sizeof err);
+    if (!srv) {
+        log_write(LOG_ERROR, "cannot start the listener", (const char *[]){"error", err, NULL});
+        goto out;
+    }
+    char port[16], nsrc[16];
+    snprintf(port, sizeof port, "%u", http_server_port(srv));
+    snprintf(nsrc, sizeof nsrc, "%zu", cfg->nsources);
+    log_write(LOG_INFO, "listening",
+              (const char *[]){"host", cfg->listen_host, "port", port, "sources", nsrc, "version",
+                               HOOKLINE_VERSION, NULL});
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            log_info("SIGHUP: no rule script is loaded by this build; nothing to reload");
+            continue;
+        }
+        log_write(LOG_INFO, "shutting down",
+                  (const char *[]){"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL});
+        break;
+    }
+    rc = 0;
+out:
+    http_server_stop(srv, MAIN_SHUTDOWN_GRACE_MS);
+    ingest_destroy(ing);
+    store_close(st);
+    if (rc == 0)
+        log_info("stopped");
+    metrics_shutdown();
+    config_free(cfg);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        main_usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        main_usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("hookline %s (sqlite schema %d)\n", HOOKLINE_VERSION, store_sqlite_schema_version());
+        return 0;
+    }
+    if (strcmp(cmd, "serve") == 0)
+        return main_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "check") == 0)
+        return cli_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "audit") == 0)
+        return cli_audit(argc - 1, argv + 1);
+    fprintf(stderr, "hookline: unknown command '%s' (see hookline --help)\n", cmd);
+    return 2;
+}

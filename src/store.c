@@ -1,0 +1,252 @@
+/*
+ * store: the backend-independent half of the store. It owns the write queue
+ * and the single writer thread that turns every operation queued while the last
+ * commit was running into one transaction and one fsync (group commit), then
+ * reports each outcome through the op's callback. Lock order: st->lock only;
+ * callbacks run without it held. Reads are passed straight to the backend.
+ */
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "metrics.h"
+
+struct store {
+    struct store_backend *be;
+    struct store_options opts;
+
+    pthread_mutex_t lock;
+    pthread_cond_t wake;       /* writer waits for work */
+    struct store_op *head, *tail;
+    size_t pending;
+    bool closing;
+    bool have_writer;
+    pthread_t writer;
+
+    bool last_commit_ok;       /* under lock */
+    char last_error[160];      /* under lock */
+};
+
+static double store_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void store_finish(struct store_op *op)
+{
+    if (op->wait_lock_) {
+        pthread_mutex_lock(op->wait_lock_);
+        op->finished_ = true;
+        pthread_cond_signal(op->wait_cond_);
+        pthread_mutex_unlock(op->wait_lock_);
+    } else if (op->done) {
+        op->done(op, op->done_ctx);
+    }
+}
+
+static void *store_writer_main(void *arg)
+{
+    struct store *st = arg;
+    size_t cap = (size_t)st->opts.batch_max;
+    struct store_op **batch = calloc(cap, sizeof *batch);
+    if (!batch) {
+        log_error("store: out of memory for the writer batch");
+        abort();
+    }
+    for (;;) {
+        pthread_mutex_lock(&st->lock);
+        while (!st->head && !st->closing)
+            pthread_cond_wait(&st->wake, &st->lock);
+        if (!st->head && st->closing) {
+            pthread_mutex_unlock(&st->lock);
+            break;
+        }
+        size_t n = 0;
+        while (st->head && n < cap) {
+            struct store_op *op = st->head;
+            st->head = op->next_;
+            op->next_ = NULL;
+            batch[n++] = op;
+        }
+        if (!st->head)
+            st->tail = NULL;
+        st->pending -= n;
+        pthread_mutex_unlock(&st->lock);
+
+        char err[160] = "";
+        double t0 = store_now();
+        int rc = st->be->ops->write_batch(st->be, batch, n, err, sizeof err);
+        double dt = store_now() - t0;
+        metrics_store_commit(n, dt, rc == 0);
+
+        pthread_mutex_lock(&st->lock);
+        if (rc == 0) {
+            st->last_commit_ok = true;
+        } else {
+            if (st->last_commit_ok)
+                log_write(LOG_ERROR, "store: commit failed",
+                          (const char *[]){"error", err, NULL});
+            st->last_commit_ok = false;
+            snprintf(st->last_error, sizeof st->last_error, "%s", err);
+        }
+        pthread_mutex_unlock(&st->lock);
+
+        for (size_t i = 0; i < n; i++) {
+            struct store_op *op = batch[i];
+            if (rc != 0) {
+                op->outcome = STORE_FAILED;
+                snprintf(op->error, sizeof op->error, "store unavailable: %s", err);
+            }
+            store_finish(op);
+        }
+    }
+    free(batch);
+    return NULL;
+}
+
+int store_open(const struct store_options *opts, struct store **out, char *err, size_t err_len)
+{
+    struct store *st = calloc(1, sizeof *st);
+    if (!st) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    st->opts = *opts;
+    if (st->opts.batch_max <= 0)
+        st->opts.batch_max = 512;
+    if (st->opts.queue_max <= 0)
+        st->opts.queue_max = 10000;
+    st->last_commit_ok = true;
+    pthread_mutex_init(&st->lock, NULL);
+    pthread_cond_init(&st->wake, NULL);
+
+    if (strncmp(opts->url, "sqlite:", 7) == 0) {
+        st->be = store_sqlite_open(opts->url + 7, &st->opts, err, err_len);
+    } else {
+        snprintf(err, err_len, "unsupported store URL scheme (expected sqlite:PATH)");
+    }
+    if (!st->be)
+        goto fail;
+    if (!opts->read_only) {
+        if (pthread_create(&st->writer, NULL, store_writer_main, st) != 0) {
+            snprintf(err, err_len, "cannot start the store writer thread");
+            goto fail;
+        }
+        st->have_writer = true;
+    }
+    *out = st;
+    return 0;
+fail:
+    if (st->be)
+        st->be->ops->close(st->be);
+    pthread_mutex_destroy(&st->lock);
+    pthread_cond_destroy(&st->wake);
+    free(st);
+    return -1;
+}
+
+int store_submit(struct store *st, struct store_op *op)
+{
+    op->outcome = STORE_PENDING;
+    op->error[0] = '\0';
+    op->next_ = NULL;
+    pthread_mutex_lock(&st->lock);
+    if (!st->have_writer || st->closing) {
+        pthread_mutex_unlock(&st->lock);
+        snprintf(op->error, sizeof op->error, "store is shutting down");
+        op->outcome = STORE_FAILED;
+        return -1;
+    }
+    if (st->pending >= (size_t)st->opts.queue_max) {
+        pthread_mutex_unlock(&st->lock);
+        snprintf(op->error, sizeof op->error, "store write queue is full (%d operations)",
+                 st->opts.queue_max);
+        op->outcome = STORE_FAILED;
+        return -1;
+    }
+    if (st->tail)
+        st->tail->next_ = op;
+    else
+        st->head = op;
+    st->tail = op;
+    st->pending++;
+    pthread_cond_signal(&st->wake);
+    pthread_mutex_unlock(&st->lock);
+    return 0;
+}
+
+int store_submit_wait(struct store *st, struct store_op *op)
+{
+    pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+    op->wait_lock_ = &lock;
+    op->wait_cond_ = &cond;
+    op->finished_ = false;
+    int rc = store_submit(st, op);
+    if (rc == 0) {
+        pthread_mutex_lock(&lock);
+        while (!op->finished_)
+            pthread_cond_wait(&cond, &lock);
+        pthread_mutex_unlock(&lock);
+    }
+    op->wait_lock_ = NULL;
+    op->wait_cond_ = NULL;
+    pthread_mutex_destroy(&lock);
+    pthread_cond_destroy(&cond);
+    if (rc != 0)
+        return -1;
+    return (op->outcome == STORE_STORED || op->outcome == STORE_DUPLICATE) ? 0 : -1;
+}
+
+bool store_ready(struct store *st, char *why, size_t why_len)
+{
+    pthread_mutex_lock(&st->lock);
+    bool ok = st->last_commit_ok;
+    if (!ok)
+        snprintf(why, why_len, "last commit failed: %s", st->last_error);
+    pthread_mutex_unlock(&st->lock);
+    if (!ok)
+        return false;
+    return st->be->ops->ping(st->be, why, why_len);
+}
+
+size_t store_pending(struct store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    size_t n = st->pending;
+    pthread_mutex_unlock(&st->lock);
+    return n;
+}
+
+int store_audit_scan(struct store *st, const struct store_audit_filter *filter, store_audit_fn fn,
+                     void *ctx, char *err, size_t err_len)
+{
+    return st->be->ops->audit_scan(st->be, filter, fn, ctx, err, err_len);
+}
+
+int64_t store_count_events(struct store *st, const char *source)
+{
+    return st->be->ops->count_events(st->be, source);
+}
+
+void store_close(struct store *st)
+{
+    if (!st)
+        return;
+    pthread_mutex_lock(&st->lock);
+    st->closing = true;
+    pthread_cond_signal(&st->wake);
+    pthread_mutex_unlock(&st->lock);
+    if (st->have_writer)
+        pthread_join(st->writer, NULL);
+    st->be->ops->close(st->be);
+    pthread_mutex_destroy(&st->lock);
+    pthread_cond_destroy(&st->wake);
+    free(st);
+}

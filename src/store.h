@@ -1,0 +1,165 @@
+/*
+ * store: the durable state of hookline (events, jobs, audit records) behind one
+ * interface, whatever the backend (store_sqlite today, store_pg next). Writes go
+ * through a single writer thread that groups concurrent operations into one
+ * transaction and one fsync ("group commit"); a submitter learns the outcome by
+ * callback or by waiting. Reads use a separate connection and may run on any
+ * thread. Nothing above this header knows which database is underneath.
+ */
+#ifndef HOOKLINE_STORE_H
+#define HOOKLINE_STORE_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+
+struct store_options {
+    const char *url;         /* "sqlite:PATH" (PATH used as given) */
+    int busy_timeout_ms;     /* how long a write waits for a lock held elsewhere */
+    int queue_max;           /* operations waiting for a commit; beyond it submit fails */
+    int batch_max;           /* operations in one transaction */
+    bool read_only;          /* CLI readers: no writer thread, no migrations */
+};
+
+/* One DIDWW request planned by the rule engine, stored as a job in the same
+ * transaction as its event. Strings are owned by whoever built the op. */
+struct store_job_spec {
+    const char *action;      /* "route_did", ... */
+    const char *method;      /* "PATCH", "POST", "DELETE" */
+    const char *path;        /* "/v3/dids/<id>" or with "number:<digits>" */
+    const char *body;        /* JSON text, may be NULL for none */
+    const char *did;         /* DID id when known, else NULL */
+    const char *number;      /* DID number when named by number, else NULL */
+    const char *order_key;   /* "did:<id>", "number:<digits>" or "group:<id>": FIFO key */
+};
+
+enum store_op_kind { STORE_OP_EVENT = 1, STORE_OP_AUDIT };
+
+enum store_outcome { STORE_PENDING = 0, STORE_STORED, STORE_DUPLICATE, STORE_FAILED };
+
+/* One write operation. The submitter owns the struct and everything it points
+ * to until done() has been called (or store_submit_wait returned). */
+struct store_op {
+    enum store_op_kind kind;
+
+    /* STORE_OP_EVENT */
+    const char *source;
+    const char *event_id;       /* the sender's id, or the body hash: dedupe key */
+    double received_at;         /* Unix seconds */
+    int64_t dedupe_window_s;    /* a stored event older than this no longer dedupes */
+    const char *status;         /* "accepted" or "rule_failed" */
+    const char *content_type;
+    const char *headers_json;   /* JSON object text, secrets already redacted */
+    const unsigned char *body;
+    size_t body_len;
+    const char *rule_version;   /* may be NULL */
+    const struct store_job_spec *jobs;
+    size_t njobs;
+
+    /* Audit records appended in the same transaction. For STORE_OP_EVENT they are
+     * written only when the event is stored (a duplicate gets its own
+     * event.duplicate record instead). Borrowed; the store adds seq/prev_hash/hash
+     * to them while sealing. */
+    json_t **audit;
+    size_t naudit;
+
+    /* Result, valid when done() runs. */
+    enum store_outcome outcome;
+    int64_t event_row;          /* row id of the stored (or original) event */
+    char error[160];            /* when STORE_FAILED: why, no secrets */
+
+    /* Completion: called once on the writer thread; must not block or submit. */
+    void (*done)(struct store_op *op, void *ctx);
+    void *done_ctx;
+
+    /* Internal to store.c. */
+    struct store_op *next_;
+    pthread_mutex_t *wait_lock_;
+    pthread_cond_t *wait_cond_;
+    bool finished_;
+};
+
+/* Opens (and migrates, unless read_only) the store at opts->url. Returns 0 and a
+ * new handle in *out (caller closes with store_close), or -1 with a one-line
+ * reason in err[err_len]. */
+int store_open(const struct store_options *opts, struct store **out, char *err, size_t err_len);
+
+/* Queues op for the next group commit. Returns 0 (op->done will be called
+ * exactly once, on the writer thread), or -1 when the queue is full or the store
+ * is closing (op->done is not called; op->error says why). */
+int store_submit(struct store *st, struct store_op *op);
+
+/* Submits op and blocks until it is committed or failed. Returns 0 when the
+ * outcome is STORE_STORED or STORE_DUPLICATE, else -1 (op->error says why). */
+int store_submit_wait(struct store *st, struct store_op *op);
+
+/* True when the store answers a trivial query and the last commit succeeded;
+ * otherwise false with the reason in why[why_len]. Any thread. */
+bool store_ready(struct store *st, char *why, size_t why_len);
+
+/* Operations waiting for the writer (for metrics and back-pressure). */
+size_t store_pending(struct store *st);
+
+/* Filters of an audit query; zero/NULL fields do not filter. */
+struct store_audit_filter {
+    const char *kind;       /* exact, or a prefix ending in '*' ("admin.*") */
+    const char *source;
+    const char *event_id;
+    const char *did;
+    const char *number;
+    int64_t job_id;         /* 0: any */
+    double since, until;    /* Unix seconds; 0: unbounded */
+    int64_t after_seq;      /* only records with seq > after_seq */
+    int64_t limit;          /* 0: no limit; else the newest `limit` matches */
+};
+
+/* Calls fn(record_json, seq, ctx) for each matching record in ascending seq.
+ * record_json is borrowed for the call. fn returning non-zero stops the scan.
+ * Returns 0, or -1 with err set. Any thread. */
+typedef int (*store_audit_fn)(const char *record_json, int64_t seq, void *ctx);
+int store_audit_scan(struct store *st, const struct store_audit_filter *filter, store_audit_fn fn,
+                     void *ctx, char *err, size_t err_len);
+
+/* Event counts by status, for tests and the CLI: returns the number of stored
+ * events of source (NULL: all), or -1. */
+int64_t store_count_events(struct store *st, const char *source);
+
+/* Stops accepting, commits everything already queued, joins the writer and
+ * closes. NULL is a no-op. */
+void store_close(struct store *st);
+
+/* ---- backend interface (implemented by store_sqlite.c; used by store.c) ---- */
+
+struct store_backend;
+
+struct store_backend_ops {
+    /* Applies ops[0..n) in one transaction and commits durably. Sets each op's
+     * outcome (STORE_STORED/DUPLICATE, or FAILED for an op that alone failed and
+     * was rolled back). Returns 0 when the transaction committed, -1 when it did
+     * not (then every op counts as failed; err says why). Writer thread only. */
+    int (*write_batch)(struct store_backend *be, struct store_op **ops, size_t n, char *err,
+                       size_t err_len);
+    bool (*ping)(struct store_backend *be, char *why, size_t why_len);
+    int (*audit_scan)(struct store_backend *be, const struct store_audit_filter *filter,
+                      store_audit_fn fn, void *ctx, char *err, size_t err_len);
+    int64_t (*count_events)(struct store_backend *be, const char *source);
+    void (*close)(struct store_backend *be);
+};
+
+struct store_backend {
+    const struct store_backend_ops *ops;
+};
+
+/* Opens the SQLite backend at path (WAL, synchronous=FULL, migrations applied
+ * unless read_only). Returns a new backend or NULL with err set. */
+struct store_backend *store_sqlite_open(const char *path, const struct store_options *opts,
+                                        char *err, size_t err_len);
+
+/* The schema version this build writes (for tests and `hookline version`). */
+int store_sqlite_schema_version(void);
+
+#endif

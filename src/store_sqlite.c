@@ -1,0 +1,670 @@
+/*
+ * store_sqlite: the embedded SQLite backend of the store interface. The file is
+ * in WAL mode with synchronous=FULL, so a committed transaction has been
+ * fsync'd. Two connections: the writer (used only by the store's writer thread,
+ * which serialises all writes, sequence numbers and the audit chain tip) and a
+ * reader guarded by a mutex for queries from any thread. The schema is versioned
+ * by PRAGMA user_version and migrated forward at open.
+ */
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sqlite3.h>
+
+#include "audit.h"
+
+struct sqlite_backend {
+    struct store_backend base;
+    sqlite3 *wdb; /* writer thread only */
+    sqlite3 *rdb; /* under rlock */
+    pthread_mutex_t rlock;
+    sqlite3_stmt *ins_event, *sel_dup, *expire_dup, *ins_job, *ins_audit;
+    sqlite3_stmt *sp_begin, *sp_release, *sp_rollback;
+    int64_t next_seq;                   /* writer thread only */
+    char tip[AUDIT_HASH_HEX_LEN + 1];   /* hash of the newest audit record */
+};
+
+/* Each entry moves the schema from version i to i+1. Never edit a shipped entry:
+ * append a new one. */
+static const char *const sqlite_migrations[] = {
+    /* 1: events, unique on (source, dedupe_key) for deduplication */
+    "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  source TEXT NOT NULL,"
+    "  event_id TEXT NOT NULL,"
+    "  dedupe_key TEXT,"
+    "  received_at REAL NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  content_type TEXT NOT NULL,"
+    "  headers TEXT NOT NULL,"
+    "  body BLOB NOT NULL,"
+    "  UNIQUE (source, dedupe_key));"
+    "CREATE INDEX events_by_event_id ON events (event_id);",
+
+    /* 2: rule outcome on events; the delivery queue */
+    "ALTER TABLE events ADD COLUMN rule_version TEXT;"
+    "ALTER TABLE events ADD COLUMN jobs INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE jobs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  event_row INTEGER NOT NULL REFERENCES events (id),"
+    "  source TEXT NOT NULL,"
+    "  event_id TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  method TEXT NOT NULL,"
+    "  path TEXT NOT NULL,"
+    "  body TEXT,"
+    "  did TEXT,"
+    "  number TEXT,"
+    "  order_key TEXT NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'pending',"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_attempt_at REAL NOT NULL,"
+    "  lease_until REAL,"
+    "  created_at REAL NOT NULL,"
+    "  updated_at REAL NOT NULL,"
+    "  last_status INTEGER,"
+    "  last_error TEXT);"
+    "CREATE INDEX jobs_by_state ON jobs (state, next_attempt_at);"
+    "CREATE INDEX jobs_by_order ON jobs (order_key, id);",
+
+    /* 3: the audit trail, hash-chained (the record text is what the hash covers) */
+    "CREATE TABLE audit ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  time TEXT NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  source TEXT,"
+    "  event_id TEXT,"
+    "  job_id INTEGER,"
+    "  did TEXT,"
+    "  number TEXT,"
+    "  record TEXT NOT NULL);"
+    "CREATE INDEX audit_by_kind ON audit (kind, seq);"
+    "CREATE INDEX audit_by_event ON audit (event_id, seq);"
+    "CREATE INDEX audit_by_did ON audit (did, seq);"
+    "CREATE INDEX audit_by_number ON audit (number, seq);"
+    "CREATE INDEX audit_by_time ON audit (time);",
+};
+
+#define SQLITE_SCHEMA_VERSION ((int)(sizeof sqlite_migrations / sizeof sqlite_migrations[0]))
+
+int store_sqlite_schema_version(void)
+{
+    return SQLITE_SCHEMA_VERSION;
+}
+
+static void sqlite_err(sqlite3 *db, const char *what, char *err, size_t err_len)
+{
+    snprintf(err, err_len, "%s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
+}
+
+static int sqlite_exec(sqlite3 *db, const char *sql, char *err, size_t err_len)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, err_len, "%s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int sqlite_user_version(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int sqlite_migrate(sqlite3 *db, char *err, size_t err_len)
+{
+    char e[200];
+    if (sqlite_exec(db, "BEGIN IMMEDIATE", e, sizeof e) < 0) {
+        snprintf(err, err_len, "cannot lock the database for migration: %s", e);
+        return -1;
+    }
+    int v = sqlite_user_version(db);
+    if (v < 0 || v > SQLITE_SCHEMA_VERSION) {
+        snprintf(err, err_len, "database schema version %d is newer than this build's %d", v,
+                 SQLITE_SCHEMA_VERSION);
+        goto fail;
+    }
+    for (int i = v; i < SQLITE_SCHEMA_VERSION; i++) {
+        char sql[64];
+        if (sqlite_exec(db, sqlite_migrations[i], e, sizeof e) < 0) {
+            snprintf(err, err_len, "migration %d failed: %s", i + 1, e);
+            goto fail;
+        }
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", i + 1);
+        if (sqlite_exec(db, sql, e, sizeof e) < 0) {
+            snprintf(err, err_len, "migration %d failed: %s", i + 1, e);
+            goto fail;
+        }
+    }
+    if (sqlite_exec(db, "COMMIT", e, sizeof e) < 0) {
+        snprintf(err, err_len, "migration commit failed: %s", e);
+        goto fail;
+    }
+    return 0;
+fail:
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+/* Loads next_seq and the chain tip from the newest audit record. */
+static int sqlite_load_tip(struct sqlite_backend *be, char *err, size_t err_len)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(be->wdb, "SELECT seq, record FROM audit ORDER BY seq DESC LIMIT 1", -1,
+                           &st, NULL) != SQLITE_OK) {
+        sqlite_err(be->wdb, "reading the audit tip", err, err_len);
+        return -1;
+    }
+    be->next_seq = 1;
+    snprintf(be->tip, sizeof be->tip, "%s", AUDIT_GENESIS_HASH);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        be->next_seq = sqlite3_column_int64(st, 0) + 1;
+        json_t *r = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+        const char *h = json_string_value(json_object_get(r, "hash"));
+        if (h)
+            snprintf(be->tip, sizeof be->tip, "%s", h);
+        json_decref(r);
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static const char *sqlite_jstr(json_t *rec, const char *key)
+{
+    return json_string_value(json_object_get(rec, key));
+}
+
+static void sqlite_bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* Seals rec into the chain and inserts it. Writer thread, inside a transaction. */
+static int sqlite_append_audit(struct sqlite_backend *be, json_t *rec, char *err, size_t err_len)
+{
+    char hash[AUDIT_HASH_HEX_LEN + 1];
+    char *text = audit_seal(rec, be->next_seq, be->tip, hash);
+    if (!text) {
+        snprintf(err, err_len, "out of memory sealing an audit record");
+        return -1;
+    }
+    sqlite3_stmt *st = be->ins_audit;
+    json_t *job = json_object_get(rec, "job_id");
+    sqlite3_bind_int64(st, 1, be->next_seq);
+    sqlite_bind_text_or_null(st, 2, sqlite_jstr(rec, "time"));
+    sqlite_bind_text_or_null(st, 3, sqlite_jstr(rec, "kind"));
+    sqlite_bind_text_or_null(st, 4, sqlite_jstr(rec, "source"));
+    sqlite_bind_text_or_null(st, 5, sqlite_jstr(rec, "event_id"));
+    if (json_is_integer(job))
+        sqlite3_bind_int64(st, 6, json_integer_value(job));
+    else
+        sqlite3_bind_null(st, 6);
+    sqlite_bind_text_or_null(st, 7, sqlite_jstr(rec, "did"));
+    sqlite_bind_text_or_null(st, 8, sqlite_jstr(rec, "number"));
+    sqlite3_bind_text(st, 9, text, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    free(text);
+    if (rc != SQLITE_DONE) {
+        sqlite_err(be->wdb, "appending an audit record", err, err_len);
+        return -1;
+    }
+    be->next_seq++;
+    memcpy(be->tip, hash, sizeof be->tip);
+    return 0;
+}
+
+static int sqlite_step_done(struct sqlite_backend *be, sqlite3_stmt *st, const char *what, char *err,
+                            size_t err_len)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        sqlite_err(be->wdb, what, err, err_len);
+        return -1;
+    }
+    return 0;
+}
+
+/* Inserts the event (or finds its duplicate). Returns 0 with op->outcome set. */
+static int sqlite_insert_event(struct sqlite_backend *be, struct store_op *op, char *err,
+                               size_t err_len)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        sqlite3_stmt *st = be->ins_event;
+        sqlite3_bind_text(st, 1, op->source, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, op->event_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, op->event_id, -1, SQLITE_STATIC);
+        sqlite3_bind_double(st, 4, op->received_at);
+        sqlite3_bind_text(st, 5, op->status ? op->status : "accepted", -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, op->content_type ? op->content_type : "", -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, op->headers_json ? op->headers_json : "{}", -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 8, op->body ? (const void *)op->body : (const void *)"",
+                          (int)op->body_len, SQLITE_STATIC);
+        sqlite_bind_text_or_null(st, 9, op->rule_version);
+        sqlite3_bind_int64(st, 10, (sqlite3_int64)op->njobs);
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_DONE) {
+            sqlite_err(be->wdb, "inserting the event", err, err_len);
+            return -1;
+        }
+        if (sqlite3_changes(be->wdb) == 1) {
+            op->outcome = STORE_STORED;
+            op->event_row = sqlite3_last_insert_rowid(be->wdb);
+            return 0;
+        }
+        /* A stored event has this key: a duplicate inside the window, or an old
+         * one whose key is released so the new event can be stored. */
+        st = be->sel_dup;
+        sqlite3_bind_text(st, 1, op->source, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, op->event_id, -1, SQLITE_STATIC);
+        int64_t row = 0;
+        double at = 0;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            row = sqlite3_column_int64(st, 0);
+            at = sqlite3_column_double(st, 1);
+        }
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_ROW) {
+            sqlite_err(be->wdb, "looking up a duplicate", err, err_len);
+            return -1;
+        }
+        if (op->received_at - at < (double)op->dedupe_window_s) {
+            op->outcome = STORE_DUPLICATE;
+            op->event_row = row;
+            return 0;
+        }
+        sqlite3_bind_int64(be->expire_dup, 1, row);
+        if (sqlite_step_done(be, be->expire_dup, "releasing an expired dedupe key", err, err_len) < 0)
+            return -1;
+        sqlite3_clear_bindings(be->expire_dup);
+    }
+    snprintf(err, err_len, "event key still conflicts after release");
+    return -1;
+}
+
+static int sqlite_insert_jobs(struct sqlite_backend *be, struct store_op *op, char *err,
+                              size_t err_len)
+{
+    for (size_t i = 0; i < op->njobs; i++) {
+        const struct store_job_spec *j = &op->jobs[i];
+        sqlite3_stmt *st = be->ins_job;
+        sqlite3_bind_int64(st, 1, op->event_row);
+        sqlite3_bind_text(st, 2, op->source, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, op->event_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, j->action, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, j->method, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, j->path, -1, SQLITE_STATIC);
+        sqlite_bind_text_or_null(st, 7, j->body);
+        sqlite_bind_text_or_null(st, 8, j->did);
+        sqlite_bind_text_or_null(st, 9, j->number);
+        sqlite3_bind_text(st, 10, j->order_key, -1, SQLITE_STATIC);
+        sqlite3_bind_double(st, 11, op->received_at);
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_DONE) {
+            sqlite_err(be->wdb, "inserting a job", err, err_len);
+            return -1;
+        }
+        json_t *rec = audit_record_new("job.queued", op->source, op->event_id);
+        if (!rec) {
+            snprintf(err, err_len, "out of memory");
+            return -1;
+        }
+        json_object_set_new(rec, "job_id", json_integer(sqlite3_last_insert_rowid(be->wdb)));
+        if (j->did)
+            json_object_set_new(rec, "did", json_string(j->did));
+        if (j->number)
+            json_object_set_new(rec, "number", json_string(j->number));
+        audit_detail_set_str(rec, "action", j->action);
+        audit_detail_set_str(rec, "method", j->method);
+        audit_detail_set_str(rec, "path", j->path);
+        int arc = sqlite_append_audit(be, rec, err, err_len);
+        json_decref(rec);
+        if (arc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Applies one op inside the open transaction. */
+static int sqlite_apply_op(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
+{
+    if (op->kind == STORE_OP_EVENT) {
+        if (sqlite_insert_event(be, op, err, err_len) < 0)
+            return -1;
+        if (op->outcome == STORE_DUPLICATE) {
+            json_t *rec = audit_record_new("event.duplicate", op->source, op->event_id);
+            if (!rec) {
+                snprintf(err, err_len, "out of memory");
+                return -1;
+            }
+            json_object_set_new(json_object_get(rec, "detail"), "original_row",
+                                json_integer(op->event_row));
+            int rc = sqlite_append_audit(be, rec, err, err_len);
+            json_decref(rec);
+            return rc;
+        }
+        for (size_t i = 0; i < op->naudit; i++)
+            if (sqlite_append_audit(be, op->audit[i], err, err_len) < 0)
+                return -1;
+        return sqlite_insert_jobs(be, op, err, err_len);
+    }
+    for (size_t i = 0; i < op->naudit; i++)
+        if (sqlite_append_audit(be, op->audit[i], err, err_len) < 0)
+            return -1;
+    op->outcome = STORE_STORED;
+    return 0;
+}
+
+static int sqlite_write_batch(struct store_backend *base, struct store_op **ops, size_t n,
+                              char *err, size_t err_len)
+{
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    if (sqlite_exec(be->wdb, "BEGIN IMMEDIATE", err, err_len) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        struct store_op *op = ops[i];
+        int64_t seq0 = be->next_seq;
+        char tip0[sizeof be->tip];
+        char operr[160] = "";
+        memcpy(tip0, be->tip, sizeof tip0);
+        if (sqlite_step_done(be, be->sp_begin, "savepoint", err, err_len) < 0)
+            goto fail;
+        if (sqlite_apply_op(be, op, operr, sizeof operr) == 0) {
+            if (sqlite_step_done(be, be->sp_release, "release", err, err_len) < 0)
+                goto fail;
+            continue;
+        }
+        /* This op alone failed: undo it, keep the rest of the batch. */
+        if (sqlite_step_done(be, be->sp_rollback, "rollback to savepoint", err, err_len) < 0 ||
+            sqlite_step_done(be, be->sp_release, "release", err, err_len) < 0)
+            goto fail;
+        be->next_seq = seq0;
+        memcpy(be->tip, tip0, sizeof tip0);
+        op->outcome = STORE_FAILED;
+        snprintf(op->error, sizeof op->error, "%s", operr);
+    }
+    if (sqlite_exec(be->wdb, "COMMIT", err, err_len) < 0)
+        goto fail;
+    return 0;
+fail:
+    sqlite3_exec(be->wdb, "ROLLBACK", NULL, NULL, NULL);
+    {
+        char e2[160];
+        (void)sqlite_load_tip(be, e2, sizeof e2);
+    }
+    return -1;
+}
+
+static bool sqlite_ping(struct store_backend *base, char *why, size_t why_len)
+{
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    pthread_mutex_lock(&be->rlock);
+    int rc = sqlite3_exec(be->rdb, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        snprintf(why, why_len, "store query failed: %s", sqlite3_errmsg(be->rdb));
+    pthread_mutex_unlock(&be->rlock);
+    return rc == SQLITE_OK;
+}
+
+static int sqlite_audit_scan(struct store_backend *base, const struct store_audit_filter *f,
+                             store_audit_fn fn, void *ctx, char *err, size_t err_len)
+{
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    char where[1024] = "1=1";
+    size_t wl = strlen(where);
+    char since[32], until[32];
+    size_t klen = 0;
+    bool kprefix = false;
+    int rc = -1;
+    sqlite3_stmt *st = NULL;
+
+#define SQLITE_WHERE(cond)                                                                         \
+    do {                                                                                           \
+        int w_ = snprintf(where + wl, sizeof where - wl, " AND %s", cond);                        \
+        if (w_ > 0 && (size_t)w_ < sizeof where - wl)                                              \
+            wl += (size_t)w_;                                                                      \
+    } while (0)
+    if (f->kind) {
+        klen = strlen(f->kind);
+        kprefix = klen > 0 && f->kind[klen - 1] == '*';
+        SQLITE_WHERE(kprefix ? "substr(kind, 1, :klen) = :kind" : "kind = :kind");
+    }
+    if (f->source)
+        SQLITE_WHERE("source = :source");
+    if (f->event_id)
+        SQLITE_WHERE("event_id = :event");
+    if (f->did)
+        SQLITE_WHERE("did = :did");
+    if (f->number)
+        SQLITE_WHERE("number = :number");
+    if (f->job_id)
+        SQLITE_WHERE("job_id = :job");
+    if (f->since > 0)
+        SQLITE_WHERE("time >= :since");
+    if (f->until > 0)
+        SQLITE_WHERE("time <= :until");
+    if (f->after_seq > 0)
+        SQLITE_WHERE("seq > :after");
+#undef SQLITE_WHERE
+    char sql[1400];
+    if (f->limit > 0)
+        snprintf(sql, sizeof sql,
+                 "SELECT seq, record FROM (SELECT seq, record FROM audit WHERE %s ORDER BY seq "
+                 "DESC LIMIT :limit) ORDER BY seq ASC",
+                 where);
+    else
+        snprintf(sql, sizeof sql, "SELECT seq, record FROM audit WHERE %s ORDER BY seq ASC", where);
+
+    pthread_mutex_lock(&be->rlock);
+    if (sqlite3_prepare_v2(be->rdb, sql, -1, &st, NULL) != SQLITE_OK) {
+        sqlite_err(be->rdb, "audit query", err, err_len);
+        goto out;
+    }
+#define SQLITE_BIND_TEXT(name, val)                                                                \
+    do {                                                                                           \
+        int i_ = sqlite3_bind_parameter_index(st, name);                                           \
+        if (i_ > 0)                                                                                \
+            sqlite3_bind_text(st, i_, val, -1, SQLITE_TRANSIENT);                                  \
+    } while (0)
+#define SQLITE_BIND_INT(name, val)                                                                 \
+    do {                                                                                           \
+        int i_ = sqlite3_bind_parameter_index(st, name);                                           \
+        if (i_ > 0)                                                                                \
+            sqlite3_bind_int64(st, i_, val);                                                       \
+    } while (0)
+    if (f->kind) {
+        char kbuf[128];
+        snprintf(kbuf, sizeof kbuf, "%.*s", (int)(kprefix ? klen - 1 : klen), f->kind);
+        SQLITE_BIND_TEXT(":kind", kbuf);
+        SQLITE_BIND_INT(":klen", (int64_t)strlen(kbuf));
+    }
+    SQLITE_BIND_TEXT(":source", f->source);
+    SQLITE_BIND_TEXT(":event", f->event_id);
+    SQLITE_BIND_TEXT(":did", f->did);
+    SQLITE_BIND_TEXT(":number", f->number);
+    SQLITE_BIND_INT(":job", f->job_id);
+    if (f->since > 0) {
+        audit_format_time(f->since, since);
+        SQLITE_BIND_TEXT(":since", since);
+    }
+    if (f->until > 0) {
+        audit_format_time(f->until, until);
+        SQLITE_BIND_TEXT(":until", until);
+    }
+    SQLITE_BIND_INT(":after", f->after_seq);
+    SQLITE_BIND_INT(":limit", f->limit);
+#undef SQLITE_BIND_TEXT
+#undef SQLITE_BIND_INT
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (fn((const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 0), ctx) != 0)
+            break;
+    }
+    if (s != SQLITE_ROW && s != SQLITE_DONE) {
+        sqlite_err(be->rdb, "audit query", err, err_len);
+        goto out;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&be->rlock);
+    return rc;
+}
+
+static int64_t sqlite_count_events(struct store_backend *base, const char *source)
+{
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    sqlite3_stmt *st;
+    int64_t n = -1;
+    pthread_mutex_lock(&be->rlock);
+    if (sqlite3_prepare_v2(be->rdb,
+                           source ? "SELECT count(*) FROM events WHERE source = ?"
+                                  : "SELECT count(*) FROM events",
+                           -1, &st, NULL) == SQLITE_OK) {
+        if (source)
+            sqlite3_bind_text(st, 1, source, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&be->rlock);
+    return n;
+}
+
+static void sqlite_close(struct store_backend *base)
+{
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    if (!be)
+        return;
+    sqlite3_stmt *all[] = {be->ins_event, be->sel_dup,    be->expire_dup, be->ins_job,
+                           be->ins_audit, be->sp_begin,   be->sp_release, be->sp_rollback};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        sqlite3_finalize(all[i]);
+    sqlite3_close(be->wdb);
+    sqlite3_close(be->rdb);
+    pthread_mutex_destroy(&be->rlock);
+    free(be);
+}
+
+static const struct store_backend_ops sqlite_ops = {
+    .write_batch = sqlite_write_batch,
+    .ping = sqlite_ping,
+    .audit_scan = sqlite_audit_scan,
+    .count_events = sqlite_count_events,
+    .close = sqlite_close,
+};
+
+static int sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err, size_t err_len)
+{
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK) {
+        sqlite_err(db, "preparing a statement", err, err_len);
+        return -1;
+    }
+    return 0;
+}
+
+static int sqlite_open_writer(struct sqlite_backend *be, const char *path,
+                              const struct store_options *opts, char *err, size_t err_len)
+{
+    char e[200];
+    if (sqlite3_open_v2(path, &be->wdb,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        sqlite_err(be->wdb, "cannot open the database", err, err_len);
+        return -1;
+    }
+    sqlite3_busy_timeout(be->wdb, opts->busy_timeout_ms);
+    if (sqlite_exec(be->wdb, "PRAGMA journal_mode=WAL", e, sizeof e) < 0 ||
+        sqlite_exec(be->wdb, "PRAGMA synchronous=FULL", e, sizeof e) < 0 ||
+        sqlite_exec(be->wdb, "PRAGMA foreign_keys=ON", e, sizeof e) < 0) {
+        snprintf(err, err_len, "configuring the database: %s", e);
+        return -1;
+    }
+    if (sqlite_migrate(be->wdb, err, err_len) < 0)
+        return -1;
+    if (sqlite_prepare(be->wdb,
+                       "INSERT INTO events (source, event_id, dedupe_key, received_at, status, "
+                       "content_type, headers, body, rule_version, jobs) VALUES "
+                       "(?,?,?,?,?,?,?,?,?,?) ON CONFLICT (source, dedupe_key) DO NOTHING",
+                       &be->ins_event, err, err_len) < 0 ||
+        sqlite_prepare(be->wdb,
+                       "SELECT id, received_at FROM events WHERE source = ? AND dedupe_key = ?",
+                       &be->sel_dup, err, err_len) < 0 ||
+        sqlite_prepare(be->wdb, "UPDATE events SET dedupe_key = NULL WHERE id = ?",
+                       &be->expire_dup, err, err_len) < 0 ||
+        sqlite_prepare(be->wdb,
+                       "INSERT INTO jobs (event_row, source, event_id, action, method, path, "
+                       "body, did, number, order_key, next_attempt_at, created_at, updated_at) "
+                       "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?11,?11)",
+                       &be->ins_job, err, err_len) < 0 ||
+        sqlite_prepare(be->wdb,
+                       "INSERT INTO audit (seq, time, kind, source, event_id, job_id, did, "
+                       "number, record) VALUES (?,?,?,?,?,?,?,?,?)",
+                       &be->ins_audit, err, err_len) < 0 ||
+        sqlite_prepare(be->wdb, "SAVEPOINT op", &be->sp_begin, err, err_len) < 0 ||
+        sqlite_prepare(be->wdb, "RELEASE op", &be->sp_release, err, err_len) < 0 ||
+        sqlite_prepare(be->wdb, "ROLLBACK TO op", &be->sp_rollback, err, err_len) < 0)
+        return -1;
+    return sqlite_load_tip(be, err, err_len);
+}
+
+struct store_backend *store_sqlite_open(const char *path, const struct store_options *opts,
+                                        char *err, size_t err_len)
+{
+    struct sqlite_backend *be = calloc(1, sizeof *be);
+    if (!be) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    be->base.ops = &sqlite_ops;
+    pthread_mutex_init(&be->rlock, NULL);
+    if (!opts->read_only && sqlite_open_writer(be, path, opts, err, err_len) < 0)
+        goto fail;
+    int flags = (opts->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
+                SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &be->rdb, flags, NULL) != SQLITE_OK) {
+        sqlite_err(be->rdb, "cannot open the database", err, err_len);
+        goto fail;
+    }
+    sqlite3_busy_timeout(be->rdb, opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 5000);
+    if (opts->read_only) {
+        int v = sqlite_user_version(be->rdb);
+        if (v < 0) {
+            sqlite_err(be->rdb, "cannot read the database", err, err_len);
+            goto fail;
+        }
+        if (v != SQLITE_SCHEMA_VERSION) {
+            snprintf(err, err_len,
+                     "database schema version %d, this build needs %d (start `hookline serve` "
+                     "once to migrate)",
+                     v, SQLITE_SCHEMA_VERSION);
+            goto fail;
+        }
+    }
+    return &be->base;
+fail:
+    sqlite_close(&be->base);
+    return NULL;
+}
