@@ -6,6 +6,7 @@
  */
 #include "audit.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +17,10 @@
 
 void audit_format_time(double t, char out[32])
 {
-    time_t secs = (time_t)t;
-    long ms = (long)((t - (double)secs) * 1000.0);
-    if (ms < 0)
-        ms = 0;
-    if (ms > 999)
-        ms = 999;
+    /* Round to whole milliseconds first: 0.123 s is stored as 0.12299999... */
+    long long total_ms = llround(t * 1000.0);
+    time_t secs = (time_t)(total_ms / 1000);
+    long ms = (long)(total_ms % 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
     size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);

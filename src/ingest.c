@@ -207,10 +207,7 @@ static char *ingest_form_decode(const char *s, size_t n)
         if (s[i] == '+') {
             out[o++] = ' ';
         } else if (s[i] == '%') {
-            int hi = i + 2 < n + 0 || i + 2 == n ? -1 : -1;
-            if (i + 2 < n + 1 && i + 2 <= n - 0) {
-                hi = i + 1 < n ? ingest_hexval((unsigned char)s[i + 1]) : -1;
-            }
+            int hi = i + 2 < n ? ingest_hexval((unsigned char)s[i + 1]) : -1;
             int lo = i + 2 < n ? ingest_hexval((unsigned char)s[i + 2]) : -1;
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
                 free(out);

@@ -1,0 +1,245 @@
+/*
+ * test_config: config loading as an operator meets it: defaults, relative
+ * paths, env:/file: secrets, and one precise line per problem, all of them.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "test_util.h"
+
+static char dir[512];
+
+static struct config *load(const char *text, struct config_diags *d)
+{
+    char path[700];
+    test_write_file(dir, "c.json", text, path, sizeof path);
+    return config_load(path, d);
+}
+
+/* True when some diagnostic contains needle (and, if line > 0, is on that line). */
+static int has_diag(const struct config_diags *d, const char *needle, int line, int warning)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (strstr(d->items[i].msg, needle) && (line <= 0 || d->items[i].line == line) &&
+            d->items[i].warning == warning)
+            return 1;
+    return 0;
+}
+
+static void test_minimal_defaults(void **state)
+{
+    struct config_diags d = {0};
+    struct config *c = load("{\"sources\": {\"a\": {\"verify\": {\"scheme\": \"none\", "
+                            "\"insecure\": true}}}}",
+                            &d);
+    assert_non_null(c);
+    assert_string_equal(c->listen_host, "127.0.0.1");
+    assert_int_equal(c->listen_port, 8080);
+    assert_int_equal(c->max_body_bytes, 1048576);
+    assert_string_equal(c->didww_api_version, "2022-05-10");
+    assert_int_equal(c->didww_rate_limit_per_s, 20);
+    assert_int_equal(c->delivery_workers, 4);
+    assert_int_equal(c->sources[0].dedupe_window_s, 604800);
+    /* sqlite path relative to the config file's directory */
+    char want[700];
+    snprintf(want, sizeof want, "%s/var/hookline.db", dir);
+    char *real = realpath(dir, NULL);
+    snprintf(want, sizeof want, "%s/var/hookline.db", real);
+    free(real);
+    assert_string_equal(c->store_sqlite_path, want);
+    assert_true(has_diag(&d, "insecure", 0, 1));
+    config_free(c);
+    config_diags_free(&d);
+}
+
+static void test_unknown_keys_named_with_line(void **state)
+{
+    struct config_diags d = {0};
+    struct config *c = load("{\n"
+                            "  \"listen\": {\"port\": 80, \"prot\": 1},\n"
+                            "  \"sources\": {\n"
+                            "    \"zd\": {\"verify\": {\"scheme\": \"token\", \"header\": \"X-T\",\n"
+                            "                        \"secret\": \"abcdefgh\", \"schem\": 1}}\n"
+                            "  },\n"
+                            "  \"extra\": true\n"
+                            "}\n",
+                            &d);
+    assert_null(c);
+    assert_true(has_diag(&d, "listen.prot: unknown key", 2, 0));
+    assert_true(has_diag(&d, "sources.zd.verify.schem: unknown key", 5, 0));
+    assert_true(has_diag(&d, "extra: unknown key", 7, 0));
+    config_diags_free(&d);
+}
+
+static void test_types_and_ranges(void **state)
+{
+    struct config_diags d = {0};
+    struct config *c = load("{\"listen\": {\"port\": \"80\", \"max_body_bytes\": 0},"
+                            " \"delivery\": {\"workers\": 1000},"
+                            " \"didww\": {\"api_version\": \"1999-01-01\"},"
+                            " \"log\": {\"level\": \"loud\"}}",
+                            &d);
+    assert_null(c);
+    assert_true(has_diag(&d, "listen.port: must be an integer", 0, 0));
+    assert_true(has_diag(&d, "listen.max_body_bytes: must be between 1 and", 0, 0));
+    assert_true(has_diag(&d, "delivery.workers: must be between 1 and 64, got 1000", 0, 0));
+    assert_true(has_diag(&d, "didww.api_version: unsupported version 1999-01-01", 0, 0));
+    assert_true(has_diag(&d, "log.level: must be debug, info, warn or error", 0, 0));
+    config_diags_free(&d);
+}
+
+static void test_env_and_file_secrets(void **state)
+{
+    char sec[700];
+    struct config_diags d = {0};
+    test_write_file(dir, "secret.txt", "from-file-secret-1\nsecond line\n", sec, sizeof sec);
+    setenv("HL_TEST_TOKEN", "from-env-secret-1", 1);
+    unsetenv("HL_TEST_MISSING");
+    struct config *c = load("{\"sources\": {"
+                            " \"a\": {\"verify\": {\"scheme\": \"token\", \"header\": \"X-T\","
+                            "        \"secrets\": [\"env:HL_TEST_TOKEN\", \"file:secret.txt\"]}}}}",
+                            &d);
+    assert_non_null(c);
+    assert_int_equal(c->sources[0].verify.nsecrets, 2);
+    assert_memory_equal(c->sources[0].verify.secrets[0].bytes, "from-env-secret-1", 17);
+    assert_int_equal(c->sources[0].verify.secrets[1].len, 18);
+    assert_memory_equal(c->sources[0].verify.secrets[1].bytes, "from-file-secret-1", 18);
+    config_free(c);
+    config_diags_free(&d);
+
+    c = load("{\"sources\": {\"a\": {\"verify\": {\"scheme\": \"token\", \"header\": \"X-T\","
+             " \"secret\": \"env:HL_TEST_MISSING\"}},"
+             " \"b\": {\"verify\": {\"scheme\": \"token\", \"header\": \"X-T\","
+             " \"secret\": \"file:nope.txt\"}}}}",
+             &d);
+    assert_null(c);
+    assert_true(has_diag(&d, "sources.a.verify.secret: environment variable HL_TEST_MISSING is not set",
+                         0, 0));
+    assert_true(has_diag(&d, "sources.b.verify.secret: cannot read secret file", 0, 0));
+    /* every problem is listed, not only the first */
+    assert_int_equal(d.n, 2);
+    config_diags_free(&d);
+}
+
+static void test_literal_secret_warns_but_loads(void **state)
+{
+    struct config_diags d = {0};
+    struct config *c = load("{\"sources\": {\"a\": {\"verify\": {\"scheme\": \"basic\","
+                            " \"username\": \"u\", \"password\": \"literal-pass\"}}}}",
+                            &d);
+    assert_non_null(c);
+    assert_true(has_diag(&d, "literal secret", 0, 1));
+    for (size_t i = 0; i < d.n; i++)
+        assert_null(strstr(d.items[i].msg, "literal-pass"));
+    config_free(c);
+    config_diags_free(&d);
+}
+
+static void test_verify_block_errors(void **state)
+{
+    struct config_diags d = {0};
+    struct config *c = load("{\"sources\": {"
+                            " \"a\": {\"verify\": {\"scheme\": \"magic\", \"secret\": \"x1234567\"}},"
+                            " \"b\": {\"verify\": {\"scheme\": \"none\"}},"
+                            " \"c\": {\"verify\": {\"scheme\": \"hmac\", \"secret\": \"x1234567\"}},"
+                            " \"d e\": {\"verify\": {\"scheme\": \"none\", \"insecure\": true}},"
+                            " \"f\": {\"verify\": {\"scheme\": \"none\", \"insecure\": true},"
+                            "        \"event_id\": \"cookie:x\"}}}",
+                            &d);
+    assert_null(c);
+    assert_true(has_diag(&d, "sources.a.verify.scheme: unknown scheme \"magic\"", 0, 0));
+    assert_true(has_diag(&d, "sources.b.verify", 0, 0));
+    assert_true(has_diag(&d, "insecure", 0, 0));
+    assert_true(has_diag(&d, "sources.c.verify", 0, 0));
+    assert_true(has_diag(&d, "header", 0, 0));
+    assert_true(has_diag(&d, "sources.d e: source names are", 0, 0));
+    assert_true(has_diag(&d, "sources.f.event_id: must be", 0, 0));
+    config_diags_free(&d);
+}
+
+static void test_invalid_json_has_line(void **state)
+{
+    struct config_diags d = {0};
+    struct config *c = load("{\n  \"listen\": {\n    \"port\": 80,\n  }\n}\n", &d);
+    assert_null(c);
+    assert_int_equal(d.n, 1);
+    assert_true(strstr(d.items[0].msg, "invalid JSON") != NULL);
+    assert_int_equal(d.items[0].line, 4);
+    config_diags_free(&d);
+}
+
+static void test_duplicate_keys_rejected(void **state)
+{
+    struct config_diags d = {0};
+    struct config *c = load("{\"log\": {\"level\": \"info\"}, \"log\": {\"level\": \"debug\"}}", &d);
+    assert_null(c);
+    assert_true(has_diag(&d, "duplicate", 0, 0));
+    config_diags_free(&d);
+}
+
+static void test_event_id_forms(void **state)
+{
+    struct config_diags d = {0};
+    struct config *c = load("{\"sources\": {"
+                            " \"h\": {\"verify\": {\"scheme\": \"none\", \"insecure\": true},"
+                            "        \"event_id\": \"header:X-Request-Id\"},"
+                            " \"j\": {\"verify\": {\"scheme\": \"none\", \"insecure\": true},"
+                            "        \"event_id\": \"json:/ticket/id\", \"dedupe_window_s\": 60},"
+                            " \"b\": {\"verify\": {\"scheme\": \"none\", \"insecure\": true},"
+                            "        \"event_id\": \"body-sha256\"}}}",
+                            &d);
+    assert_non_null(c);
+    const struct config_source *h = config_find_source(c, "h");
+    const struct config_source *j = config_find_source(c, "j");
+    const struct config_source *b = config_find_source(c, "b");
+    assert_int_equal(h->event_id, CONFIG_EVENT_ID_HEADER);
+    assert_string_equal(h->event_id_arg, "x-request-id");
+    assert_int_equal(j->event_id, CONFIG_EVENT_ID_JSON);
+    assert_string_equal(j->event_id_arg, "/ticket/id");
+    assert_int_equal(j->dedupe_window_s, 60);
+    assert_int_equal(b->event_id, CONFIG_EVENT_ID_BODY_SHA256);
+    assert_null(config_find_source(c, "zz"));
+    config_free(c);
+    config_diags_free(&d);
+}
+
+static void test_durations(void **state)
+{
+    int64_t s;
+    assert_int_equal(config_parse_duration("15m", &s), 0);
+    assert_int_equal(s, 900);
+    assert_int_equal(config_parse_duration("2h", &s), 0);
+    assert_int_equal(s, 7200);
+    assert_int_equal(config_parse_duration("7d", &s), 0);
+    assert_int_equal(s, 604800);
+    assert_int_equal(config_parse_duration("7", &s), -1);
+    assert_int_equal(config_parse_duration("-1m", &s), -1);
+    assert_int_equal(config_parse_duration("1w", &s), -1);
+}
+
+static int setup(void **state)
+{
+    test_tmpdir(dir, sizeof dir);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_minimal_defaults, setup),
+        cmocka_unit_test_setup(test_unknown_keys_named_with_line, setup),
+        cmocka_unit_test_setup(test_types_and_ranges, setup),
+        cmocka_unit_test_setup(test_env_and_file_secrets, setup),
+        cmocka_unit_test_setup(test_literal_secret_warns_but_loads, setup),
+        cmocka_unit_test_setup(test_verify_block_errors, setup),
+        cmocka_unit_test_setup(test_invalid_json_has_line, setup),
+        cmocka_unit_test_setup(test_duplicate_keys_rejected, setup),
+        cmocka_unit_test_setup(test_event_id_forms, setup),
+        cmocka_unit_test(test_durations),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
