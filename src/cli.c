@@ -6,18 +6,22 @@
  */
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "audit.h"
 #include "config.h"
+#include "ingest.h"
+#include "rules.h"
 #include "store.h"
 
 struct config *cli_load_config(const char *path, int *warnings)
@@ -60,11 +64,40 @@ int cli_prepare_store_dir(const char *sqlite_path)
     return 0;
 }
 
+int cli_rules_create(const struct config *cfg, struct rules **out, char *err, size_t err_len)
+{
+    *out = NULL;
+    if (!cfg->rules_script)
+        return 0;
+    const char *names[64], *paths[64];
+    size_t n = cfg->nrules_data < 64 ? cfg->nrules_data : 64;
+    for (size_t i = 0; i < n; i++) {
+        names[i] = cfg->rules_data[i].name;
+        paths[i] = cfg->rules_data[i].path;
+    }
+    /* Messages name the script relative to the config file when it is below it. */
+    const char *display = cfg->rules_script;
+    size_t dl = strlen(cfg->dir);
+    if (strncmp(display, cfg->dir, dl) == 0 && display[dl] == '/')
+        display += dl + 1;
+    struct rules_options o = {
+        .script_path = cfg->rules_script,
+        .display_name = display,
+        .data_names = names,
+        .data_paths = paths,
+        .ndata = n,
+        .instruction_limit = cfg->rules_instruction_limit,
+        .memory_limit_bytes = cfg->rules_memory_limit_bytes,
+        .api_version = cfg->didww_api_version,
+    };
+    return rules_create(&o, out, err, err_len);
+}
+
 static void cli_check_usage(FILE *f)
 {
     fprintf(f, "usage: hookline check -c FILE\n"
-               "Validates the configuration (and, once the rule engine is present, compiles the\n"
-               "rules). Prints every problem as file:line: message; exits 0 when there is none.\n");
+               "Validates the configuration and compiles the rules. Prints every problem as\n"
+               "file:line: message; exits 0 when there is none, 1 otherwise.\n");
 }
 
 int cli_check(int argc, char **argv)
@@ -94,8 +127,19 @@ int cli_check(int argc, char **argv)
     struct config *cfg = cli_load_config(path, &warnings);
     if (!cfg)
         return 1;
-    printf("%s: ok (%zu sources%s)\n", path, cfg->nsources,
+    struct rules *rules = NULL;
+    char err[600];
+    if (cli_rules_create(cfg, &rules, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        config_free(cfg);
+        return 1;
+    }
+    char version[24] = "none";
+    if (rules)
+        rules_version(rules, version, sizeof version);
+    printf("%s: ok (%zu sources, rules %s%s)\n", path, cfg->nsources, version,
            warnings ? ", with warnings" : "");
+    rules_destroy(rules);
     config_free(cfg);
     return 0;
 }
@@ -395,6 +439,177 @@ int cli_audit(int argc, char **argv)
     rc = 0;
 out:
     store_close(st);
+    config_free(cfg);
+    return rc;
+}
+
+/* ---------- rule-test ---------- */
+
+#define CLI_MAX_HEADERS 64
+#define CLI_MAX_EVENT_BYTES (16u << 20)
+
+struct cli_headers {
+    char *names[CLI_MAX_HEADERS];
+    char *values[CLI_MAX_HEADERS];
+    size_t n;
+};
+
+static const char *cli_header_lookup(void *ctx, const char *name)
+{
+    struct cli_headers *h = ctx;
+    for (size_t i = 0; i < h->n; i++)
+        if (strcasecmp(h->names[i], name) == 0)
+            return h->values[i];
+    return NULL;
+}
+
+static const char *cli_no_query(void *ctx, const char *name)
+{
+    (void)ctx;
+    (void)name;
+    return NULL;
+}
+
+static void cli_rule_test_usage(FILE *f)
+{
+    fprintf(f, "usage: hookline rule-test -c FILE --source NAME [--header 'K: V']... EVENT.json\n"
+               "Runs the rule on one event offline and prints the planned DIDWW requests as a JSON\n"
+               "array. Touches no store and no network. Rule errors exit 1 with file:line: message.\n"
+               "The body is decoded as a form when --header 'Content-Type: "
+               "application/x-www-form-urlencoded' is given, else as JSON.\n");
+}
+
+int cli_rule_test(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"source", required_argument, NULL, 's'},
+                                         {"header", required_argument, NULL, 'H'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *path = NULL, *source = NULL;
+    struct cli_headers hdrs = {0};
+    struct config *cfg = NULL;
+    struct rules *rules = NULL;
+    unsigned char *raw = NULL;
+    json_t *body = NULL, *headers = json_object(), *out = NULL;
+    char *event_id = NULL;
+    struct rules_result res = {0};
+    int rc = 1, c;
+    char err[600];
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:s:H:h", opts, NULL)) != -1) {
+        if (c == 'c') {
+            path = optarg;
+        } else if (c == 's') {
+            source = optarg;
+        } else if (c == 'H') {
+            const char *colon = strchr(optarg, ':');
+            if (!colon || colon == optarg || hdrs.n == CLI_MAX_HEADERS) {
+                fprintf(stderr, "hookline rule-test: --header takes 'Name: value'\n");
+                rc = 2;
+                goto out;
+            }
+            const char *v = colon + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            hdrs.names[hdrs.n] = strndup(optarg, (size_t)(colon - optarg));
+            hdrs.values[hdrs.n] = strdup(v);
+            for (char *p = hdrs.names[hdrs.n]; p && *p; p++)
+                *p = (char)tolower((unsigned char)*p);
+            json_object_set_new(headers, hdrs.names[hdrs.n], json_string(v));
+            hdrs.n++;
+        } else if (c == 'h') {
+            cli_rule_test_usage(stdout);
+            rc = 0;
+            goto out;
+        } else {
+            cli_rule_test_usage(stderr);
+            rc = 2;
+            goto out;
+        }
+    }
+    if (!path || !source || optind != argc - 1) {
+        cli_rule_test_usage(stderr);
+        rc = 2;
+        goto out;
+    }
+    cfg = cli_load_config(path, NULL);
+    if (!cfg)
+        goto out;
+    const struct config_source *src = config_find_source(cfg, source);
+    if (!src) {
+        fprintf(stderr, "hookline rule-test: no source named %s in %s\n", source, path);
+        goto out;
+    }
+    if (!cfg->rules_script) {
+        fprintf(stderr, "hookline rule-test: %s has no rules.script\n", path);
+        goto out;
+    }
+    FILE *f = fopen(argv[optind], "rb");
+    if (!f) {
+        fprintf(stderr, "hookline rule-test: %s: %s\n", argv[optind], strerror(errno));
+        goto out;
+    }
+    raw = malloc(CLI_MAX_EVENT_BYTES + 1);
+    size_t len = raw ? fread(raw, 1, CLI_MAX_EVENT_BYTES + 1, f) : 0;
+    fclose(f);
+    if (!raw || len > CLI_MAX_EVENT_BYTES) {
+        fprintf(stderr, "hookline rule-test: %s: larger than %u bytes\n", argv[optind],
+                CLI_MAX_EVENT_BYTES);
+        goto out;
+    }
+    const char *ctype = cli_header_lookup(&hdrs, "content-type");
+    body = ingest_decode_body(ctype ? ctype : "application/json", raw, len, err, sizeof err);
+    if (!body) {
+        fprintf(stderr, "%s: %s\n", argv[optind], err);
+        goto out;
+    }
+    struct ingest_request req = {.method = "POST", .source = source, .url = "", .content_type = ctype,
+                                 .headers = headers, .header = cli_header_lookup,
+                                 .query = cli_no_query, .lookup_ctx = &hdrs, .body = raw,
+                                 .body_len = len, .now = (double)time(NULL)};
+    event_id = ingest_derive_event_id(src, &req, body, err, sizeof err);
+    if (!event_id) {
+        fprintf(stderr, "%s: %s\n", argv[optind], err);
+        goto out;
+    }
+    if (cli_rules_create(cfg, &rules, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        goto out;
+    }
+    struct rules_event ev = {source, event_id, req.now, headers, body, raw, len};
+    rules_run(rules, &ev, &res);
+    if (res.outcome == RULES_FAILED) {
+        fprintf(stderr, "%s\n", res.message);
+        goto out;
+    }
+    if (res.outcome == RULES_SKIPPED)
+        fprintf(stderr, "skipped: %s\n", res.message);
+    out = json_array();
+    for (size_t i = 0; i < res.plan.n; i++) {
+        struct actions_job *j = &res.plan.jobs[i];
+        json_t *b = j->body ? json_loads(j->body, 0, NULL) : json_null();
+        json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:o}", "action", j->action, "method",
+                                             j->method, "path", j->path, "body", b ? b : json_null()));
+    }
+    char *text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (text)
+        puts(text);
+    free(text);
+    rc = 0;
+out:
+    rules_result_free(&res);
+    rules_destroy(rules);
+    json_decref(out);
+    json_decref(body);
+    json_decref(headers);
+    free(event_id);
+    free(raw);
+    for (size_t i = 0; i < hdrs.n; i++) {
+        free(hdrs.names[i]);
+        free(hdrs.values[i]);
+    }
     config_free(cfg);
     return rc;
 }

@@ -7,9 +7,19 @@
 #ifndef HOOKLINE_CLI_H
 #define HOOKLINE_CLI_H
 
-/* argv[0] is the command name ("check", "audit"). */
+#include <stddef.h>
+
+/* argv[0] is the command name ("check", "audit", "rule-test"). */
 int cli_check(int argc, char **argv);
 int cli_audit(int argc, char **argv);
+int cli_rule_test(int argc, char **argv);
+
+struct config;
+struct rules;
+
+/* Creates the rule engine the config names. Returns 0 with *out set (NULL when
+ * the config has no rules.script), or -1 with "file:line: message" in err. */
+int cli_rules_create(const struct config *cfg, struct rules **out, char *err, size_t err_len);
 
 /* Loads the config at path, printing its errors to stderr, and its warnings too
  * when warnings is non-NULL (then set to their count). Returns a new

@@ -18,6 +18,7 @@
 #include "digest.h"
 #include "log.h"
 #include "metrics.h"
+#include "rules.h"
 
 #define INGEST_MAX_EVENT_ID 256
 #define INGEST_MAX_FORM_FIELDS 1000
@@ -281,6 +282,19 @@ fail:
     return NULL;
 }
 
+json_t *ingest_decode_body(const char *content_type, const unsigned char *body, size_t len,
+                           char *why, size_t why_len)
+{
+    if (ingest_media_type(content_type) == INGEST_MEDIA_FORM)
+        return ingest_parse_form(body, len, why, why_len);
+    json_error_t jerr;
+    json_t *v = json_loadb((const char *)body, len, JSON_DECODE_ANY, &jerr);
+    if (!v)
+        snprintf(why, why_len, "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
+                 jerr.text);
+    return v;
+}
+
 /* Resolves an RFC 6901 pointer in doc; returns a borrowed value or NULL. */
 static json_t *ingest_json_pointer(json_t *doc, const char *ptr)
 {
@@ -335,8 +349,7 @@ static bool ingest_event_id_ok(const char *id)
     return true;
 }
 
-/* Derives the event id. Returns a new string, or NULL with why set. */
-static char *ingest_event_id(const struct config_source *src, const struct ingest_request *req,
+char *ingest_derive_event_id(const struct config_source *src, const struct ingest_request *req,
                              json_t *body, char *why, size_t why_len)
 {
     char hex[DIGEST_SHA256_HEX_LEN + 1];
@@ -453,21 +466,13 @@ bool ingest_prepare(struct ingest *ing, const struct ingest_request *req, struct
     }
 
     /* Authentic: decode the body. */
-    if (ingest_media_type(req->content_type) == INGEST_MEDIA_FORM) {
-        p->body = ingest_parse_form(req->body, req->body_len, why, sizeof why);
-    } else {
-        json_error_t jerr;
-        p->body = json_loadb((const char *)req->body, req->body_len, JSON_DECODE_ANY, &jerr);
-        if (!p->body)
-            snprintf(why, sizeof why, "malformed JSON at line %d column %d: %s", jerr.line,
-                     jerr.column, jerr.text);
-    }
+    p->body = ingest_decode_body(req->content_type, req->body, req->body_len, why, sizeof why);
     if (!p->body) {
         ingest_reject(ing, src->name, "malformed", 400, why, req->remote);
         ingest_problem(resp, 400, "malformed-body", "Malformed body", why);
         return false;
     }
-    p->event_id = ingest_event_id(src, req, p->body, why, sizeof why);
+    p->event_id = ingest_derive_event_id(src, req, p->body, why, sizeof why);
     if (!p->event_id) {
         ingest_reject(ing, src->name, "malformed", 400, why, req->remote);
         ingest_problem(resp, 400, "event-id-missing", "Event id missing", why);
@@ -564,4 +569,85 @@ void ingest_pending_free(struct ingest_pending *p)
     json_decref(p->received);
     free(p->audit);
     memset(p, 0, sizeof *p);
+}
+
+/* ---------- the rule engine as planner ---------- */
+
+struct ingest_rules_plan {
+    struct rules_result res;
+    struct store_job_spec *specs;
+    json_t *decision;
+};
+
+static void ingest_rules_release(struct ingest_plan *plan)
+{
+    struct ingest_rules_plan *h = plan->owner;
+    if (!h)
+        return;
+    rules_result_free(&h->res);
+    free(h->specs);
+    json_decref(h->decision);
+    free(h);
+    plan->owner = NULL;
+}
+
+static int ingest_rules_plan(void *ctx, const struct ingest_event *ev, struct ingest_plan *plan)
+{
+    struct rules *rules = ctx;
+    struct ingest_rules_plan *h = calloc(1, sizeof *h);
+    if (!h) {
+        plan->rule_failed = true;
+        return 0;
+    }
+    struct rules_event rev = {ev->source, ev->event_id, ev->received_at, ev->headers,
+                              ev->body,   ev->raw,      ev->raw_len};
+    rules_run(rules, &rev, &h->res);
+    metrics_rule_duration(h->res.duration_s);
+
+    static const char *const kinds[] = {"rule.decided", "rule.skipped", "rule.failed"};
+    h->decision = audit_record_new(kinds[h->res.outcome], ev->source, ev->event_id);
+    audit_detail_set_str(h->decision, "rule_version", h->res.version);
+    size_t n = h->res.plan.n;
+    if (h->res.outcome == RULES_DECIDED) {
+        json_t *actions = json_array();
+        h->specs = n ? calloc(n, sizeof *h->specs) : NULL;
+        for (size_t i = 0; i < n; i++) {
+            struct actions_job *j = &h->res.plan.jobs[i];
+            json_array_append_new(actions, json_string(j->action));
+            if (h->specs)
+                h->specs[i] = (struct store_job_spec){j->action, j->method, j->path, j->body,
+                                                      j->did,    j->number, j->order_key};
+        }
+        json_object_set_new(json_object_get(h->decision, "detail"), "actions", actions);
+        audit_detail_set_int(h->decision, "jobs", (long long)n);
+        if (n == 1 && h->res.plan.jobs[0].did)
+            json_object_set_new(h->decision, "did", json_string(h->res.plan.jobs[0].did));
+        if (n == 1 && h->res.plan.jobs[0].number)
+            json_object_set_new(h->decision, "number", json_string(h->res.plan.jobs[0].number));
+        if (n && !h->specs) { /* out of memory: do not lose the event, fail the rule */
+            h->res.outcome = RULES_FAILED;
+            snprintf(h->res.message, sizeof h->res.message, "out of memory planning jobs");
+        }
+    } else {
+        audit_detail_set_str(h->decision, "reason", h->res.message);
+    }
+    if (h->res.outcome == RULES_FAILED)
+        log_write(LOG_WARN, "rule failed",
+                  (const char *[]){"source", ev->source, "event_id", ev->event_id, "error",
+                                   h->res.message, NULL});
+    plan->rule_failed = h->res.outcome == RULES_FAILED;
+    plan->jobs = plan->rule_failed ? NULL : h->specs;
+    plan->njobs = plan->rule_failed ? 0 : n;
+    plan->audit = &h->decision;
+    plan->naudit = h->decision ? 1 : 0;
+    plan->rule_version = h->res.version;
+    plan->release = ingest_rules_release;
+    plan->owner = h;
+    return 0;
+}
+
+void ingest_use_rules(struct ingest *ing, struct rules *rules)
+{
+    struct ingest_planner p = {ingest_rules_plan, rules};
+    ingest_set_planner(ing, rules ? &p : NULL);
 }

@@ -98,6 +98,24 @@ struct ingest *ingest_create(const struct config *cfg, struct store *st);
 /* Installs (or with NULL removes) the planner; call before serving. */
 void ingest_set_planner(struct ingest *ing, const struct ingest_planner *planner);
 
+struct rules;
+
+/* Installs the rule engine as the planner: each event runs the rule on the
+ * receiving thread and its jobs and decision records (rule.decided,
+ * rule.skipped, rule.failed) are stored in the event's transaction. rules is
+ * borrowed and must outlive ing. */
+void ingest_use_rules(struct ingest *ing, struct rules *rules);
+
+/* Decodes a body by media type: JSON, or form fields as an object (a repeated
+ * field becomes an array). Returns a new reference, or NULL with why set. */
+json_t *ingest_decode_body(const char *content_type, const unsigned char *body, size_t len,
+                           char *why, size_t why_len);
+
+/* The event id of a request to src (SPEC section 2, event_id). Returns a new
+ * string, or NULL with why set. */
+char *ingest_derive_event_id(const struct config_source *src, const struct ingest_request *req,
+                             json_t *body, char *why, size_t why_len);
+
 /* Checks what is known before the body arrives: source (404), method (405),
  * media type (415) and declared length (413; content_length < 0 when unknown).
  * Returns true to continue, false with *resp filled (caller frees resp->body). */

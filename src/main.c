@@ -16,6 +16,8 @@
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
+#include "rules.h"
+#include "audit.h"
 #include "store.h"
 
 #define MAIN_SHUTDOWN_GRACE_MS 10000
@@ -26,7 +28,9 @@ static void main_usage(FILE *f)
                "usage: hookline COMMAND [options]\n\n"
                "commands:\n"
                "  serve -c FILE          run the service until SIGTERM/SIGINT (SIGHUP reloads rules)\n"
-               "  check -c FILE          validate the config; exit 1 listing every problem\n"
+               "  check -c FILE          validate the config and compile the rules; exit 1 listing every problem\n"
+               "  rule-test -c FILE --source NAME [--header 'K: V']... EVENT.json\n"
+               "                         run the rule on one event offline; print the planned requests\n"
                "  audit -c FILE [...]    query the audit trail (see hookline audit --help)\n"
                "  audit verify -c FILE   check the audit hash chain\n"
                "  version                print the version\n\n"
@@ -37,6 +41,43 @@ static void main_usage(FILE *f)
 static double main_store_pending(void *ctx)
 {
     return (double)store_pending(ctx);
+}
+
+/* Appends one audit record and waits for its commit (used for rare events:
+ * reloads). Returns 0 or -1. */
+static int main_audit_now(struct store *st, json_t *rec)
+{
+    struct store_op op = {.kind = STORE_OP_AUDIT, .audit = &rec, .naudit = 1};
+    int rc = store_submit_wait(st, &op);
+    if (rc < 0)
+        log_write(LOG_ERROR, "audit record not stored", (const char *[]){"error", op.error, NULL});
+    json_decref(rec);
+    return rc;
+}
+
+static void main_reload_rules(struct rules *rules, struct store *st, const char *why)
+{
+    char err[600], version[24];
+    if (!rules) {
+        log_info("%s: no rules.script configured; nothing to reload", why);
+        return;
+    }
+    if (rules_reload(rules, err, sizeof err) < 0) {
+        log_write(LOG_ERROR, "rules reload failed", (const char *[]){"error", err, "trigger", why, NULL});
+        json_t *rec = audit_record_new("rules.reload_failed", NULL, NULL);
+        audit_detail_set_str(rec, "reason", err);
+        audit_detail_set_str(rec, "trigger", why);
+        rules_version(rules, version, sizeof version);
+        audit_detail_set_str(rec, "rule_version", version);
+        main_audit_now(st, rec);
+        return;
+    }
+    rules_version(rules, version, sizeof version);
+    log_write(LOG_INFO, "rules reloaded", (const char *[]){"rule_version", version, "trigger", why, NULL});
+    json_t *rec = audit_record_new("rules.reloaded", NULL, NULL);
+    audit_detail_set_str(rec, "rule_version", version);
+    audit_detail_set_str(rec, "trigger", why);
+    main_audit_now(st, rec);
 }
 
 static int main_serve(int argc, char **argv)
@@ -51,6 +92,7 @@ static int main_serve(int argc, char **argv)
     struct store *st = NULL;
     struct ingest *ing = NULL;
     struct http_server *srv = NULL;
+    struct rules *rules = NULL;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
@@ -109,11 +151,17 @@ static int main_serve(int argc, char **argv)
     metrics_set_gauge("hookline_store_write_queue", "Operations waiting for the next group commit.",
                       main_store_pending, st);
 
+    char rerr[600];
+    if (cli_rules_create(cfg, &rules, rerr, sizeof rerr) < 0) {
+        log_write(LOG_ERROR, "cannot load the rules", (const char *[]){"error", rerr, NULL});
+        goto out;
+    }
     ing = ingest_create(cfg, st);
     if (!ing) {
         log_error("out of memory");
         goto out;
     }
+    ingest_use_rules(ing, rules);
     srv = http_server_start(cfg, ing, st, err, sizeof err);
     if (!srv) {
         log_write(LOG_ERROR, "cannot start the listener", (const char *[]){"error", err, NULL});
@@ -131,7 +179,7 @@ static int main_serve(int argc, char **argv)
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            log_info("SIGHUP: no rule script is loaded by this build; nothing to reload");
+            main_reload_rules(rules, st, "SIGHUP");
             continue;
         }
         log_write(LOG_INFO, "shutting down",
@@ -140,8 +188,9 @@ static int main_serve(int argc, char **argv)
     }
     rc = 0;
 out:
-    http_server_stop(srv, MAIN_SHUTDOWN_GRACE_MS);
+    http_server_stop(srv, MAIN_SHUTDOWN_GRACE_MS); /* joins the HTTP threads and their Lua states */
     ingest_destroy(ing);
+    rules_destroy(rules);
     store_close(st);
     if (rc == 0)
         log_info("stopped");
@@ -171,6 +220,8 @@ int main(int argc, char **argv)
         return cli_check(argc - 1, argv + 1);
     if (strcmp(cmd, "audit") == 0)
         return cli_audit(argc - 1, argv + 1);
+    if (strcmp(cmd, "rule-test") == 0)
+        return cli_rule_test(argc - 1, argv + 1);
     fprintf(stderr, "hookline: unknown command '%s' (see hookline --help)\n", cmd);
     return 2;
 }

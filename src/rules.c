@@ -1,0 +1,833 @@
+/*
+ * rules: runs the operator's Lua 5.4 script in a sandbox. The shared part is
+ * the current program (script text, version, data files), swapped atomically
+ * by reload under r->lock and reference-counted so a thread finishing an event
+ * on the old program is never disturbed. Each thread that runs rules owns one
+ * lua_State (thread-local, never shared): an allow-list environment with
+ * read-only library tables, a counting allocator (memory limit), a count hook
+ * (instruction limit that pcall cannot swallow) and a fresh global table per
+ * event so nothing one event writes is seen by the next.
+ */
+#include "rules.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "digest.h"
+#include "log.h"
+#include "lua_json.h"
+
+#define RULES_MAX_SCRIPT_BYTES (1u << 20)
+#define RULES_MAX_DATA_BYTES (16u << 20)
+#define RULES_HOOK_STEP 1000
+#define RULES_MAX_LOG_FIELDS 16
+
+struct rules_program {
+    atomic_int refs;
+    char *text;
+    size_t len;
+    char version[24];
+    json_t **data; /* one per data file, same order as the options */
+};
+
+struct rules {
+    pthread_mutex_t lock; /* guards current */
+    struct rules_program *current;
+    pthread_key_t key; /* the calling thread's struct rules_vm */
+    char *script_path, *display_name, *api_version;
+    char **data_names, **data_paths;
+    size_t ndata;
+    int64_t instruction_limit, memory_limit;
+    int json_max_depth;
+};
+
+struct rules_vm {
+    lua_State *L;
+    struct rules *r;
+    struct rules_program *prog;
+    size_t mem_used;
+    size_t mem_limit; /* 0: unlimited (while building the state) */
+    bool mem_fired;
+    int64_t instr_count, instr_budget;
+    bool instr_fired;
+    char limit_msg[256];
+    struct actions_ctx actions;
+    int main_ref, g0_ref, on_event_ref, event_meta_ref, env_ref;
+    const struct rules_event *ev;
+    bool skipped;
+    char skip_reason[256];
+};
+
+static char rules_skip_sentinel;
+
+/* ---------- programs ---------- */
+
+static void rules_program_unref(struct rules_program *p)
+{
+    if (!p || atomic_fetch_sub(&p->refs, 1) != 1)
+        return;
+    free(p->text);
+    if (p->data) {
+        /* data count is not stored on the program; the array is NULL-terminated */
+        for (size_t i = 0; p->data[i]; i++)
+            json_decref(p->data[i]);
+    }
+    free(p->data);
+    free(p);
+}
+
+static struct rules_program *rules_current(struct rules *r)
+{
+    pthread_mutex_lock(&r->lock);
+    struct rules_program *p = r->current;
+    if (p)
+        atomic_fetch_add(&p->refs, 1);
+    pthread_mutex_unlock(&r->lock);
+    return p;
+}
+
+static char *rules_read_file(const char *path, size_t max, size_t *len, char *err, size_t err_len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    if (!f) {
+        snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    buf = malloc(max + 1);
+    if (!buf) {
+        snprintf(err, err_len, "%s: out of memory", path);
+        goto fail;
+    }
+    *len = fread(buf, 1, max + 1, f);
+    if (ferror(f)) {
+        snprintf(err, err_len, "%s: read error: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (*len > max) {
+        snprintf(err, err_len, "%s: larger than %zu bytes", path, max);
+        goto fail;
+    }
+    buf[*len] = '\0';
+    fclose(f);
+    return buf;
+fail:
+    free(buf);
+    fclose(f);
+    return NULL;
+}
+
+static struct rules_program *rules_program_load(struct rules *r, char *err, size_t err_len)
+{
+    struct rules_program *p = calloc(1, sizeof *p);
+    if (!p) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    atomic_init(&p->refs, 1);
+    p->text = rules_read_file(r->script_path, RULES_MAX_SCRIPT_BYTES, &p->len, err, err_len);
+    if (!p->text)
+        goto fail;
+    char hex[DIGEST_SHA256_HEX_LEN + 1];
+    digest_sha256_hex(p->text, p->len, hex);
+    snprintf(p->version, sizeof p->version, "%.16s", hex);
+    p->data = calloc(r->ndata + 1, sizeof *p->data);
+    if (!p->data) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < r->ndata; i++) {
+        json_error_t jerr;
+        size_t len;
+        char *text = rules_read_file(r->data_paths[i], RULES_MAX_DATA_BYTES, &len, err, err_len);
+        if (!text)
+            goto fail;
+        p->data[i] = json_loadb(text, len, 0, &jerr);
+        free(text);
+        if (!p->data[i]) {
+            snprintf(err, err_len, "%s:%d: rules.data.%s: invalid JSON: %s", r->data_paths[i],
+                     jerr.line, r->data_names[i], jerr.text);
+            goto fail;
+        }
+    }
+    return p;
+fail:
+    rules_program_unref(p);
+    return NULL;
+}
+
+/* ---------- allocator and hook ---------- */
+
+static void *rules_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct rules_vm *vm = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        vm->mem_used -= old;
+        free(ptr);
+        return NULL;
+    }
+    if (vm->mem_limit && nsize > old && vm->mem_used - old + nsize > vm->mem_limit) {
+        vm->mem_fired = true;
+        return NULL;
+    }
+    void *np = realloc(ptr, nsize);
+    if (np)
+        vm->mem_used = vm->mem_used - old + nsize;
+    return np;
+}
+
+static void rules_hook(lua_State *L, lua_Debug *ar)
+{
+    void *ud;
+    lua_getallocf(L, &ud);
+    struct rules_vm *vm = ud;
+    (void)ar;
+    if (!vm->instr_fired) {
+        vm->instr_count += RULES_HOOK_STEP;
+        if (vm->instr_count <= vm->instr_budget)
+            return;
+        vm->instr_fired = true;
+        lua_Debug here;
+        if (lua_getstack(L, 0, &here) && lua_getinfo(L, "Sl", &here) && here.currentline > 0)
+            snprintf(vm->limit_msg, sizeof vm->limit_msg, "%s:%d: instruction limit of %lld exceeded",
+                     here.short_src, here.currentline, (long long)vm->r->instruction_limit);
+        else
+            snprintf(vm->limit_msg, sizeof vm->limit_msg, "%s: instruction limit of %lld exceeded",
+                     vm->r->display_name, (long long)vm->r->instruction_limit);
+        /* From now on every instruction raises again, so a pcall in the script
+         * cannot swallow the limit. */
+        lua_sethook(L, rules_hook, LUA_MASKCOUNT, 1);
+    }
+    lua_pushstring(L, vm->limit_msg);
+    lua_error(L);
+}
+
+static void rules_arm(struct rules_vm *vm, bool limit_memory)
+{
+    vm->instr_count = 0;
+    vm->instr_budget = vm->r->instruction_limit;
+    vm->instr_fired = false;
+    vm->mem_fired = false;
+    vm->limit_msg[0] = '\0';
+    vm->mem_limit = limit_memory ? vm->mem_used + (size_t)vm->r->memory_limit : 0;
+    lua_sethook(vm->L, rules_hook, LUA_MASKCOUNT, RULES_HOOK_STEP);
+}
+
+static void rules_disarm(struct rules_vm *vm)
+{
+    lua_sethook(vm->L, NULL, 0, 0);
+    vm->mem_limit = 0;
+}
+
+/* ---------- sandbox library ---------- */
+
+static int rules_ro_newindex(lua_State *L)
+{
+    return luaL_error(L, "attempt to modify a read-only table");
+}
+
+static int rules_ro_len(lua_State *L)
+{
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "__index");
+    lua_pushinteger(L, (lua_Integer)luaL_len(L, -1));
+    return 1;
+}
+
+static int rules_ro_next(lua_State *L)
+{
+    /* (proxy, key) -> next of the real table */
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "__index");
+    lua_pushvalue(L, 2);
+    if (lua_next(L, -2))
+        return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+static int rules_ro_pairs(lua_State *L)
+{
+    lua_pushcfunction(L, rules_ro_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+/* Replaces the table at the top of the stack by a read-only proxy of it. */
+static void rules_make_ro(lua_State *L)
+{
+    lua_newtable(L);                  /* real proxy */
+    lua_createtable(L, 0, 5);         /* real proxy meta */
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, rules_ro_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, rules_ro_len);
+    lua_setfield(L, -2, "__len");
+    lua_pushcfunction(L, rules_ro_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);          /* real proxy */
+    lua_remove(L, -2);                /* proxy */
+}
+
+/* Makes the table at the top (and every table inside it) read-only, in place
+ * of the original. depth bounds the walk. */
+static void rules_make_ro_deep(lua_State *L, int depth)
+{
+    if (depth > 0) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            if (lua_istable(L, -1)) {
+                rules_make_ro_deep(L, depth - 1); /* value replaced by its proxy */
+                lua_pushvalue(L, -2);             /* key */
+                lua_insert(L, -2);                /* ... key key proxy */
+                lua_rawset(L, -4);
+            } else {
+                lua_pop(L, 1);
+            }
+        }
+    }
+    rules_make_ro(L);
+}
+
+static struct rules_vm *rules_vm_of(lua_State *L)
+{
+    void *ud;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+static int rules_lua_skip(lua_State *L)
+{
+    struct rules_vm *vm = rules_vm_of(L);
+    const char *reason = luaL_optstring(L, 1, "skipped by rule");
+    vm->skipped = true;
+    snprintf(vm->skip_reason, sizeof vm->skip_reason, "%s", reason);
+    lua_pushlightuserdata(L, &rules_skip_sentinel);
+    return lua_error(L);
+}
+
+static int rules_lua_log(lua_State *L)
+{
+    struct rules_vm *vm = rules_vm_of(L);
+    enum log_level level = (enum log_level)lua_tointeger(L, lua_upvalueindex(1));
+    const char *msg = luaL_checkstring(L, 1);
+    const char *fields[2 * (RULES_MAX_LOG_FIELDS + 3) + 1];
+    size_t n = 0;
+    fields[n++] = "rule";
+    fields[n++] = vm->r->display_name;
+    if (vm->ev) {
+        fields[n++] = "source";
+        fields[n++] = vm->ev->source;
+        fields[n++] = "event_id";
+        fields[n++] = vm->ev->event_id;
+    }
+    if (lua_istable(L, 2)) {
+        lua_newtable(L); /* anchors the converted values until the line is written */
+        int anchor = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, 2)) {
+            if (lua_type(L, -2) == LUA_TSTRING && n < 2 * (RULES_MAX_LOG_FIELDS + 3)) {
+                const char *v = luaL_tolstring(L, -1, NULL);
+                lua_rawseti(L, anchor, (lua_Integer)n);
+                fields[n++] = lua_tostring(L, -2);
+                fields[n++] = v;
+            }
+            lua_pop(L, 1);
+        }
+    }
+    fields[n] = NULL;
+    if (log_enabled(level))
+        log_write(level, msg, fields);
+    return 0;
+}
+
+static int rules_lua_print(lua_State *L)
+{
+    luaL_Buffer b;
+    int n = lua_gettop(L);
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    if (log_enabled(LOG_DEBUG))
+        log_write(LOG_DEBUG, lua_tostring(L, -1), (const char *[]){"from", "print", NULL});
+    return 0;
+}
+
+static int rules_lua_load(lua_State *L)
+{
+    struct rules_vm *vm = rules_vm_of(L);
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the real load */
+    lua_pushvalue(L, 1);
+    if (n >= 2)
+        lua_pushvalue(L, 2);
+    else
+        lua_pushstring(L, "=(load)");
+    lua_pushliteral(L, "t"); /* text only, whatever the caller asked */
+    if (n >= 4)
+        lua_pushvalue(L, 4);
+    else
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->env_ref); /* the current event's globals */
+    lua_call(L, 4, LUA_MULTRET);
+    return lua_gettop(L) - n;
+}
+
+static int rules_lua_collectgarbage(lua_State *L)
+{
+    static const char *const allowed[] = {"collect", "count", "step", "isrunning", NULL};
+    const char *opt = luaL_optstring(L, 1, "collect");
+    for (size_t i = 0; allowed[i]; i++) {
+        if (strcmp(opt, allowed[i]) == 0) {
+            lua_pushvalue(L, lua_upvalueindex(1));
+            lua_insert(L, 1);
+            lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+            return lua_gettop(L);
+        }
+    }
+    return luaL_error(L, "collectgarbage('%s') is not allowed in rules", opt);
+}
+
+static void rules_copy_field(lua_State *L, int from, const char *name)
+{
+    lua_getfield(L, from, name);
+    lua_setfield(L, -2, name);
+}
+
+/* Builds the base environment (allow-list) and leaves it on the stack. */
+static void rules_push_base(struct rules_vm *vm)
+{
+    static const char *const base_fns[] = {
+        "assert",   "error",    "ipairs",   "next",         "pairs",        "pcall",
+        "rawequal", "rawget",   "rawlen",   "select",       "setmetatable", "getmetatable",
+        "tonumber", "tostring", "type",     "xpcall",       "_VERSION",     NULL};
+    lua_State *L = vm->L;
+    struct rules *r = vm->r;
+    int g = lua_gettop(L) + 1;
+    lua_pushglobaltable(L); /* g: the full globals, never visible to scripts */
+    lua_newtable(L);        /* base */
+    for (size_t i = 0; base_fns[i]; i++)
+        rules_copy_field(L, g, base_fns[i]);
+
+    lua_getfield(L, g, "load");
+    lua_pushcclosure(L, rules_lua_load, 1);
+    lua_setfield(L, -2, "load");
+    lua_getfield(L, g, "collectgarbage");
+    lua_pushcclosure(L, rules_lua_collectgarbage, 1);
+    lua_setfield(L, -2, "collectgarbage");
+    lua_pushcfunction(L, rules_lua_print);
+    lua_setfield(L, -2, "print");
+    lua_pushcfunction(L, rules_lua_skip);
+    lua_setfield(L, -2, "skip");
+
+    static const char *const libs[] = {"string", "table", "math", "utf8", NULL};
+    for (size_t i = 0; libs[i]; i++) {
+        lua_getfield(L, g, libs[i]);
+        rules_make_ro(L);
+        lua_setfield(L, -2, libs[i]);
+    }
+    lua_getfield(L, g, "os");
+    lua_newtable(L);
+    rules_copy_field(L, -2, "time");
+    rules_copy_field(L, -2, "date");
+    rules_copy_field(L, -2, "clock");
+    rules_make_ro(L);
+    lua_setfield(L, -3, "os");
+    lua_pop(L, 1); /* the real os */
+
+    lua_json_push_lib(L, r->json_max_depth);
+    rules_make_ro(L);
+    lua_setfield(L, -2, "json");
+
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    lua_newtable(L);
+    for (int i = 0; i < 4; i++) {
+        lua_pushinteger(L, i);
+        lua_pushcclosure(L, rules_lua_log, 1);
+        lua_setfield(L, -2, levels[i]);
+    }
+    rules_make_ro(L);
+    lua_setfield(L, -2, "log");
+
+    actions_push_lib(L, &vm->actions);
+    rules_make_ro(L);
+    lua_setfield(L, -2, "didww");
+
+    lua_newtable(L);
+    for (size_t i = 0; i < r->ndata; i++) {
+        char err[200];
+        if (lua_json_push(L, vm->prog->data[i], r->json_max_depth, err, sizeof err) < 0)
+            lua_pushnil(L);
+        else if (lua_istable(L, -1))
+            rules_make_ro_deep(L, r->json_max_depth);
+        lua_setfield(L, -2, r->data_names[i]);
+    }
+    rules_make_ro(L);
+    lua_setfield(L, -2, "data");
+
+    lua_remove(L, g);
+}
+
+/* Builds the state for prog: sandbox, script loaded and its top level run.
+ * Returns 0, or -1 with "file:line: message" in err. */
+static int rules_vm_build(struct rules_vm *vm, char *err, size_t err_len)
+{
+    struct rules *r = vm->r;
+    lua_State *L = lua_newstate(rules_alloc, vm);
+    if (!L) {
+        snprintf(err, err_len, "cannot create a Lua state: out of memory");
+        return -1;
+    }
+    vm->L = L;
+    luaL_requiref(L, "_G", luaopen_base, 1);
+    luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+    luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+    luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
+    luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
+    luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 1);
+    lua_settop(L, 0);
+    lua_json_init(L);
+
+    /* Scripts cannot reach or replace the string metatable. */
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 2);
+
+    rules_push_base(vm); /* base */
+    lua_newtable(L);     /* G0: the script's own globals, reading through to base */
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    vm->g0_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, -1);
+    vm->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    /* The per-event environment's metatable: reads fall through to G0. */
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    vm->event_meta_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    char chunk[300];
+    snprintf(chunk, sizeof chunk, "@%s", r->display_name);
+    if (luaL_loadbufferx(L, vm->prog->text, vm->prog->len, chunk, "t") != LUA_OK) {
+        snprintf(err, err_len, "%s", lua_tostring(L, -1));
+        return -1;
+    }
+    lua_pushvalue(L, -2); /* G0 */
+    lua_setupvalue(L, -2, 1);
+    lua_pushvalue(L, -1);
+    vm->main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    rules_arm(vm, false);
+    int rc = lua_pcall(L, 0, 0, 0);
+    rules_disarm(vm);
+    if (rc != LUA_OK) {
+        if (vm->instr_fired)
+            snprintf(err, err_len, "%s (while loading)", vm->limit_msg);
+        else
+            snprintf(err, err_len, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "error object is not a string");
+        return -1;
+    }
+    lua_getfield(L, -1, "on_event"); /* from G0 */
+    if (!lua_isfunction(L, -1)) {
+        snprintf(err, err_len, "%s: the script must define a function on_event(ev)", r->display_name);
+        return -1;
+    }
+    vm->on_event_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_settop(L, 0);
+    lua_gc(L, LUA_GCCOLLECT);
+    return 0;
+}
+
+static void rules_vm_destroy(struct rules_vm *vm)
+{
+    if (!vm)
+        return;
+    if (vm->L)
+        lua_close(vm->L);
+    rules_program_unref(vm->prog);
+    free(vm);
+}
+
+static void rules_vm_tls_destroy(void *p)
+{
+    rules_vm_destroy(p);
+}
+
+static struct rules_vm *rules_vm_new(struct rules *r, struct rules_program *prog, char *err,
+                                     size_t err_len)
+{
+    struct rules_vm *vm = calloc(1, sizeof *vm);
+    if (!vm) {
+        snprintf(err, err_len, "out of memory");
+        rules_program_unref(prog);
+        return NULL;
+    }
+    vm->r = r;
+    vm->prog = prog; /* takes the reference */
+    bool billing;
+    if (actions_naming_for_version(r->api_version, &vm->actions.naming, &billing) < 0) {
+        snprintf(err, err_len, "unsupported didww.api_version %s", r->api_version);
+        rules_vm_destroy(vm);
+        return NULL;
+    }
+    vm->actions.has_billing_cycles = billing;
+    if (rules_vm_build(vm, err, err_len) < 0) {
+        rules_vm_destroy(vm);
+        return NULL;
+    }
+    return vm;
+}
+
+/* The calling thread's state for the current program (built or rebuilt now). */
+static struct rules_vm *rules_vm_get(struct rules *r, char *err, size_t err_len)
+{
+    struct rules_vm *vm = pthread_getspecific(r->key);
+    struct rules_program *prog = rules_current(r);
+    if (vm && vm->prog == prog) {
+        rules_program_unref(prog);
+        return vm;
+    }
+    struct rules_vm *fresh = rules_vm_new(r, prog, err, err_len);
+    if (!fresh)
+        return vm; /* keep running the old program on this thread */
+    rules_vm_destroy(vm);
+    pthread_setspecific(r->key, fresh);
+    return fresh;
+}
+
+/* ---------- running an event ---------- */
+
+/* Runs under lua_pcall: builds ev and calls on_event(ev). */
+static int rules_call_event(lua_State *L)
+{
+    struct rules_vm *vm = lua_touserdata(L, 1);
+    const struct rules_event *ev = vm->ev;
+    char err[200];
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->on_event_ref);
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, ev->source);
+    lua_setfield(L, -2, "source");
+    lua_pushstring(L, ev->event_id);
+    lua_setfield(L, -2, "id");
+    lua_pushnumber(L, ev->received_at);
+    lua_setfield(L, -2, "received_at");
+    if (ev->headers && lua_json_push(L, ev->headers, 4, err, sizeof err) == 0)
+        lua_setfield(L, -2, "headers");
+    if (ev->body) {
+        if (lua_json_push(L, ev->body, vm->r->json_max_depth, err, sizeof err) < 0)
+            return luaL_error(L, "event body: %s", err);
+        lua_setfield(L, -2, "body");
+    }
+    lua_pushlstring(L, (const char *)ev->raw, ev->raw_len);
+    lua_setfield(L, -2, "raw");
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+static double rules_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int rules_run(struct rules *r, const struct rules_event *ev, struct rules_result *res)
+{
+    memset(res, 0, sizeof *res);
+    double t0 = rules_now();
+    char err[256];
+    struct rules_vm *vm = rules_vm_get(r, err, sizeof err);
+    if (!vm) {
+        res->outcome = RULES_FAILED;
+        snprintf(res->message, sizeof res->message, "%s", err);
+        rules_version(r, res->version, sizeof res->version);
+        return -1;
+    }
+    lua_State *L = vm->L;
+    snprintf(res->version, sizeof res->version, "%s", vm->prog->version);
+    vm->ev = ev;
+    vm->skipped = false;
+    vm->actions.plan = &res->plan;
+
+    /* A fresh global table for this event. */
+    lua_settop(L, 0);
+    lua_newtable(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->event_meta_ref);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, LUA_REGISTRYINDEX, vm->env_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->main_ref);
+    lua_pushvalue(L, -2);
+    lua_setupvalue(L, -2, 1); /* every function of the script shares this _ENV */
+    lua_settop(L, 0);
+
+    lua_pushcfunction(L, rules_call_event);
+    lua_pushlightuserdata(L, vm);
+    rules_arm(vm, true);
+    int rc = lua_pcall(L, 1, 0, 0);
+    rules_disarm(vm);
+
+    if (vm->instr_fired) {
+        res->outcome = RULES_FAILED;
+        snprintf(res->message, sizeof res->message, "%s", vm->limit_msg);
+    } else if (vm->mem_fired) {
+        res->outcome = RULES_FAILED;
+        snprintf(res->message, sizeof res->message, "%s: memory limit of %lld bytes exceeded",
+                 r->display_name, (long long)r->memory_limit);
+    } else if (vm->skipped) {
+        res->outcome = RULES_SKIPPED;
+        snprintf(res->message, sizeof res->message, "%s", vm->skip_reason);
+    } else if (rc != LUA_OK) {
+        res->outcome = RULES_FAILED;
+        if (lua_type(L, -1) == LUA_TSTRING)
+            snprintf(res->message, sizeof res->message, "%s", lua_tostring(L, -1));
+        else
+            snprintf(res->message, sizeof res->message, "%s: error object is a %s value",
+                     r->display_name, luaL_typename(L, -1));
+    } else {
+        res->outcome = RULES_DECIDED;
+    }
+    if (res->outcome != RULES_DECIDED)
+        actions_plan_clear(&res->plan);
+
+    /* Drop the event's globals and restore the load-time environment. */
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->main_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->g0_ref);
+    lua_setupvalue(L, -2, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->g0_ref);
+    lua_rawseti(L, LUA_REGISTRYINDEX, vm->env_ref);
+    lua_settop(L, 0);
+    vm->ev = NULL;
+    vm->actions.plan = NULL;
+    if (res->outcome == RULES_FAILED)
+        lua_gc(L, LUA_GCCOLLECT);
+    res->duration_s = rules_now() - t0;
+    return 0;
+}
+
+void rules_result_free(struct rules_result *res)
+{
+    actions_plan_clear(&res->plan);
+}
+
+/* ---------- lifecycle ---------- */
+
+static int rules_install(struct rules *r, char *err, size_t err_len)
+{
+    struct rules_program *p = rules_program_load(r, err, err_len);
+    if (!p)
+        return -1;
+    /* Compile and run the top level completely before anyone switches. */
+    atomic_fetch_add(&p->refs, 1);
+    struct rules_vm *probe = rules_vm_new(r, p, err, err_len);
+    if (!probe) {
+        rules_program_unref(p);
+        return -1;
+    }
+    rules_vm_destroy(probe);
+    pthread_mutex_lock(&r->lock);
+    struct rules_program *old = r->current;
+    r->current = p;
+    pthread_mutex_unlock(&r->lock);
+    rules_program_unref(old);
+    return 0;
+}
+
+int rules_create(const struct rules_options *o, struct rules **out, char *err, size_t err_len)
+{
+    struct rules *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&r->lock, NULL);
+    if (pthread_key_create(&r->key, rules_vm_tls_destroy) != 0) {
+        snprintf(err, err_len, "cannot create a thread-local key");
+        pthread_mutex_destroy(&r->lock);
+        free(r);
+        return -1;
+    }
+    r->script_path = strdup(o->script_path);
+    r->display_name = strdup(o->display_name ? o->display_name : o->script_path);
+    r->api_version = strdup(o->api_version ? o->api_version : "2022-05-10");
+    r->instruction_limit = o->instruction_limit > 0 ? o->instruction_limit : 1000000;
+    r->memory_limit = o->memory_limit_bytes > 0 ? o->memory_limit_bytes : 8388608;
+    r->json_max_depth = o->json_max_depth > 0 ? o->json_max_depth : LUA_JSON_DEFAULT_MAX_DEPTH;
+    r->ndata = o->ndata;
+    r->data_names = calloc(o->ndata + 1, sizeof *r->data_names);
+    r->data_paths = calloc(o->ndata + 1, sizeof *r->data_paths);
+    for (size_t i = 0; r->data_names && r->data_paths && i < o->ndata; i++) {
+        r->data_names[i] = strdup(o->data_names[i]);
+        r->data_paths[i] = strdup(o->data_paths[i]);
+    }
+    if (rules_install(r, err, err_len) < 0) {
+        rules_destroy(r);
+        return -1;
+    }
+    *out = r;
+    return 0;
+}
+
+int rules_reload(struct rules *r, char *err, size_t err_len)
+{
+    return rules_install(r, err, err_len);
+}
+
+void rules_version(struct rules *r, char *out, size_t len)
+{
+    pthread_mutex_lock(&r->lock);
+    snprintf(out, len, "%s", r->current ? r->current->version : "");
+    pthread_mutex_unlock(&r->lock);
+}
+
+void rules_destroy(struct rules *r)
+{
+    if (!r)
+        return;
+    struct rules_vm *vm = pthread_getspecific(r->key);
+    rules_vm_destroy(vm);
+    pthread_setspecific(r->key, NULL);
+    pthread_key_delete(r->key);
+    rules_program_unref(r->current);
+    for (size_t i = 0; i < r->ndata; i++) {
+        if (r->data_names)
+            free(r->data_names[i]);
+        if (r->data_paths)
+            free(r->data_paths[i]);
+    }
+    free(r->data_names);
+    free(r->data_paths);
+    free(r->script_path);
+    free(r->display_name);
+    free(r->api_version);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}
