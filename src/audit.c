@@ -77,17 +77,9 @@ char *audit_canonical(const json_t *record)
 
 void audit_chain_hash(const char *prev_hash, const char *canonical, char out[AUDIT_HASH_HEX_LEN + 1])
 {
-    size_t pl = strlen(prev_hash), cl = strlen(canonical);
-    char *buf = malloc(pl + 1 + cl);
-    if (!buf) {
-        /* Out of memory here is fatal by the project's policy (README). */
-        abort();
-    }
-    memcpy(buf, prev_hash, pl);
-    buf[pl] = '\n';
-    memcpy(buf + pl + 1, canonical, cl);
-    digest_sha256_hex(buf, pl + 1 + cl, out);
-    free(buf);
+    unsigned char md[32];
+    digest_sha256_parts(prev_hash, strlen(prev_hash), "\n", 1, canonical, strlen(canonical), md);
+    digest_hex_encode(md, sizeof md, out);
 }
 
 char *audit_seal(json_t *record, int64_t seq, const char *prev_hash,
@@ -96,13 +88,25 @@ char *audit_seal(json_t *record, int64_t seq, const char *prev_hash,
     json_object_set_new(record, "seq", json_integer(seq));
     json_object_set_new(record, "prev_hash", json_string(prev_hash));
     json_object_del(record, "hash");
-    char *canon = audit_canonical(record);
+    char *canon = json_dumps(record, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
     if (!canon)
         return NULL;
     audit_chain_hash(prev_hash, canon, out_hash);
-    free(canon);
     json_object_set_new(record, "hash", json_string(out_hash));
-    return json_dumps(record, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    /* The stored text is the canonical form with "hash" appended last: one
+     * serialisation per record. audit_check re-canonicalises, so member order in
+     * the stored text does not matter. */
+    size_t n = strlen(canon);
+    char *text = realloc(canon, n + AUDIT_HASH_HEX_LEN + 12);
+    if (!text) {
+        free(canon);
+        return NULL;
+    }
+    if (n > 2)
+        snprintf(text + n - 1, AUDIT_HASH_HEX_LEN + 13, ",\"hash\":\"%s\"}", out_hash);
+    else
+        snprintf(text + n - 1, AUDIT_HASH_HEX_LEN + 13, "\"hash\":\"%s\"}", out_hash);
+    return text;
 }
 
 int audit_check(const char *json_text, int64_t expect_seq, const char *expect_prev,

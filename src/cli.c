@@ -24,10 +24,10 @@
 #include "rules.h"
 #include "store.h"
 
-struct config *cli_load_config(const char *path, int *warnings)
+static struct config *cli_load_config_flags(const char *path, unsigned flags, int *warnings)
 {
     struct config_diags diags = {0};
-    struct config *cfg = config_load(path, &diags);
+    struct config *cfg = config_load_opts(path, flags, &diags);
     if (!warnings) { /* callers that do not report warnings print errors only */
         size_t keep = 0;
         for (size_t i = 0; i < diags.n; i++)
@@ -40,6 +40,11 @@ struct config *cli_load_config(const char *path, int *warnings)
         *warnings = (int)(diags.n - errors);
     config_diags_free(&diags);
     return cfg;
+}
+
+struct config *cli_load_config(const char *path, int *warnings)
+{
+    return cli_load_config_flags(path, 0, warnings);
 }
 
 int cli_prepare_store_dir(const char *sqlite_path)
@@ -379,7 +384,8 @@ int cli_audit(int argc, char **argv)
         cli_audit_usage(stderr);
         return 2;
     }
-    struct config *cfg = cli_load_config(path, NULL);
+    /* Reading the trail needs no webhook secret: an auditor's shell need not have them. */
+    struct config *cfg = cli_load_config_flags(path, CONFIG_LOAD_NO_SECRETS, NULL);
     if (!cfg)
         return 1;
     struct store *st = NULL;

@@ -35,6 +35,7 @@ struct config_ctx {
     struct config_line *lines;
     size_t nlines, caplines;
     int nerrors;
+    unsigned flags;
 };
 
 /* ---------- diagnostics ---------- */
@@ -358,6 +359,8 @@ static char *config_secret(struct config_ctx *ctx, const char *kp, json_t *v, bo
     }
     const char *s = json_string_value(v);
     char *out = NULL;
+    if (ctx->flags & CONFIG_LOAD_NO_SECRETS)
+        return NULL;
     if (strncmp(s, "env:", 4) == 0) {
         const char *e = getenv(s + 4);
         if (!e || !*e) {
@@ -667,11 +670,20 @@ static void config_parse_verify(struct config_ctx *ctx, json_t *vobj, const char
     if (v->scheme == VERIFY_SCHEME_NONE && v->insecure) {
         config_warn(ctx, path, "scheme none accepts unauthenticated webhooks (\"insecure\": true)");
     }
-    if (ctx->nerrors == errors_before) {
-        char err[256];
-        if (verify_prepare(v, err, sizeof err) < 0)
-            config_error(ctx, path, "%s", err);
+    if (ctx->flags & CONFIG_LOAD_NO_SECRETS)
+        return;
+    /* A secret that could not be resolved was reported already; check the rest
+     * of the block with a stand-in so every problem is listed at once. */
+    if (v->nsecrets == 0 && (one || many || pw) && ctx->nerrors > errors_before) {
+        char *standin = strdup(v->scheme == VERIFY_SCHEME_STANDARD_WEBHOOKS
+                                   ? "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                                   : "stand-in");
+        if (standin)
+            config_add_secret(v, standin);
     }
+    char err[256];
+    if (verify_prepare(v, err, sizeof err) < 0)
+        config_error(ctx, path, "%s", err);
 }
 
 static void config_parse_event_id(struct config_ctx *ctx, json_t *sobj, const char *path,
@@ -834,7 +846,13 @@ fail:
 
 struct config *config_load(const char *path, struct config_diags *diags)
 {
+    return config_load_opts(path, 0, diags);
+}
+
+struct config *config_load_opts(const char *path, unsigned flags, struct config_diags *diags)
+{
     struct config_ctx ctx = {0};
+    ctx.flags = flags;
     struct config *cfg = calloc(1, sizeof *cfg);
     json_t *root = NULL;
     char *text = NULL;

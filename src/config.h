@@ -86,10 +86,17 @@ struct config_diags {
     size_t n, cap;
 };
 
+/* Flags of config_load_opts. */
+#define CONFIG_LOAD_NO_SECRETS 1u /* readers of the store (audit): secrets are not resolved */
+
 /* Loads path into a new config. Returns the config (caller frees with
  * config_free) when there is no error, else NULL; every error and warning is
  * appended to diags (caller frees with config_diags_free) either way. */
 struct config *config_load(const char *path, struct config_diags *diags);
+
+/* config_load with flags (CONFIG_LOAD_NO_SECRETS: env:/file: secrets are left
+ * unresolved and unchecked; the result must not be used to serve). */
+struct config *config_load_opts(const char *path, unsigned flags, struct config_diags *diags);
 
 /* Looks up a source by name. Returns a borrowed pointer valid for cfg's life, or NULL. */
 const struct config_source *config_find_source(const struct config *cfg, const char *name);

@@ -55,6 +55,21 @@ void digest_sha256(const void *data, size_t len, unsigned char out[32])
         memset(out, 0, 32);
 }
 
+void digest_sha256_parts(const void *a, size_t alen, const void *b, size_t blen, const void *c,
+                         size_t clen, unsigned char out[32])
+{
+    unsigned int out_len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+             (alen == 0 || EVP_DigestUpdate(ctx, a, alen) == 1) &&
+             (blen == 0 || EVP_DigestUpdate(ctx, b, blen) == 1) &&
+             (clen == 0 || EVP_DigestUpdate(ctx, c, clen) == 1) &&
+             EVP_DigestFinal_ex(ctx, out, &out_len) == 1 && out_len == 32;
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        memset(out, 0, 32);
+}
+
 void digest_sha256_hex(const void *data, size_t len, char out[DIGEST_SHA256_HEX_LEN + 1])
 {
     unsigned char raw[32];

@@ -20,6 +20,10 @@ size_t digest_len(enum digest_alg alg);
 /* SHA-256 of data into out[32]. */
 void digest_sha256(const void *data, size_t len, unsigned char out[32]);
 
+/* SHA-256 of the concatenation a || b || c (any may have length 0) into out[32]. */
+void digest_sha256_parts(const void *a, size_t alen, const void *b, size_t blen, const void *c,
+                         size_t clen, unsigned char out[32]);
+
 /* SHA-256 of data as 64 lower-case hex chars plus NUL into out[65]. */
 void digest_sha256_hex(const void *data, size_t len, char out[DIGEST_SHA256_HEX_LEN + 1]);
 

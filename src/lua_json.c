@@ -59,12 +59,12 @@ struct path_mark {
 
 /* What a scan of a table's keys found. */
 struct keyscan {
-    lua_Integer n;      /* all keys */
-    lua_Integer n_str;  /* string keys */
-    lua_Integer n_int;  /* integer keys */
+    lua_Integer n;     /* all keys */
+    lua_Integer n_str; /* string keys */
+    lua_Integer n_int; /* integer keys */
     lua_Integer max_int;
-    int int_below_one;  /* an integer key < 1 */
-    int bad_type;       /* type of the first key that is neither string nor integer, or 0 */
+    int int_below_one; /* an integer key < 1 */
+    int bad_type;      /* type of the first key that is neither string nor integer, or 0 */
     int bad_is_float;
 };
 
@@ -430,8 +430,7 @@ static void set_marker(lua_State *L, const char *key)
     lua_setmetatable(L, -2);
 }
 
-static int push_value(lua_State *L, json_t *v, int depth, int max_depth, char *err,
-                      size_t err_len)
+static int push_value(lua_State *L, json_t *v, int depth, int max_depth, char *err, size_t err_len)
 {
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
@@ -442,8 +441,7 @@ static int push_value(lua_State *L, json_t *v, int depth, int max_depth, char *e
         lua_createtable(L, 0, n > INT_MAX ? INT_MAX : (int)n);
         for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it)) {
             lua_pushlstring(L, json_object_iter_key(it), json_object_iter_key_len(it));
-            if (push_value(L, json_object_iter_value(it), depth + 1, max_depth, err, err_len) <
-                0) {
+            if (push_value(L, json_object_iter_value(it), depth + 1, max_depth, err, err_len) < 0) {
                 lua_pop(L, 2);
                 return -1;
             }
@@ -657,6 +655,10 @@ static void new_marker(lua_State *L, const char *key, const char *name)
     lua_createtable(L, 0, 2);
     lua_pushstring(L, name);
     lua_setfield(L, -2, "__name");
+    /* Shared by every decoded table of the state: scripts must not be able to
+     * fetch and alter it (that would leak from one event into the next). */
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
     lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 

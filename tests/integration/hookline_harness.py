@@ -250,11 +250,10 @@ class HooklineServer:
     def connection(self, timeout=15):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
-    def request(self, method, path, body=b"", headers=None, timeout=15, **kw):
+    def request(self, method, path, body=None, headers=None, timeout=15, **kw):
         conn = self.connection(timeout)
         try:
-            conn.request(method, path, body=body if body != b"" or method != "GET" else None,
-                         headers=headers or {}, **kw)
+            conn.request(method, path, body=body, headers=headers or {}, **kw)
             resp = conn.getresponse()
             data = resp.read()
             result = HttpResult(resp.status, resp.headers, data)

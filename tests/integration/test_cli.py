@@ -329,9 +329,8 @@ class CheckTest(CliTestCase):
         self.assertIn("%s:%d: " % (path, line_of(text, '"loud"')), joined)
         self.assertIn("%s:%d: " % (path, line_of(text, '"standard-webhook"')), joined)
 
-    @unittest.expectedFailure
     def test_all_problems_reported_when_a_secret_is_also_missing(self):
-        """SERVICE BUG: an hmac source without "header" whose secret variable is unset
+        """an hmac source without "header" whose secret variable is unset
         reports only the unset variable; the missing header appears only on the next
         run, although SPEC 1 says check exits 1 "with every problem"."""
         text = GOOD.replace('"scheme": "token",\n        "header": "Authorization",\n'

@@ -7,7 +7,6 @@ Run: HOOKLINE_BIN=build/hookline python3 tests/integration/test_ingest.py -v
 
 import base64
 import hashlib
-import hmac
 import http.client
 import json
 import os
@@ -214,6 +213,7 @@ class IngestTest(Assertions, unittest.TestCase):
                              "WHERE source='tok' AND event_id=?", (sha256_hex(body),))[0]
         self.assertEqual(bytes(row[0]), body)
         self.assertEqual(row[1], "application/json")
+        self.assertEqual(row[2], "accepted")
 
     def test_json_content_type_with_parameters_accepted(self):
         body = unique_body("charset")
@@ -523,6 +523,15 @@ class IngestTest(Assertions, unittest.TestCase):
                 self.assertProblem(r, 404)
         self.assertEqual(self.srv.query("SELECT count(*) FROM events WHERE event_id=?",
                                         (sha256_hex(body),))[0][0], 0)
+
+    def test_other_paths_and_methods(self):
+        self.assertProblem(self.srv.get("/nope"), 404)
+        self.assertProblem(self.srv.get("/hooks"), 404)
+        for path in ("/healthz", "/readyz", "/metrics"):
+            with self.subTest(path=path):
+                r = self.srv.request("POST", path, b"{}", JSON_CT)
+                self.assertProblem(r, 405)
+                self.assertIn("GET", r.headers.get("Allow", ""))
 
     def test_wrong_method_405_with_allow(self):
         for method in ("GET", "PUT", "DELETE"):
@@ -983,6 +992,18 @@ class AuditTest(Assertions, unittest.TestCase):
         v = srv.cli("audit", "verify", "-c", srv.config_path)
         self.assertEqual(v.returncode, 0, v.stderr)
 
+    def test_audit_reads_without_webhook_secrets_in_environment(self):
+        """`hookline audit` and `audit verify` resolve every webhook secret
+        of the config and exit 1 ("environment variable TOK_SECRET is not set") when the
+        operator's shell lacks them, although reading the audit trail never uses them;
+        an auditor must not need the webhook secrets to read the trail."""
+        srv, steps = populate_audit(self)
+        r = run_cli(["audit", "-c", srv.config_path, "--format", "json"])  # no secrets in env
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(parse_json_lines(r.stdout)), len(steps))
+        r = run_cli(["audit", "verify", "-c", srv.config_path])
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_audit_verify_detects_edited_record(self):
         srv, steps = populate_audit(self)
         self.assertEqual(srv.stop(), 0)
@@ -1094,6 +1115,45 @@ class ShutdownTest(Assertions, unittest.TestCase):
             self.assertTrue(data.startswith(b"HTTP/1.1 202"), data[:200])
             self.assertIn(sha256_hex(body).encode(), data)
             self.assertEqual(srv.count_events("tok", sha256_hex(body)), 1)
+
+
+    def test_sigterm_finishes_a_request_waiting_for_a_locked_store(self):
+        srv = start_server(self, self.CONFIG, env=SECRET_ENV)
+        h = dict(JSON_CT, **bearer(TOK_SECRET))
+        self.assertEqual(srv.post("tok", unique_body("warm"), h).status, 202)
+        locker = sqlite3.connect(srv.db_path, isolation_level=None, timeout=5)
+        self.addCleanup(locker.close)
+        locker.execute("BEGIN EXCLUSIVE")
+        body = unique_body("waiting")
+        out = []
+        t = threading.Thread(target=lambda: out.append(srv.post("tok", body, h, timeout=30)))
+        t.start()
+        time.sleep(0.3)
+        srv.signal(signal.SIGTERM)
+        time.sleep(1.0)
+        still_running = srv.running()
+        locker.execute("ROLLBACK")
+        locker.close()
+        t.join(20)
+        rc = srv.wait_exit(15)
+        self.assertTrue(still_running, "exited while a request was waiting for the store")
+        self.assertEqual(rc, 0)
+        self.assertEqual(len(out), 1)
+        self.assertAccepted(out[0], sha256_hex(body))
+        self.assertEqual(srv.count_events("tok", sha256_hex(body)), 1)
+
+    def test_sigterm_with_a_stalled_client_exits_within_bound(self):
+        srv = start_server(self, self.CONFIG, env=SECRET_ENV)
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=15)
+        self.addCleanup(s.close)
+        s.sendall(("POST /hooks/tok HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                   "Content-Length: 100\r\n\r\n{" % srv.host_header()).encode())
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        rc = srv.wait_exit(15)
+        self.assertEqual(rc, 0, "a client that never finishes its body must not block shutdown")
+        self.assertLess(time.monotonic() - t0, 15)
 
 
 # =====================================================================================

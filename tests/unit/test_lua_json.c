@@ -178,8 +178,10 @@ static void test_strings_with_nul_and_unicode(void **state)
     lua_State *L = *state;
     run_ok(L, "local s = json.decode('\"a\\\\u0000b\"')\n"
               "assert(#s == 3 and s == 'a\\0b')\n"
-              "local o = json.decode('{\"k\\\\u0000x\":1}')\n"
-              "assert(o['k\\0x'] == 1)\n");
+              "local o = json.decode('{\"k\":\"\\\\u0000\"}')\n"
+              "assert(o.k == '\\0')\n");
+    /* jansson 2.14 decodes NUL in string values but not in object keys. */
+    expect_error(L, "json.decode('{\"k\\\\u0000x\":1}')", "NUL byte in object key", NULL);
     EXPECT_JSON(L, "json.encode('a\\0b')", "\"a\\u0000b\"");
     EXPECT_JSON(L, "json.encode({['k\\0x'] = 1})", "{\"k\\u0000x\":1}");
     EXPECT_JSON(L, "json.encode(json.decode('\"a\\\\u0000b\"'))", "\"a\\u0000b\"");
@@ -196,8 +198,9 @@ static void test_integers(void **state)
               "assert(math.type(v[1]) == 'integer' and v[1] == 9007199254740993)\n"
               "assert(v[2] == math.maxinteger and v[3] == math.mininteger)\n"
               "assert(math.type(v[4]) == 'integer' and v[5] == -1)\n");
-    EXPECT_JSON(L, "json.encode(json.decode('[9007199254740993,9223372036854775807,"
-                   "-9223372036854775808]'))",
+    EXPECT_JSON(L,
+                "json.encode(json.decode('[9007199254740993,9223372036854775807,"
+                "-9223372036854775808]'))",
                 "[9007199254740993,9223372036854775807,-9223372036854775808]");
     EXPECT_JSON(L, "json.encode({math.maxinteger, math.mininteger, (1 << 53) + 1})",
                 "[9223372036854775807,-9223372036854775808,9007199254740993]");
@@ -263,24 +266,29 @@ static void test_empty_and_marked_tables(void **state)
     EXPECT_JSON(L, "json.encode(json.array('a', {k = 1}, json.array()))", "[\"a\",{\"k\":1},[]]");
 
     /* Decoded tables are plain to the script: readable, writable, and still marked. */
-    EXPECT_JSON(L, "(function() local t = json.decode('[1,2]'); table.insert(t, 3); "
-                   "return json.encode(t) end)()",
+    EXPECT_JSON(L,
+                "(function() local t = json.decode('[1,2]'); table.insert(t, 3); "
+                "return json.encode(t) end)()",
                 "[1,2,3]");
-    EXPECT_JSON(L, "(function() local t = json.decode('[1]'); t[1] = nil; "
-                   "return json.encode(t) end)()",
+    EXPECT_JSON(L,
+                "(function() local t = json.decode('[1]'); t[1] = nil; "
+                "return json.encode(t) end)()",
                 "[]");
-    EXPECT_JSON(L, "(function() local t = json.decode('{}'); t.x = 'y'; "
-                   "return json.encode(t) end)()",
+    EXPECT_JSON(L,
+                "(function() local t = json.decode('{}'); t.x = 'y'; "
+                "return json.encode(t) end)()",
                 "{\"x\":\"y\"}");
     run_ok(L, "local t = json.decode('{\"a\":1}')\n"
               "local n = 0 for k, v in pairs(t) do n = n + 1 end\n"
               "assert(n == 1 and t.a == 1 and rawget(t, 'a') == 1)\n"
-              "assert(getmetatable(t).__name == 'hookline.json.object')\n"
-              "assert(getmetatable(json.decode('[]')).__name == 'hookline.json.array')\n");
+              "assert(getmetatable(t) == false) -- the shared marker is protected\n"
+              "assert(not pcall(setmetatable, t, {}))\n"
+              "assert(getmetatable(json.decode('[]')) == false)\n");
 
     /* json.object(t) marks t in place; a {} that must stay an object. */
-    EXPECT_JSON(L, "(function() local t = {}; assert(json.object(t) == t); "
-                   "return json.encode(t) end)()",
+    EXPECT_JSON(L,
+                "(function() local t = {}; assert(json.object(t) == t); "
+                "return json.encode(t) end)()",
                 "{}");
     EXPECT_JSON(L, "json.encode(json.object(json.decode('[]')))", "{}");
     expect_error(L, "json.object(setmetatable({}, {}))", "already has a metatable", NULL);
@@ -334,8 +342,7 @@ static void test_cycles_rejected_shared_tables_allowed(void **state)
 {
     lua_State *L = *state;
     expect_error(L, "local t = {}; t.self = t; json.encode(t)", ".self", "cycle");
-    expect_error(L, "local a = {}; local b = {a}; a.b = b; json.encode({a})", "[1].b[1]",
-                 "cycle");
+    expect_error(L, "local a = {}; local b = {a}; a.b = b; json.encode({a})", "[1].b[1]", "cycle");
     /* The same table twice, side by side, is not a cycle. */
     EXPECT_JSON(L, "(function() local s = {1}; return json.encode({a = s, b = s}) end)()",
                 "{\"a\":[1],\"b\":[1]}");
@@ -345,7 +352,7 @@ static void test_invalid_utf8_rejected(void **state)
 {
     lua_State *L = *state;
     expect_error(L, "json.encode('\\xff')", "string is not valid UTF-8", NULL);
-    expect_error(L, "json.encode({s = 'ok\\xc0\\xaf'})", ".s", "not valid UTF-8");  /* overlong */
+    expect_error(L, "json.encode({s = 'ok\\xc0\\xaf'})", ".s", "not valid UTF-8"); /* overlong */
     expect_error(L, "json.encode({'\\xed\\xa0\\x80'})", "[1]", "not valid UTF-8"); /* surrogate */
     expect_error(L, "json.encode({'\\xf4\\x90\\x80\\x80'})", "not valid UTF-8", NULL);
     expect_error(L, "json.encode({['k\\xff'] = 1})", "key is not valid UTF-8", "[\"k?\"]");
