@@ -619,3 +619,141 @@ out:
     config_free(cfg);
     return rc;
 }
+
+/* ---------- events list | reprocess ---------- */
+
+struct cli_events_ctx {
+    struct ingest *ing;
+    bool reprocess;
+    int64_t seen, failed;
+};
+
+static int cli_event_row(const struct store_event_row *row, void *vctx)
+{
+    struct cli_events_ctx *ctx = vctx;
+    char when[32];
+    audit_format_time(row->received_at, when);
+    ctx->seen++;
+    if (!ctx->reprocess) {
+        printf("%-8lld %-24s %-12s %-12s %s\n", (long long)row->row, when, row->source,
+               row->status, row->event_id);
+        return 0;
+    }
+    char outcome[32] = "", err[300] = "";
+    if (ingest_reprocess(ctx->ing, row, outcome, sizeof outcome, err, sizeof err) < 0) {
+        fprintf(stderr, "hookline events reprocess: %s %s: %s\n", row->source, row->event_id, err);
+        ctx->failed++;
+        return 0;
+    }
+    if (strcmp(outcome, "rule_failed") == 0)
+        ctx->failed++;
+    printf("%s %s: %s\n", row->source, row->event_id, outcome);
+    return 0;
+}
+
+static void cli_events_usage(FILE *f)
+{
+    fprintf(f, "usage: hookline events -c FILE list [--status S] [--source S] [--event ID] [--limit N]\n"
+               "       hookline events -c FILE reprocess [--source S] [--event ID] [--limit N]\n"
+               "reprocess runs the current rule again on stored events whose rule failed\n"
+               "(status rule_failed) and stores their jobs; exits 1 when any still fails.\n");
+}
+
+int cli_events(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"status", required_argument, NULL, 'S'},
+                                         {"source", required_argument, NULL, 's'},
+                                         {"event", required_argument, NULL, 'e'},
+                                         {"limit", required_argument, NULL, 'l'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *path = NULL;
+    struct store_event_filter f = {0};
+    struct cli_events_ctx ctx = {0};
+    struct config *cfg = NULL;
+    struct store *st = NULL;
+    struct rules *rules = NULL;
+    int c, rc = 1;
+    char err[600], *end;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'S':
+            f.status = optarg;
+            break;
+        case 's':
+            f.source = optarg;
+            break;
+        case 'e':
+            f.event_id = optarg;
+            break;
+        case 'l':
+            errno = 0;
+            f.limit = strtoll(optarg, &end, 10);
+            if (errno || *end || f.limit <= 0) {
+                fprintf(stderr, "hookline events: --limit takes a positive integer\n");
+                return 2;
+            }
+            break;
+        case 'h':
+            cli_events_usage(stdout);
+            return 0;
+        default:
+            cli_events_usage(stderr);
+            return 2;
+        }
+    }
+    if (!path || optind != argc - 1 ||
+        (strcmp(argv[optind], "list") != 0 && strcmp(argv[optind], "reprocess") != 0)) {
+        cli_events_usage(stderr);
+        return 2;
+    }
+    ctx.reprocess = strcmp(argv[optind], "reprocess") == 0;
+    if (ctx.reprocess)
+        f.status = "rule_failed";
+    cfg = ctx.reprocess ? cli_load_config(path, NULL)
+                        : cli_load_config_flags(path, CONFIG_LOAD_NO_SECRETS, NULL);
+    if (!cfg)
+        goto out;
+    char url[4200];
+    snprintf(url, sizeof url, "sqlite:%s", cfg->store_sqlite_path ? cfg->store_sqlite_path : "");
+    struct store_options so = {.url = url, .busy_timeout_ms = cfg->store_busy_timeout_ms,
+                               .queue_max = 16, .batch_max = 1, .read_only = !ctx.reprocess};
+    if (store_open(&so, &st, err, sizeof err) < 0) {
+        fprintf(stderr, "hookline events: %s\n", err);
+        goto out;
+    }
+    if (ctx.reprocess) {
+        if (cli_rules_create(cfg, &rules, err, sizeof err) < 0) {
+            fprintf(stderr, "%s\n", err);
+            goto out;
+        }
+        if (!rules) {
+            fprintf(stderr, "hookline events reprocess: %s has no rules.script\n", path);
+            goto out;
+        }
+        ctx.ing = ingest_create(cfg, st);
+        if (!ctx.ing)
+            goto out;
+        ingest_use_rules(ctx.ing, rules);
+    }
+    if (store_events_scan(st, &f, cli_event_row, &ctx, err, sizeof err) < 0) {
+        fprintf(stderr, "hookline events: %s\n", err);
+        goto out;
+    }
+    if (ctx.reprocess)
+        fprintf(stderr, "reprocessed %lld events, %lld still failing\n", (long long)ctx.seen,
+                (long long)ctx.failed);
+    rc = ctx.failed ? 1 : 0;
+out:
+    ingest_destroy(ctx.ing);
+    store_close(st);
+    rules_destroy(rules);
+    config_free(cfg);
+    return rc;
+}

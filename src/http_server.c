@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "digest.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -33,6 +34,7 @@ struct http_server {
     struct store *st;
     unsigned port;
     atomic_int inflight;
+    struct http_admin admin;
 };
 
 enum http_phase { HTTP_NEW = 0, HTTP_BODY, HTTP_WAITING, HTTP_ANSWER };
@@ -184,6 +186,60 @@ static enum MHD_Result http_readyz(struct http_server *srv, struct MHD_Connectio
     return http_send(conn, 200, "application/json", ok, sizeof ok - 1, 0, NULL);
 }
 
+/* ---------- admin API ---------- */
+
+static bool http_admin_authorized(struct http_server *srv, struct MHD_Connection *conn)
+{
+    const char *token = srv->cfg->admin_token;
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (!token || !auth || strncasecmp(auth, "Bearer ", 7) != 0)
+        return false;
+    const char *given = auth + 7;
+    return digest_equal_str(given, strlen(given), token, strlen(token));
+}
+
+static enum MHD_Result http_admin(struct http_server *srv, struct MHD_Connection *conn,
+                                  const char *url, const char *method)
+{
+    if (!http_admin_authorized(srv, conn)) {
+        struct ingest_response resp = {0};
+        ingest_problem(&resp, 401, "unauthorized", "Unauthorized",
+                       srv->cfg->admin_token ? "a valid Authorization: Bearer token is required"
+                                             : "the admin API is disabled (admin.token is not set)");
+        struct MHD_Response *r = MHD_create_response_from_buffer(
+            resp.body ? strlen(resp.body) : 0, resp.body, MHD_RESPMEM_MUST_COPY);
+        enum MHD_Result rc = MHD_NO;
+        if (r) {
+            MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/problem+json");
+            MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+            rc = MHD_queue_response(conn, 401, r);
+            MHD_destroy_response(r);
+        }
+        free(resp.body);
+        return rc;
+    }
+    if (strcmp(url, "/v1/rules/reload") == 0) {
+        if (strcmp(method, "POST") != 0)
+            return http_problem(conn, 405, "method-not-allowed", "Method not allowed",
+                                "use POST", "POST");
+        char msg[600] = "";
+        if (!srv->admin.reload_rules)
+            return http_problem(conn, 409, "no-rules", "No rules", "no rules.script is configured",
+                                NULL);
+        if (srv->admin.reload_rules(srv->admin.ctx, msg, sizeof msg) < 0)
+            return http_problem(conn, 422, "rules-invalid", "Rules not reloaded", msg, NULL);
+        json_t *ok = json_pack("{s:s, s:s}", "status", "reloaded", "rule_version", msg);
+        char *text = ok ? json_dumps(ok, JSON_COMPACT) : NULL;
+        json_decref(ok);
+        enum MHD_Result rc =
+            text ? http_send(conn, 200, "application/json", text, strlen(text), 0, NULL) : MHD_NO;
+        free(text);
+        return rc;
+    }
+    return http_problem(conn, 404, "not-found", "Not found",
+                        "no such admin endpoint in this version", NULL);
+}
+
 static enum MHD_Result http_route_simple(struct http_server *srv, struct MHD_Connection *conn,
                                          const char *url, const char *method)
 {
@@ -201,6 +257,8 @@ static enum MHD_Result http_route_simple(struct http_server *srv, struct MHD_Con
             return http_readyz(srv, conn);
         return http_metrics(conn);
     }
+    if (strncmp(url, "/v1/", 4) == 0)
+        return http_admin(srv, conn, url, method);
     return http_problem(conn, 404, "not-found", "Not found", "no such endpoint", NULL);
 }
 
@@ -427,7 +485,8 @@ static void http_mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 struct http_server *http_server_start(const struct config *cfg, struct ingest *ing,
-                                      struct store *st, char *err, size_t err_len)
+                                      struct store *st, const struct http_admin *admin, char *err,
+                                      size_t err_len)
 {
     struct http_server *srv = calloc(1, sizeof *srv);
     struct addrinfo hints = {0}, *ai = NULL;
@@ -439,6 +498,8 @@ struct http_server *http_server_start(const struct config *cfg, struct ingest *i
     srv->cfg = cfg;
     srv->ing = ing;
     srv->st = st;
+    if (admin)
+        srv->admin = *admin;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;

@@ -13,11 +13,22 @@
 
 struct http_server;
 
+/* Admin operations the listener exposes under /v1 (Authorization: Bearer
+ * admin.token, compared in constant time). Callbacks run on an HTTP thread and
+ * may block briefly. */
+struct http_admin {
+    /* Reloads the rules; returns 0 with the new version in msg, or -1 with the
+     * compile error ("file:line: message") in msg. */
+    int (*reload_rules)(void *ctx, char *msg, size_t msg_len);
+    void *ctx;
+};
+
 /* Starts listening on cfg->listen_host:listen_port with cfg->listen_threads
  * threads. cfg, ing and st are borrowed and must outlive the server. Returns a
  * new server (caller stops it with http_server_stop) or NULL with err set. */
 struct http_server *http_server_start(const struct config *cfg, struct ingest *ing,
-                                      struct store *st, char *err, size_t err_len);
+                                      struct store *st, const struct http_admin *admin, char *err,
+                                      size_t err_len);
 
 /* The port actually bound (useful with port 0). */
 unsigned http_server_port(const struct http_server *srv);

@@ -651,3 +651,66 @@ void ingest_use_rules(struct ingest *ing, struct rules *rules)
     struct ingest_planner p = {ingest_rules_plan, rules};
     ingest_set_planner(ing, rules ? &p : NULL);
 }
+
+int ingest_reprocess(struct ingest *ing, const struct store_event_row *row, char *outcome,
+                     size_t outcome_len, char *err, size_t err_len)
+{
+    struct ingest_plan plan = {0};
+    json_t *headers = json_loads(row->headers_json ? row->headers_json : "{}", 0, NULL);
+    json_t *body = ingest_decode_body(row->content_type, row->body, row->body_len, err, err_len);
+    json_t *note = audit_record_new("admin.reprocess", row->source, row->event_id);
+    int rc = -1;
+    if (!headers || !body || !note) {
+        if (!body && err[0] == '\0')
+            snprintf(err, err_len, "out of memory");
+        goto out;
+    }
+    if (!ing->planner.plan) {
+        snprintf(err, err_len, "no rules.script is configured");
+        goto out;
+    }
+    struct ingest_event ev = {row->source, row->event_id, row->received_at, headers, body,
+                              row->body, row->body_len};
+    ing->planner.plan(ing->planner.ctx, &ev, &plan);
+    audit_detail_set_int(note, "event_row", (long long)row->row);
+    audit_detail_set_str(note, "outcome", plan.rule_failed ? "rule_failed" : "accepted");
+    json_t **audit = calloc(1 + plan.naudit, sizeof *audit);
+    if (!audit) {
+        snprintf(err, err_len, "out of memory");
+        goto out;
+    }
+    audit[0] = note;
+    for (size_t i = 0; i < plan.naudit; i++)
+        audit[1 + i] = plan.audit[i];
+    struct store_op op = {
+        .kind = STORE_OP_REPLAN,
+        .source = row->source,
+        .event_id = row->event_id,
+        .received_at = row->received_at,
+        .event_row = row->row,
+        .status = plan.rule_failed ? "rule_failed" : "accepted",
+        .rule_version = plan.rule_version,
+        .jobs = plan.jobs,
+        .njobs = plan.njobs,
+        .audit = audit,
+        .naudit = 1 + plan.naudit,
+    };
+    if (store_submit_wait(ing->st, &op) < 0) {
+        snprintf(err, err_len, "%s", op.error);
+        free(audit);
+        goto out;
+    }
+    free(audit);
+    if (op.outcome == STORE_DUPLICATE)
+        snprintf(outcome, outcome_len, "already_reprocessed");
+    else
+        snprintf(outcome, outcome_len, "%s", op.status);
+    rc = 0;
+out:
+    if (plan.release)
+        plan.release(&plan);
+    json_decref(headers);
+    json_decref(body);
+    json_decref(note);
+    return rc;
+}

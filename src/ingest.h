@@ -116,6 +116,14 @@ json_t *ingest_decode_body(const char *content_type, const unsigned char *body, 
 char *ingest_derive_event_id(const struct config_source *src, const struct ingest_request *req,
                              json_t *body, char *why, size_t why_len);
 
+/* Runs the planner again on a stored rule_failed event (after the rule was
+ * fixed) and stores the new outcome, jobs and records in one transaction. The
+ * previous rule.failed record stays. Returns 0 and a short outcome word in
+ * outcome[len] ("accepted", "rule_failed", "already_reprocessed"), or -1 with
+ * err set. Blocks until committed; not for HTTP threads. */
+int ingest_reprocess(struct ingest *ing, const struct store_event_row *row, char *outcome,
+                     size_t outcome_len, char *err, size_t err_len);
+
 /* Checks what is known before the body arrives: source (404), method (405),
  * media type (415) and declared length (413; content_length < 0 when unknown).
  * Returns true to continue, false with *resp filled (caller frees resp->body). */

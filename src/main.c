@@ -32,6 +32,7 @@ static void main_usage(FILE *f)
                "  rule-test -c FILE --source NAME [--header 'K: V']... EVENT.json\n"
                "                         run the rule on one event offline; print the planned requests\n"
                "  audit -c FILE [...]    query the audit trail (see hookline audit --help)\n"
+               "  events -c FILE list|reprocess   list stored events; rerun the rule on rule_failed ones\n"
                "  audit verify -c FILE   check the audit hash chain\n"
                "  version                print the version\n\n"
                "exit codes: 0 success, 1 the command failed, 2 usage error\n",
@@ -55,14 +56,19 @@ static int main_audit_now(struct store *st, json_t *rec)
     return rc;
 }
 
-static void main_reload_rules(struct rules *rules, struct store *st, const char *why)
+/* Reloads the rules and audits the outcome. Returns 0 with the version in msg,
+ * or -1 with the reason in msg. */
+static int main_reload_rules(struct rules *rules, struct store *st, const char *why, char *msg,
+                             size_t msg_len)
 {
     char err[600], version[24];
     if (!rules) {
         log_info("%s: no rules.script configured; nothing to reload", why);
-        return;
+        snprintf(msg, msg_len, "no rules.script is configured");
+        return -1;
     }
     if (rules_reload(rules, err, sizeof err) < 0) {
+        snprintf(msg, msg_len, "%s", err);
         log_write(LOG_ERROR, "rules reload failed", (const char *[]){"error", err, "trigger", why, NULL});
         json_t *rec = audit_record_new("rules.reload_failed", NULL, NULL);
         audit_detail_set_str(rec, "reason", err);
@@ -70,14 +76,27 @@ static void main_reload_rules(struct rules *rules, struct store *st, const char 
         rules_version(rules, version, sizeof version);
         audit_detail_set_str(rec, "rule_version", version);
         main_audit_now(st, rec);
-        return;
+        return -1;
     }
     rules_version(rules, version, sizeof version);
+    snprintf(msg, msg_len, "%s", version);
     log_write(LOG_INFO, "rules reloaded", (const char *[]){"rule_version", version, "trigger", why, NULL});
     json_t *rec = audit_record_new("rules.reloaded", NULL, NULL);
     audit_detail_set_str(rec, "rule_version", version);
     audit_detail_set_str(rec, "trigger", why);
     main_audit_now(st, rec);
+    return 0;
+}
+
+struct main_admin_ctx {
+    struct rules *rules;
+    struct store *st;
+};
+
+static int main_admin_reload(void *vctx, char *msg, size_t msg_len)
+{
+    struct main_admin_ctx *ctx = vctx;
+    return main_reload_rules(ctx->rules, ctx->st, "POST /v1/rules/reload", msg, msg_len);
 }
 
 static int main_serve(int argc, char **argv)
@@ -162,7 +181,9 @@ static int main_serve(int argc, char **argv)
         goto out;
     }
     ingest_use_rules(ing, rules);
-    srv = http_server_start(cfg, ing, st, err, sizeof err);
+    struct main_admin_ctx admin_ctx = {rules, st};
+    struct http_admin admin = {rules ? main_admin_reload : NULL, &admin_ctx};
+    srv = http_server_start(cfg, ing, st, &admin, err, sizeof err);
     if (!srv) {
         log_write(LOG_ERROR, "cannot start the listener", (const char *[]){"error", err, NULL});
         goto out;
@@ -179,7 +200,8 @@ static int main_serve(int argc, char **argv)
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            main_reload_rules(rules, st, "SIGHUP");
+            char msg[600];
+            main_reload_rules(rules, st, "SIGHUP", msg, sizeof msg);
             continue;
         }
         log_write(LOG_INFO, "shutting down",
@@ -222,6 +244,8 @@ int main(int argc, char **argv)
         return cli_audit(argc - 1, argv + 1);
     if (strcmp(cmd, "rule-test") == 0)
         return cli_rule_test(argc - 1, argv + 1);
+    if (strcmp(cmd, "events") == 0)
+        return cli_events(argc - 1, argv + 1);
     fprintf(stderr, "hookline: unknown command '%s' (see hookline --help)\n", cmd);
     return 2;
 }

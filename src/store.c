@@ -230,6 +230,12 @@ int store_audit_scan(struct store *st, const struct store_audit_filter *filter, 
     return st->be->ops->audit_scan(st->be, filter, fn, ctx, err, err_len);
 }
 
+int store_events_scan(struct store *st, const struct store_event_filter *filter, store_event_fn fn,
+                      void *ctx, char *err, size_t err_len)
+{
+    return st->be->ops->events_scan(st->be, filter, fn, ctx, err, err_len);
+}
+
 int64_t store_count_events(struct store *st, const char *source)
 {
     return st->be->ops->count_events(st->be, source);

@@ -37,7 +37,11 @@ struct store_job_spec {
     const char *order_key;   /* "did:<id>", "number:<digits>" or "group:<id>": FIFO key */
 };
 
-enum store_op_kind { STORE_OP_EVENT = 1, STORE_OP_AUDIT };
+enum store_op_kind {
+    STORE_OP_EVENT = 1, /* a new event, its jobs and audit records */
+    STORE_OP_AUDIT,     /* audit records only */
+    STORE_OP_REPLAN,    /* a stored rule_failed event planned again: new status, jobs, audit */
+};
 
 enum store_outcome { STORE_PENDING = 0, STORE_STORED, STORE_DUPLICATE, STORE_FAILED };
 
@@ -66,6 +70,11 @@ struct store_op {
      * to them while sealing. */
     json_t **audit;
     size_t naudit;
+
+    /* STORE_OP_REPLAN: event_row names the event (source and event_id must be set
+     * too, for the job rows); status/rule_version/jobs/audit as for an event. The
+     * outcome is STORE_DUPLICATE when the event is no longer rule_failed (another
+     * reprocess got there first). */
 
     /* Result, valid when done() runs. */
     enum store_outcome outcome;
@@ -124,6 +133,32 @@ typedef int (*store_audit_fn)(const char *record_json, int64_t seq, void *ctx);
 int store_audit_scan(struct store *st, const struct store_audit_filter *filter, store_audit_fn fn,
                      void *ctx, char *err, size_t err_len);
 
+/* One stored event as read back (all members borrowed for the callback). */
+struct store_event_row {
+    int64_t row;
+    const char *source;
+    const char *event_id;
+    double received_at;
+    const char *status;
+    const char *content_type;
+    const char *headers_json;
+    const unsigned char *body;
+    size_t body_len;
+};
+
+struct store_event_filter {
+    const char *status;   /* NULL: any */
+    const char *source;   /* NULL: any */
+    const char *event_id; /* NULL: any */
+    int64_t limit;        /* 0: no limit; oldest first */
+};
+
+/* Calls fn for each matching event, oldest first; fn returning non-zero stops.
+ * Returns 0, or -1 with err set. Any thread. */
+typedef int (*store_event_fn)(const struct store_event_row *row, void *ctx);
+int store_events_scan(struct store *st, const struct store_event_filter *filter, store_event_fn fn,
+                      void *ctx, char *err, size_t err_len);
+
 /* Event counts by status, for tests and the CLI: returns the number of stored
  * events of source (NULL: all), or -1. */
 int64_t store_count_events(struct store *st, const char *source);
@@ -147,6 +182,8 @@ struct store_backend_ops {
     int (*audit_scan)(struct store_backend *be, const struct store_audit_filter *filter,
                       store_audit_fn fn, void *ctx, char *err, size_t err_len);
     int64_t (*count_events)(struct store_backend *be, const char *source);
+    int (*events_scan)(struct store_backend *be, const struct store_event_filter *filter,
+                       store_event_fn fn, void *ctx, char *err, size_t err_len);
     void (*close)(struct store_backend *be);
 };
 

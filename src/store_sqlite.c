@@ -21,7 +21,7 @@ struct sqlite_backend {
     sqlite3 *wdb; /* writer thread only */
     sqlite3 *rdb; /* under rlock */
     pthread_mutex_t rlock;
-    sqlite3_stmt *ins_event, *sel_dup, *expire_dup, *ins_job, *ins_audit;
+    sqlite3_stmt *ins_event, *sel_dup, *expire_dup, *ins_job, *ins_audit, *replan;
     int64_t next_seq;                   /* writer thread only */
     int data_version;                   /* writer thread only: PRAGMA data_version seen */
     uint64_t commits;                   /* writer thread only */
@@ -448,9 +448,39 @@ static int sqlite_insert_jobs(struct sqlite_backend *be, struct store_op *op, ch
     return 0;
 }
 
+/* Re-plans a rule_failed event: only the first reprocess of it wins. */
+static int sqlite_replan(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
+{
+    sqlite3_stmt *st = be->replan;
+    sqlite3_bind_text(st, 1, op->status ? op->status : "accepted", -1, SQLITE_STATIC);
+    sqlite_bind_text_or_null(st, 2, op->rule_version);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)op->njobs);
+    sqlite3_bind_int64(st, 4, op->event_row);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE) {
+        sqlite_err(be->wdb, "updating the event", err, err_len);
+        return -1;
+    }
+    if (sqlite3_changes(be->wdb) == 0) {
+        op->outcome = STORE_DUPLICATE;
+        return 0;
+    }
+    for (size_t i = 0; i < op->naudit; i++)
+        if (sqlite_append_audit(be, op->audit[i], err, err_len) < 0)
+            return -1;
+    if (sqlite_insert_jobs(be, op, err, err_len) < 0)
+        return -1;
+    op->outcome = STORE_STORED;
+    return 0;
+}
+
 /* Applies one op inside the open transaction. */
 static int sqlite_apply_op(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
 {
+    if (op->kind == STORE_OP_REPLAN)
+        return sqlite_replan(be, op, err, err_len);
     if (op->kind == STORE_OP_EVENT) {
         if (sqlite_insert_event(be, op, err, err_len) < 0)
             return -1;
@@ -680,6 +710,53 @@ static int64_t sqlite_count_events(struct store_backend *base, const char *sourc
     return n;
 }
 
+static int sqlite_events_scan(struct store_backend *base, const struct store_event_filter *f,
+                              store_event_fn fn, void *ctx, char *err, size_t err_len)
+{
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&be->rlock);
+    if (sqlite3_prepare_v2(be->rdb,
+                           "SELECT id, source, event_id, received_at, status, content_type, "
+                           "headers, body FROM events WHERE (?1 IS NULL OR status = ?1) AND "
+                           "(?2 IS NULL OR source = ?2) AND (?3 IS NULL OR event_id = ?3) "
+                           "ORDER BY id LIMIT ?4",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite_err(be->rdb, "event query", err, err_len);
+        goto out;
+    }
+    sqlite_bind_text_or_null(st, 1, f->status);
+    sqlite_bind_text_or_null(st, 2, f->source);
+    sqlite_bind_text_or_null(st, 3, f->event_id);
+    sqlite3_bind_int64(st, 4, f->limit > 0 ? f->limit : -1);
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_event_row row = {
+            .row = sqlite3_column_int64(st, 0),
+            .source = (const char *)sqlite3_column_text(st, 1),
+            .event_id = (const char *)sqlite3_column_text(st, 2),
+            .received_at = sqlite3_column_double(st, 3),
+            .status = (const char *)sqlite3_column_text(st, 4),
+            .content_type = (const char *)sqlite3_column_text(st, 5),
+            .headers_json = (const char *)sqlite3_column_text(st, 6),
+            .body = sqlite3_column_blob(st, 7),
+            .body_len = (size_t)sqlite3_column_bytes(st, 7),
+        };
+        if (fn(&row, ctx) != 0)
+            break;
+    }
+    if (s != SQLITE_ROW && s != SQLITE_DONE) {
+        sqlite_err(be->rdb, "event query", err, err_len);
+        goto out;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&be->rlock);
+    return rc;
+}
+
 static void sqlite_close(struct store_backend *base)
 {
     struct sqlite_backend *be = (struct sqlite_backend *)base;
@@ -692,7 +769,8 @@ static void sqlite_close(struct store_backend *base)
         pthread_mutex_unlock(&be->ck_lock);
         pthread_join(be->checkpointer, NULL);
     }
-    sqlite3_stmt *all[] = {be->ins_event, be->sel_dup, be->expire_dup, be->ins_job, be->ins_audit};
+    sqlite3_stmt *all[] = {be->ins_event, be->sel_dup,   be->expire_dup,
+                           be->ins_job,   be->ins_audit, be->replan};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(be->wdb);
@@ -709,6 +787,7 @@ static const struct store_backend_ops sqlite_ops = {
     .ping = sqlite_ping,
     .audit_scan = sqlite_audit_scan,
     .count_events = sqlite_count_events,
+    .events_scan = sqlite_events_scan,
     .close = sqlite_close,
 };
 
@@ -764,7 +843,10 @@ static int sqlite_open_writer(struct sqlite_backend *be, const char *path,
                        "INSERT INTO audit (seq, time, kind, source, event_id, job_id, did, "
                        "number, record) VALUES (?,?,?,?,?,?,?,?,?)",
                        &be->ins_audit, err, err_len) < 0 ||
-        0)
+        sqlite_prepare(be->wdb,
+                       "UPDATE events SET status = ?1, rule_version = ?2, jobs = ?3 "
+                       "WHERE id = ?4 AND status = 'rule_failed'",
+                       &be->replan, err, err_len) < 0)
         return -1;
     be->data_version = sqlite_data_version(be->wdb);
     return sqlite_load_tip(be, err, err_len);
