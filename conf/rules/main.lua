@@ -64,9 +64,11 @@ local function lower(v)
     return type(v) == "string" and v:lower() or nil
 end
 
--- Returns a list of the non-empty values of a form field: a repeated field arrives as
--- an array, a single one as a string; "a, b" (what Zapier sends for a line-item list
--- mapped into one field) is split on commas too.
+-- Returns the names listed in a form field: a repeated field arrives as an array, a
+-- single one as a string; "a, b" (what Zapier sends for a line-item list mapped into one
+-- field) is split on commas and spaces too. Patterns here are single character classes
+-- (linear time): a backtracking pattern on sender-controlled text can run for minutes
+-- inside one string call, which no instruction limit interrupts.
 local function form_list(v)
     local raw = {}
     if type(v) == "string" then
@@ -79,15 +81,29 @@ local function form_list(v)
     local out = {}
     for _, item in ipairs(raw) do
         if type(item) == "string" then
-            for part in item:gmatch("[^,]+") do
-                part = part:match("^%s*(.-)%s*$")
-                if part ~= "" then
-                    out[#out + 1] = part
-                end
+            for part in item:gmatch("[^,%s]+") do
+                out[#out + 1] = part
             end
         end
     end
     return out
+end
+
+-- A phone number as sent by a CRM ("+44 20 7946 0561", "+44-20-7946-0561") in the
+-- form didww.* accepts ("+442079460561"), or nil when it is not an E.164 number.
+local function e164(v)
+    if type(v) ~= "string" then
+        return nil
+    end
+    local n = v:gsub("[%s%-%.%(%)/]", "")
+    if n:sub(1, 2) == "00" then
+        n = "+" .. n:sub(3)
+    end
+    local digits = n:match("^%+?(%d+)$")
+    if not digits or #digits < 6 or #digits > 15 or digits:sub(1, 1) == "0" then
+        return nil
+    end
+    return "+" .. digits
 end
 
 -- Cuts s to at most n bytes without splitting a UTF-8 sequence (DIDWW limits the DID
@@ -341,7 +357,7 @@ end
 -- Generic CRM (Standard Webhooks): account events route the account's support line.
 --
 -- Payload: the Standard Webhooks shape { "type": ..., "timestamp": ..., "data": {...} }.
---   account.team_assigned: data.support_line (E.164), data.team, data.account_id,
+--   account.team_assigned: data.support_line (E.164, spaces and dashes allowed), data.team, data.account_id,
 --     data.account_name -> route the line to teams.json crm.team_trunk_groups[team]
 --     and label the DID with the account (DID description, at most 255 bytes);
 --   account.closed: data.support_line -> unroute it.
@@ -349,17 +365,19 @@ end
 local function handle_crm(ev)
     local body = ev.body
     local event_type = get(body, "type")
+    if event_type ~= "account.team_assigned" and event_type ~= "account.closed" then
+        skip(("crm: event type %s is not handled"):format(tostring(event_type or "(none)")))
+    end
     local account = get(body, "data")
     if type(account) ~= "table" then
-        skip(("crm: %s event without 'data'"):format(tostring(event_type)))
+        skip(("crm: %s event without 'data'"):format(event_type))
     end
-    local line = get(account, "support_line")
     local account_id = tostring(get(account, "account_id") or "?")
-    if event_type ~= "account.team_assigned" and event_type ~= "account.closed" then
-        skip(("crm: event type %s is not handled"):format(tostring(event_type)))
-    end
-    if type(line) ~= "string" or line == "" then
-        skip(("crm: account %s has no support_line"):format(account_id))
+    local raw_line = get(account, "support_line")
+    local line = e164(raw_line)
+    if not line then
+        skip(("crm: account %s has no valid E.164 support_line (got %s)"):format(account_id,
+            type(raw_line) == "string" and ("'" .. raw_line:sub(1, 40) .. "'") or "none"))
     end
 
     if event_type == "account.closed" then
