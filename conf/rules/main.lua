@@ -136,6 +136,8 @@ end
 --
 -- The payload carries no phone number: the ticket's organization selects the DID its
 -- people call (teams.json zendesk.organization_lines, organization id -> E.164).
+-- conf/hookline.json takes the event id from the payload ("event_id": "json:/id"), so
+-- a Zendesk retry of the same event is answered as a duplicate and not routed twice.
 ---------------------------------------------------------------------------------------
 local ZENDESK_PRIORITY_CHANGED = "zen:event-type:ticket.priority_changed"
 local ZENDESK_TICKET_CREATED = "zen:event-type:ticket.created"
