@@ -81,9 +81,9 @@ void actions_plan_clear(struct actions_plan *plan)
 /* ---------- names by generation ---------- */
 
 struct actions_names {
-    const char *trunk_rel, *group_rel;     /* DID to-one relationships */
-    const char *trunk_type, *group_type;   /* resource types (and collections) */
-    const char *group_trunks_rel;          /* group to-many relationship */
+    const char *trunk_rel, *group_rel;   /* DID to-one relationships */
+    const char *trunk_type, *group_type; /* resource types (and collections) */
+    const char *group_trunks_rel;        /* group to-many relationship */
 };
 
 static const struct actions_names actions_legacy = {"trunk", "trunk_group", "trunks",
@@ -158,7 +158,8 @@ static const char *actions_uuid(lua_State *L, const char *call, const char *name
     } else if (allow_null && lua_json_is_null(L, -1)) {
         *is_null = true;
     } else if (t != LUA_TSTRING) {
-        actions_fail(L, call, "field '%s' must be a UUID string, got %s", name, luaL_typename(L, -1));
+        actions_fail(L, call, "field '%s' must be a UUID string, got %s", name,
+                     luaL_typename(L, -1));
     } else {
         v = lua_tostring(L, -1);
         if (!actions_is_uuid(v))
@@ -190,7 +191,8 @@ static void actions_target(lua_State *L, const char *call, const char **did, cha
                          lua_tostring(L, -1));
         for (size_t i = 0; i < n; i++)
             if (!isdigit((unsigned char)s[i]))
-                actions_fail(L, call, "field 'number' must be digits with an optional '+', got \"%.24s\"",
+                actions_fail(L, call,
+                             "field 'number' must be digits with an optional '+', got \"%.24s\"",
                              lua_tostring(L, -1));
         memcpy(number, s, n + 1);
     }
@@ -285,7 +287,8 @@ static int actions_route_did(lua_State *L)
     const char *trunk = actions_uuid(L, call, "trunk", false, NULL);
     const char *group = actions_uuid(L, call, "trunk_group", false, NULL);
     if (trunk && group)
-        actions_fail(L, call, "give either 'trunk' or 'trunk_group', not both (a DID routes to one)");
+        actions_fail(L, call,
+                     "give either 'trunk' or 'trunk_group', not both (a DID routes to one)");
     if (!trunk && !group)
         actions_fail(L, call, "missing 'trunk' or 'trunk_group'");
     actions_did_refs(did, number, id, sizeof id, path, sizeof path, key, sizeof key);
@@ -359,8 +362,8 @@ static int actions_int_field(lua_State *L, const char *call, const char *name, l
     return present;
 }
 
-static const char *const actions_to_one[][2] = {{"capacity_pool", "capacity_pools"},
-                                                {"shared_capacity_group", "shared_capacity_groups"}};
+static const char *const actions_to_one[][2] = {
+    {"capacity_pool", "capacity_pools"}, {"shared_capacity_group", "shared_capacity_groups"}};
 
 /* First pass of update_did: every check, no allocation (errors longjmp). */
 static void actions_update_validate(lua_State *L, const char *call, const struct actions_ctx *ctx)
@@ -388,11 +391,13 @@ static void actions_update_validate(lua_State *L, const char *call, const struct
     fields += actions_int_field(L, call, "dedicated_channels_count", 0, 32767, false, NULL);
     int bill = actions_int_field(L, call, "billing_cycles_count", 0, 999, true, NULL);
     if (bill && !ctx->has_billing_cycles)
-        actions_fail(L, call, "field 'billing_cycles_count' does not exist in API version 2017-09-18");
+        actions_fail(L, call,
+                     "field 'billing_cycles_count' does not exist in API version 2017-09-18");
     fields += bill;
     t = actions_field(L, "terminated");
     if (t != LUA_TNIL && t != LUA_TBOOLEAN)
-        actions_fail(L, call, "field 'terminated' must be true or false, got %s", luaL_typename(L, -1));
+        actions_fail(L, call, "field 'terminated' must be true or false, got %s",
+                     luaL_typename(L, -1));
     fields += t != LUA_TNIL;
     lua_pop(L, 1);
     for (size_t i = 0; i < 2; i++) {
@@ -502,7 +507,8 @@ static json_t *actions_group_args(lua_State *L, const char *call, const char **g
             bool same = strcmp(lua_tostring(L, -1), lua_tostring(L, -2)) == 0;
             lua_pop(L, 1);
             if (same)
-                actions_fail(L, call, "trunks[%lld] repeats trunks[%lld]", (long long)i, (long long)k);
+                actions_fail(L, call, "trunks[%lld] repeats trunks[%lld]", (long long)i,
+                             (long long)k);
         }
         lua_pop(L, 1);
     }

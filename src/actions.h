@@ -41,7 +41,7 @@ struct actions_plan {
 /* Per-state context the didww functions write to; owned by the caller. */
 struct actions_ctx {
     enum actions_naming naming;
-    bool has_billing_cycles; /* billing_cycles_count exists from 2021-04-19 */
+    bool has_billing_cycles;   /* billing_cycles_count exists from 2021-04-19 */
     struct actions_plan *plan; /* the current event's plan; NULL outside an event */
 };
 

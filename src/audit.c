@@ -75,7 +75,8 @@ char *audit_canonical(const json_t *record)
     return s;
 }
 
-void audit_chain_hash(const char *prev_hash, const char *canonical, char out[AUDIT_HASH_HEX_LEN + 1])
+void audit_chain_hash(const char *prev_hash, const char *canonical,
+                      char out[AUDIT_HASH_HEX_LEN + 1])
 {
     unsigned char md[32];
     digest_sha256_parts(prev_hash, strlen(prev_hash), "\n", 1, canonical, strlen(canonical), md);
@@ -129,8 +130,9 @@ int audit_check(const char *json_text, int64_t expect_seq, const char *expect_pr
         goto out;
     }
     if (!prev || strcmp(prev, expect_prev) != 0) {
-        snprintf(why, why_len, "prev_hash does not match the previous record's hash "
-                               "(a record before it was deleted, inserted or edited)");
+        snprintf(why, why_len,
+                 "prev_hash does not match the previous record's hash "
+                 "(a record before it was deleted, inserted or edited)");
         goto out;
     }
     canon = audit_canonical(r);

@@ -31,7 +31,8 @@ void audit_detail_set_int(json_t *record, const char *key, long long value);
 char *audit_canonical(const json_t *record);
 
 /* hash = hex(SHA-256(prev_hash "\n" canonical)). Writes 64 hex chars + NUL. */
-void audit_chain_hash(const char *prev_hash, const char *canonical, char out[AUDIT_HASH_HEX_LEN + 1]);
+void audit_chain_hash(const char *prev_hash, const char *canonical,
+                      char out[AUDIT_HASH_HEX_LEN + 1]);
 
 /* Seals a record: sets seq and prev_hash, computes hash, sets it. Returns a new
  * heap string with the record's final JSON (caller frees), the new hash in

@@ -166,12 +166,11 @@ struct cli_audit_ctx {
 
 static void cli_audit_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: hookline audit -c FILE [filters] [--format table|json|csv] [--follow]\n"
-            "       hookline audit verify -c FILE\n"
-            "filters: --since T --until T (15m, 2h, 7d or RFC 3339), --source S, --event ID,\n"
-            "         --did UUID, --number DIGITS, --kind K (admin.* for a prefix), --job ID,\n"
-            "         --limit N (the newest N matches, printed oldest first)\n");
+    fprintf(f, "usage: hookline audit -c FILE [filters] [--format table|json|csv] [--follow]\n"
+               "       hookline audit verify -c FILE\n"
+               "filters: --since T --until T (15m, 2h, 7d or RFC 3339), --source S, --event ID,\n"
+               "         --did UUID, --number DIGITS, --kind K (admin.* for a prefix), --job ID,\n"
+               "         --limit N (the newest N matches, printed oldest first)\n");
 }
 
 static int cli_parse_time(const char *s, double *out)
@@ -390,8 +389,8 @@ int cli_audit(int argc, char **argv)
         return 1;
     struct store *st = NULL;
     char err[256];
-    struct store_options so = {.url = cfg->store_url, .busy_timeout_ms = cfg->store_busy_timeout_ms,
-                               .read_only = true};
+    struct store_options so = {
+        .url = cfg->store_url, .busy_timeout_ms = cfg->store_busy_timeout_ms, .read_only = true};
     char url[4200];
     snprintf(url, sizeof url, "sqlite:%s", cfg->store_sqlite_path ? cfg->store_sqlite_path : "");
     so.url = url;
@@ -478,11 +477,12 @@ static const char *cli_no_query(void *ctx, const char *name)
 
 static void cli_rule_test_usage(FILE *f)
 {
-    fprintf(f, "usage: hookline rule-test -c FILE --source NAME [--header 'K: V']... EVENT.json\n"
-               "Runs the rule on one event offline and prints the planned DIDWW requests as a JSON\n"
-               "array. Touches no store and no network. Rule errors exit 1 with file:line: message.\n"
-               "The body is decoded as a form when --header 'Content-Type: "
-               "application/x-www-form-urlencoded' is given, else as JSON.\n");
+    fprintf(f,
+            "usage: hookline rule-test -c FILE --source NAME [--header 'K: V']... EVENT.json\n"
+            "Runs the rule on one event offline and prints the planned DIDWW requests as a JSON\n"
+            "array. Touches no store and no network. Rule errors exit 1 with file:line: message.\n"
+            "The body is decoded as a form when --header 'Content-Type: "
+            "application/x-www-form-urlencoded' is given, else as JSON.\n");
 }
 
 int cli_rule_test(int argc, char **argv)
@@ -571,10 +571,17 @@ int cli_rule_test(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", argv[optind], err);
         goto out;
     }
-    struct ingest_request req = {.method = "POST", .source = source, .url = "", .content_type = ctype,
-                                 .headers = headers, .header = cli_header_lookup,
-                                 .query = cli_no_query, .lookup_ctx = &hdrs, .body = raw,
-                                 .body_len = len, .now = (double)time(NULL)};
+    struct ingest_request req = {.method = "POST",
+                                 .source = source,
+                                 .url = "",
+                                 .content_type = ctype,
+                                 .headers = headers,
+                                 .header = cli_header_lookup,
+                                 .query = cli_no_query,
+                                 .lookup_ctx = &hdrs,
+                                 .body = raw,
+                                 .body_len = len,
+                                 .now = (double)time(NULL)};
     event_id = ingest_derive_event_id(src, &req, body, err, sizeof err);
     if (!event_id) {
         fprintf(stderr, "%s: %s\n", argv[optind], err);
@@ -596,8 +603,9 @@ int cli_rule_test(int argc, char **argv)
     for (size_t i = 0; i < res.plan.n; i++) {
         struct actions_job *j = &res.plan.jobs[i];
         json_t *b = j->body ? json_loads(j->body, 0, NULL) : json_null();
-        json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:o}", "action", j->action, "method",
-                                             j->method, "path", j->path, "body", b ? b : json_null()));
+        json_array_append_new(out,
+                              json_pack("{s:s, s:s, s:s, s:o}", "action", j->action, "method",
+                                        j->method, "path", j->path, "body", b ? b : json_null()));
     }
     char *text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (text)
@@ -635,8 +643,8 @@ static int cli_event_row(const struct store_event_row *row, void *vctx)
     audit_format_time(row->received_at, when);
     ctx->seen++;
     if (!ctx->reprocess) {
-        printf("%-8lld %-24s %-12s %-12s %s\n", (long long)row->row, when, row->source,
-               row->status, row->event_id);
+        printf("%-8lld %-24s %-12s %-12s %s\n", (long long)row->row, when, row->source, row->status,
+               row->event_id);
         return 0;
     }
     char outcome[32] = "", err[300] = "";
@@ -653,10 +661,12 @@ static int cli_event_row(const struct store_event_row *row, void *vctx)
 
 static void cli_events_usage(FILE *f)
 {
-    fprintf(f, "usage: hookline events -c FILE list [--status S] [--source S] [--event ID] [--limit N]\n"
-               "       hookline events -c FILE reprocess [--source S] [--event ID] [--limit N]\n"
-               "reprocess runs the current rule again on stored events whose rule failed\n"
-               "(status rule_failed) and stores their jobs; exits 1 when any still fails.\n");
+    fprintf(
+        f,
+        "usage: hookline events -c FILE list [--status S] [--source S] [--event ID] [--limit N]\n"
+        "       hookline events -c FILE reprocess [--source S] [--event ID] [--limit N]\n"
+        "reprocess runs the current rule again on stored events whose rule failed\n"
+        "(status rule_failed) and stores their jobs; exits 1 when any still fails.\n");
 }
 
 int cli_events(int argc, char **argv)
@@ -722,8 +732,11 @@ int cli_events(int argc, char **argv)
         goto out;
     char url[4200];
     snprintf(url, sizeof url, "sqlite:%s", cfg->store_sqlite_path ? cfg->store_sqlite_path : "");
-    struct store_options so = {.url = url, .busy_timeout_ms = cfg->store_busy_timeout_ms,
-                               .queue_max = 16, .batch_max = 1, .read_only = !ctx.reprocess};
+    struct store_options so = {.url = url,
+                               .busy_timeout_ms = cfg->store_busy_timeout_ms,
+                               .queue_max = 16,
+                               .batch_max = 1,
+                               .read_only = !ctx.reprocess};
     if (store_open(&so, &st, err, sizeof err) < 0) {
         fprintf(stderr, "hookline events: %s\n", err);
         goto out;

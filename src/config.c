@@ -354,7 +354,8 @@ static char *config_read_secret_file(const char *path, int *err)
 static char *config_secret(struct config_ctx *ctx, const char *kp, json_t *v, bool optional_env)
 {
     if (!json_is_string(v) || json_string_length(v) == 0) {
-        config_error(ctx, kp, "must be a non-empty string (\"env:NAME\", \"file:PATH\" or a literal)");
+        config_error(ctx, kp,
+                     "must be a non-empty string (\"env:NAME\", \"file:PATH\" or a literal)");
         return NULL;
     }
     const char *s = json_string_value(v);
@@ -385,7 +386,8 @@ static char *config_secret(struct config_ctx *ctx, const char *kp, json_t *v, bo
         }
         free(p);
     } else {
-        config_warn(ctx, kp, "literal secret in the config file; prefer \"env:NAME\" or \"file:PATH\"");
+        config_warn(ctx, kp,
+                    "literal secret in the config file; prefer \"env:NAME\" or \"file:PATH\"");
         out = strdup(s);
     }
     return out;
@@ -424,7 +426,8 @@ static void config_parse_store(struct config_ctx *ctx, json_t *root)
     if (s)
         config_check_keys(ctx, s, "store", keys);
     config_get_str(ctx, s, "store", "url", "sqlite:var/hookline.db", &cfg->store_url);
-    cfg->store_busy_timeout_ms = config_get_int32(ctx, s, "store", "busy_timeout_ms", 5000, 0, 600000);
+    cfg->store_busy_timeout_ms =
+        config_get_int32(ctx, s, "store", "busy_timeout_ms", 5000, 0, 600000);
     cfg->store_queue_max = config_get_int32(ctx, s, "store", "queue_max", 10000, 1, 1000000);
     cfg->store_batch_max = config_get_int32(ctx, s, "store", "batch_max", 512, 1, 100000);
     if (!cfg->store_url)
@@ -433,8 +436,9 @@ static void config_parse_store(struct config_ctx *ctx, json_t *root)
         cfg->store_sqlite_path = config_abs_path(cfg, cfg->store_url + 7);
     } else if (strncmp(cfg->store_url, "postgresql://", 13) == 0 ||
                strncmp(cfg->store_url, "postgres://", 11) == 0) {
-        config_error(ctx, "store.url", "the PostgreSQL store is not available in this build yet; "
-                                       "use sqlite:PATH");
+        config_error(ctx, "store.url",
+                     "the PostgreSQL store is not available in this build yet; "
+                     "use sqlite:PATH");
     } else {
         config_error(ctx, "store.url", "must be sqlite:PATH or postgresql://...");
     }
@@ -444,8 +448,8 @@ static void config_parse_didww(struct config_ctx *ctx, json_t *root)
 {
     static const char *const keys[] = {"base_url",         "api_key",    "api_version",
                                        "rate_limit_per_s", "timeout_ms", NULL};
-    static const char *const versions[] = {"2017-09-18", "2021-04-19", "2021-12-15", "2022-05-10",
-                                           "2026-04-16", NULL};
+    static const char *const versions[] = {"2017-09-18", "2021-04-19", "2021-12-15",
+                                           "2022-05-10", "2026-04-16", NULL};
     struct config *cfg = ctx->cfg;
     json_t *s = config_section(ctx, root, "didww");
     if (s)
@@ -470,7 +474,8 @@ static void config_parse_didww(struct config_ctx *ctx, json_t *root)
                          "2022-05-10, 2026-04-16)",
                          cfg->didww_api_version);
     }
-    cfg->didww_rate_limit_per_s = config_get_int32(ctx, s, "didww", "rate_limit_per_s", 20, 1, 1000);
+    cfg->didww_rate_limit_per_s =
+        config_get_int32(ctx, s, "didww", "rate_limit_per_s", 20, 1, 1000);
     cfg->didww_timeout_ms = config_get_int32(ctx, s, "didww", "timeout_ms", 15000, 100, 600000);
 }
 
@@ -573,10 +578,10 @@ static void config_add_secret(struct verify_config *v, char *s)
 static void config_parse_verify(struct config_ctx *ctx, json_t *vobj, const char *path,
                                 struct verify_config *v)
 {
-    static const char *const keys[] = {"scheme",    "secret",   "secrets", "algorithm",
-                                       "header",    "prefix",   "encoding", "signed",
-                                       "timestamp_header", "tolerance_s", "query", "username",
-                                       "password",  "insecure", NULL};
+    static const char *const keys[] = {"scheme",           "secret",      "secrets",  "algorithm",
+                                       "header",           "prefix",      "encoding", "signed",
+                                       "timestamp_header", "tolerance_s", "query",    "username",
+                                       "password",         "insecure",    NULL};
     char kp[320];
     int errors_before = ctx->nerrors;
     config_check_keys(ctx, vobj, path, keys);
@@ -710,7 +715,8 @@ static void config_parse_event_id(struct config_ctx *ctx, json_t *sobj, const ch
     } else if (strcmp(s, "body-sha256") == 0) {
         src->event_id = CONFIG_EVENT_ID_BODY_SHA256;
     } else {
-        config_error(ctx, kp, "must be \"header:NAME\", \"json:/pointer\" or \"body-sha256\", got \"%s\"",
+        config_error(ctx, kp,
+                     "must be \"header:NAME\", \"json:/pointer\" or \"body-sha256\", got \"%s\"",
                      s);
     }
 }
@@ -899,8 +905,8 @@ struct config *config_load_opts(const char *path, unsigned flags, struct config_
     struct config_scan sc = {text, 0, len, 1, &ctx};
     (void)config_scan_value(&sc, "", 0);
 
-    static const char *const top[] = {"listen", "store", "didww", "delivery", "rules", "sources",
-                                      "admin",  "audit", "log",   NULL};
+    static const char *const top[] = {"listen",  "store", "didww", "delivery", "rules",
+                                      "sources", "admin", "audit", "log",      NULL};
     config_check_keys(&ctx, root, "", top);
     config_parse_listen(&ctx, root);
     config_parse_store(&ctx, root);

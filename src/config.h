@@ -14,8 +14,12 @@
 
 #include "verify.h"
 
-enum config_event_id { CONFIG_EVENT_ID_DEFAULT = 0, CONFIG_EVENT_ID_HEADER, CONFIG_EVENT_ID_JSON,
-                       CONFIG_EVENT_ID_BODY_SHA256 };
+enum config_event_id {
+    CONFIG_EVENT_ID_DEFAULT = 0,
+    CONFIG_EVENT_ID_HEADER,
+    CONFIG_EVENT_ID_JSON,
+    CONFIG_EVENT_ID_BODY_SHA256
+};
 
 struct config_source {
     char *name;
@@ -42,8 +46,8 @@ struct config {
     char *store_url;         /* as written */
     char *store_sqlite_path; /* absolute, for sqlite: URLs; NULL otherwise */
     int store_busy_timeout_ms;
-    int store_queue_max;    /* operations waiting for a commit before 503 */
-    int store_batch_max;    /* operations in one group commit */
+    int store_queue_max; /* operations waiting for a commit before 503 */
+    int store_batch_max; /* operations in one group commit */
 
     char *didww_base_url;
     char *didww_api_key; /* secret; NULL when its env var is unset (delivery disabled) */

@@ -43,7 +43,7 @@ struct http_request {
     struct http_server *srv;
     struct MHD_Connection *conn;
     enum http_phase phase;
-    char *uri;               /* as received, with the query string */
+    char *uri; /* as received, with the query string */
     char source[80];
     unsigned char *body;
     size_t len, cap;
@@ -85,8 +85,9 @@ static enum MHD_Result http_send(struct MHD_Connection *conn, int status, const 
 
 static enum MHD_Result http_send_resp(struct MHD_Connection *conn, struct ingest_response *resp)
 {
-    static const char fallback[] = "{\"type\":\"urn:hookline:problem:internal\",\"title\":"
-                                   "\"Internal error\",\"status\":500,\"detail\":\"out of memory\"}";
+    static const char fallback[] =
+        "{\"type\":\"urn:hookline:problem:internal\",\"title\":"
+        "\"Internal error\",\"status\":500,\"detail\":\"out of memory\"}";
     if (!resp->body)
         return http_send(conn, 500, "application/problem+json", fallback, sizeof fallback - 1, 0,
                          NULL);
@@ -171,8 +172,8 @@ static enum MHD_Result http_metrics(struct MHD_Connection *conn)
     char *text = metrics_render(&len);
     if (!text)
         return http_problem(conn, 500, "internal", "Internal error", "cannot render metrics", NULL);
-    enum MHD_Result rc = http_send(conn, 200, "text/plain; version=0.0.4; charset=utf-8", text, len,
-                                   0, NULL);
+    enum MHD_Result rc =
+        http_send(conn, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, 0, NULL);
     free(text);
     return rc;
 }
@@ -204,10 +205,11 @@ static enum MHD_Result http_admin(struct http_server *srv, struct MHD_Connection
     if (!http_admin_authorized(srv, conn)) {
         struct ingest_response resp = {0};
         ingest_problem(&resp, 401, "unauthorized", "Unauthorized",
-                       srv->cfg->admin_token ? "a valid Authorization: Bearer token is required"
-                                             : "the admin API is disabled (admin.token is not set)");
-        struct MHD_Response *r = MHD_create_response_from_buffer(
-            resp.body ? strlen(resp.body) : 0, resp.body, MHD_RESPMEM_MUST_COPY);
+                       srv->cfg->admin_token
+                           ? "a valid Authorization: Bearer token is required"
+                           : "the admin API is disabled (admin.token is not set)");
+        struct MHD_Response *r = MHD_create_response_from_buffer(resp.body ? strlen(resp.body) : 0,
+                                                                 resp.body, MHD_RESPMEM_MUST_COPY);
         enum MHD_Result rc = MHD_NO;
         if (r) {
             MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/problem+json");
@@ -220,8 +222,8 @@ static enum MHD_Result http_admin(struct http_server *srv, struct MHD_Connection
     }
     if (strcmp(url, "/v1/rules/reload") == 0) {
         if (strcmp(method, "POST") != 0)
-            return http_problem(conn, 405, "method-not-allowed", "Method not allowed",
-                                "use POST", "POST");
+            return http_problem(conn, 405, "method-not-allowed", "Method not allowed", "use POST",
+                                "POST");
         char msg[600] = "";
         if (!srv->admin.reload_rules)
             return http_problem(conn, 409, "no-rules", "No rules", "no rules.script is configured",
@@ -392,9 +394,8 @@ static enum MHD_Result http_hook_complete(struct http_request *rq, struct MHD_Co
 }
 
 static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_data_size,
-                                   void **req_cls)
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **req_cls)
 {
     struct http_server *srv = cls;
     struct http_request *rq = *req_cls;
@@ -519,11 +520,10 @@ struct http_server *http_server_start(const struct config *cfg, struct ingest *i
         flags |= MHD_USE_IPv6;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, http_access, srv, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)10000,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        (unsigned)1024, MHD_OPTION_URI_LOG_CALLBACK, http_uri_log, srv,
-        MHD_OPTION_NOTIFY_COMPLETED, http_completed, srv, MHD_OPTION_END);
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)10000, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_URI_LOG_CALLBACK, http_uri_log,
+        srv, MHD_OPTION_NOTIFY_COMPLETED, http_completed, srv, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!srv->daemon) {
         snprintf(err, err_len, "cannot listen on %s:%d (address in use or not permitted)",

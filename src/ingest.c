@@ -136,7 +136,8 @@ static enum ingest_media ingest_media_type(const char *ct)
     if (n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)
         return INGEST_MEDIA_FORM;
     /* Structured syntax suffix: application/vnd.foo+json */
-    if (n > 17 && strncasecmp(ct, "application/", 12) == 0 && strncasecmp(ct + n - 5, "+json", 5) == 0)
+    if (n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
+        strncasecmp(ct + n - 5, "+json", 5) == 0)
         return INGEST_MEDIA_JSON;
     return INGEST_MEDIA_OTHER;
 }
@@ -250,11 +251,13 @@ static json_t *ingest_parse_form(const unsigned char *body, size_t len, char *wh
             while (eq < end && s[eq] != '=')
                 eq++;
             char *key = ingest_form_decode(s + i, eq - i);
-            char *val = ingest_form_decode(s + (eq < end ? eq + 1 : end), eq < end ? end - eq - 1 : 0);
+            char *val =
+                ingest_form_decode(s + (eq < end ? eq + 1 : end), eq < end ? end - eq - 1 : 0);
             json_t *jv = val ? json_string(val) : NULL;
             if (!key || !jv || !*key) {
-                snprintf(why, why_len, key && jv && !*key ? "a form field has an empty name"
-                                                          : "bad percent-encoding or UTF-8 in the form body");
+                snprintf(why, why_len,
+                         key && jv && !*key ? "a form field has an empty name"
+                                            : "bad percent-encoding or UTF-8 in the form body");
                 free(key);
                 free(val);
                 json_decref(jv);
@@ -393,7 +396,8 @@ char *ingest_derive_event_id(const struct config_source *src, const struct inges
         id = hex;
     }
     if (!ingest_event_id_ok(id)) {
-        snprintf(why, why_len, "the event id must be 1-%d printable characters", INGEST_MAX_EVENT_ID);
+        snprintf(why, why_len, "the event id must be 1-%d printable characters",
+                 INGEST_MAX_EVENT_ID);
         return NULL;
     }
     return strdup(id);
@@ -410,9 +414,9 @@ static char *ingest_redacted_headers(const struct config_source *src, json_t *he
         return NULL;
     json_object_foreach_safe(copy, tmp, key, v)
     {
-        bool secret = strcmp(key, "authorization") == 0 || strcmp(key, "proxy-authorization") == 0 ||
-                      strcmp(key, "cookie") == 0 || strcmp(key, "webhook-signature") == 0 ||
-                      strcmp(key, "svix-signature") == 0 ||
+        bool secret = strcmp(key, "authorization") == 0 ||
+                      strcmp(key, "proxy-authorization") == 0 || strcmp(key, "cookie") == 0 ||
+                      strcmp(key, "webhook-signature") == 0 || strcmp(key, "svix-signature") == 0 ||
                       (src->verify.header && strcasecmp(key, src->verify.header) == 0);
         if (secret)
             json_object_set_new(copy, key, json_string("[redacted]"));
@@ -490,8 +494,8 @@ bool ingest_prepare(struct ingest *ing, const struct ingest_request *req, struct
     /* The rule engine's seam: plan jobs to store with the event. */
     if (ing->planner.plan) {
         json_t *redacted = json_loads(p->headers_json, 0, NULL);
-        struct ingest_event ev = {src->name, p->event_id, req->now, redacted, p->body,
-                                  req->body, req->body_len};
+        struct ingest_event ev = {src->name, p->event_id, req->now,     redacted,
+                                  p->body,   req->body,   req->body_len};
         ing->planner.plan(ing->planner.ctx, &ev, &p->plan);
         json_decref(redacted);
     }
@@ -615,7 +619,7 @@ static int ingest_rules_plan(void *ctx, const struct ingest_event *ev, struct in
             struct actions_job *j = &h->res.plan.jobs[i];
             json_array_append_new(actions, json_string(j->action));
             if (h->specs)
-                h->specs[i] = (struct store_job_spec){j->action, j->method, j->path, j->body,
+                h->specs[i] = (struct store_job_spec){j->action, j->method, j->path,     j->body,
                                                       j->did,    j->number, j->order_key};
         }
         json_object_set_new(json_object_get(h->decision, "detail"), "actions", actions);
@@ -669,8 +673,8 @@ int ingest_reprocess(struct ingest *ing, const struct store_event_row *row, char
         snprintf(err, err_len, "no rules.script is configured");
         goto out;
     }
-    struct ingest_event ev = {row->source, row->event_id, row->received_at, headers, body,
-                              row->body, row->body_len};
+    struct ingest_event ev = {row->source, row->event_id, row->received_at, headers,
+                              body,        row->body,     row->body_len};
     ing->planner.plan(ing->planner.ctx, &ev, &plan);
     audit_detail_set_int(note, "event_row", (long long)row->row);
     audit_detail_set_str(note, "outcome", plan.rule_failed ? "rule_failed" : "accepted");

@@ -22,8 +22,8 @@ struct ingest_event {
     const char *source;
     const char *event_id;
     double received_at;
-    json_t *headers;             /* object, lower-case names, secrets redacted */
-    json_t *body;                /* decoded JSON, or an object of form fields */
+    json_t *headers; /* object, lower-case names, secrets redacted */
+    json_t *body;    /* decoded JSON, or an object of form fields */
     const unsigned char *raw;
     size_t raw_len;
 };
@@ -33,9 +33,9 @@ struct ingest_event {
 struct ingest_plan {
     struct store_job_spec *jobs;
     size_t njobs;
-    json_t **audit;              /* extra records (rule.decided, rule.failed, ...) */
+    json_t **audit; /* extra records (rule.decided, rule.failed, ...) */
     size_t naudit;
-    bool rule_failed;            /* stored with status rule_failed */
+    bool rule_failed; /* stored with status rule_failed */
     const char *rule_version;
     void (*release)(struct ingest_plan *plan);
     void *owner;
@@ -54,17 +54,17 @@ struct ingest_planner {
 /* A borrowed view of one HTTP request. */
 struct ingest_request {
     const char *method;
-    const char *source;          /* the {source} path segment */
-    const char *url;             /* full URL for {url} in hmac templates */
-    const char *content_type;    /* NULL when absent */
-    const char *remote;          /* peer address text, for the audit */
-    json_t *headers;             /* borrowed object of lower-case header names */
+    const char *source;       /* the {source} path segment */
+    const char *url;          /* full URL for {url} in hmac templates */
+    const char *content_type; /* NULL when absent */
+    const char *remote;       /* peer address text, for the audit */
+    json_t *headers;          /* borrowed object of lower-case header names */
     verify_lookup_fn header;
     verify_lookup_fn query;
     void *lookup_ctx;
     const unsigned char *body;
     size_t body_len;
-    double now;                  /* arrival time, Unix seconds */
+    double now; /* arrival time, Unix seconds */
 };
 
 /* An answer to send. body is a heap string owned by the response. */
@@ -72,8 +72,8 @@ struct ingest_response {
     int status;
     char *body;
     const char *content_type;
-    int retry_after_s;           /* > 0: send Retry-After */
-    const char *allow;           /* non-NULL: send Allow */
+    int retry_after_s; /* > 0: send Retry-After */
+    const char *allow; /* non-NULL: send Allow */
 };
 
 /* State of one request between prepare and complete; caller-allocated, zeroed. */
@@ -83,8 +83,8 @@ struct ingest_pending {
     char *headers_json;
     char *content_type;
     json_t *body;
-    json_t *received;            /* the event.received record */
-    json_t **audit;              /* received + plan records, in order */
+    json_t *received; /* the event.received record */
+    json_t **audit;   /* received + plan records, in order */
     struct ingest_plan plan;
     const struct config_source *src;
 };

@@ -24,19 +24,22 @@
 
 static void main_usage(FILE *f)
 {
-    fprintf(f, "hookline %s: webhooks from CRM and ticketing tools to DIDWW routing changes\n\n"
-               "usage: hookline COMMAND [options]\n\n"
-               "commands:\n"
-               "  serve -c FILE          run the service until SIGTERM/SIGINT (SIGHUP reloads rules)\n"
-               "  check -c FILE          validate the config and compile the rules; exit 1 listing every problem\n"
-               "  rule-test -c FILE --source NAME [--header 'K: V']... EVENT.json\n"
-               "                         run the rule on one event offline; print the planned requests\n"
-               "  audit -c FILE [...]    query the audit trail (see hookline audit --help)\n"
-               "  events -c FILE list|reprocess   list stored events; rerun the rule on rule_failed ones\n"
-               "  audit verify -c FILE   check the audit hash chain\n"
-               "  version                print the version\n\n"
-               "exit codes: 0 success, 1 the command failed, 2 usage error\n",
-            HOOKLINE_VERSION);
+    fprintf(
+        f,
+        "hookline %s: webhooks from CRM and ticketing tools to DIDWW routing changes\n\n"
+        "usage: hookline COMMAND [options]\n\n"
+        "commands:\n"
+        "  serve -c FILE          run the service until SIGTERM/SIGINT (SIGHUP reloads rules)\n"
+        "  check -c FILE          validate the config and compile the rules; exit 1 listing every "
+        "problem\n"
+        "  rule-test -c FILE --source NAME [--header 'K: V']... EVENT.json\n"
+        "                         run the rule on one event offline; print the planned requests\n"
+        "  audit -c FILE [...]    query the audit trail (see hookline audit --help)\n"
+        "  events -c FILE list|reprocess   list stored events; rerun the rule on rule_failed ones\n"
+        "  audit verify -c FILE   check the audit hash chain\n"
+        "  version                print the version\n\n"
+        "exit codes: 0 success, 1 the command failed, 2 usage error\n",
+        HOOKLINE_VERSION);
 }
 
 static double main_store_pending(void *ctx)
@@ -69,7 +72,8 @@ static int main_reload_rules(struct rules *rules, struct store *st, const char *
     }
     if (rules_reload(rules, err, sizeof err) < 0) {
         snprintf(msg, msg_len, "%s", err);
-        log_write(LOG_ERROR, "rules reload failed", (const char *[]){"error", err, "trigger", why, NULL});
+        log_write(LOG_ERROR, "rules reload failed",
+                  (const char *[]){"error", err, "trigger", why, NULL});
         json_t *rec = audit_record_new("rules.reload_failed", NULL, NULL);
         audit_detail_set_str(rec, "reason", err);
         audit_detail_set_str(rec, "trigger", why);
@@ -80,7 +84,8 @@ static int main_reload_rules(struct rules *rules, struct store *st, const char *
     }
     rules_version(rules, version, sizeof version);
     snprintf(msg, msg_len, "%s", version);
-    log_write(LOG_INFO, "rules reloaded", (const char *[]){"rule_version", version, "trigger", why, NULL});
+    log_write(LOG_INFO, "rules reloaded",
+              (const char *[]){"rule_version", version, "trigger", why, NULL});
     json_t *rec = audit_record_new("rules.reloaded", NULL, NULL);
     audit_detail_set_str(rec, "rule_version", version);
     audit_detail_set_str(rec, "trigger", why);

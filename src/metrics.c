@@ -216,8 +216,8 @@ static void metrics_render_histogram(struct metrics_buf *b, const char *name, co
         cum += h->buckets[i];
         metrics_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i], cum);
     }
-    metrics_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name,
-                   h->count, name, h->sum, name, h->count);
+    metrics_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name, h->count,
+                   name, h->sum, name, h->count);
 }
 
 char *metrics_render(size_t *len)

@@ -198,8 +198,9 @@ static void rules_hook(lua_State *L, lua_Debug *ar)
         vm->instr_fired = true;
         lua_Debug here;
         if (lua_getstack(L, 0, &here) && lua_getinfo(L, "Sl", &here) && here.currentline > 0)
-            snprintf(vm->limit_msg, sizeof vm->limit_msg, "%s:%d: instruction limit of %lld exceeded",
-                     here.short_src, here.currentline, (long long)vm->r->instruction_limit);
+            snprintf(vm->limit_msg, sizeof vm->limit_msg,
+                     "%s:%d: instruction limit of %lld exceeded", here.short_src, here.currentline,
+                     (long long)vm->r->instruction_limit);
         else
             snprintf(vm->limit_msg, sizeof vm->limit_msg, "%s: instruction limit of %lld exceeded",
                      vm->r->display_name, (long long)vm->r->instruction_limit);
@@ -266,8 +267,8 @@ static int rules_ro_pairs(lua_State *L)
 /* Replaces the table at the top of the stack by a read-only proxy of it. */
 static void rules_make_ro(lua_State *L)
 {
-    lua_newtable(L);                  /* real proxy */
-    lua_createtable(L, 0, 5);         /* real proxy meta */
+    lua_newtable(L);          /* real proxy */
+    lua_createtable(L, 0, 5); /* real proxy meta */
     lua_pushvalue(L, -3);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, rules_ro_newindex);
@@ -278,8 +279,8 @@ static void rules_make_ro(lua_State *L)
     lua_setfield(L, -2, "__pairs");
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
-    lua_setmetatable(L, -2);          /* real proxy */
-    lua_remove(L, -2);                /* proxy */
+    lua_setmetatable(L, -2); /* real proxy */
+    lua_remove(L, -2);       /* proxy */
 }
 
 /* Makes the table at the top (and every table inside it) read-only, in place
@@ -415,9 +416,9 @@ static void rules_copy_field(lua_State *L, int from, const char *name)
 static void rules_push_base(struct rules_vm *vm)
 {
     static const char *const base_fns[] = {
-        "assert",   "error",    "ipairs",   "next",         "pairs",        "pcall",
-        "rawequal", "rawget",   "rawlen",   "select",       "setmetatable", "getmetatable",
-        "tonumber", "tostring", "type",     "xpcall",       "_VERSION",     NULL};
+        "assert",   "error",    "ipairs", "next",   "pairs",        "pcall",
+        "rawequal", "rawget",   "rawlen", "select", "setmetatable", "getmetatable",
+        "tonumber", "tostring", "type",   "xpcall", "_VERSION",     NULL};
     lua_State *L = vm->L;
     struct rules *r = vm->r;
     int g = lua_gettop(L) + 1;
@@ -551,12 +552,14 @@ static int rules_vm_build(struct rules_vm *vm, char *err, size_t err_len)
         if (vm->instr_fired)
             snprintf(err, err_len, "%s (while loading)", vm->limit_msg);
         else
-            snprintf(err, err_len, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "error object is not a string");
+            snprintf(err, err_len, "%s",
+                     lua_isstring(L, -1) ? lua_tostring(L, -1) : "error object is not a string");
         return -1;
     }
     lua_getfield(L, -1, "on_event"); /* from G0 */
     if (!lua_isfunction(L, -1)) {
-        snprintf(err, err_len, "%s: the script must define a function on_event(ev)", r->display_name);
+        snprintf(err, err_len, "%s: the script must define a function on_event(ev)",
+                 r->display_name);
         return -1;
     }
     vm->on_event_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -24,10 +24,10 @@ struct rules_options {
     const char *const *data_names; /* rules.data names (ndata) */
     const char *const *data_paths; /* their JSON files (absolute) */
     size_t ndata;
-    int64_t instruction_limit;     /* per event (and for loading the script) */
-    int64_t memory_limit_bytes;    /* Lua heap per event, beyond the loaded state */
-    const char *api_version;       /* didww.api_version: relationship names */
-    int json_max_depth;            /* 0: LUA_JSON_DEFAULT_MAX_DEPTH */
+    int64_t instruction_limit;  /* per event (and for loading the script) */
+    int64_t memory_limit_bytes; /* Lua heap per event, beyond the loaded state */
+    const char *api_version;    /* didww.api_version: relationship names */
+    int json_max_depth;         /* 0: LUA_JSON_DEFAULT_MAX_DEPTH */
 };
 
 /* One event as the rule sees it. All borrowed. */
@@ -46,9 +46,9 @@ enum rules_outcome { RULES_DECIDED = 0, RULES_SKIPPED, RULES_FAILED };
 /* What one run produced; owned by the caller, released with rules_result_free. */
 struct rules_result {
     enum rules_outcome outcome;
-    struct actions_plan plan;  /* jobs (empty unless RULES_DECIDED) */
-    char message[512];         /* failure "file:line: message", or the skip reason */
-    char version[24];          /* rule version: first 16 hex chars of the script's SHA-256 */
+    struct actions_plan plan; /* jobs (empty unless RULES_DECIDED) */
+    char message[512];        /* failure "file:line: message", or the skip reason */
+    char version[24];         /* rule version: first 16 hex chars of the script's SHA-256 */
     double duration_s;
 };
 

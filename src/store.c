@@ -20,15 +20,15 @@ struct store {
     struct store_options opts;
 
     pthread_mutex_t lock;
-    pthread_cond_t wake;       /* writer waits for work */
+    pthread_cond_t wake; /* writer waits for work */
     struct store_op *head, *tail;
     size_t pending;
     bool closing;
     bool have_writer;
     pthread_t writer;
 
-    bool last_commit_ok;       /* under lock */
-    char last_error[160];      /* under lock */
+    bool last_commit_ok;  /* under lock */
+    char last_error[160]; /* under lock */
 };
 
 static double store_now(void)
@@ -90,8 +90,7 @@ static void *store_writer_main(void *arg)
             st->last_commit_ok = true;
         } else {
             if (st->last_commit_ok)
-                log_write(LOG_ERROR, "store: commit failed",
-                          (const char *[]){"error", err, NULL});
+                log_write(LOG_ERROR, "store: commit failed", (const char *[]){"error", err, NULL});
             st->last_commit_ok = false;
             snprintf(st->last_error, sizeof st->last_error, "%s", err);
         }

@@ -18,23 +18,23 @@
 struct store;
 
 struct store_options {
-    const char *url;         /* "sqlite:PATH" (PATH used as given) */
-    int busy_timeout_ms;     /* how long a write waits for a lock held elsewhere */
-    int queue_max;           /* operations waiting for a commit; beyond it submit fails */
-    int batch_max;           /* operations in one transaction */
-    bool read_only;          /* CLI readers: no writer thread, no migrations */
+    const char *url;     /* "sqlite:PATH" (PATH used as given) */
+    int busy_timeout_ms; /* how long a write waits for a lock held elsewhere */
+    int queue_max;       /* operations waiting for a commit; beyond it submit fails */
+    int batch_max;       /* operations in one transaction */
+    bool read_only;      /* CLI readers: no writer thread, no migrations */
 };
 
 /* One DIDWW request planned by the rule engine, stored as a job in the same
  * transaction as its event. Strings are owned by whoever built the op. */
 struct store_job_spec {
-    const char *action;      /* "route_did", ... */
-    const char *method;      /* "PATCH", "POST", "DELETE" */
-    const char *path;        /* "/v3/dids/<id>" or with "number:<digits>" */
-    const char *body;        /* JSON text, may be NULL for none */
-    const char *did;         /* DID id when known, else NULL */
-    const char *number;      /* DID number when named by number, else NULL */
-    const char *order_key;   /* "did:<id>", "number:<digits>" or "group:<id>": FIFO key */
+    const char *action;    /* "route_did", ... */
+    const char *method;    /* "PATCH", "POST", "DELETE" */
+    const char *path;      /* "/v3/dids/<id>" or with "number:<digits>" */
+    const char *body;      /* JSON text, may be NULL for none */
+    const char *did;       /* DID id when known, else NULL */
+    const char *number;    /* DID number when named by number, else NULL */
+    const char *order_key; /* "did:<id>", "number:<digits>" or "group:<id>": FIFO key */
 };
 
 enum store_op_kind {
@@ -52,15 +52,15 @@ struct store_op {
 
     /* STORE_OP_EVENT */
     const char *source;
-    const char *event_id;       /* the sender's id, or the body hash: dedupe key */
-    double received_at;         /* Unix seconds */
-    int64_t dedupe_window_s;    /* a stored event older than this no longer dedupes */
-    const char *status;         /* "accepted" or "rule_failed" */
+    const char *event_id;    /* the sender's id, or the body hash: dedupe key */
+    double received_at;      /* Unix seconds */
+    int64_t dedupe_window_s; /* a stored event older than this no longer dedupes */
+    const char *status;      /* "accepted" or "rule_failed" */
     const char *content_type;
-    const char *headers_json;   /* JSON object text, secrets already redacted */
+    const char *headers_json; /* JSON object text, secrets already redacted */
     const unsigned char *body;
     size_t body_len;
-    const char *rule_version;   /* may be NULL */
+    const char *rule_version; /* may be NULL */
     const struct store_job_spec *jobs;
     size_t njobs;
 
@@ -78,8 +78,8 @@ struct store_op {
 
     /* Result, valid when done() runs. */
     enum store_outcome outcome;
-    int64_t event_row;          /* row id of the stored (or original) event */
-    char error[160];            /* when STORE_FAILED: why, no secrets */
+    int64_t event_row; /* row id of the stored (or original) event */
+    char error[160];   /* when STORE_FAILED: why, no secrets */
 
     /* Completion: called once on the writer thread; must not block or submit. */
     void (*done)(struct store_op *op, void *ctx);
@@ -115,15 +115,15 @@ size_t store_pending(struct store *st);
 
 /* Filters of an audit query; zero/NULL fields do not filter. */
 struct store_audit_filter {
-    const char *kind;       /* exact, or a prefix ending in '*' ("admin.*") */
+    const char *kind; /* exact, or a prefix ending in '*' ("admin.*") */
     const char *source;
     const char *event_id;
     const char *did;
     const char *number;
-    int64_t job_id;         /* 0: any */
-    double since, until;    /* Unix seconds; 0: unbounded */
-    int64_t after_seq;      /* only records with seq > after_seq */
-    int64_t limit;          /* 0: no limit; else the newest `limit` matches */
+    int64_t job_id;      /* 0: any */
+    double since, until; /* Unix seconds; 0: unbounded */
+    int64_t after_seq;   /* only records with seq > after_seq */
+    int64_t limit;       /* 0: no limit; else the newest `limit` matches */
 };
 
 /* Calls fn(record_json, seq, ctx) for each matching record in ascending seq.

@@ -22,17 +22,17 @@ struct sqlite_backend {
     sqlite3 *rdb; /* under rlock */
     pthread_mutex_t rlock;
     sqlite3_stmt *ins_event, *sel_dup, *expire_dup, *ins_job, *ins_audit, *replan;
-    int64_t next_seq;                   /* writer thread only */
-    int data_version;                   /* writer thread only: PRAGMA data_version seen */
-    uint64_t commits;                   /* writer thread only */
-    int wal_frames;                     /* writer thread only: frames in the WAL */
-    pthread_t checkpointer;             /* WAL checkpoints off the commit path */
+    int64_t next_seq;       /* writer thread only */
+    int data_version;       /* writer thread only: PRAGMA data_version seen */
+    uint64_t commits;       /* writer thread only */
+    int wal_frames;         /* writer thread only: frames in the WAL */
+    pthread_t checkpointer; /* WAL checkpoints off the commit path */
     bool have_checkpointer;
     pthread_mutex_t ck_lock;
     pthread_cond_t ck_wake;
     bool ck_stop, ck_due;
     char *path;
-    char tip[AUDIT_HASH_HEX_LEN + 1];   /* hash of the newest audit record */
+    char tip[AUDIT_HASH_HEX_LEN + 1]; /* hash of the newest audit record */
 };
 
 /* Each entry moves the schema from version i to i+1. Never edit a shipped entry:
@@ -248,9 +248,8 @@ static void *sqlite_checkpoint_main(void *arg)
         be->ck_due = false;
         pthread_mutex_unlock(&be->ck_lock);
         /* PASSIVE never blocks the writer; the last one at shutdown truncates. */
-        sqlite3_wal_checkpoint_v2(db, NULL, stop ? SQLITE_CHECKPOINT_TRUNCATE
-                                                 : SQLITE_CHECKPOINT_PASSIVE,
-                                  NULL, NULL);
+        sqlite3_wal_checkpoint_v2(
+            db, NULL, stop ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         if (stop)
             break;
     }
@@ -330,8 +329,8 @@ static int sqlite_append_audit(struct sqlite_backend *be, json_t *rec, char *err
     return 0;
 }
 
-static int sqlite_step_done(struct sqlite_backend *be, sqlite3_stmt *st, const char *what, char *err,
-                            size_t err_len)
+static int sqlite_step_done(struct sqlite_backend *be, sqlite3_stmt *st, const char *what,
+                            char *err, size_t err_len)
 {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
@@ -395,7 +394,8 @@ static int sqlite_insert_event(struct sqlite_backend *be, struct store_op *op, c
             return 0;
         }
         sqlite3_bind_int64(be->expire_dup, 1, row);
-        if (sqlite_step_done(be, be->expire_dup, "releasing an expired dedupe key", err, err_len) < 0)
+        if (sqlite_step_done(be, be->expire_dup, "releasing an expired dedupe key", err, err_len) <
+            0)
             return -1;
         sqlite3_clear_bindings(be->expire_dup);
     }
@@ -477,7 +477,8 @@ static int sqlite_replan(struct sqlite_backend *be, struct store_op *op, char *e
 }
 
 /* Applies one op inside the open transaction. */
-static int sqlite_apply_op(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
+static int sqlite_apply_op(struct sqlite_backend *be, struct store_op *op, char *err,
+                           size_t err_len)
 {
     if (op->kind == STORE_OP_REPLAN)
         return sqlite_replan(be, op, err, err_len);
@@ -599,7 +600,7 @@ static int sqlite_audit_scan(struct store_backend *base, const struct store_audi
 
 #define SQLITE_WHERE(cond)                                                                         \
     do {                                                                                           \
-        int w_ = snprintf(where + wl, sizeof where - wl, " AND %s", cond);                        \
+        int w_ = snprintf(where + wl, sizeof where - wl, " AND %s", cond);                         \
         if (w_ > 0 && (size_t)w_ < sizeof where - wl)                                              \
             wl += (size_t)w_;                                                                      \
     } while (0)
@@ -791,7 +792,8 @@ static const struct store_backend_ops sqlite_ops = {
     .close = sqlite_close,
 };
 
-static int sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err, size_t err_len)
+static int sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err,
+                          size_t err_len)
 {
     if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK) {
         sqlite_err(db, "preparing a statement", err, err_len);
@@ -832,8 +834,8 @@ static int sqlite_open_writer(struct sqlite_backend *be, const char *path,
         sqlite_prepare(be->wdb,
                        "SELECT id, received_at FROM events WHERE source = ? AND dedupe_key = ?",
                        &be->sel_dup, err, err_len) < 0 ||
-        sqlite_prepare(be->wdb, "UPDATE events SET dedupe_key = NULL WHERE id = ?",
-                       &be->expire_dup, err, err_len) < 0 ||
+        sqlite_prepare(be->wdb, "UPDATE events SET dedupe_key = NULL WHERE id = ?", &be->expire_dup,
+                       err, err_len) < 0 ||
         sqlite_prepare(be->wdb,
                        "INSERT INTO jobs (event_row, source, event_id, action, method, path, "
                        "body, did, number, order_key, next_attempt_at, created_at, updated_at) "
@@ -871,10 +873,11 @@ struct store_backend *store_sqlite_open(const char *path, const struct store_opt
     }
     if (!opts->read_only && sqlite_open_writer(be, path, opts, err, err_len) < 0)
         goto fail;
-    if (!opts->read_only && pthread_create(&be->checkpointer, NULL, sqlite_checkpoint_main, be) == 0)
+    if (!opts->read_only &&
+        pthread_create(&be->checkpointer, NULL, sqlite_checkpoint_main, be) == 0)
         be->have_checkpointer = true;
-    int flags = (opts->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
-                SQLITE_OPEN_NOMUTEX;
+    int flags =
+        (opts->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &be->rdb, flags, NULL) != SQLITE_OK) {
         sqlite_err(be->rdb, "cannot open the database", err, err_len);
         goto fail;

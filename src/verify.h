@@ -37,7 +37,7 @@ struct verify_config {
     enum verify_scheme scheme;
     struct verify_secret *secrets; /* any one may match (key rotation) */
     size_t nsecrets;
-    enum digest_alg algorithm;   /* hmac; default sha256 */
+    enum digest_alg algorithm;     /* hmac; default sha256 */
     enum verify_encoding encoding; /* hmac; default hex */
     char *header;           /* hmac: header holding the signature; token: header (may be NULL) */
     char *prefix;           /* hmac: prefix stripped from the header value ("sha256=");
@@ -60,10 +60,10 @@ struct verify_request {
     const char *url;           /* full URL as received: "http://host/hooks/x?a=b" */
     const unsigned char *body; /* may contain NULs */
     size_t body_len;
-    verify_lookup_fn header;   /* header value or NULL */
-    verify_lookup_fn query;    /* URL-decoded query parameter or NULL */
-    void *ctx;                 /* passed to header/query */
-    int64_t now;               /* arrival time, Unix seconds */
+    verify_lookup_fn header; /* header value or NULL */
+    verify_lookup_fn query;  /* URL-decoded query parameter or NULL */
+    void *ctx;               /* passed to header/query */
+    int64_t now;             /* arrival time, Unix seconds */
 };
 
 enum verify_status {

@@ -73,7 +73,8 @@ int main(int argc, char **argv)
 {
     unsigned short port = 0;
     if (argc != 2 || parse_port(argv[1], &port) < 0) {
-        fprintf(stderr, "usage: %s PORT (0-65535, 0 picks a free port)\n", argc > 0 ? argv[0] : "baseline");
+        fprintf(stderr, "usage: %s PORT (0-65535, 0 picks a free port)\n",
+                argc > 0 ? argv[0] : "baseline");
         return 2;
     }
 
@@ -93,8 +94,8 @@ int main(int argc, char **argv)
 
     struct MHD_Response *resp = MHD_create_response_from_buffer(
         sizeof body_202 - 1, (void *)body_202, MHD_RESPMEM_PERSISTENT);
-    if (!resp || MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                         "application/json") != MHD_YES) {
+    if (!resp || MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") !=
+                     MHD_YES) {
         fprintf(stderr, "baseline: cannot create the response\n");
         return 1;
     }
@@ -109,8 +110,8 @@ int main(int argc, char **argv)
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         baseline_access, resp, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)10000,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        (unsigned)1024, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+        MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "baseline: cannot listen on 127.0.0.1:%u\n", (unsigned)port);
         MHD_destroy_response(resp);

@@ -59,15 +59,16 @@ static void test_minimal_defaults(void **state)
 static void test_unknown_keys_named_with_line(void **state)
 {
     struct config_diags d = {0};
-    struct config *c = load("{\n"
-                            "  \"listen\": {\"port\": 80, \"prot\": 1},\n"
-                            "  \"sources\": {\n"
-                            "    \"zd\": {\"verify\": {\"scheme\": \"token\", \"header\": \"X-T\",\n"
-                            "                        \"secret\": \"abcdefgh\", \"schem\": 1}}\n"
-                            "  },\n"
-                            "  \"extra\": true\n"
-                            "}\n",
-                            &d);
+    struct config *c =
+        load("{\n"
+             "  \"listen\": {\"port\": 80, \"prot\": 1},\n"
+             "  \"sources\": {\n"
+             "    \"zd\": {\"verify\": {\"scheme\": \"token\", \"header\": \"X-T\",\n"
+             "                        \"secret\": \"abcdefgh\", \"schem\": 1}}\n"
+             "  },\n"
+             "  \"extra\": true\n"
+             "}\n",
+             &d);
     assert_null(c);
     assert_true(has_diag(&d, "listen.prot: unknown key", 2, 0));
     assert_true(has_diag(&d, "sources.zd.verify.schem: unknown key", 5, 0));
@@ -117,8 +118,8 @@ static void test_env_and_file_secrets(void **state)
              " \"secret\": \"file:nope.txt\"}}}}",
              &d);
     assert_null(c);
-    assert_true(has_diag(&d, "sources.a.verify.secret: environment variable HL_TEST_MISSING is not set",
-                         0, 0));
+    assert_true(has_diag(
+        &d, "sources.a.verify.secret: environment variable HL_TEST_MISSING is not set", 0, 0));
     assert_true(has_diag(&d, "sources.b.verify.secret: cannot read secret file", 0, 0));
     /* every problem is listed, not only the first */
     assert_int_equal(d.n, 2);
@@ -142,14 +143,15 @@ static void test_literal_secret_warns_but_loads(void **state)
 static void test_verify_block_errors(void **state)
 {
     struct config_diags d = {0};
-    struct config *c = load("{\"sources\": {"
-                            " \"a\": {\"verify\": {\"scheme\": \"magic\", \"secret\": \"x1234567\"}},"
-                            " \"b\": {\"verify\": {\"scheme\": \"none\"}},"
-                            " \"c\": {\"verify\": {\"scheme\": \"hmac\", \"secret\": \"x1234567\"}},"
-                            " \"d e\": {\"verify\": {\"scheme\": \"none\", \"insecure\": true}},"
-                            " \"f\": {\"verify\": {\"scheme\": \"none\", \"insecure\": true},"
-                            "        \"event_id\": \"cookie:x\"}}}",
-                            &d);
+    struct config *c =
+        load("{\"sources\": {"
+             " \"a\": {\"verify\": {\"scheme\": \"magic\", \"secret\": \"x1234567\"}},"
+             " \"b\": {\"verify\": {\"scheme\": \"none\"}},"
+             " \"c\": {\"verify\": {\"scheme\": \"hmac\", \"secret\": \"x1234567\"}},"
+             " \"d e\": {\"verify\": {\"scheme\": \"none\", \"insecure\": true}},"
+             " \"f\": {\"verify\": {\"scheme\": \"none\", \"insecure\": true},"
+             "        \"event_id\": \"cookie:x\"}}}",
+             &d);
     assert_null(c);
     assert_true(has_diag(&d, "sources.a.verify.scheme: unknown scheme \"magic\"", 0, 0));
     assert_true(has_diag(&d, "sources.b.verify", 0, 0));
@@ -175,7 +177,8 @@ static void test_invalid_json_has_line(void **state)
 static void test_duplicate_keys_rejected(void **state)
 {
     struct config_diags d = {0};
-    struct config *c = load("{\"log\": {\"level\": \"info\"}, \"log\": {\"level\": \"debug\"}}", &d);
+    struct config *c =
+        load("{\"log\": {\"level\": \"info\"}, \"log\": {\"level\": \"debug\"}}", &d);
     assert_null(c);
     assert_true(has_diag(&d, "duplicate", 0, 0));
     config_diags_free(&d);

@@ -51,7 +51,8 @@ static void test_form_errors(void **state)
     const char *bad[] = {"a=%zz", "a=%4", "a=%00", "=x", "a=%C3%28"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         why[0] = '\0';
-        assert_null(ingest_parse_form((const unsigned char *)bad[i], strlen(bad[i]), why, sizeof why));
+        assert_null(
+            ingest_parse_form((const unsigned char *)bad[i], strlen(bad[i]), why, sizeof why));
         assert_true(strlen(why) > 0);
     }
 }
@@ -108,11 +109,12 @@ static void test_prepare_store_complete(void **state)
 {
     char path[700], err[200];
     setenv("HL_INGEST_TOKEN", "ingest-secret-token", 1);
-    test_write_file(dir, "c.json",
-                    "{\"store\": {\"url\": \"sqlite:s.db\"}, \"sources\": {\"t\": {\"verify\":"
-                    " {\"scheme\": \"token\", \"header\": \"Authorization\", \"prefix\": \"Bearer \","
-                    " \"secret\": \"env:HL_INGEST_TOKEN\"}, \"event_id\": \"json:/id\"}}}",
-                    path, sizeof path);
+    test_write_file(
+        dir, "c.json",
+        "{\"store\": {\"url\": \"sqlite:s.db\"}, \"sources\": {\"t\": {\"verify\":"
+        " {\"scheme\": \"token\", \"header\": \"Authorization\", \"prefix\": \"Bearer \","
+        " \"secret\": \"env:HL_INGEST_TOKEN\"}, \"event_id\": \"json:/id\"}}}",
+        path, sizeof path);
     struct config_diags d = {0};
     struct config *cfg = config_load(path, &d);
     assert_non_null(cfg);
@@ -131,11 +133,18 @@ static void test_prepare_store_complete(void **state)
     json_t *hdrs = json_pack("{s:s, s:s}", "authorization", "Bearer ingest-secret-token",
                              "content-type", "application/json");
     const char *body = "{\"id\": \"evt-77\", \"a\": 1}";
-    struct ingest_request req = {
-        .method = "POST", .source = "t", .url = "http://h/hooks/t", .content_type = "application/json",
-        .remote = "127.0.0.1", .headers = hdrs, .header = lookup, .query = lookup,
-        .lookup_ctx = req_headers, .body = (const unsigned char *)body, .body_len = strlen(body),
-        .now = (double)time(NULL)};
+    struct ingest_request req = {.method = "POST",
+                                 .source = "t",
+                                 .url = "http://h/hooks/t",
+                                 .content_type = "application/json",
+                                 .remote = "127.0.0.1",
+                                 .headers = hdrs,
+                                 .header = lookup,
+                                 .query = lookup,
+                                 .lookup_ctx = req_headers,
+                                 .body = (const unsigned char *)body,
+                                 .body_len = strlen(body),
+                                 .now = (double)time(NULL)};
     struct ingest_pending p = {0};
     struct ingest_response resp = {0};
     assert_true(ingest_prepare(ing, &req, &p, &resp));

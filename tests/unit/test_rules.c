@@ -35,8 +35,9 @@ static enum rules_outcome run(struct rules *r, const char *body_json, struct rul
 {
     json_t *body = json_loads(body_json, JSON_DECODE_ANY, NULL);
     json_t *headers = json_pack("{s:s}", "x-test", "1");
-    struct rules_event ev = {"zendesk", "evt-1", 1.5, headers, body,
-                             (const unsigned char *)body_json, strlen(body_json)};
+    struct rules_event ev = {"zendesk",        "evt-1", 1.5,
+                             headers,          body,    (const unsigned char *)body_json,
+                             strlen(body_json)};
     rules_run(r, &ev, res);
     json_decref(body);
     json_decref(headers);
@@ -85,22 +86,22 @@ static void test_sandbox_escapes_fail(void **state)
 
 static void test_limits_fail_only_that_event(void **state)
 {
-    struct rules *r = make_rules(
-        "function on_event(ev)\n"
-        "  local m = ev.body.mode\n"
-        "  if m == 'loop' then while true do end end\n"
-        "  if m == 'pcall' then\n"
-        "    for i = 1, 100 do pcall(function() while true do end end) end\n"
-        "    didww.unroute_did{number = '4371234567'}\n" /* must never be planned */
-        "  end\n"
-        "  if m == 'rep' then local s = string.rep('x', 64 * 1024 * 1024) end\n"
-        "  if m == 'table' then local t = {} for i = 1, 1e8 do t[i] = {i} end end\n"
-        "  if m == 'recurse' then local function f(n) return f(n + 1) + 1 end f(1) end\n"
-        "  if m == 'catchmem' then pcall(string.rep, 'x', 64 * 1024 * 1024)\n"
-        "    didww.unroute_did{number = '4371234567'} end\n"
-        "  if m == 'ok' then didww.unroute_did{number = '4371234567'} end\n"
-        "end\n",
-        NULL);
+    struct rules *r =
+        make_rules("function on_event(ev)\n"
+                   "  local m = ev.body.mode\n"
+                   "  if m == 'loop' then while true do end end\n"
+                   "  if m == 'pcall' then\n"
+                   "    for i = 1, 100 do pcall(function() while true do end end) end\n"
+                   "    didww.unroute_did{number = '4371234567'}\n" /* must never be planned */
+                   "  end\n"
+                   "  if m == 'rep' then local s = string.rep('x', 64 * 1024 * 1024) end\n"
+                   "  if m == 'table' then local t = {} for i = 1, 1e8 do t[i] = {i} end end\n"
+                   "  if m == 'recurse' then local function f(n) return f(n + 1) + 1 end f(1) end\n"
+                   "  if m == 'catchmem' then pcall(string.rep, 'x', 64 * 1024 * 1024)\n"
+                   "    didww.unroute_did{number = '4371234567'} end\n"
+                   "  if m == 'ok' then didww.unroute_did{number = '4371234567'} end\n"
+                   "end\n",
+                   NULL);
     struct rules_result res;
     static const struct {
         const char *body, *want;
@@ -173,12 +174,13 @@ static void test_event_fields_and_json(void **state)
 
 static void test_naming_generations(void **state)
 {
-    const char *text = "function on_event(ev)\n"
-                       "  didww.route_did{did = 'f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c',\n"
-                       "                  trunk = 'd9b6ec47-0b72-452b-b4b4-23dd9d5be7e6'}\n"
-                       "  didww.remove_group_trunks{trunk_group = '714e8148-0aea-4cb6-8680-bd1d06453418',\n"
-                       "                  trunks = {'ca7da6d0-aa0b-447d-8fc0-1bc58b51298c'}}\n"
-                       "end\n";
+    const char *text =
+        "function on_event(ev)\n"
+        "  didww.route_did{did = 'f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c',\n"
+        "                  trunk = 'd9b6ec47-0b72-452b-b4b4-23dd9d5be7e6'}\n"
+        "  didww.remove_group_trunks{trunk_group = '714e8148-0aea-4cb6-8680-bd1d06453418',\n"
+        "                  trunks = {'ca7da6d0-aa0b-447d-8fc0-1bc58b51298c'}}\n"
+        "end\n";
     struct rules_result res;
     struct rules *r = make_rules(text, "2022-05-10");
     assert_int_equal(run(r, "{}", &res), RULES_DECIDED);
@@ -187,7 +189,8 @@ static void test_naming_generations(void **state)
         res.plan.jobs[0].body,
         "{\"data\":{\"type\":\"dids\",\"id\":\"f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c\","
         "\"relationships\":{\"voice_in_trunk\":{\"data\":{\"type\":\"voice_in_trunks\","
-        "\"id\":\"d9b6ec47-0b72-452b-b4b4-23dd9d5be7e6\"}},\"voice_in_trunk_group\":{\"data\":null}}}}");
+        "\"id\":\"d9b6ec47-0b72-452b-b4b4-23dd9d5be7e6\"}},\"voice_in_trunk_group\":{\"data\":null}"
+        "}}}");
     assert_string_equal(res.plan.jobs[0].order_key, "did:f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c");
     assert_string_equal(res.plan.jobs[1].method, "DELETE");
     assert_string_equal(res.plan.jobs[1].path,
@@ -203,10 +206,12 @@ static void test_naming_generations(void **state)
         "{\"data\":{\"type\":\"dids\",\"id\":\"f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c\","
         "\"relationships\":{\"trunk\":{\"data\":{\"type\":\"trunks\","
         "\"id\":\"d9b6ec47-0b72-452b-b4b4-23dd9d5be7e6\"}},\"trunk_group\":{\"data\":null}}}}");
-    assert_string_equal(res.plan.jobs[1].path,
-                        "/v3/trunk_groups/714e8148-0aea-4cb6-8680-bd1d06453418/relationships/trunks");
-    assert_string_equal(res.plan.jobs[1].body, "{\"data\":[{\"type\":\"trunks\","
-                                               "\"id\":\"ca7da6d0-aa0b-447d-8fc0-1bc58b51298c\"}]}");
+    assert_string_equal(
+        res.plan.jobs[1].path,
+        "/v3/trunk_groups/714e8148-0aea-4cb6-8680-bd1d06453418/relationships/trunks");
+    assert_string_equal(res.plan.jobs[1].body,
+                        "{\"data\":[{\"type\":\"trunks\","
+                        "\"id\":\"ca7da6d0-aa0b-447d-8fc0-1bc58b51298c\"}]}");
     rules_result_free(&res);
     rules_destroy(r);
 }
@@ -236,10 +241,12 @@ static void test_argument_errors_name_call_and_field(void **state)
         {"didww.set_group_trunks{trunk_group = '714e8148-0aea-4cb6-8680-bd1d06453418', "
          "trunks = {a = 'ca7da6d0-aa0b-447d-8fc0-1bc58b51298c'}}",
          "not a map"},
-        {"didww.add_group_trunks{trunk_group = '714e8148-0aea-4cb6-8680-bd1d06453418', trunks = {}}",
+        {"didww.add_group_trunks{trunk_group = '714e8148-0aea-4cb6-8680-bd1d06453418', trunks = "
+         "{}}",
          "'trunks' is empty"},
         {"didww.set_group_trunks{trunk_group = '714e8148-0aea-4cb6-8680-bd1d06453418', "
-         "trunks = {'ca7da6d0-aa0b-447d-8fc0-1bc58b51298c', 'ca7da6d0-aa0b-447d-8fc0-1bc58b51298c'}}",
+         "trunks = {'ca7da6d0-aa0b-447d-8fc0-1bc58b51298c', "
+         "'ca7da6d0-aa0b-447d-8fc0-1bc58b51298c'}}",
          "repeats"},
         {"didww.route_did('f10d40c7')", "expects a table"},
     };
@@ -253,7 +260,8 @@ static void test_update_did_and_clearing(void **state)
         "function on_event(ev)\n"
         "  didww.update_did{number = '+4371234567', description = json.null, capacity_limit = 7,\n"
         "                   terminated = false, shared_capacity_group = json.null}\n"
-        "  didww.set_group_trunks{trunk_group = '714e8148-0aea-4cb6-8680-bd1d06453418', trunks = {}}\n"
+        "  didww.set_group_trunks{trunk_group = '714e8148-0aea-4cb6-8680-bd1d06453418', trunks = "
+        "{}}\n"
         "end\n",
         NULL);
     struct rules_result res;
@@ -280,7 +288,8 @@ static void test_reload_switches_or_keeps(void **state)
     char v1[24], v2[24], err[600];
     rules_version(r, v1, sizeof v1);
     /* a broken script leaves the old one running, with file:line */
-    test_write_file(dir, "main.lua", "function on_event(ev)\n  skip('v2'\nend\n", script, sizeof script);
+    test_write_file(dir, "main.lua", "function on_event(ev)\n  skip('v2'\nend\n", script,
+                    sizeof script);
     assert_int_equal(rules_reload(r, err, sizeof err), -1);
     assert_non_null(strstr(err, "main.lua:3:"));
     assert_int_equal(run(r, "{}", &res), RULES_SKIPPED);
@@ -295,7 +304,8 @@ static void test_reload_switches_or_keeps(void **state)
     assert_int_equal(rules_reload(r, err, sizeof err), -1);
     assert_non_null(strstr(err, "instruction limit"));
     /* a good one switches at the next event */
-    test_write_file(dir, "main.lua", "function on_event(ev) skip('v2') end\n", script, sizeof script);
+    test_write_file(dir, "main.lua", "function on_event(ev) skip('v2') end\n", script,
+                    sizeof script);
     assert_int_equal(rules_reload(r, err, sizeof err), 0);
     rules_version(r, v2, sizeof v2);
     assert_string_not_equal(v1, v2);
@@ -309,8 +319,10 @@ static void test_reload_switches_or_keeps(void **state)
 static void test_data_tables_read_only(void **state)
 {
     char dpath[700], err[600];
-    test_write_file(dir, "teams.json", "{\"vip\": {\"group\": \"714e8148-0aea-4cb6-8680-bd1d06453418\"},"
-                                       " \"list\": [1, 2, 3]}", dpath, sizeof dpath);
+    test_write_file(dir, "teams.json",
+                    "{\"vip\": {\"group\": \"714e8148-0aea-4cb6-8680-bd1d06453418\"},"
+                    " \"list\": [1, 2, 3]}",
+                    dpath, sizeof dpath);
     test_write_file(dir, "main.lua",
                     "function on_event(ev)\n"
                     "  assert(#data.teams.list == 3)\n"
@@ -320,9 +332,13 @@ static void test_data_tables_read_only(void **state)
                     "end\n",
                     script, sizeof script);
     const char *names[] = {"teams"}, *paths[] = {dpath};
-    struct rules_options o = {.script_path = script, .display_name = "main.lua",
-                              .data_names = names, .data_paths = paths, .ndata = 1,
-                              .instruction_limit = 100000, .memory_limit_bytes = 1 << 20,
+    struct rules_options o = {.script_path = script,
+                              .display_name = "main.lua",
+                              .data_names = names,
+                              .data_paths = paths,
+                              .ndata = 1,
+                              .instruction_limit = 100000,
+                              .memory_limit_bytes = 1 << 20,
                               .api_version = "2022-05-10"};
     struct rules *r = NULL;
     assert_int_equal(rules_create(&o, &r, err, sizeof err), 0);

@@ -25,7 +25,8 @@ static struct store *open_store(void)
 {
     struct store *st = NULL;
     char err[256];
-    struct store_options o = {.url = url, .busy_timeout_ms = 100, .queue_max = 100, .batch_max = 16};
+    struct store_options o = {
+        .url = url, .busy_timeout_ms = 100, .queue_max = 100, .batch_max = 16};
     int rc = store_open(&o, &st, err, sizeof err);
     if (rc != 0)
         fprintf(stderr, "store_open: %s\n", err);
@@ -232,20 +233,21 @@ static void test_migrates_old_file(void **state)
     sqlite3 *db;
     assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
     /* Schema version 1 exactly as shipped. */
-    assert_int_equal(sqlite3_exec(db,
-                                  "CREATE TABLE events (id INTEGER PRIMARY KEY, source TEXT NOT NULL,"
-                                  " event_id TEXT NOT NULL, dedupe_key TEXT, received_at REAL NOT NULL,"
-                                  " status TEXT NOT NULL, content_type TEXT NOT NULL,"
-                                  " headers TEXT NOT NULL, body BLOB NOT NULL,"
-                                  " UNIQUE (source, dedupe_key));"
-                                  "CREATE INDEX events_by_event_id ON events (event_id);"
-                                  "INSERT INTO events (source, event_id, dedupe_key, received_at,"
-                                  " status, content_type, headers, body) VALUES ('zd', 'old-1',"
-                                  " 'old-1', strftime('%s','now'), 'accepted', 'application/json',"
-                                  " '{}', x'7b7d');"
-                                  "PRAGMA user_version = 1;",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE events (id INTEGER PRIMARY KEY, source TEXT NOT NULL,"
+                     " event_id TEXT NOT NULL, dedupe_key TEXT, received_at REAL NOT NULL,"
+                     " status TEXT NOT NULL, content_type TEXT NOT NULL,"
+                     " headers TEXT NOT NULL, body BLOB NOT NULL,"
+                     " UNIQUE (source, dedupe_key));"
+                     "CREATE INDEX events_by_event_id ON events (event_id);"
+                     "INSERT INTO events (source, event_id, dedupe_key, received_at,"
+                     " status, content_type, headers, body) VALUES ('zd', 'old-1',"
+                     " 'old-1', strftime('%s','now'), 'accepted', 'application/json',"
+                     " '{}', x'7b7d');"
+                     "PRAGMA user_version = 1;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
 
     struct store *st = open_store();
