@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lua_json.h"
 
@@ -144,10 +145,11 @@ static int actions_field(lua_State *L, const char *name)
     return lua_getfield(L, 1, name);
 }
 
-/* Reads an optional UUID field; returns NULL when absent (json.null when
- * allow_null sets *is_null). The string stays valid while the table lives. */
+/* Reads an optional UUID field into out[37], lower-cased (DIDWW's ids are lower
+ * case; one spelling keeps ordering and coalescing per DID exact). Returns out,
+ * or NULL when absent (json.null when allow_null sets *is_null). */
 static const char *actions_uuid(lua_State *L, const char *call, const char *name, bool allow_null,
-                                bool *is_null)
+                                bool *is_null, char out[37])
 {
     int t = actions_field(L, name);
     const char *v = NULL;
@@ -161,19 +163,23 @@ static const char *actions_uuid(lua_State *L, const char *call, const char *name
         actions_fail(L, call, "field '%s' must be a UUID string, got %s", name,
                      luaL_typename(L, -1));
     } else {
-        v = lua_tostring(L, -1);
-        if (!actions_is_uuid(v))
-            actions_fail(L, call, "field '%s' is not a UUID: \"%.40s\"", name, v);
+        const char *s = lua_tostring(L, -1);
+        if (!actions_is_uuid(s))
+            actions_fail(L, call, "field '%s' is not a UUID: \"%.40s\"", name, s);
+        for (int i = 0; i < 36; i++)
+            out[i] = (char)tolower((unsigned char)s[i]);
+        out[36] = '\0';
+        v = out;
     }
     lua_pop(L, 1);
     return v;
 }
 
 /* Resolves did= or number= into out_did / out_number (digits). Exactly one. */
-static void actions_target(lua_State *L, const char *call, const char **did, char *number,
-                           size_t number_len)
+static void actions_target(lua_State *L, const char *call, const char **did, char did_buf[37],
+                           char *number, size_t number_len)
 {
-    *did = actions_uuid(L, call, "did", false, NULL);
+    *did = actions_uuid(L, call, "did", false, NULL, did_buf);
     int t = actions_field(L, "number");
     number[0] = '\0';
     if (t != LUA_TNIL) {
@@ -281,11 +287,12 @@ static int actions_route_did(lua_State *L)
     struct actions_ctx *ctx = actions_ctx_of(L);
     const struct actions_names *nm = actions_names_of(ctx);
     const char *did;
-    char number[32], id[64], path[96], key[80];
+    char did_buf[37], number[32], id[64], path[96], key[80];
     actions_check_fields(L, call, fields);
-    actions_target(L, call, &did, number, sizeof number);
-    const char *trunk = actions_uuid(L, call, "trunk", false, NULL);
-    const char *group = actions_uuid(L, call, "trunk_group", false, NULL);
+    actions_target(L, call, &did, did_buf, number, sizeof number);
+    char trunk_buf[37], group_buf[37];
+    const char *trunk = actions_uuid(L, call, "trunk", false, NULL, trunk_buf);
+    const char *group = actions_uuid(L, call, "trunk_group", false, NULL, group_buf);
     if (trunk && group)
         actions_fail(L, call,
                      "give either 'trunk' or 'trunk_group', not both (a DID routes to one)");
@@ -312,9 +319,9 @@ static int actions_unroute_did(lua_State *L)
     const char *call = "unroute_did";
     const struct actions_names *nm = actions_names_of(actions_ctx_of(L));
     const char *did;
-    char number[32], id[64], path[96], key[80];
+    char did_buf[37], number[32], id[64], path[96], key[80];
     actions_check_fields(L, call, fields);
-    actions_target(L, call, &did, number, sizeof number);
+    actions_target(L, call, &did, did_buf, number, sizeof number);
     actions_did_refs(did, number, id, sizeof id, path, sizeof path, key, sizeof key);
     json_t *rel = json_object();
     json_object_set_new(rel, nm->trunk_rel, json_pack("{s:n}", "data"));
@@ -402,7 +409,8 @@ static void actions_update_validate(lua_State *L, const char *call, const struct
     lua_pop(L, 1);
     for (size_t i = 0; i < 2; i++) {
         bool is_null = false;
-        if (actions_uuid(L, call, actions_to_one[i][0], true, &is_null) || is_null)
+        char buf[37];
+        if (actions_uuid(L, call, actions_to_one[i][0], true, &is_null, buf) || is_null)
             fields++;
     }
     if (fields == 0)
@@ -424,9 +432,9 @@ static int actions_update_did(lua_State *L)
     const char *call = "update_did";
     struct actions_ctx *ctx = actions_ctx_of(L);
     const char *did;
-    char number[32], id[64], path[96], key[80];
+    char did_buf[37], number[32], id[64], path[96], key[80];
     actions_check_fields(L, call, fields);
-    actions_target(L, call, &did, number, sizeof number);
+    actions_target(L, call, &did, did_buf, number, sizeof number);
     actions_update_validate(L, call, ctx);
     actions_did_refs(did, number, id, sizeof id, path, sizeof path, key, sizeof key);
 
@@ -455,7 +463,8 @@ static int actions_update_did(lua_State *L)
     lua_pop(L, 1);
     for (size_t i = 0; i < 2; i++) {
         bool is_null = false;
-        const char *ref = actions_uuid(L, call, actions_to_one[i][0], true, &is_null);
+        char buf[37];
+        const char *ref = actions_uuid(L, call, actions_to_one[i][0], true, &is_null, buf);
         if (is_null)
             json_object_set_new(rel, actions_to_one[i][0], json_pack("{s:n}", "data"));
         else if (ref)
@@ -474,12 +483,12 @@ static int actions_update_did(lua_State *L)
 /* Reads trunk_group and the trunks list; returns the group id and a new array of
  * trunk identifiers (caller owns). */
 static json_t *actions_group_args(lua_State *L, const char *call, const char **group,
-                                  bool allow_empty)
+                                  char group_buf[37], bool allow_empty)
 {
     static const char *const fields[] = {"trunk_group", "trunks", NULL};
     const struct actions_names *nm = actions_names_of(actions_ctx_of(L));
     actions_check_fields(L, call, fields);
-    *group = actions_uuid(L, call, "trunk_group", false, NULL);
+    *group = actions_uuid(L, call, "trunk_group", false, NULL, group_buf);
     if (!*group)
         actions_fail(L, call, "missing 'trunk_group'");
     if (actions_field(L, "trunks") != LUA_TTABLE)
@@ -504,7 +513,7 @@ static json_t *actions_group_args(lua_State *L, const char *call, const char **g
             actions_fail(L, call, "trunks[%lld] is not a UUID", (long long)i);
         for (lua_Integer k = 1; k < i; k++) {
             lua_geti(L, -2, k);
-            bool same = strcmp(lua_tostring(L, -1), lua_tostring(L, -2)) == 0;
+            bool same = strcasecmp(lua_tostring(L, -1), lua_tostring(L, -2)) == 0;
             lua_pop(L, 1);
             if (same)
                 actions_fail(L, call, "trunks[%lld] repeats trunks[%lld]", (long long)i,
@@ -514,8 +523,13 @@ static json_t *actions_group_args(lua_State *L, const char *call, const char **g
     }
     json_t *arr = json_array();
     for (lua_Integer i = 1; i <= n; i++) {
+        char lower[37];
         lua_geti(L, -1, i);
-        json_array_append_new(arr, actions_ref(nm->trunk_type, lua_tostring(L, -1)));
+        const char *t = lua_tostring(L, -1);
+        for (int c = 0; c < 36; c++)
+            lower[c] = (char)tolower((unsigned char)t[c]);
+        lower[36] = '\0';
+        json_array_append_new(arr, actions_ref(nm->trunk_type, lower));
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -527,7 +541,8 @@ static int actions_set_group_trunks(lua_State *L)
     const char *call = "set_group_trunks";
     const struct actions_names *nm = actions_names_of(actions_ctx_of(L));
     const char *group;
-    json_t *arr = actions_group_args(L, call, &group, true);
+    char group_buf[37];
+    json_t *arr = actions_group_args(L, call, &group, group_buf, true);
     char path[128], key[64];
     snprintf(path, sizeof path, "/v3/%s/%s", nm->group_type, group);
     snprintf(key, sizeof key, "group:%s", group);
@@ -543,7 +558,8 @@ static int actions_group_link(lua_State *L, const char *call, const char *method
 {
     const struct actions_names *nm = actions_names_of(actions_ctx_of(L));
     const char *group;
-    json_t *arr = actions_group_args(L, call, &group, false);
+    char group_buf[37];
+    json_t *arr = actions_group_args(L, call, &group, group_buf, false);
     char path[160], key[64];
     snprintf(path, sizeof path, "/v3/%s/%s/relationships/%s", nm->group_type, group,
              nm->group_trunks_rel);

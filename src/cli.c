@@ -540,7 +540,8 @@ int cli_rule_test(int argc, char **argv)
         rc = 2;
         goto out;
     }
-    cfg = cli_load_config(path, NULL);
+    /* Offline: the rule needs no webhook secret. */
+    cfg = cli_load_config_flags(path, CONFIG_LOAD_NO_SECRETS, NULL);
     if (!cfg)
         goto out;
     const struct config_source *src = config_find_source(cfg, source);

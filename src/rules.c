@@ -136,10 +136,15 @@ static struct rules_program *rules_program_load(struct rules *r, char *err, size
     p->text = rules_read_file(r->script_path, RULES_MAX_SCRIPT_BYTES, &p->len, err, err_len);
     if (!p->text)
         goto fail;
-    char hex[DIGEST_SHA256_HEX_LEN + 1];
-    digest_sha256_hex(p->text, p->len, hex);
-    snprintf(p->version, sizeof p->version, "%.16s", hex);
     p->data = calloc(r->ndata + 1, sizeof *p->data);
+    /* The version covers the script and every data file: a changed mapping is a
+     * changed rule. */
+    size_t dcap = r->ndata * (DIGEST_SHA256_HEX_LEN + 1) + 1;
+    char *dhex = calloc(1, dcap);
+    if (!dhex) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
     if (!p->data) {
         snprintf(err, err_len, "out of memory");
         goto fail;
@@ -148,16 +153,27 @@ static struct rules_program *rules_program_load(struct rules *r, char *err, size
         json_error_t jerr;
         size_t len;
         char *text = rules_read_file(r->data_paths[i], RULES_MAX_DATA_BYTES, &len, err, err_len);
-        if (!text)
+        if (!text) {
+            free(dhex);
             goto fail;
+        }
         p->data[i] = json_loadb(text, len, 0, &jerr);
+        digest_sha256_hex(text, len, dhex + i * (DIGEST_SHA256_HEX_LEN + 1));
+        dhex[i * (DIGEST_SHA256_HEX_LEN + 1) + DIGEST_SHA256_HEX_LEN] = '\n';
         free(text);
         if (!p->data[i]) {
             snprintf(err, err_len, "%s:%d: rules.data.%s: invalid JSON: %s", r->data_paths[i],
                      jerr.line, r->data_names[i], jerr.text);
+            free(dhex);
             goto fail;
         }
     }
+    unsigned char md[32];
+    char hex[DIGEST_SHA256_HEX_LEN + 1];
+    digest_sha256_parts(p->text, p->len, dhex, strlen(dhex), NULL, 0, md);
+    digest_hex_encode(md, sizeof md, hex);
+    snprintf(p->version, sizeof p->version, "%.16s", hex);
+    free(dhex);
     return p;
 fail:
     rules_program_unref(p);
@@ -308,6 +324,89 @@ static struct rules_vm *rules_vm_of(lua_State *L)
     void *ud;
     lua_getallocf(L, &ud);
     return ud;
+}
+
+/* Lua's pattern matcher runs in C, where the count hook cannot stop it, and
+ * backtracks: a pattern with q repetition items can take about n^q steps per
+ * start position on an n-byte subject. The pattern functions are wrapped to
+ * refuse a call whose worst case exceeds RULES_PATTERN_FACTOR times the
+ * instruction limit, before it starts. */
+#define RULES_PATTERN_FACTOR 10.0
+
+static int rules_pattern_items(const char *p, size_t len)
+{
+    int q = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = p[i];
+        if (c == '%') {
+            if (i + 1 < len && p[i + 1] == 'b') {
+                q++; /* %bxy scans ahead like a repetition */
+                i += 3;
+            } else {
+                i++;
+            }
+        } else if (c == '[') {
+            i++;
+            if (i < len && p[i] == '^')
+                i++;
+            if (i < len && p[i] == ']')
+                i++;
+            while (i < len && p[i] != ']') {
+                if (p[i] == '%')
+                    i++;
+                i++;
+            }
+        } else if (c == '*' || c == '+' || c == '-' || c == '?') {
+            q++;
+        }
+    }
+    return q;
+}
+
+static int rules_pattern_guard(lua_State *L)
+{
+    struct rules_vm *vm = rules_vm_of(L);
+    const char *name = lua_tostring(L, lua_upvalueindex(2));
+    size_t n, plen;
+    luaL_checklstring(L, 1, &n);
+    const char *pat = luaL_checklstring(L, 2, &plen);
+    bool plain = strcmp(name, "find") == 0 && lua_toboolean(L, 4);
+    if (!plain) {
+        int q = rules_pattern_items(pat, plen);
+        double starts = (plen > 0 && pat[0] == '^') ? 1.0 : (double)n + 1.0;
+        double cost = starts;
+        for (int i = 0; i < q && cost < 1e300; i++)
+            cost *= (double)n + 1.0;
+        double budget = (double)vm->r->instruction_limit * RULES_PATTERN_FACTOR;
+        if (cost > budget) {
+            char msg[300];
+            snprintf(msg, sizeof msg,
+                     "string.%s: a pattern with %d repetition items on a %zu-byte subject could "
+                     "take %.3g steps, over the limit of %.3g (use a plain find, anchor with ^, "
+                     "or shorten the subject)",
+                     name, q, n, cost, budget);
+            return luaL_error(L, "%s", msg);
+        }
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* Replaces the pattern functions of the real string table (reached by both
+ * string.find and s:find) with guarded ones. */
+static void rules_guard_patterns(lua_State *L)
+{
+    static const char *const fns[] = {"find", "match", "gmatch", "gsub", NULL};
+    lua_getglobal(L, "string");
+    for (size_t i = 0; fns[i]; i++) {
+        lua_getfield(L, -1, fns[i]);
+        lua_pushstring(L, fns[i]);
+        lua_pushcclosure(L, rules_pattern_guard, 2);
+        lua_setfield(L, -2, fns[i]);
+    }
+    lua_pop(L, 1);
 }
 
 static int rules_lua_skip(lua_State *L)
@@ -486,6 +585,123 @@ static void rules_push_base(struct rules_vm *vm)
     lua_remove(L, g);
 }
 
+static bool rules_is_proxy(lua_State *L, int idx)
+{
+    bool proxy = false;
+    if (lua_getmetatable(L, idx)) {
+        lua_getfield(L, -1, "__newindex");
+        proxy = lua_tocfunction(L, -1) == rules_ro_newindex;
+        lua_pop(L, 2);
+    }
+    return proxy;
+}
+
+static void rules_freeze_value(lua_State *L, int visited, int depth);
+
+/* Freezes the tables a Lua function reaches through its upvalues (not _ENV). */
+static void rules_freeze_function(lua_State *L, int visited, int depth)
+{
+    int f = lua_gettop(L);
+    if (lua_iscfunction(L, f) || depth <= 0)
+        return;
+    lua_pushvalue(L, f);
+    if (lua_rawget(L, visited) != LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, f);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, visited);
+    for (int i = 1;; i++) {
+        const char *name = lua_getupvalue(L, f, i);
+        if (!name)
+            break;
+        if (strcmp(name, "_ENV") == 0 || (!lua_istable(L, -1) && !lua_isfunction(L, -1))) {
+            lua_pop(L, 1);
+            continue;
+        }
+        bool table = lua_istable(L, -1);
+        rules_freeze_value(L, visited, depth - 1);
+        if (table)
+            lua_setupvalue(L, f, i); /* shared upvalue: every closure sees the proxy */
+        else
+            lua_pop(L, 1);
+    }
+}
+
+/* Freezes the value at the top of the stack in place: a plain table (no
+ * metatable) is replaced by a read-only proxy of itself after its contents were
+ * frozen; a function has the tables of its upvalues frozen. */
+static void rules_freeze_value(lua_State *L, int visited, int depth)
+{
+    if (lua_isfunction(L, -1)) {
+        rules_freeze_function(L, visited, depth);
+        return;
+    }
+    if (!lua_istable(L, -1) || depth <= 0 || rules_is_proxy(L, -1))
+        return;
+    lua_pushvalue(L, -1);
+    int seen = lua_rawget(L, visited);
+    if (seen == LUA_TTABLE) { /* already frozen: use its proxy */
+        lua_replace(L, -2);
+        return;
+    }
+    lua_pop(L, 1);
+    if (seen != LUA_TNIL) /* being frozen further up (a cycle): leave this reference */
+        return;
+    if (lua_getmetatable(L, -1)) { /* objects with metatables are left alone */
+        lua_pop(L, 1);
+        return;
+    }
+    int t = lua_gettop(L);
+    lua_pushvalue(L, t);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, visited); /* cycle guard while walking */
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        if (lua_istable(L, -1)) {
+            rules_freeze_value(L, visited, depth - 1);
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, t);
+        } else {
+            if (lua_isfunction(L, -1))
+                rules_freeze_function(L, visited, depth - 1);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pushvalue(L, t);
+    rules_make_ro(L);
+    lua_pushvalue(L, t);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, visited); /* original -> proxy */
+    lua_replace(L, t);
+}
+
+/* After the script's top level ran: every plain table it created (globals and
+ * the locals its functions capture) becomes read-only, so no event can leave
+ * state behind for the next one. */
+static void rules_freeze_globals(lua_State *L, int g0)
+{
+    lua_newtable(L);
+    int visited = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, g0)) {
+        if (lua_istable(L, -1)) {
+            rules_freeze_value(L, visited, LUA_JSON_DEFAULT_MAX_DEPTH);
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, g0);
+        } else {
+            if (lua_isfunction(L, -1))
+                rules_freeze_value(L, visited, LUA_JSON_DEFAULT_MAX_DEPTH);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
 /* Builds the state for prog: sandbox, script loaded and its top level run.
  * Returns 0, or -1 with "file:line: message" in err. */
 static int rules_vm_build(struct rules_vm *vm, char *err, size_t err_len)
@@ -505,6 +721,7 @@ static int rules_vm_build(struct rules_vm *vm, char *err, size_t err_len)
     luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 1);
     lua_settop(L, 0);
     lua_json_init(L);
+    rules_guard_patterns(L);
 
     /* Scripts cannot reach or replace the string metatable. */
     lua_pushliteral(L, "");
@@ -556,6 +773,7 @@ static int rules_vm_build(struct rules_vm *vm, char *err, size_t err_len)
                      lua_isstring(L, -1) ? lua_tostring(L, -1) : "error object is not a string");
         return -1;
     }
+    rules_freeze_globals(L, lua_gettop(L));
     lua_getfield(L, -1, "on_event"); /* from G0 */
     if (!lua_isfunction(L, -1)) {
         snprintf(err, err_len, "%s: the script must define a function on_event(ev)",

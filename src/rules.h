@@ -48,7 +48,7 @@ struct rules_result {
     enum rules_outcome outcome;
     struct actions_plan plan; /* jobs (empty unless RULES_DECIDED) */
     char message[512];        /* failure "file:line: message", or the skip reason */
-    char version[24];         /* rule version: first 16 hex chars of the script's SHA-256 */
+    char version[24];         /* first 16 hex chars of SHA-256 over the script and data files */
     double duration_s;
 };
 

@@ -352,6 +352,91 @@ static void test_data_tables_read_only(void **state)
     rules_destroy(r);
 }
 
+static void test_pattern_cost_is_bounded(void **state)
+{
+    /* backtracking patterns run in C where the count hook cannot stop them */
+    expect_failure("local s = string.rep('a', 20000) s:find('.-.-.-b')",
+                   "string.find: a pattern with 3 repetition items");
+    expect_failure("string.match(string.rep('a', 20000), '(.*)(.*)x')", "string.match");
+    expect_failure("for w in string.gmatch(string.rep('a', 5000), 'a*a*b') do end",
+                   "string.gmatch");
+    struct rules *r =
+        make_rules("function on_event(ev)\n"
+                   "  local s = string.rep('urgent ', 2000)\n"
+                   "  assert(s:find('urgent', 1, true))\n"            /* plain: linear */
+                   "  assert(('Ticket 42'):match('^(%a+) (%d+)$'))\n" /* small subject */
+                   "  assert(string.gsub('a,b,c', ',', ';') == 'a;b;c')\n"
+                   "  assert(s:find('^urgent'))\n" /* anchored, no repetition */
+                   "  skip('ok')\n"
+                   "end\n",
+                   NULL);
+    struct rules_result res;
+    assert_int_equal(run(r, "{}", &res), RULES_SKIPPED);
+    rules_result_free(&res);
+    rules_destroy(r);
+}
+
+static void test_load_time_tables_are_frozen(void **state)
+{
+    struct rules *r = make_rules("state = {}\n"
+                                 "local cache = {n = 0}\n"
+                                 "limits = {max = 3}\n"
+                                 "function on_event(ev)\n"
+                                 "  if ev.body.mode == 'global' then state.last = ev.id end\n"
+                                 "  if ev.body.mode == 'local' then cache.n = cache.n + 1 end\n"
+                                 "  skip('max ' .. limits.max)\n"
+                                 "end\n",
+                                 NULL);
+    struct rules_result res;
+    assert_int_equal(run(r, "{\"mode\":\"global\"}", &res), RULES_FAILED);
+    assert_non_null(strstr(res.message, "main.lua:5:"));
+    assert_non_null(strstr(res.message, "read-only"));
+    rules_result_free(&res);
+    assert_int_equal(run(r, "{\"mode\":\"local\"}", &res), RULES_FAILED);
+    assert_non_null(strstr(res.message, "read-only"));
+    rules_result_free(&res);
+    /* reading them is fine */
+    assert_int_equal(run(r, "{}", &res), RULES_SKIPPED);
+    assert_string_equal(res.message, "max 3");
+    rules_result_free(&res);
+    rules_destroy(r);
+}
+
+static void test_version_covers_data_and_uuids_lower_case(void **state)
+{
+    char dpath[700], err[600], v1[24], v2[24];
+    test_write_file(dir, "d.json", "{\"a\": 1}", dpath, sizeof dpath);
+    test_write_file(dir, "main.lua",
+                    "function on_event(ev)\n"
+                    "  didww.route_did{did = 'F10D40C7-FD0B-4D63-BB9B-27810A1A8F5C',\n"
+                    "                  trunk = 'D9B6EC47-0B72-452B-B4B4-23DD9D5BE7E6'}\n"
+                    "end\n",
+                    script, sizeof script);
+    const char *names[] = {"d"}, *paths[] = {dpath};
+    struct rules_options o = {.script_path = script,
+                              .display_name = "main.lua",
+                              .data_names = names,
+                              .data_paths = paths,
+                              .ndata = 1,
+                              .instruction_limit = 100000,
+                              .memory_limit_bytes = 1 << 20,
+                              .api_version = "2022-05-10"};
+    struct rules *r = NULL;
+    assert_int_equal(rules_create(&o, &r, err, sizeof err), 0);
+    rules_version(r, v1, sizeof v1);
+    struct rules_result res;
+    assert_int_equal(run(r, "{}", &res), RULES_DECIDED);
+    assert_string_equal(res.plan.jobs[0].did, "f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c");
+    assert_string_equal(res.plan.jobs[0].order_key, "did:f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c");
+    assert_non_null(strstr(res.plan.jobs[0].body, "d9b6ec47-0b72-452b-b4b4-23dd9d5be7e6"));
+    rules_result_free(&res);
+    test_write_file(dir, "d.json", "{\"a\": 2}", dpath, sizeof dpath);
+    assert_int_equal(rules_reload(r, err, sizeof err), 0);
+    rules_version(r, v2, sizeof v2);
+    assert_string_not_equal(v1, v2);
+    rules_destroy(r);
+}
+
 static int setup(void **state)
 {
     test_tmpdir(dir, sizeof dir);
@@ -370,6 +455,9 @@ int main(void)
         cmocka_unit_test_setup(test_update_did_and_clearing, setup),
         cmocka_unit_test_setup(test_reload_switches_or_keeps, setup),
         cmocka_unit_test_setup(test_data_tables_read_only, setup),
+        cmocka_unit_test_setup(test_pattern_cost_is_bounded, setup),
+        cmocka_unit_test_setup(test_load_time_tables_are_frozen, setup),
+        cmocka_unit_test_setup(test_version_covers_data_and_uuids_lower_case, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
