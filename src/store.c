@@ -1,9 +1,12 @@
 /*
- * store: the backend-independent half of the store. It owns the write queue
- * and the single writer thread that turns every operation queued while the last
- * commit was running into one transaction and one fsync (group commit), then
- * reports each outcome through the op's callback. Lock order: st->lock only;
- * callbacks run without it held. Reads are passed straight to the backend.
+ * store: the backend-independent half of the store. It owns the write queue,
+ * the single writer thread that turns every operation queued while the last
+ * commit was running into one transaction (group commit), and, for backends
+ * whose commit does not fsync by itself, the syncer thread that makes committed
+ * batches durable with one fsync while the writer already builds the next one.
+ * Outcomes are reported through the op's callback only once durable. Locks:
+ * st->lock (queue) and st->sync_lock (committed batches), never held together;
+ * callbacks run with neither held. Reads are passed straight to the backend.
  */
 #include "store.h"
 
@@ -29,6 +32,21 @@ struct store {
 
     bool last_commit_ok;  /* under lock */
     char last_error[160]; /* under lock */
+
+    /* Committed batches waiting for the syncer's fsync (backends with sync). */
+    pthread_mutex_t sync_lock;
+    pthread_cond_t sync_wake;
+    struct store_batch *sync_head, *sync_tail;
+    bool sync_stop;
+    bool have_syncer;
+    pthread_t syncer;
+};
+
+struct store_batch {
+    struct store_batch *next;
+    double started;
+    size_t n;
+    struct store_op *ops[];
 };
 
 static double store_now(void)
@@ -50,21 +68,81 @@ static void store_finish(struct store_op *op)
     }
 }
 
+static void store_note_commit(struct store *st, int rc, const char *err)
+{
+    pthread_mutex_lock(&st->lock);
+    if (rc == 0) {
+        st->last_commit_ok = true;
+    } else {
+        if (st->last_commit_ok)
+            log_write(LOG_ERROR, "store: commit failed", (const char *[]){"error", err, NULL});
+        st->last_commit_ok = false;
+        snprintf(st->last_error, sizeof st->last_error, "%s", err);
+    }
+    pthread_mutex_unlock(&st->lock);
+}
+
+/* Finishes every op of b: stored when rc == 0, failed with err otherwise. */
+static void store_finish_batch(struct store_batch *b, int rc, const char *err)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        struct store_op *op = b->ops[i];
+        if (rc != 0) {
+            op->outcome = STORE_FAILED;
+            snprintf(op->error, sizeof op->error, "store unavailable: %s", err);
+        }
+        store_finish(op);
+    }
+}
+
+/* The syncer: one fsync makes every batch committed before it durable; only then
+ * are their submitters told. Runs concurrently with the writer's next batch. */
+static void *store_syncer_main(void *arg)
+{
+    struct store *st = arg;
+    for (;;) {
+        pthread_mutex_lock(&st->sync_lock);
+        while (!st->sync_head && !st->sync_stop)
+            pthread_cond_wait(&st->sync_wake, &st->sync_lock);
+        struct store_batch *list = st->sync_head;
+        st->sync_head = st->sync_tail = NULL;
+        bool stop = st->sync_stop;
+        pthread_mutex_unlock(&st->sync_lock);
+        if (!list && stop)
+            break;
+        char err[160] = "";
+        int rc = st->be->ops->sync(st->be, err, sizeof err);
+        if (rc != 0)
+            store_note_commit(st, rc, err);
+        double now = store_now();
+        while (list) {
+            struct store_batch *next = list->next;
+            metrics_store_commit(list->n, now - list->started, rc == 0);
+            store_finish_batch(list, rc, err);
+            free(list);
+            list = next;
+        }
+    }
+    return NULL;
+}
+
 static void *store_writer_main(void *arg)
 {
     struct store *st = arg;
     size_t cap = (size_t)st->opts.batch_max;
-    struct store_op **batch = calloc(cap, sizeof *batch);
-    if (!batch) {
-        log_error("store: out of memory for the writer batch");
-        abort();
-    }
     for (;;) {
+        struct store_batch *b = malloc(sizeof *b + cap * sizeof b->ops[0]);
+        if (!b) {
+            log_error("store: out of memory for a write batch");
+            abort(); /* the project's OOM policy: see README */
+        }
+        struct store_op **batch = b->ops;
         pthread_mutex_lock(&st->lock);
         while (!st->head && !st->closing)
             pthread_cond_wait(&st->wake, &st->lock);
         if (!st->head && st->closing) {
             pthread_mutex_unlock(&st->lock);
+            free(b);
             break;
         }
         size_t n = 0;
@@ -80,32 +158,26 @@ static void *store_writer_main(void *arg)
         pthread_mutex_unlock(&st->lock);
 
         char err[160] = "";
-        double t0 = store_now();
+        b->n = n;
+        b->next = NULL;
+        b->started = store_now();
         int rc = st->be->ops->write_batch(st->be, batch, n, err, sizeof err);
-        double dt = store_now() - t0;
-        metrics_store_commit(n, dt, rc == 0);
-
-        pthread_mutex_lock(&st->lock);
-        if (rc == 0) {
-            st->last_commit_ok = true;
-        } else {
-            if (st->last_commit_ok)
-                log_write(LOG_ERROR, "store: commit failed", (const char *[]){"error", err, NULL});
-            st->last_commit_ok = false;
-            snprintf(st->last_error, sizeof st->last_error, "%s", err);
+        store_note_commit(st, rc, err);
+        if (rc == 0 && st->have_syncer) {
+            pthread_mutex_lock(&st->sync_lock);
+            if (st->sync_tail)
+                st->sync_tail->next = b;
+            else
+                st->sync_head = b;
+            st->sync_tail = b;
+            pthread_cond_signal(&st->sync_wake);
+            pthread_mutex_unlock(&st->sync_lock);
+            continue;
         }
-        pthread_mutex_unlock(&st->lock);
-
-        for (size_t i = 0; i < n; i++) {
-            struct store_op *op = batch[i];
-            if (rc != 0) {
-                op->outcome = STORE_FAILED;
-                snprintf(op->error, sizeof op->error, "store unavailable: %s", err);
-            }
-            store_finish(op);
-        }
+        metrics_store_commit(n, store_now() - b->started, rc == 0);
+        store_finish_batch(b, rc, err);
+        free(b);
     }
-    free(batch);
     return NULL;
 }
 
@@ -124,6 +196,8 @@ int store_open(const struct store_options *opts, struct store **out, char *err, 
     st->last_commit_ok = true;
     pthread_mutex_init(&st->lock, NULL);
     pthread_cond_init(&st->wake, NULL);
+    pthread_mutex_init(&st->sync_lock, NULL);
+    pthread_cond_init(&st->sync_wake, NULL);
 
     if (strncmp(opts->url, "sqlite:", 7) == 0) {
         st->be = store_sqlite_open(opts->url + 7, &st->opts, err, err_len);
@@ -132,6 +206,13 @@ int store_open(const struct store_options *opts, struct store **out, char *err, 
     }
     if (!st->be)
         goto fail;
+    if (!opts->read_only && st->be->ops->sync) {
+        if (pthread_create(&st->syncer, NULL, store_syncer_main, st) != 0) {
+            snprintf(err, err_len, "cannot start the store syncer thread");
+            goto fail;
+        }
+        st->have_syncer = true;
+    }
     if (!opts->read_only) {
         if (pthread_create(&st->writer, NULL, store_writer_main, st) != 0) {
             snprintf(err, err_len, "cannot start the store writer thread");
@@ -142,10 +223,19 @@ int store_open(const struct store_options *opts, struct store **out, char *err, 
     *out = st;
     return 0;
 fail:
+    if (st->have_syncer) {
+        pthread_mutex_lock(&st->sync_lock);
+        st->sync_stop = true;
+        pthread_cond_signal(&st->sync_wake);
+        pthread_mutex_unlock(&st->sync_lock);
+        pthread_join(st->syncer, NULL);
+    }
     if (st->be)
         st->be->ops->close(st->be);
     pthread_mutex_destroy(&st->lock);
     pthread_cond_destroy(&st->wake);
+    pthread_mutex_destroy(&st->sync_lock);
+    pthread_cond_destroy(&st->sync_wake);
     free(st);
     return -1;
 }
@@ -250,8 +340,17 @@ void store_close(struct store *st)
     pthread_mutex_unlock(&st->lock);
     if (st->have_writer)
         pthread_join(st->writer, NULL);
+    if (st->have_syncer) { /* after the writer: every committed batch gets its fsync */
+        pthread_mutex_lock(&st->sync_lock);
+        st->sync_stop = true;
+        pthread_cond_signal(&st->sync_wake);
+        pthread_mutex_unlock(&st->sync_lock);
+        pthread_join(st->syncer, NULL);
+    }
     st->be->ops->close(st->be);
     pthread_mutex_destroy(&st->lock);
     pthread_cond_destroy(&st->wake);
+    pthread_mutex_destroy(&st->sync_lock);
+    pthread_cond_destroy(&st->sync_wake);
     free(st);
 }

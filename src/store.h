@@ -178,6 +178,10 @@ struct store_backend_ops {
      * not (then every op counts as failed; err says why). Writer thread only. */
     int (*write_batch)(struct store_backend *be, struct store_op **ops, size_t n, char *err,
                        size_t err_len);
+    /* Makes every batch written so far durable (fsync). NULL when write_batch is
+     * durable by itself. Called on the store's syncer thread, concurrently with
+     * write_batch; returns 0 or -1 with err set. */
+    int (*sync)(struct store_backend *be, char *err, size_t err_len);
     bool (*ping)(struct store_backend *be, char *why, size_t why_len);
     int (*audit_scan)(struct store_backend *be, const struct store_audit_filter *filter,
                       store_audit_fn fn, void *ctx, char *err, size_t err_len);

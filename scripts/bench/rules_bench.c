@@ -429,7 +429,7 @@ static void bench_print_threads(const char *label, const struct bench_shared *sh
     for (size_t t = 0; t < nthreads; t++) {
         double rate = bench_mode_median(sh, ws, nthreads, m, t);
         total += rate;
-        printf("%s t%zu %.0f", t ? "," : "", t + 1, rate);
+        printf("%st%zu %.0f", t ? ", " : "", t + 1, rate);
     }
     printf(" events/s; total %.0f events/s\n", total);
 }
