@@ -199,12 +199,12 @@ static int sqlite_data_version(sqlite3 *db)
 
 /* WAL checkpoints. A thread of its own (with its own connection) copies pages
  * back into the database with PASSIVE checkpoints that never delay a commit; it
- * is woken every SQLITE_CHECKPOINT_EVERY commits. Under a continuous write load
+ * is woken once the WAL holds SQLITE_CHECKPOINT_FRAMES frames (and every second). Under a continuous write load
  * such a checkpoint never quite catches up, so the WAL could not restart and
  * would grow without bound: once it holds SQLITE_WAL_MAX_FRAMES frames, the
  * writer finishes the checkpoint itself between two transactions (little is
  * left to copy by then) and the next transaction starts the WAL from the top. */
-#define SQLITE_CHECKPOINT_EVERY 16
+#define SQLITE_CHECKPOINT_FRAMES 2048
 #define SQLITE_WAL_MAX_FRAMES 8192
 
 static int sqlite_wal_hook(void *ud, sqlite3 *db, const char *name, int frames)
@@ -222,7 +222,7 @@ static void sqlite_maybe_checkpoint(struct sqlite_backend *be)
         sqlite3_wal_checkpoint_v2(be->wdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         be->wal_frames = 0;
     }
-    if (!be->have_checkpointer || be->commits % SQLITE_CHECKPOINT_EVERY != 0)
+    if (!be->have_checkpointer || be->wal_frames < SQLITE_CHECKPOINT_FRAMES)
         return;
     pthread_mutex_lock(&be->ck_lock);
     be->ck_due = true;

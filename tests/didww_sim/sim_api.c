@@ -147,6 +147,15 @@ static void api_invalid(json_t *errs, const char *attr, const char *pointer_attr
     api_errf(errs, 422, "100", message, pointer, "%s - %s", attr, message);
 }
 
+/* An unknown related id, as DIDWW words it: title "should exist", detail "<fk> - is invalid",
+ * pointer at the foreign key attribute (voice_in_trunk_id in the newer naming). */
+static void api_should_exist(json_t *errs, const char *attr, const char *pointer_attr)
+{
+    char pointer[160];
+    snprintf(pointer, sizeof pointer, "/data/attributes/%s", pointer_attr);
+    api_errf(errs, 422, "100", "should exist", pointer, "%s - is invalid", attr);
+}
+
 char *sim_api_error_doc(int status, const char *code, const char *title, const char *detail,
                         const char *pointer)
 {
@@ -717,8 +726,9 @@ static void api_get_rel(struct api_ctx *x, enum api_kind kind, const char *id, c
         json_array_foreach(tids, i, tid)
         {
             json_t *t = sim_state_find(x->doc, "trunks", json_string_value(tid));
-            json_array_append_new(data, linkage_only ? api_linkage(nm->trunk_type, tid)
-                                                     : api_render(x, KIND_TRUNKS, t, 0));
+            if (t)
+                json_array_append_new(data, linkage_only ? api_linkage(nm->trunk_type, tid)
+                                                         : api_render(x, KIND_TRUNKS, t, 0));
         }
     } else if (kind == KIND_TRUNKS) { /* group_rel or pop */
         json_t *g = sim_state_group_of_trunk(x->doc, id);
@@ -817,7 +827,7 @@ static bool api_check_resource(struct api_ctx *x, json_t *data, const char *type
         char *shown = json_is_string(id) ? NULL : json_dumps(id, JSON_ENCODE_ANY);
         char detail[300];
         snprintf(detail, sizeof detail, "The URL does not support the key %s",
-                 shown ? shown : json_string_value(id));
+                 json_is_string(id) ? json_string_value(id) : (shown ? shown : "?"));
         free(shown);
         api_reply_error(x->out, 409, "110", "Key is not included in URL", detail, "/data/id");
         return false;
@@ -1027,16 +1037,11 @@ static void api_did_update(struct api_ctx *x, const char *id, json_t *attrs, jso
 
     bool bad_ref = false;
     if (trunk_id && !sim_state_find(x->doc, "trunks", trunk_id)) {
-        api_invalid(errs, "trunk_id", nm->trunk_fk, "should exist");
-        /* DIDWW's title/detail differ here: title "should exist", detail "... - is invalid". */
-        json_object_set_new(json_array_get(errs, json_array_size(errs) - 1), "detail",
-                            json_string("trunk_id - is invalid"));
+        api_should_exist(errs, "trunk_id", nm->trunk_fk);
         bad_ref = true;
     }
     if (group_id && !sim_state_find(x->doc, "trunk_groups", group_id)) {
-        api_invalid(errs, "trunk_group_id", nm->group_fk, "should exist");
-        json_object_set_new(json_array_get(errs, json_array_size(errs) - 1), "detail",
-                            json_string("trunk_group_id - is invalid"));
+        api_should_exist(errs, "trunk_group_id", nm->group_fk);
         bad_ref = true;
     }
     if (!bad_ref) {
@@ -1203,7 +1208,7 @@ static void api_group_link(struct api_ctx *x, const char *id)
 {
     const struct sim_naming *nm = x->nm;
     const char *m = x->c->method;
-    json_t *data, *errs = json_array(), *ids = NULL, *result = NULL, *e;
+    json_t *data, *errs = json_array(), *ids = NULL, *result = NULL, *e, *f;
     json_t *body = api_parse_body(x, &data);
     size_t i, k;
     if (!body)
@@ -1227,9 +1232,9 @@ static void api_group_link(struct api_ctx *x, const char *id)
         json_array_foreach(ids, i, e)
         {
             bool present = false;
-            json_array_foreach(result, k, data)
+            json_array_foreach(result, k, f)
             {
-                present = present || json_equal(data, e);
+                present = present || json_equal(f, e);
             }
             if (!present)
                 json_array_append(result, e);
@@ -1240,9 +1245,9 @@ static void api_group_link(struct api_ctx *x, const char *id)
         json_array_foreach(current, i, e)
         {
             bool drop = false;
-            json_array_foreach(ids, k, data)
+            json_array_foreach(ids, k, f)
             {
-                drop = drop || json_equal(data, e);
+                drop = drop || json_equal(f, e);
             }
             if (!drop)
                 json_array_append(result, e);
