@@ -216,14 +216,13 @@ static json_t *actions_ref(const char *type, const char *id)
     return json_pack("{s:s, s:s}", "type", type, "id", id);
 }
 
-/* Appends a job; takes ownership of body (decref'd here). Raises on overflow. */
-static void actions_add(lua_State *L, const char *call, const char *method, const char *path,
-                        json_t *body, const char *did, const char *number, const char *order_key)
+/* Appends a job; takes ownership of text (a heap string, may be NULL for no
+ * body). Raises a Lua error on overflow or outside an event (text is freed). */
+static void actions_push(lua_State *L, const char *call, const char *method, const char *path,
+                         char *text, const char *did, const char *number, const char *order_key)
 {
     struct actions_ctx *ctx = actions_ctx_of(L);
     struct actions_plan *plan = ctx->plan;
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
     if (!plan) {
         free(text);
         actions_fail(L, call, "can only be called while handling an event (inside on_event)");
@@ -252,8 +251,20 @@ static void actions_add(lua_State *L, const char *call, const char *method, cons
     j->number = number && *number ? strdup(number) : NULL;
     j->order_key = strdup(order_key);
     plan->n++;
-    if (!j->action || !j->method || !j->path || !j->order_key || (body && !text))
+    if (!j->action || !j->method || !j->path || !j->order_key)
         luaL_error(L, "out of memory");
+}
+
+/* Appends a job whose body is a jansson document (stolen: decref'd here). */
+static void actions_add(lua_State *L, const char *call, const char *method, const char *path,
+                        json_t *body, const char *did, const char *number, const char *order_key)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    bool oom = body && !text;
+    json_decref(body);
+    if (oom)
+        luaL_error(L, "out of memory");
+    actions_push(L, call, method, path, text, did, number, order_key);
 }
 
 /* The DID path, id and FIFO key for a target named by id or number. */
@@ -280,6 +291,38 @@ static json_t *actions_did_doc(const char *id, json_t *attributes, json_t *relat
     return json_pack("{s:o}", "data", data);
 }
 
+/* Appends a PATCH whose body text is already built (fixed-shape documents of
+ * validated ids need no JSON library: measurably faster on the hot path). */
+static void actions_add_text(lua_State *L, const char *call, const char *path, const char *text,
+                             const char *did, const char *number, const char *order_key)
+{
+    char *copy = strdup(text);
+    if (!copy)
+        luaL_error(L, "out of memory");
+    actions_push(L, call, "PATCH", path, copy, did, number, order_key);
+}
+
+/* {"data":{"type":"dids","id":ID,"relationships":{TRUNK:{"data":T},GROUP:{"data":G}}}}
+ * where T and G are a resource identifier or null, exactly as jansson would
+ * print it compactly (the ids are validated UUIDs or "number:<digits>"). */
+static void actions_route_text(char *out, size_t len, const struct actions_names *nm,
+                               const char *id, const char *trunk, const char *group)
+{
+    char t[128], g[128];
+    if (trunk)
+        snprintf(t, sizeof t, "{\"type\":\"%s\",\"id\":\"%s\"}", nm->trunk_type, trunk);
+    else
+        snprintf(t, sizeof t, "null");
+    if (group)
+        snprintf(g, sizeof g, "{\"type\":\"%s\",\"id\":\"%s\"}", nm->group_type, group);
+    else
+        snprintf(g, sizeof g, "null");
+    snprintf(out, len,
+             "{\"data\":{\"type\":\"dids\",\"id\":\"%s\",\"relationships\":{\"%s\":{\"data\":%s},"
+             "\"%s\":{\"data\":%s}}}}",
+             id, nm->trunk_rel, t, nm->group_rel, g);
+}
+
 static int actions_route_did(lua_State *L)
 {
     static const char *const fields[] = {"did", "number", "trunk", "trunk_group", NULL};
@@ -299,17 +342,9 @@ static int actions_route_did(lua_State *L)
     if (!trunk && !group)
         actions_fail(L, call, "missing 'trunk' or 'trunk_group'");
     actions_did_refs(did, number, id, sizeof id, path, sizeof path, key, sizeof key);
-    json_t *rel = json_object();
-    if (trunk) {
-        json_object_set_new(rel, nm->trunk_rel,
-                            json_pack("{s:o}", "data", actions_ref(nm->trunk_type, trunk)));
-        json_object_set_new(rel, nm->group_rel, json_pack("{s:n}", "data"));
-    } else {
-        json_object_set_new(rel, nm->trunk_rel, json_pack("{s:n}", "data"));
-        json_object_set_new(rel, nm->group_rel,
-                            json_pack("{s:o}", "data", actions_ref(nm->group_type, group)));
-    }
-    actions_add(L, call, "PATCH", path, actions_did_doc(id, NULL, rel), did, number, key);
+    char text[512];
+    actions_route_text(text, sizeof text, nm, id, trunk, group);
+    actions_add_text(L, call, path, text, did, number, key);
     return 0;
 }
 
@@ -323,10 +358,9 @@ static int actions_unroute_did(lua_State *L)
     actions_check_fields(L, call, fields);
     actions_target(L, call, &did, did_buf, number, sizeof number);
     actions_did_refs(did, number, id, sizeof id, path, sizeof path, key, sizeof key);
-    json_t *rel = json_object();
-    json_object_set_new(rel, nm->trunk_rel, json_pack("{s:n}", "data"));
-    json_object_set_new(rel, nm->group_rel, json_pack("{s:n}", "data"));
-    actions_add(L, call, "PATCH", path, actions_did_doc(id, NULL, rel), did, number, key);
+    char text[512];
+    actions_route_text(text, sizeof text, nm, id, NULL, NULL);
+    actions_add_text(L, call, path, text, did, number, key);
     return 0;
 }
 

@@ -783,6 +783,8 @@ static int rules_vm_build(struct rules_vm *vm, char *err, size_t err_len)
     vm->on_event_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
     lua_gc(L, LUA_GCCOLLECT);
+    /* An event's garbage is short-lived: the generational collector suits it. */
+    lua_gc(L, LUA_GCGEN, 0, 0);
     return 0;
 }
 
@@ -845,6 +847,28 @@ static struct rules_vm *rules_vm_get(struct rules *r, char *err, size_t err_len)
 
 /* ---------- running an event ---------- */
 
+/* ev's __index: builds ev.headers and ev.raw on first use (most rules read
+ * neither) and caches them in ev. */
+static int rules_ev_index(lua_State *L)
+{
+    struct rules_vm *vm = lua_touserdata(L, lua_upvalueindex(1));
+    const char *key = lua_tostring(L, 2);
+    char err[200];
+    if (!key || !vm->ev)
+        return 0;
+    if (strcmp(key, "headers") == 0 && vm->ev->headers) {
+        if (lua_json_push(L, vm->ev->headers, 4, err, sizeof err) < 0)
+            return luaL_error(L, "event headers: %s", err);
+    } else if (strcmp(key, "raw") == 0) {
+        lua_pushlstring(L, (const char *)vm->ev->raw, vm->ev->raw_len);
+    } else {
+        return 0;
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 1, key);
+    return 1;
+}
+
 /* Runs under lua_pcall: builds ev and calls on_event(ev). */
 static int rules_call_event(lua_State *L)
 {
@@ -859,15 +883,16 @@ static int rules_call_event(lua_State *L)
     lua_setfield(L, -2, "id");
     lua_pushnumber(L, ev->received_at);
     lua_setfield(L, -2, "received_at");
-    if (ev->headers && lua_json_push(L, ev->headers, 4, err, sizeof err) == 0)
-        lua_setfield(L, -2, "headers");
+    lua_createtable(L, 0, 1);
+    lua_pushlightuserdata(L, vm);
+    lua_pushcclosure(L, rules_ev_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
     if (ev->body) {
         if (lua_json_push(L, ev->body, vm->r->json_max_depth, err, sizeof err) < 0)
             return luaL_error(L, "event body: %s", err);
         lua_setfield(L, -2, "body");
     }
-    lua_pushlstring(L, (const char *)ev->raw, ev->raw_len);
-    lua_setfield(L, -2, "raw");
     lua_call(L, 1, 0);
     return 0;
 }

@@ -199,8 +199,8 @@ static int sqlite_data_version(sqlite3 *db)
 
 /* WAL checkpoints. A thread of its own (with its own connection) copies pages
  * back into the database with PASSIVE checkpoints that never delay a commit; it
- * is woken once the WAL holds SQLITE_CHECKPOINT_FRAMES frames (and every second). Under a continuous write load
- * such a checkpoint never quite catches up, so the WAL could not restart and
+ * is woken once the WAL holds SQLITE_CHECKPOINT_FRAMES frames (and every second). Under a
+ * continuous write load such a checkpoint never quite catches up, so the WAL could not restart and
  * would grow without bound: once it holds SQLITE_WAL_MAX_FRAMES frames, the
  * writer finishes the checkpoint itself between two transactions (little is
  * left to copy by then) and the next transaction starts the WAL from the top. */

@@ -182,8 +182,8 @@ static void api_reply_errors(struct sim_reply *out, int status, json_t *errs)
     api_reply_json(out, status, json_pack("{s:o}", "errors", errs));
 }
 
-static void api_reply_error(struct sim_reply *out, int status, const char *code,
-                            const char *title, const char *detail, const char *pointer)
+static void api_reply_error(struct sim_reply *out, int status, const char *code, const char *title,
+                            const char *detail, const char *pointer)
 {
     api_reply_errors(out, status, json_pack("[o]", api_err(status, code, title, detail, pointer)));
 }
@@ -220,8 +220,7 @@ static void api_url(struct api_ctx *x, char *buf, size_t len, const char *coll, 
              tail ? tail : "");
 }
 
-static json_t *api_rel_links(struct api_ctx *x, const char *coll, const char *id,
-                             const char *name)
+static json_t *api_rel_links(struct api_ctx *x, const char *coll, const char *id, const char *name)
 {
     char self[API_URL_LEN], related[API_URL_LEN], tail[160];
     snprintf(tail, sizeof tail, "relationships/%s", name);
@@ -292,9 +291,9 @@ static json_t *api_group(struct api_ctx *x, json_t *g, unsigned inc);
 
 static json_t *api_trunk(struct api_ctx *x, json_t *t, unsigned inc)
 {
-    static const char *const order[] = {"priority", "capacity_limit", "weight", "name",
-                                        "cli_format", "cli_prefix", "description",
-                                        "ringing_timeout", "created_at", "configuration", NULL};
+    static const char *const order[] = {
+        "priority",    "capacity_limit",  "weight",     "name",          "cli_format", "cli_prefix",
+        "description", "ringing_timeout", "created_at", "configuration", NULL};
     static const char *const skip[] = {"id", "pop", NULL};
     const struct sim_naming *nm = x->nm;
     const char *id = json_string_value(json_object_get(t, "id"));
@@ -310,8 +309,8 @@ static json_t *api_trunk(struct api_ctx *x, json_t *t, unsigned inc)
     json_object_set_new(rels, "pop",
                         api_rel(x, nm->trunk_type, id, "pop", inc & INC_POP,
                                 api_linkage("pops", json_object_get(t, "pop"))));
-    json_t *res = json_pack("{s:s, s:s, s:o, s:o}", "id", id, "type", nm->trunk_type,
-                            "attributes", attrs, "relationships", rels);
+    json_t *res = json_pack("{s:s, s:s, s:o, s:o}", "id", id, "type", nm->trunk_type, "attributes",
+                            attrs, "relationships", rels);
     if ((inc & INC_GROUP) && group)
         api_add_included(x, api_group(x, group, 0));
     if ((inc & INC_POP) && json_is_string(json_object_get(t, "pop")))
@@ -338,9 +337,9 @@ static json_t *api_group(struct api_ctx *x, json_t *g, unsigned inc)
         json_array_append_new(linkage, api_linkage(nm->trunk_type, tid));
     }
     api_url(x, self, sizeof self, nm->group_type, id, NULL);
-    json_t *rels = json_pack("{s:o}", nm->trunks_rel,
-                             api_rel(x, nm->group_type, id, nm->trunks_rel, inc & INC_TRUNKS,
-                                     linkage));
+    json_t *rels =
+        json_pack("{s:o}", nm->trunks_rel,
+                  api_rel(x, nm->group_type, id, nm->trunks_rel, inc & INC_TRUNKS, linkage));
     json_t *res =
         json_pack("{s:s, s:s, s:{s:s}, s:o, s:o, s:{s:I}}", "id", id, "type", nm->group_type,
                   "links", "self", self, "attributes", attrs, "relationships", rels, "meta",
@@ -358,14 +357,22 @@ static json_t *api_group(struct api_ctx *x, json_t *g, unsigned inc)
 
 static json_t *api_did(struct api_ctx *x, json_t *d, unsigned inc)
 {
-    static const char *const order[] = {"blocked", "capacity_limit", "description",
-                                        "terminated", "awaiting_registration", "number",
+    static const char *const order[] = {"blocked",    "capacity_limit",          "description",
+                                        "terminated", "awaiting_registration",   "number",
                                         "expires_at", "channels_included_count", "created_at",
                                         NULL};
-    static const char *const skip[] = {
-        "id",          "trunk",         "trunk_group", "capacity_pool", "shared_capacity_group",
-        "did_group",   "order",         "address_verification", "billing_cycles_count",
-        "pending_removal", "dedicated_channels_count", NULL};
+    static const char *const skip[] = {"id",
+                                       "trunk",
+                                       "trunk_group",
+                                       "capacity_pool",
+                                       "shared_capacity_group",
+                                       "did_group",
+                                       "order",
+                                       "address_verification",
+                                       "billing_cycles_count",
+                                       "pending_removal",
+                                       "dedicated_channels_count",
+                                       NULL};
     /* Side relationships: name, type, include flag. */
     static const struct {
         const char *name, *type;
@@ -398,12 +405,12 @@ static json_t *api_did(struct api_ctx *x, json_t *d, unsigned inc)
     json_object_set_new(rels, "order",
                         api_rel(x, "dids", id, "order", inc & INC_ORDER,
                                 api_linkage("orders", json_object_get(d, "order"))));
-    json_object_set_new(rels, nm->trunk_rel,
-                        api_rel(x, "dids", id, nm->trunk_rel, inc & INC_TRUNK,
-                                api_linkage(nm->trunk_type, trunk)));
-    json_object_set_new(rels, nm->group_rel,
-                        api_rel(x, "dids", id, nm->group_rel, inc & INC_GROUP,
-                                api_linkage(nm->group_type, group)));
+    json_object_set_new(
+        rels, nm->trunk_rel,
+        api_rel(x, "dids", id, nm->trunk_rel, inc & INC_TRUNK, api_linkage(nm->trunk_type, trunk)));
+    json_object_set_new(
+        rels, nm->group_rel,
+        api_rel(x, "dids", id, nm->group_rel, inc & INC_GROUP, api_linkage(nm->group_type, group)));
     for (i = 0; i < sizeof side / sizeof side[0]; i++) {
         if (side[i].flag == INC_DID_GROUP || side[i].flag == INC_ORDER)
             continue; /* already placed, in DIDWW's order */
@@ -418,8 +425,8 @@ static json_t *api_did(struct api_ctx *x, json_t *d, unsigned inc)
 
     if ((inc & INC_TRUNK) && json_is_string(trunk)) {
         json_t *t = sim_state_find(x->doc, "trunks", json_string_value(trunk));
-        unsigned sub = ((inc & INC_TRUNK_GROUP) ? INC_GROUP : 0) |
-                       ((inc & INC_TRUNK_POP) ? INC_POP : 0);
+        unsigned sub =
+            ((inc & INC_TRUNK_GROUP) ? INC_GROUP : 0) | ((inc & INC_TRUNK_POP) ? INC_POP : 0);
         if (t)
             api_add_included(x, api_trunk(x, t, sub));
     }
@@ -451,8 +458,7 @@ static json_t *api_render(struct api_ctx *x, enum api_kind kind, json_t *obj, un
 
 /* Answers a document: data (stolen), included if any, meta (stolen, may be NULL) with the
  * api_version added, links (stolen, may be NULL). */
-static void api_reply_doc(struct api_ctx *x, int status, json_t *data, json_t *meta,
-                          json_t *links)
+static void api_reply_doc(struct api_ctx *x, int status, json_t *data, json_t *meta, json_t *links)
 {
     json_t *doc = json_object();
     if (!meta)
@@ -557,8 +563,8 @@ static void api_get_one(struct api_ctx *x, enum api_kind kind, const char *id)
 }
 
 /* Does obj pass filter[name]=value? Values are comma-separated alternatives. */
-static bool api_filter_match(struct api_ctx *x, enum api_kind kind, json_t *obj,
-                             const char *name, const char *value)
+static bool api_filter_match(struct api_ctx *x, enum api_kind kind, json_t *obj, const char *name,
+                             const char *value)
 {
     const struct sim_naming *nm = x->nm;
     char want[512], idfilter_t[96], idfilter_g[96];
@@ -616,8 +622,7 @@ static bool api_page_param(struct api_ctx *x, const char *name, long lo, long hi
     long v = strtol(s, &end, 10);
     if (end == s || *end || v < lo || v > hi) {
         char detail[256];
-        snprintf(detail, sizeof detail, "%s is not a valid value for %s page parameter.", s,
-                 name);
+        snprintf(detail, sizeof detail, "%s is not a valid value for %s page parameter.", s, name);
         api_reply_error(x->out, 400, "118", "Invalid page value", detail, NULL);
         return false;
     }
@@ -753,15 +758,13 @@ static void api_get_rel(struct api_ctx *x, enum api_kind kind, const char *id, c
         if (strcmp(rel, nm->trunk_rel) == 0 || strcmp(rel, nm->group_rel) == 0) {
             bool is_trunk = strcmp(rel, nm->trunk_rel) == 0;
             json_t *ref = json_object_get(obj, is_trunk ? "trunk" : "trunk_group");
-            json_t *target = json_is_string(ref) ? sim_state_find(x->doc,
-                                                                  is_trunk ? "trunks"
-                                                                           : "trunk_groups",
-                                                                  json_string_value(ref))
-                                                 : NULL;
+            json_t *target = json_is_string(ref)
+                                 ? sim_state_find(x->doc, is_trunk ? "trunks" : "trunk_groups",
+                                                  json_string_value(ref))
+                                 : NULL;
             data = !target        ? json_null()
                    : linkage_only ? api_linkage(is_trunk ? nm->trunk_type : nm->group_type, ref)
-                                  : api_render(x, is_trunk ? KIND_TRUNKS : KIND_GROUPS, target,
-                                               0);
+                                  : api_render(x, is_trunk ? KIND_TRUNKS : KIND_GROUPS, target, 0);
         } else {
             for (size_t i = 0; i < sizeof side / sizeof side[0]; i++) {
                 if (strcmp(rel, side[i].name) != 0)
@@ -793,8 +796,9 @@ static json_t *api_parse_body(struct api_ctx *x, json_t **data)
     body = json_loadb(x->c->body, x->c->body_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!body) {
         char detail[300];
-        snprintf(detail, sizeof detail, "The request body is not valid JSON: %s (line %d, column %d)",
-                 jerr.text, jerr.line, jerr.column);
+        snprintf(detail, sizeof detail,
+                 "The request body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                 jerr.line, jerr.column);
         api_reply_error(x->out, 400, "400", "Bad Request", detail, NULL);
         return NULL;
     }
@@ -813,8 +817,7 @@ static bool api_check_resource(struct api_ctx *x, json_t *data, const char *type
                                const char *path_id)
 {
     if (!json_is_object(data)) {
-        api_reply_error(x->out, 400, "122", "Invalid data format", "Data must be a hash.",
-                        "/data");
+        api_reply_error(x->out, 400, "122", "Invalid data format", "Data must be a hash.", "/data");
         return false;
     }
     json_t *id = json_object_get(data, "id"), *t = json_object_get(data, "type");
@@ -897,9 +900,9 @@ static bool api_to_one(json_t *val, const char *name, const char *type, const ch
     snprintf(pointer, sizeof pointer, "/data/relationships/%s", name);
     json_t *d = json_is_object(val) ? json_object_get(val, "data") : NULL;
     *id = NULL;
-    if (!d || (!json_is_null(d) && !(json_is_object(d) &&
-                                     json_is_string(json_object_get(d, "type")) &&
-                                     json_is_string(json_object_get(d, "id"))))) {
+    if (!d ||
+        (!json_is_null(d) && !(json_is_object(d) && json_is_string(json_object_get(d, "type")) &&
+                               json_is_string(json_object_get(d, "id"))))) {
         json_array_append_new(errs, api_err(400, "115", "Invalid Links Object",
                                             "Data is not a valid Links Object.", pointer));
         return false;
@@ -952,8 +955,8 @@ static json_t *api_to_many(json_t *val, const char *name, const char *type, json
 }
 
 /* Integer attribute check in Rails' words; NULL when fine. */
-static const char *api_check_int(json_t *v, bool nullable, long long lo, long long hi,
-                                 char *msg, size_t len)
+static const char *api_check_int(json_t *v, bool nullable, long long lo, long long hi, char *msg,
+                                 size_t len)
 {
     if (json_is_null(v))
         return nullable ? NULL : "is not a number";
@@ -980,10 +983,11 @@ static void api_did_update(struct api_ctx *x, const char *id, json_t *attrs, jso
                            json_t *errs, bool link_mode)
 {
     const struct sim_naming *nm = x->nm;
-    const char *allowed_attrs[] = {"description", "capacity_limit", "terminated",
+    const char *allowed_attrs[] = {"description",
+                                   "capacity_limit",
+                                   "terminated",
                                    "dedicated_channels_count",
-                                   nm->pending_removal ? "pending_removal"
-                                                       : "billing_cycles_count",
+                                   nm->pending_removal ? "pending_removal" : "billing_cycles_count",
                                    NULL};
     const char *allowed_rels[] = {nm->trunk_rel, nm->group_rel, "capacity_pool",
                                   "shared_capacity_group", NULL};
@@ -1045,10 +1049,10 @@ static void api_did_update(struct api_ctx *x, const char *id, json_t *attrs, jso
         bad_ref = true;
     }
     if (!bad_ref) {
-        bool has_trunk = trunk_val ? trunk_id != NULL
-                                   : json_is_string(json_object_get(did, "trunk"));
-        bool has_group = group_val ? group_id != NULL
-                                   : json_is_string(json_object_get(did, "trunk_group"));
+        bool has_trunk =
+            trunk_val ? trunk_id != NULL : json_is_string(json_object_get(did, "trunk"));
+        bool has_group =
+            group_val ? group_id != NULL : json_is_string(json_object_get(did, "trunk_group"));
         if (has_trunk && has_group) {
             /* Blame the side this request set (the trunk when it set both). */
             if (trunk_id)
@@ -1177,8 +1181,7 @@ static void api_patch_group(struct api_ctx *x, const char *id)
         api_not_found(x->out, id);
         goto done;
     }
-    if ((v = json_object_get(attrs, "name")) &&
-        (!json_is_string(v) || json_string_length(v) == 0))
+    if ((v = json_object_get(attrs, "name")) && (!json_is_string(v) || json_string_length(v) == 0))
         api_invalid(errs, "name", "name", "can't be blank");
     if ((v = json_object_get(attrs, "capacity_limit")) &&
         (why = api_check_int(v, true, 0, 32767, msg, sizeof msg)))
@@ -1276,9 +1279,14 @@ static bool api_method_is(struct api_ctx *x, const char *m)
 
 static bool api_is_did_rel(struct api_ctx *x, const char *rel)
 {
-    const char *rels[] = {x->nm->trunk_rel, x->nm->group_rel, "capacity_pool",
-                          "shared_capacity_group", "did_group", "order",
-                          x->nm->address_verification ? "address_verification" : "order", NULL};
+    const char *rels[] = {x->nm->trunk_rel,
+                          x->nm->group_rel,
+                          "capacity_pool",
+                          "shared_capacity_group",
+                          "did_group",
+                          "order",
+                          x->nm->address_verification ? "address_verification" : "order",
+                          NULL};
     return api_in(rel, rels);
 }
 
@@ -1328,10 +1336,10 @@ static void api_route(struct api_ctx *x, char **seg, size_t n)
         return;
     }
     const char *rel = link ? seg[4] : seg[3];
-    bool known = kind == KIND_DIDS     ? api_is_did_rel(x, rel)
-                 : kind == KIND_TRUNKS ? (strcmp(rel, nm->group_rel) == 0 ||
-                                          strcmp(rel, "pop") == 0)
-                                       : strcmp(rel, nm->trunks_rel) == 0;
+    bool known = kind == KIND_DIDS ? api_is_did_rel(x, rel)
+                 : kind == KIND_TRUNKS
+                     ? (strcmp(rel, nm->group_rel) == 0 || strcmp(rel, "pop") == 0)
+                     : strcmp(rel, nm->trunks_rel) == 0;
     if (!known) {
         api_no_route(x, NULL);
         return;
@@ -1350,7 +1358,7 @@ static void api_route(struct api_ctx *x, char **seg, size_t n)
         api_group_link(x, id);
         return;
     }
-    api_method_not_allowed(x, !link                ? "GET, HEAD"
+    api_method_not_allowed(x, !link                 ? "GET, HEAD"
                               : kind == KIND_DIDS   ? "GET, HEAD, PATCH"
                               : kind == KIND_GROUPS ? "GET, HEAD, PATCH, POST, DELETE"
                                                     : "GET, HEAD");

@@ -35,9 +35,9 @@ const struct sim_naming *sim_api_naming(const char *version);
 /* One request, already authenticated and media-type checked. Everything is borrowed. */
 struct sim_call {
     const char *method;
-    const char *path;  /* decoded path without the query string */
-    json_t *query;     /* object: query parameter name -> string value */
-    const char *body;  /* may be NULL when body_len is 0 */
+    const char *path; /* decoded path without the query string */
+    json_t *query;    /* object: query parameter name -> string value */
+    const char *body; /* may be NULL when body_len is 0 */
     size_t body_len;
     const struct sim_naming *nm;
     const char *base_url; /* "http://host:port", for links */
@@ -46,8 +46,8 @@ struct sim_call {
 
 struct sim_reply {
     int status;
-    char *body;      /* malloc'd JSON text, NULL for no body (204); caller frees */
-    char allow[64];  /* Allow header for 405, else empty */
+    char *body;     /* malloc'd JSON text, NULL for no body (204); caller frees */
+    char allow[64]; /* Allow header for 405, else empty */
 };
 
 /* Answers one /v3/ request; always fills out (status 500 with a body on out of memory). */

@@ -23,9 +23,13 @@ struct sim_state {
 };
 
 /* Side collections: accepted so includes can render them, never changed by the API. */
-static const char *const state_side_collections[] = {
-    "capacity_pools", "shared_capacity_groups", "did_groups", "orders",
-    "address_verifications", "pops", NULL};
+static const char *const state_side_collections[] = {"capacity_pools",
+                                                     "shared_capacity_groups",
+                                                     "did_groups",
+                                                     "orders",
+                                                     "address_verifications",
+                                                     "pops",
+                                                     NULL};
 
 #define STATE_DEFAULT_CREATED_AT "2024-01-02T10:00:00.000Z"
 #define STATE_MAX_NUMBER_DIGITS 20
@@ -85,8 +89,8 @@ static int state_check_ids(json_t *arr, const char *name, char *err, size_t err_
         if (!json_is_object(e))
             return state_fail(err, err_len, "%s[%zu] must be an object", name, i);
         if (!json_is_string(id) || json_string_length(id) == 0 || json_string_length(id) > 64)
-            return state_fail(err, err_len, "%s[%zu].id must be a string of 1..64 characters",
-                              name, i);
+            return state_fail(err, err_len, "%s[%zu].id must be a string of 1..64 characters", name,
+                              i);
         json_array_foreach(arr, j, f)
         {
             if (j >= i)
@@ -192,7 +196,7 @@ static int state_norm_did(json_t *doc, json_t *d, size_t i, char *err, size_t er
 {
     static const char *const bools[] = {"terminated", "blocked", "awaiting_registration", NULL};
     static const char *const refs[] = {"capacity_pool", "shared_capacity_group", "did_group",
-                                       "order", "address_verification", NULL};
+                                       "order",         "address_verification",  NULL};
     json_t *num = json_object_get(d, "number");
     if (!json_is_string(num) || json_string_length(num) == 0 ||
         json_string_length(num) > STATE_MAX_NUMBER_DIGITS ||
@@ -208,8 +212,7 @@ static int state_norm_did(json_t *doc, json_t *d, size_t i, char *err, size_t er
         return state_fail(err, err_len, "dids[%zu].capacity_limit must be 0..32767 or null", i);
     json_t *bc = json_object_get(d, "billing_cycles_count");
     if (!json_is_null(bc) && !state_is_int_in(bc, 0, 999))
-        return state_fail(err, err_len, "dids[%zu].billing_cycles_count must be 0..999 or null",
-                          i);
+        return state_fail(err, err_len, "dids[%zu].billing_cycles_count must be 0..999 or null", i);
     if (!state_is_int_in(json_object_get(d, "dedicated_channels_count"), 0, 32767))
         return state_fail(err, err_len, "dids[%zu].dedicated_channels_count must be 0..32767", i);
     for (size_t k = 0; bools[k]; k++)
@@ -288,9 +291,9 @@ json_t *sim_state_normalize(json_t *in, char *err, size_t err_len)
         if (state_norm_did(doc, v, i, err, err_len) < 0)
             goto fail;
         for (size_t j = 0; j < i; j++)
-            if (json_equal(json_object_get(json_array_get(json_object_get(doc, "dids"), j),
-                                           "number"),
-                           json_object_get(v, "number"))) {
+            if (json_equal(
+                    json_object_get(json_array_get(json_object_get(doc, "dids"), j), "number"),
+                    json_object_get(v, "number"))) {
                 state_fail(err, err_len, "dids[%zu].number \"%s\" is used twice", i,
                            json_string_value(json_object_get(v, "number")));
                 goto fail;

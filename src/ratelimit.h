@@ -1,0 +1,30 @@
+/*
+ * ratelimit: one limiter shared by every delivery worker so hookline never
+ * sends more than N requests to DIDWW in any window of one second (plus a
+ * safety margin), as DIDWW counts per API key. A sliding window of the last N
+ * send times, guarded by a mutex; the clock is passed in so tests need no sleep.
+ */
+#ifndef HOOKLINE_RATELIMIT_H
+#define HOOKLINE_RATELIMIT_H
+
+#include <stdint.h>
+
+struct ratelimit;
+
+/* Creates a limiter allowing `per_second` sends in any window of
+ * (1000 + margin_ms) ms. Returns a new limiter (free with ratelimit_destroy) or NULL. */
+struct ratelimit *ratelimit_create(int per_second, int margin_ms);
+
+/* Tries to take a send slot at now_ms (a monotonic clock in milliseconds).
+ * Returns 0 when the slot is taken (the caller must send now), or the number of
+ * milliseconds to wait before trying again. Thread-safe. */
+int64_t ratelimit_try(struct ratelimit *rl, int64_t now_ms);
+
+/* Blocks (sleeping) until a slot is taken, using the real monotonic clock.
+ * Returns 0, or -1 when *stop became non-zero while waiting. */
+int ratelimit_acquire(struct ratelimit *rl, const volatile int *stop);
+
+/* Frees rl; NULL is a no-op. */
+void ratelimit_destroy(struct ratelimit *rl);
+
+#endif
