@@ -20,6 +20,7 @@
 
 #include "audit.h"
 #include "config.h"
+#include "delivery.h"
 #include "ingest.h"
 #include "rules.h"
 #include "store.h"
@@ -768,6 +769,230 @@ out:
     ingest_destroy(ctx.ing);
     store_close(st);
     rules_destroy(rules);
+    config_free(cfg);
+    return rc;
+}
+
+/* ---------- jobs list | retry | cancel | resume ---------- */
+
+static int cli_job_row(const struct store_job *j, const char *state, int last_status,
+                       const char *last_error, void *ctx)
+{
+    char when[32];
+    (void)ctx;
+    audit_format_time(j->created_at, when);
+    printf("%-7lld %-10s %-3d %-24s %-18s %-6s %s", (long long)j->id, state, j->attempts, when,
+           j->action, j->method, j->path);
+    if (last_status || last_error)
+        printf("  [last: %d %s]", last_status, last_error ? last_error : "");
+    putchar('\n');
+    return 0;
+}
+
+struct cli_ids {
+    int64_t *ids;
+    size_t n, cap;
+};
+
+static int cli_collect_dead(const struct store_job *j, const char *state, int last_status,
+                            const char *last_error, void *ctx)
+{
+    struct cli_ids *c = ctx;
+    (void)state;
+    (void)last_status;
+    (void)last_error;
+    if (c->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 64;
+        int64_t *ni = realloc(c->ids, ncap * sizeof *ni);
+        if (!ni)
+            return 1;
+        c->ids = ni;
+        c->cap = ncap;
+    }
+    c->ids[c->n++] = j->id;
+    return 0;
+}
+
+static double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Moves one job to state (only from from_state), auditing kind. Returns 0,
+ * 1 when the job was not in from_state, -1 on a store error. */
+static int cli_job_move(struct store *st, int64_t id, const char *state, const char *from_state,
+                        const char *kind)
+{
+    json_t *rec = audit_record_new(kind, NULL, NULL);
+    json_object_set_new(rec, "job_id", json_integer(id));
+    audit_detail_set_str(rec, "by", "hookline jobs");
+    struct store_op op = {.kind = STORE_OP_JOB,
+                          .job_id = id,
+                          .job_state = state,
+                          .job_only_from = from_state,
+                          .job_next_at = cli_now(),
+                          .job_attempts = 0,
+                          .received_at = cli_now(),
+                          .audit = &rec,
+                          .naudit = 1};
+    int rc = store_submit_wait(st, &op);
+    json_decref(rec);
+    if (rc < 0) {
+        fprintf(stderr, "hookline jobs: job %lld: %s\n", (long long)id, op.error);
+        return -1;
+    }
+    return op.outcome == STORE_DUPLICATE ? 1 : 0;
+}
+
+static void cli_jobs_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: hookline jobs -c FILE list [--state S] [--limit N]\n"
+            "       hookline jobs -c FILE retry ID... | retry --dead\n"
+            "       hookline jobs -c FILE cancel ID...\n"
+            "       hookline jobs -c FILE resume\n"
+            "states: pending running done dead superseded cancelled. retry puts dead jobs back\n"
+            "in the queue with a fresh attempt count; cancel stops pending ones; resume lifts a\n"
+            "delivery pause (the running service picks it up within a second).\n");
+}
+
+int cli_jobs(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"state", required_argument, NULL, 's'},
+        {"limit", required_argument, NULL, 'l'},  {"dead", no_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    const char *path = NULL, *state = NULL;
+    int64_t limit = 0;
+    bool all_dead = false;
+    int c, rc = 1;
+    char err[300], *end;
+    struct config *cfg = NULL;
+    struct store *st = NULL;
+    struct cli_ids ids = {0};
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 's':
+            state = optarg;
+            break;
+        case 'l':
+            errno = 0;
+            limit = strtoll(optarg, &end, 10);
+            if (errno || *end || limit <= 0) {
+                fprintf(stderr, "hookline jobs: --limit takes a positive integer\n");
+                return 2;
+            }
+            break;
+        case 'd':
+            all_dead = true;
+            break;
+        case 'h':
+            cli_jobs_usage(stdout);
+            return 0;
+        default:
+            cli_jobs_usage(stderr);
+            return 2;
+        }
+    }
+    if (!path || optind >= argc) {
+        cli_jobs_usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[optind++];
+    bool list = strcmp(cmd, "list") == 0, retry = strcmp(cmd, "retry") == 0,
+         cancel = strcmp(cmd, "cancel") == 0, resume = strcmp(cmd, "resume") == 0;
+    if (!list && !retry && !cancel && !resume) {
+        cli_jobs_usage(stderr);
+        return 2;
+    }
+    for (int i = optind; i < argc; i++) {
+        errno = 0;
+        long long id = strtoll(argv[i], &end, 10);
+        if (errno || *end || id <= 0 || (!retry && !cancel)) {
+            fprintf(stderr, "hookline jobs: unexpected argument '%s'\n", argv[i]);
+            return 2;
+        }
+        if (cli_collect_dead(&(struct store_job){.id = id}, NULL, 0, NULL, &ids) != 0)
+            return 1;
+    }
+    if ((retry && !all_dead && ids.n == 0) || (cancel && ids.n == 0) || (all_dead && !retry)) {
+        cli_jobs_usage(stderr);
+        free(ids.ids);
+        return 2;
+    }
+    cfg = cli_load_config_flags(path, CONFIG_LOAD_NO_SECRETS, NULL);
+    if (!cfg)
+        goto out;
+    char url[4200];
+    snprintf(url, sizeof url, "sqlite:%s", cfg->store_sqlite_path ? cfg->store_sqlite_path : "");
+    struct store_options so = {.url = url,
+                               .busy_timeout_ms = cfg->store_busy_timeout_ms,
+                               .queue_max = 64,
+                               .batch_max = 1,
+                               .read_only = list};
+    if (store_open(&so, &st, err, sizeof err) < 0) {
+        fprintf(stderr, "hookline jobs: %s\n", err);
+        goto out;
+    }
+    if (list) {
+        if (store_jobs_scan(st, state, limit, cli_job_row, NULL, err, sizeof err) < 0) {
+            fprintf(stderr, "hookline jobs: %s\n", err);
+            goto out;
+        }
+        rc = 0;
+        goto out;
+    }
+    if (resume) {
+        char value[400];
+        if (store_control_get(st, DELIVERY_PAUSE_KEY, value, sizeof value) != 1) {
+            printf("delivery is not paused\n");
+            rc = 0;
+            goto out;
+        }
+        json_t *rec = audit_record_new("delivery.resumed", NULL, NULL);
+        audit_detail_set_str(rec, "by", "hookline jobs resume");
+        struct store_op op = {.kind = STORE_OP_CONTROL,
+                              .control_key = DELIVERY_PAUSE_KEY,
+                              .received_at = cli_now(),
+                              .audit = &rec,
+                              .naudit = 1};
+        int src = store_submit_wait(st, &op);
+        json_decref(rec);
+        if (src < 0) {
+            fprintf(stderr, "hookline jobs: %s\n", op.error);
+            goto out;
+        }
+        printf("delivery resumed\n");
+        rc = 0;
+        goto out;
+    }
+    if (all_dead && store_jobs_scan(st, "dead", 0, cli_collect_dead, &ids, err, sizeof err) < 0) {
+        fprintf(stderr, "hookline jobs: %s\n", err);
+        goto out;
+    }
+    int failed = 0;
+    for (size_t i = 0; i < ids.n; i++) {
+        int m = retry ? cli_job_move(st, ids.ids[i], "pending", "dead", "admin.job_retry")
+                      : cli_job_move(st, ids.ids[i], "cancelled", "pending", "job.cancelled");
+        if (m == 0)
+            printf("job %lld: %s\n", (long long)ids.ids[i], retry ? "queued again" : "cancelled");
+        else if (m == 1)
+            printf("job %lld: not %s, left alone\n", (long long)ids.ids[i],
+                   retry ? "dead" : "pending");
+        if (m != 0)
+            failed = 1;
+    }
+    rc = failed;
+out:
+    free(ids.ids);
+    store_close(st);
     config_free(cfg);
     return rc;
 }

@@ -14,6 +14,7 @@ int cli_check(int argc, char **argv);
 int cli_audit(int argc, char **argv);
 int cli_rule_test(int argc, char **argv);
 int cli_events(int argc, char **argv);
+int cli_jobs(int argc, char **argv);
 
 struct config;
 struct rules;

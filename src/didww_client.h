@@ -25,13 +25,13 @@ struct didww_client_options {
 
 /* One answer. body is owned by the response (didww_response_free). */
 struct didww_response {
-    int status;             /* HTTP status, or 0 when no response arrived */
-    char *body;             /* NUL-terminated, may be NULL */
+    int status; /* HTTP status, or 0 when no response arrived */
+    char *body; /* NUL-terminated, may be NULL */
     size_t body_len;
-    char retry_after[64];   /* Retry-After header value, "" when absent */
+    char retry_after[64]; /* Retry-After header value, "" when absent */
     int64_t duration_ms;
-    char error[256];        /* transport error when status == 0 (no secrets) */
-    int truncated;          /* the body exceeded DIDWW_CLIENT_MAX_RESPONSE */
+    char error[256]; /* transport error when status == 0 (no secrets) */
+    int truncated;   /* the body exceeded DIDWW_CLIENT_MAX_RESPONSE */
 };
 
 /* Creates a client; opts strings are copied. Returns NULL on failure. Call

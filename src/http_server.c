@@ -180,9 +180,18 @@ static enum MHD_Result http_metrics(struct MHD_Connection *conn)
 
 static enum MHD_Result http_readyz(struct http_server *srv, struct MHD_Connection *conn)
 {
-    char why[256] = "";
+    char why[320] = "";
     if (!store_ready(srv->st, why, sizeof why))
         return http_problem(conn, 503, "not-ready", "Not ready", why, NULL);
+    char paused[256] = "";
+    if (srv->admin.delivery_paused &&
+        srv->admin.delivery_paused(srv->admin.ctx, paused, sizeof paused)) {
+        snprintf(why, sizeof why,
+                 "delivery is paused: %s (resume with `hookline jobs resume` "
+                 "or POST /v1/delivery/resume)",
+                 paused);
+        return http_problem(conn, 503, "delivery-paused", "Not ready", why, NULL);
+    }
     static const char ok[] = "{\"status\":\"ready\"}";
     return http_send(conn, 200, "application/json", ok, sizeof ok - 1, 0, NULL);
 }
@@ -237,6 +246,20 @@ static enum MHD_Result http_admin(struct http_server *srv, struct MHD_Connection
             text ? http_send(conn, 200, "application/json", text, strlen(text), 0, NULL) : MHD_NO;
         free(text);
         return rc;
+    }
+    if (strcmp(url, "/v1/delivery/resume") == 0) {
+        if (strcmp(method, "POST") != 0)
+            return http_problem(conn, 405, "method-not-allowed", "Method not allowed", "use POST",
+                                "POST");
+        char msg[300] = "";
+        int rc = srv->admin.resume_delivery
+                     ? srv->admin.resume_delivery(srv->admin.ctx, msg, sizeof msg)
+                     : -1;
+        if (rc < 0)
+            return http_problem(conn, 409, "delivery-off", "Not resumed",
+                                msg[0] ? msg : "delivery is not running", NULL);
+        const char *text = rc == 0 ? "{\"status\":\"resumed\"}" : "{\"status\":\"not_paused\"}";
+        return http_send(conn, 200, "application/json", text, strlen(text), 0, NULL);
     }
     return http_problem(conn, 404, "not-found", "Not found",
                         "no such admin endpoint in this version", NULL);

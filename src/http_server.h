@@ -7,6 +7,8 @@
 #ifndef HOOKLINE_HTTP_SERVER_H
 #define HOOKLINE_HTTP_SERVER_H
 
+#include <stdbool.h>
+
 #include "config.h"
 #include "ingest.h"
 #include "store.h"
@@ -20,6 +22,10 @@ struct http_admin {
     /* Reloads the rules; returns 0 with the new version in msg, or -1 with the
      * compile error ("file:line: message") in msg. */
     int (*reload_rules)(void *ctx, char *msg, size_t msg_len);
+    /* Lifts a delivery pause: 0 resumed, 1 was not paused, -1 failed (msg says why). */
+    int (*resume_delivery)(void *ctx, char *msg, size_t msg_len);
+    /* True when delivery is paused, with the reason in why (for /readyz). */
+    bool (*delivery_paused)(void *ctx, char *why, size_t why_len);
     void *ctx;
 };
 

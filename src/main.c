@@ -18,6 +18,10 @@
 #include "metrics.h"
 #include "rules.h"
 #include "audit.h"
+#include "delivery.h"
+
+#include <curl/curl.h>
+#include <sys/time.h>
 #include "store.h"
 
 #define MAIN_SHUTDOWN_GRACE_MS 10000
@@ -96,7 +100,53 @@ static int main_reload_rules(struct rules *rules, struct store *st, const char *
 struct main_admin_ctx {
     struct rules *rules;
     struct store *st;
+    struct delivery *delivery;
 };
+
+static int main_admin_resume(void *vctx, char *msg, size_t msg_len)
+{
+    struct main_admin_ctx *ctx = vctx;
+    if (!ctx->delivery) {
+        snprintf(msg, msg_len, "delivery is not running (didww.api_key is not set)");
+        return -1;
+    }
+    int rc = delivery_resume(ctx->delivery, "POST /v1/delivery/resume");
+    if (rc < 0)
+        snprintf(msg, msg_len, "the store could not record the resume");
+    return rc;
+}
+
+static bool main_admin_paused(void *vctx, char *why, size_t why_len)
+{
+    struct main_admin_ctx *ctx = vctx;
+    return ctx->delivery && delivery_paused(ctx->delivery, why, why_len);
+}
+
+static void main_jobs_committed(void *ctx)
+{
+    delivery_notify(ctx);
+}
+
+static double main_now(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+static double main_queue_depth(void *ctx)
+{
+    double age;
+    int64_t n = store_jobs_depth(ctx, NULL, main_now(), &age);
+    return n < 0 ? 0 : (double)n;
+}
+
+static double main_queue_age(void *ctx)
+{
+    double age = 0;
+    store_jobs_depth(ctx, "pending", main_now(), &age);
+    return age;
+}
 
 static int main_admin_reload(void *vctx, char *msg, size_t msg_len)
 {
@@ -117,6 +167,7 @@ static int main_serve(int argc, char **argv)
     struct ingest *ing = NULL;
     struct http_server *srv = NULL;
     struct rules *rules = NULL;
+    struct delivery *delivery = NULL;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
@@ -186,8 +237,32 @@ static int main_serve(int argc, char **argv)
         goto out;
     }
     ingest_use_rules(ing, rules);
-    struct main_admin_ctx admin_ctx = {rules, st};
-    struct http_admin admin = {rules ? main_admin_reload : NULL, &admin_ctx};
+    metrics_set_gauge("hookline_queue_depth", "Jobs waiting for delivery or being delivered.",
+                      main_queue_depth, st);
+    metrics_set_gauge("hookline_queue_oldest_age_seconds",
+                      "Age of the oldest job waiting for delivery.", main_queue_age, st);
+    if (cfg->didww_api_key) {
+        struct delivery_options dopts = {.base_url = cfg->didww_base_url,
+                                         .api_key = cfg->didww_api_key,
+                                         .api_version = cfg->didww_api_version,
+                                         .timeout_ms = cfg->didww_timeout_ms,
+                                         .rate_limit_per_s = cfg->didww_rate_limit_per_s,
+                                         .workers = cfg->delivery_workers,
+                                         .max_attempts = cfg->delivery_max_attempts,
+                                         .backoff_initial_ms = cfg->delivery_backoff_initial_ms,
+                                         .backoff_max_ms = cfg->delivery_backoff_max_ms,
+                                         .skip_noop = cfg->delivery_skip_noop};
+        if (delivery_start(&dopts, st, &delivery, err, sizeof err) < 0) {
+            log_write(LOG_ERROR, "cannot start delivery", (const char *[]){"error", err, NULL});
+            goto out;
+        }
+        store_set_job_listener(st, main_jobs_committed, delivery);
+    } else {
+        log_warn("didww.api_key is not set: planned jobs wait in the queue, nothing is sent");
+    }
+    struct main_admin_ctx admin_ctx = {rules, st, delivery};
+    struct http_admin admin = {rules ? main_admin_reload : NULL, main_admin_resume,
+                               main_admin_paused, &admin_ctx};
     srv = http_server_start(cfg, ing, st, &admin, err, sizeof err);
     if (!srv) {
         log_write(LOG_ERROR, "cannot start the listener", (const char *[]){"error", err, NULL});
@@ -216,6 +291,9 @@ static int main_serve(int argc, char **argv)
     rc = 0;
 out:
     http_server_stop(srv, MAIN_SHUTDOWN_GRACE_MS); /* joins the HTTP threads and their Lua states */
+    if (st)
+        store_set_job_listener(st, NULL, NULL);
+    delivery_stop(delivery); /* workers finish their current request */
     ingest_destroy(ing);
     rules_destroy(rules);
     store_close(st);
@@ -228,6 +306,7 @@ out:
 
 int main(int argc, char **argv)
 {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     if (argc < 2) {
         main_usage(stderr);
         return 2;
@@ -251,6 +330,8 @@ int main(int argc, char **argv)
         return cli_rule_test(argc - 1, argv + 1);
     if (strcmp(cmd, "events") == 0)
         return cli_events(argc - 1, argv + 1);
+    if (strcmp(cmd, "jobs") == 0)
+        return cli_jobs(argc - 1, argv + 1);
     fprintf(stderr, "hookline: unknown command '%s' (see hookline --help)\n", cmd);
     return 2;
 }

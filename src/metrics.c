@@ -7,6 +7,7 @@
 #include "metrics.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,9 +18,15 @@
 #define METRICS_RENDER_MAX (4u << 20)
 
 struct metrics_series {
-    char *source;
-    char *status;
+    char *a, *b; /* label values (b may be NULL for one-label families) */
     unsigned long long count;
+};
+
+/* A counter family with one or two labels. */
+struct metrics_family {
+    const char *name, *help, *label_a, *label_b;
+    struct metrics_series *series;
+    size_t n;
 };
 
 struct metrics_histogram {
@@ -43,66 +50,37 @@ static const double metrics_commit_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.0
                                                0.025,  0.05,  0.1,    0.25,  1.0};
 
 static pthread_mutex_t metrics_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct metrics_series *metrics_events;
-static size_t metrics_nevents;
+static struct metrics_family metrics_events = {"hookline_events_received_total",
+                                               "Webhook requests answered, by source and outcome.",
+                                               "source",
+                                               "status",
+                                               NULL,
+                                               0};
+static struct metrics_family metrics_jobs = {
+    "hookline_jobs_total",
+    "Jobs that reached a state (done, dead, pending = retry scheduled).",
+    "state",
+    NULL,
+    NULL,
+    0};
+static struct metrics_family metrics_requests = {
+    "hookline_didww_requests_total",
+    "Requests sent to DIDWW by method and status (0: no answer).",
+    "method",
+    "status",
+    NULL,
+    0};
+static struct metrics_family *const metrics_families[] = {&metrics_events, &metrics_jobs,
+                                                          &metrics_requests};
+static const double metrics_request_bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25,
+                                                0.5,  1.0,   2.5,  5.0, 15.0};
+static struct metrics_histogram metrics_request = {metrics_request_bounds, 10, {0}, 0, 0};
+static int metrics_paused;
 static struct metrics_histogram metrics_rule = {metrics_rule_bounds, 10, {0}, 0, 0};
 static struct metrics_histogram metrics_commit = {metrics_commit_bounds, 10, {0}, 0, 0};
 static unsigned long long metrics_commits_ok, metrics_commits_failed, metrics_committed_ops;
 static struct metrics_gauge metrics_gauges[METRICS_MAX_GAUGES];
 static size_t metrics_ngauges;
-
-int metrics_init(void)
-{
-    pthread_mutex_lock(&metrics_lock);
-    if (!metrics_events)
-        metrics_events = calloc(METRICS_MAX_SERIES, sizeof *metrics_events);
-    int rc = metrics_events ? 0 : -1;
-    pthread_mutex_unlock(&metrics_lock);
-    return rc;
-}
-
-void metrics_shutdown(void)
-{
-    pthread_mutex_lock(&metrics_lock);
-    for (size_t i = 0; i < metrics_nevents; i++) {
-        free(metrics_events[i].source);
-        free(metrics_events[i].status);
-    }
-    free(metrics_events);
-    metrics_events = NULL;
-    metrics_nevents = 0;
-    metrics_ngauges = 0;
-    pthread_mutex_unlock(&metrics_lock);
-}
-
-void metrics_event_received(const char *source, const char *status)
-{
-    pthread_mutex_lock(&metrics_lock);
-    if (!metrics_events)
-        goto out;
-    for (size_t i = 0; i < metrics_nevents; i++) {
-        if (strcmp(metrics_events[i].source, source) == 0 &&
-            strcmp(metrics_events[i].status, status) == 0) {
-            metrics_events[i].count++;
-            goto out;
-        }
-    }
-    if (metrics_nevents < METRICS_MAX_SERIES) {
-        struct metrics_series *s = &metrics_events[metrics_nevents];
-        s->source = strdup(source);
-        s->status = strdup(status);
-        if (s->source && s->status) {
-            s->count = 1;
-            metrics_nevents++;
-        } else {
-            free(s->source);
-            free(s->status);
-            s->source = s->status = NULL;
-        }
-    }
-out:
-    pthread_mutex_unlock(&metrics_lock);
-}
 
 static void metrics_observe(struct metrics_histogram *h, double v)
 {
@@ -114,6 +92,100 @@ static void metrics_observe(struct metrics_histogram *h, double v)
     }
     h->count++;
     h->sum += v;
+}
+
+int metrics_init(void)
+{
+    int rc = 0;
+    pthread_mutex_lock(&metrics_lock);
+    for (size_t i = 0; i < sizeof metrics_families / sizeof metrics_families[0]; i++) {
+        struct metrics_family *f = metrics_families[i];
+        if (!f->series)
+            f->series = calloc(METRICS_MAX_SERIES, sizeof *f->series);
+        if (!f->series)
+            rc = -1;
+    }
+    pthread_mutex_unlock(&metrics_lock);
+    return rc;
+}
+
+void metrics_shutdown(void)
+{
+    pthread_mutex_lock(&metrics_lock);
+    for (size_t i = 0; i < sizeof metrics_families / sizeof metrics_families[0]; i++) {
+        struct metrics_family *f = metrics_families[i];
+        for (size_t k = 0; k < f->n; k++) {
+            free(f->series[k].a);
+            free(f->series[k].b);
+        }
+        free(f->series);
+        f->series = NULL;
+        f->n = 0;
+    }
+    metrics_ngauges = 0;
+    pthread_mutex_unlock(&metrics_lock);
+}
+
+static bool metrics_same(const char *x, const char *y)
+{
+    return (!x && !y) || (x && y && strcmp(x, y) == 0);
+}
+
+/* Adds 1 to the series (a, b) of f. Caller holds metrics_lock. */
+static void metrics_count(struct metrics_family *f, const char *a, const char *b)
+{
+    if (!f->series)
+        return;
+    for (size_t i = 0; i < f->n; i++) {
+        if (metrics_same(f->series[i].a, a) && metrics_same(f->series[i].b, b)) {
+            f->series[i].count++;
+            return;
+        }
+    }
+    if (f->n >= METRICS_MAX_SERIES)
+        return;
+    struct metrics_series *s = &f->series[f->n];
+    s->a = strdup(a);
+    s->b = b ? strdup(b) : NULL;
+    if (!s->a || (b && !s->b)) {
+        free(s->a);
+        free(s->b);
+        s->a = s->b = NULL;
+        return;
+    }
+    s->count = 1;
+    f->n++;
+}
+
+void metrics_event_received(const char *source, const char *status)
+{
+    pthread_mutex_lock(&metrics_lock);
+    metrics_count(&metrics_events, source, status);
+    pthread_mutex_unlock(&metrics_lock);
+}
+
+void metrics_job_state(const char *state)
+{
+    pthread_mutex_lock(&metrics_lock);
+    metrics_count(&metrics_jobs, state, NULL);
+    pthread_mutex_unlock(&metrics_lock);
+}
+
+void metrics_didww_request(const char *method, int status, double seconds)
+{
+    char st[16];
+    snprintf(st, sizeof st, "%d", status);
+    pthread_mutex_lock(&metrics_lock);
+    metrics_count(&metrics_requests, method, st);
+    metrics_observe(&metrics_request, seconds);
+    pthread_mutex_unlock(&metrics_lock);
+}
+
+void metrics_set_delivery_paused(bool paused)
+{
+    pthread_mutex_lock(&metrics_lock);
+    metrics_paused = paused ? 1 : 0;
+    pthread_mutex_unlock(&metrics_lock);
 }
 
 void metrics_rule_duration(double seconds)
@@ -229,15 +301,26 @@ char *metrics_render(size_t *len)
     size_t ngauges;
 
     pthread_mutex_lock(&metrics_lock);
-    metrics_printf(&b, "# HELP hookline_events_received_total Webhook requests answered, by "
-                       "source and outcome.\n# TYPE hookline_events_received_total counter\n");
-    for (size_t i = 0; i < metrics_nevents; i++) {
-        metrics_printf(&b, "hookline_events_received_total{source=\"");
-        metrics_label(&b, metrics_events[i].source);
-        metrics_printf(&b, "\",status=\"");
-        metrics_label(&b, metrics_events[i].status);
-        metrics_printf(&b, "\"} %llu\n", metrics_events[i].count);
+    for (size_t i = 0; i < sizeof metrics_families / sizeof metrics_families[0]; i++) {
+        const struct metrics_family *f = metrics_families[i];
+        metrics_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", f->name, f->help, f->name);
+        for (size_t k = 0; k < f->n; k++) {
+            metrics_printf(&b, "%s{%s=\"", f->name, f->label_a);
+            metrics_label(&b, f->series[k].a);
+            if (f->label_b) {
+                metrics_printf(&b, "\",%s=\"", f->label_b);
+                metrics_label(&b, f->series[k].b);
+            }
+            metrics_printf(&b, "\"} %llu\n", f->series[k].count);
+        }
     }
+    metrics_render_histogram(&b, "hookline_didww_request_duration_seconds",
+                             "Duration of one request to DIDWW.", &metrics_request);
+    metrics_printf(&b,
+                   "# HELP hookline_delivery_paused 1 while delivery is paused (DIDWW refused "
+                   "the API key).\n# TYPE hookline_delivery_paused gauge\n"
+                   "hookline_delivery_paused %d\n",
+                   metrics_paused);
     metrics_render_histogram(&b, "hookline_rule_duration_seconds",
                              "Time spent running the rule script for one event.", &metrics_rule);
     metrics_render_histogram(&b, "hookline_store_commit_duration_seconds",

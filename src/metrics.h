@@ -6,6 +6,7 @@
 #ifndef HOOKLINE_METRICS_H
 #define HOOKLINE_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Creates the registry. Returns 0 or -1 (out of memory). Call once at start-up. */
@@ -17,6 +18,16 @@ void metrics_shutdown(void);
 /* hookline_events_received_total{source,status} += 1. source and status are
  * borrowed; the registry copies them. Series are capped at 4096 (then dropped). */
 void metrics_event_received(const char *source, const char *status);
+
+/* hookline_jobs_total{state} += 1 (a job reached state). */
+void metrics_job_state(const char *state);
+
+/* hookline_didww_requests_total{method,status} += 1 and one observation of
+ * hookline_didww_request_duration_seconds (status 0: no answer). */
+void metrics_didww_request(const char *method, int status, double seconds);
+
+/* hookline_delivery_paused. */
+void metrics_set_delivery_paused(bool paused);
 
 /* hookline_rule_duration_seconds histogram observation. */
 void metrics_rule_duration(double seconds);

@@ -40,6 +40,9 @@ struct store {
     bool sync_stop;
     bool have_syncer;
     pthread_t syncer;
+
+    void (*job_listener)(void *ctx); /* set before serving */
+    void *job_listener_ctx;
 };
 
 struct store_batch {
@@ -83,8 +86,14 @@ static void store_note_commit(struct store *st, int rc, const char *err)
 }
 
 /* Finishes every op of b: stored when rc == 0, failed with err otherwise. */
-static void store_finish_batch(struct store_batch *b, int rc, const char *err)
+static void store_finish_batch(struct store *st, struct store_batch *b, int rc, const char *err)
 {
+    bool new_jobs = false;
+    for (size_t i = 0; i < b->n; i++)
+        if (rc == 0 && b->ops[i]->outcome == STORE_STORED && b->ops[i]->njobs > 0)
+            new_jobs = true;
+    if (new_jobs && st->job_listener)
+        st->job_listener(st->job_listener_ctx);
     for (size_t i = 0; i < b->n; i++) {
         struct store_op *op = b->ops[i];
         if (rc != 0) {
@@ -118,7 +127,7 @@ static void *store_syncer_main(void *arg)
         while (list) {
             struct store_batch *next = list->next;
             metrics_store_commit(list->n, now - list->started, rc == 0);
-            store_finish_batch(list, rc, err);
+            store_finish_batch(st, list, rc, err);
             free(list);
             list = next;
         }
@@ -175,7 +184,7 @@ static void *store_writer_main(void *arg)
             continue;
         }
         metrics_store_commit(n, store_now() - b->started, rc == 0);
-        store_finish_batch(b, rc, err);
+        store_finish_batch(st, b, rc, err);
         free(b);
     }
     return NULL;
@@ -323,6 +332,44 @@ int store_events_scan(struct store *st, const struct store_event_filter *filter,
                       void *ctx, char *err, size_t err_len)
 {
     return st->be->ops->events_scan(st->be, filter, fn, ctx, err, err_len);
+}
+
+void store_job_clear(struct store_job *job)
+{
+    if (!job)
+        return;
+    free(job->source);
+    free(job->event_id);
+    free(job->action);
+    free(job->method);
+    free(job->path);
+    free(job->body);
+    free(job->did);
+    free(job->number);
+    free(job->order_key);
+    memset(job, 0, sizeof *job);
+}
+
+int store_control_get(struct store *st, const char *key, char *out, size_t len)
+{
+    return st->be->ops->control_get(st->be, key, out, len);
+}
+
+int64_t store_jobs_depth(struct store *st, const char *state, double now, double *oldest_age_s)
+{
+    return st->be->ops->jobs_depth(st->be, state, now, oldest_age_s);
+}
+
+int store_jobs_scan(struct store *st, const char *state, int64_t limit, store_job_fn fn, void *ctx,
+                    char *err, size_t err_len)
+{
+    return st->be->ops->jobs_scan(st->be, state, limit, fn, ctx, err, err_len);
+}
+
+void store_set_job_listener(struct store *st, void (*fn)(void *ctx), void *ctx)
+{
+    st->job_listener = fn;
+    st->job_listener_ctx = ctx;
 }
 
 int64_t store_count_events(struct store *st, const char *source)

@@ -41,7 +41,26 @@ enum store_op_kind {
     STORE_OP_EVENT = 1, /* a new event, its jobs and audit records */
     STORE_OP_AUDIT,     /* audit records only */
     STORE_OP_REPLAN,    /* a stored rule_failed event planned again: new status, jobs, audit */
+    STORE_OP_CLAIM,     /* claim due jobs for delivery (see claim_* members) */
+    STORE_OP_JOB,       /* record a job's new state (see job_* members) */
+    STORE_OP_CONTROL,   /* set a control value (delivery pause) */
 };
+
+/* A job as delivery works on it. Strings are owned by the struct
+ * (store_job_clear frees them). */
+struct store_job {
+    int64_t id;
+    char *source, *event_id, *action, *method, *path, *body, *did, *number, *order_key;
+    int attempts; /* attempts made before this claim */
+    double created_at;
+};
+
+/* Frees what job owns and zeroes it. */
+void store_job_clear(struct store_job *job);
+
+/* Decides whether a later pending job fully replaces an earlier one of the same
+ * order key (coalescing). Both borrowed. Supplied by delivery. */
+typedef bool (*store_supersedes_fn)(const struct store_job *later, const struct store_job *earlier);
 
 enum store_outcome { STORE_PENDING = 0, STORE_STORED, STORE_DUPLICATE, STORE_FAILED };
 
@@ -75,6 +94,39 @@ struct store_op {
      * too, for the job rows); status/rule_version/jobs/audit as for an event. The
      * outcome is STORE_DUPLICATE when the event is no longer rule_failed (another
      * reprocess got there first). */
+
+    /* STORE_OP_CLAIM: claims up to claim_max due jobs whose order key has no
+     * earlier unfinished job and no running one, leasing them until
+     * claim_now + claim_lease_s; first supersedes earlier pending jobs that a
+     * later pending job of the same key fully replaces (audited job.superseded).
+     * The claimed jobs are returned in claim_jobs (caller frees each with
+     * store_job_clear and the array with free), their count in claim_n. */
+    double claim_now;
+    double claim_lease_s;
+    int claim_max;
+    store_supersedes_fn claim_supersedes;
+    struct store_job *claim_jobs;
+    int claim_n;
+
+    /* STORE_OP_JOB: job_id moves to job_state ("done", "dead", "pending" for a
+     * retry at job_next_at, "cancelled", "superseded"); job_attempts and
+     * job_last_status/job_last_error are recorded; job_did (may be NULL) stores a
+     * resolved DID id. job_only_from (may be NULL) restricts the change to jobs
+     * currently in that state (e.g. cancel only "pending"): outcome
+     * STORE_DUPLICATE when the job was not in it. The audit records are appended
+     * in the same transaction. */
+    int64_t job_id;
+    const char *job_state;
+    const char *job_only_from;
+    double job_next_at;
+    int job_attempts;
+    int job_last_status;
+    const char *job_last_error;
+    const char *job_did;
+
+    /* STORE_OP_CONTROL: control_key = control_value (NULL deletes). */
+    const char *control_key;
+    const char *control_value;
 
     /* Result, valid when done() runs. */
     enum store_outcome outcome;
@@ -159,6 +211,24 @@ typedef int (*store_event_fn)(const struct store_event_row *row, void *ctx);
 int store_events_scan(struct store *st, const struct store_event_filter *filter, store_event_fn fn,
                       void *ctx, char *err, size_t err_len);
 
+/* Reads a control value into out[len]. Returns 1 when set, 0 when not, -1 on error. */
+int store_control_get(struct store *st, const char *key, char *out, size_t len);
+
+/* Counts jobs in state (NULL: pending and running) and the age in seconds of
+ * the oldest pending one (0 when none) at now. Returns the count or -1. */
+int64_t store_jobs_depth(struct store *st, const char *state, double now, double *oldest_age_s);
+
+/* Calls fn for each job in state (NULL: any), oldest first, at most limit (0:
+ * no limit). The job and its strings are borrowed for the call. Returns 0 or -1. */
+typedef int (*store_job_fn)(const struct store_job *job, const char *state, int last_status,
+                            const char *last_error, void *ctx);
+int store_jobs_scan(struct store *st, const char *state, int64_t limit, store_job_fn fn, void *ctx,
+                    char *err, size_t err_len);
+
+/* Called by the writer (or syncer) thread after a commit that queued new jobs
+ * became durable, so delivery can start at once. Must not block. */
+void store_set_job_listener(struct store *st, void (*fn)(void *ctx), void *ctx);
+
 /* Event counts by status, for tests and the CLI: returns the number of stored
  * events of source (NULL: all), or -1. */
 int64_t store_count_events(struct store *st, const char *source);
@@ -188,6 +258,11 @@ struct store_backend_ops {
     int64_t (*count_events)(struct store_backend *be, const char *source);
     int (*events_scan)(struct store_backend *be, const struct store_event_filter *filter,
                        store_event_fn fn, void *ctx, char *err, size_t err_len);
+    int (*control_get)(struct store_backend *be, const char *key, char *out, size_t len);
+    int64_t (*jobs_depth)(struct store_backend *be, const char *state, double now,
+                          double *oldest_age_s);
+    int (*jobs_scan)(struct store_backend *be, const char *state, int64_t limit, store_job_fn fn,
+                     void *ctx, char *err, size_t err_len);
     void (*close)(struct store_backend *be);
 };
 

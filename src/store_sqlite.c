@@ -113,6 +113,12 @@ static const char *const sqlite_migrations[] = {
     "CREATE INDEX audit_by_event ON audit (event_id, seq) WHERE event_id IS NOT NULL;"
     "CREATE INDEX audit_by_did ON audit (did, seq) WHERE did IS NOT NULL;"
     "CREATE INDEX audit_by_number ON audit (number, seq) WHERE number IS NOT NULL;",
+
+    /* 5: control values shared by every process on the file (delivery pause) */
+    "CREATE TABLE control ("
+    "  key TEXT PRIMARY KEY,"
+    "  value TEXT NOT NULL,"
+    "  updated_at REAL NOT NULL);",
 };
 
 #define SQLITE_SCHEMA_VERSION ((int)(sizeof sqlite_migrations / sizeof sqlite_migrations[0]))
@@ -456,6 +462,288 @@ static int sqlite_insert_jobs(struct sqlite_backend *be, struct store_op *op, ch
     return 0;
 }
 
+/* ---------- the delivery queue ---------- */
+
+static char *sqlite_col_dup(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+#define SQLITE_JOB_COLUMNS                                                                         \
+    "id, source, event_id, action, method, path, body, did, number, order_key, attempts, "         \
+    "created_at, state, last_status, last_error"
+
+static void sqlite_job_from_row(sqlite3_stmt *st, struct store_job *j)
+{
+    j->id = sqlite3_column_int64(st, 0);
+    j->source = sqlite_col_dup(st, 1);
+    j->event_id = sqlite_col_dup(st, 2);
+    j->action = sqlite_col_dup(st, 3);
+    j->method = sqlite_col_dup(st, 4);
+    j->path = sqlite_col_dup(st, 5);
+    j->body = sqlite_col_dup(st, 6);
+    j->did = sqlite_col_dup(st, 7);
+    j->number = sqlite_col_dup(st, 8);
+    j->order_key = sqlite_col_dup(st, 9);
+    j->attempts = sqlite3_column_int(st, 10);
+    j->created_at = sqlite3_column_double(st, 11);
+}
+
+static json_t *sqlite_job_record(const char *kind, const struct store_job *j)
+{
+    json_t *rec = audit_record_new(kind, j->source, j->event_id);
+    if (!rec)
+        return NULL;
+    json_object_set_new(rec, "job_id", json_integer(j->id));
+    if (j->did)
+        json_object_set_new(rec, "did", json_string(j->did));
+    if (j->number)
+        json_object_set_new(rec, "number", json_string(j->number));
+    audit_detail_set_str(rec, "action", j->action);
+    return rec;
+}
+
+/* Marks the pending jobs of key that a later pending job fully replaces. */
+static int sqlite_coalesce(struct sqlite_backend *be, const char *key, double now,
+                           store_supersedes_fn supersedes, char *err, size_t err_len)
+{
+    sqlite3_stmt *q = NULL, *upd = NULL;
+    struct store_job *jobs = NULL;
+    size_t n = 0, cap = 0;
+    int rc = -1;
+    if (sqlite3_prepare_v2(be->wdb,
+                           "SELECT " SQLITE_JOB_COLUMNS " FROM jobs WHERE order_key = ? AND "
+                           "state = 'pending' ORDER BY id LIMIT 10000",
+                           -1, &q, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(be->wdb,
+                           "UPDATE jobs SET state = 'superseded', updated_at = ? WHERE id = ? AND "
+                           "state = 'pending'",
+                           -1, &upd, NULL) != SQLITE_OK) {
+        sqlite_err(be->wdb, "coalescing", err, err_len);
+        goto out;
+    }
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct store_job *nj = realloc(jobs, ncap * sizeof *nj);
+            if (!nj) {
+                snprintf(err, err_len, "out of memory");
+                goto out;
+            }
+            jobs = nj;
+            cap = ncap;
+        }
+        memset(&jobs[n], 0, sizeof jobs[n]);
+        sqlite_job_from_row(q, &jobs[n++]);
+    }
+    for (size_t i = 0; i + 1 < n; i++) {
+        for (size_t k = n - 1; k > i; k--) {
+            if (!supersedes(&jobs[k], &jobs[i]))
+                continue;
+            sqlite3_bind_double(upd, 1, now);
+            sqlite3_bind_int64(upd, 2, jobs[i].id);
+            int s = sqlite3_step(upd);
+            sqlite3_reset(upd);
+            if (s != SQLITE_DONE) {
+                sqlite_err(be->wdb, "superseding a job", err, err_len);
+                goto out;
+            }
+            json_t *rec = sqlite_job_record("job.superseded", &jobs[i]);
+            audit_detail_set_int(rec, "superseded_by", (long long)jobs[k].id);
+            int arc = rec ? sqlite_append_audit(be, rec, err, err_len) : -1;
+            json_decref(rec);
+            if (arc < 0)
+                goto out;
+            break;
+        }
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < n; i++)
+        store_job_clear(&jobs[i]);
+    free(jobs);
+    sqlite3_finalize(q);
+    sqlite3_finalize(upd);
+    return rc;
+}
+
+/* Claims due jobs: the head (lowest id unfinished) of each order key, when it is
+ * due and no job of the key is running under a live lease. */
+static int sqlite_claim(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
+{
+    sqlite3_stmt *heads = NULL, *take = NULL, *row = NULL;
+    int rc = -1;
+    int cap = op->claim_max > 0 ? op->claim_max : 1;
+    double now = op->claim_now;
+    /* A batch retried after another op failed runs this again: start clean. */
+    for (int i = 0; i < op->claim_n; i++)
+        store_job_clear(&op->claim_jobs[i]);
+    free(op->claim_jobs);
+    op->claim_n = 0;
+    op->claim_jobs = calloc((size_t)cap, sizeof *op->claim_jobs);
+    if (!op->claim_jobs) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    /* Keys to coalesce first: every key with more than one pending job. */
+    if (op->claim_supersedes) {
+        sqlite3_stmt *keys = NULL;
+        if (sqlite3_prepare_v2(be->wdb,
+                               "SELECT order_key FROM jobs WHERE state = 'pending' GROUP BY "
+                               "order_key HAVING count(*) > 1 LIMIT 1000",
+                               -1, &keys, NULL) != SQLITE_OK) {
+            sqlite_err(be->wdb, "coalescing", err, err_len);
+            goto out;
+        }
+        char **list = NULL;
+        size_t nk = 0;
+        while (sqlite3_step(keys) == SQLITE_ROW) {
+            char **nl = realloc(list, (nk + 1) * sizeof *nl);
+            if (!nl)
+                break;
+            list = nl;
+            list[nk++] = sqlite_col_dup(keys, 0);
+        }
+        sqlite3_finalize(keys);
+        int crc = 0;
+        for (size_t i = 0; i < nk; i++) {
+            if (crc == 0 && list[i])
+                crc = sqlite_coalesce(be, list[i], now, op->claim_supersedes, err, err_len);
+            free(list[i]);
+        }
+        free(list);
+        if (crc < 0)
+            goto out;
+    }
+    if (sqlite3_prepare_v2(be->wdb,
+                           "SELECT j.id FROM jobs j WHERE ((j.state = 'pending' AND "
+                           "j.next_attempt_at <= ?1) OR (j.state = 'running' AND j.lease_until < "
+                           "?1)) AND j.id = (SELECT min(k.id) FROM jobs k WHERE k.order_key = "
+                           "j.order_key AND k.state IN ('pending', 'running')) ORDER BY j.id "
+                           "LIMIT ?2",
+                           -1, &heads, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(be->wdb,
+                           "UPDATE jobs SET state = 'running', lease_until = ?1, updated_at = ?2 "
+                           "WHERE id = ?3",
+                           -1, &take, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(be->wdb, "SELECT " SQLITE_JOB_COLUMNS " FROM jobs WHERE id = ?", -1,
+                           &row, NULL) != SQLITE_OK) {
+        sqlite_err(be->wdb, "claiming jobs", err, err_len);
+        goto out;
+    }
+    sqlite3_bind_double(heads, 1, now);
+    sqlite3_bind_int(heads, 2, cap);
+    int64_t ids[256];
+    int nids = 0;
+    while (sqlite3_step(heads) == SQLITE_ROW && nids < cap && nids < 256)
+        ids[nids++] = sqlite3_column_int64(heads, 0);
+    for (int i = 0; i < nids; i++) {
+        sqlite3_bind_double(take, 1, now + op->claim_lease_s);
+        sqlite3_bind_double(take, 2, now);
+        sqlite3_bind_int64(take, 3, ids[i]);
+        int s = sqlite3_step(take);
+        sqlite3_reset(take);
+        if (s != SQLITE_DONE) {
+            sqlite_err(be->wdb, "claiming a job", err, err_len);
+            goto out;
+        }
+        sqlite3_bind_int64(row, 1, ids[i]);
+        if (sqlite3_step(row) == SQLITE_ROW)
+            sqlite_job_from_row(row, &op->claim_jobs[op->claim_n++]);
+        sqlite3_reset(row);
+    }
+    op->outcome = STORE_STORED;
+    rc = 0;
+out:
+    sqlite3_finalize(heads);
+    sqlite3_finalize(take);
+    sqlite3_finalize(row);
+    if (rc < 0) {
+        for (int i = 0; i < op->claim_n; i++)
+            store_job_clear(&op->claim_jobs[i]);
+        free(op->claim_jobs);
+        op->claim_jobs = NULL;
+        op->claim_n = 0;
+    }
+    return rc;
+}
+
+static int sqlite_job_update(struct sqlite_backend *be, struct store_op *op, char *err,
+                             size_t err_len)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    if (sqlite3_prepare_v2(be->wdb,
+                           "UPDATE jobs SET state = ?1, next_attempt_at = coalesce(?2, "
+                           "next_attempt_at), attempts = ?3, last_status = ?4, last_error = ?5, "
+                           "did = coalesce(?6, did), lease_until = NULL, updated_at = ?7 WHERE "
+                           "id = ?8 AND (?9 IS NULL OR state = ?9)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite_err(be->wdb, "updating a job", err, err_len);
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, op->job_state, -1, SQLITE_STATIC);
+    if (op->job_next_at > 0)
+        sqlite3_bind_double(st, 2, op->job_next_at);
+    sqlite3_bind_int(st, 3, op->job_attempts);
+    if (op->job_last_status)
+        sqlite3_bind_int(st, 4, op->job_last_status);
+    sqlite_bind_text_or_null(st, 5, op->job_last_error);
+    sqlite_bind_text_or_null(st, 6, op->job_did);
+    sqlite3_bind_double(st, 7, op->received_at);
+    sqlite3_bind_int64(st, 8, op->job_id);
+    sqlite_bind_text_or_null(st, 9, op->job_only_from);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        sqlite_err(be->wdb, "updating a job", err, err_len);
+        goto out;
+    }
+    if (sqlite3_changes(be->wdb) == 0) {
+        op->outcome = STORE_DUPLICATE;
+        rc = 0;
+        goto out;
+    }
+    for (size_t i = 0; i < op->naudit; i++)
+        if (sqlite_append_audit(be, op->audit[i], err, err_len) < 0)
+            goto out;
+    op->outcome = STORE_STORED;
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sqlite_control_set(struct sqlite_backend *be, struct store_op *op, char *err,
+                              size_t err_len)
+{
+    sqlite3_stmt *st = NULL;
+    const char *sql = op->control_value
+                          ? "INSERT INTO control (key, value, updated_at) VALUES (?1, ?2, ?3) "
+                            "ON CONFLICT (key) DO UPDATE SET value = ?2, updated_at = ?3"
+                          : "DELETE FROM control WHERE key = ?1";
+    if (sqlite3_prepare_v2(be->wdb, sql, -1, &st, NULL) != SQLITE_OK) {
+        sqlite_err(be->wdb, "control", err, err_len);
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, op->control_key, -1, SQLITE_STATIC);
+    if (op->control_value) {
+        sqlite3_bind_text(st, 2, op->control_value, -1, SQLITE_STATIC);
+        sqlite3_bind_double(st, 3, op->received_at);
+    }
+    int s = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (s != SQLITE_DONE) {
+        sqlite_err(be->wdb, "control", err, err_len);
+        return -1;
+    }
+    for (size_t i = 0; i < op->naudit; i++)
+        if (sqlite_append_audit(be, op->audit[i], err, err_len) < 0)
+            return -1;
+    op->outcome = STORE_STORED;
+    return 0;
+}
+
 /* Re-plans a rule_failed event: only the first reprocess of it wins. */
 static int sqlite_replan(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
 {
@@ -490,6 +778,12 @@ static int sqlite_apply_op(struct sqlite_backend *be, struct store_op *op, char 
 {
     if (op->kind == STORE_OP_REPLAN)
         return sqlite_replan(be, op, err, err_len);
+    if (op->kind == STORE_OP_CLAIM)
+        return sqlite_claim(be, op, err, err_len);
+    if (op->kind == STORE_OP_JOB)
+        return sqlite_job_update(be, op, err, err_len);
+    if (op->kind == STORE_OP_CONTROL)
+        return sqlite_control_set(be, op, err, err_len);
     if (op->kind == STORE_OP_EVENT) {
         if (sqlite_insert_event(be, op, err, err_len) < 0)
             return -1;
@@ -806,6 +1100,91 @@ static int sqlite_sync(struct store_backend *base, char *err, size_t err_len)
     return 0;
 }
 
+static int sqlite_control_get(struct store_backend *base, const char *key, char *out, size_t len)
+{
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    sqlite3_stmt *st;
+    int rc = -1;
+    pthread_mutex_lock(&be->rlock);
+    if (sqlite3_prepare_v2(be->rdb, "SELECT value FROM control WHERE key = ?", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+        int s = sqlite3_step(st);
+        if (s == SQLITE_ROW) {
+            snprintf(out, len, "%s", (const char *)sqlite3_column_text(st, 0));
+            rc = 1;
+        } else if (s == SQLITE_DONE) {
+            rc = 0;
+        }
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&be->rlock);
+    return rc;
+}
+
+static int64_t sqlite_jobs_depth(struct store_backend *base, const char *state, double now,
+                                 double *oldest_age_s)
+{
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    sqlite3_stmt *st;
+    int64_t n = -1;
+    *oldest_age_s = 0;
+    pthread_mutex_lock(&be->rlock);
+    if (sqlite3_prepare_v2(be->rdb,
+                           state ? "SELECT count(*), min(created_at) FROM jobs WHERE state = ?"
+                                 : "SELECT count(*), min(created_at) FROM jobs WHERE state IN "
+                                   "('pending', 'running')",
+                           -1, &st, NULL) == SQLITE_OK) {
+        if (state)
+            sqlite3_bind_text(st, 1, state, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            n = sqlite3_column_int64(st, 0);
+            if (n > 0 && sqlite3_column_type(st, 1) != SQLITE_NULL)
+                *oldest_age_s = now - sqlite3_column_double(st, 1);
+        }
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&be->rlock);
+    return n;
+}
+
+static int sqlite_jobs_scan(struct store_backend *base, const char *state, int64_t limit,
+                            store_job_fn fn, void *ctx, char *err, size_t err_len)
+{
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&be->rlock);
+    if (sqlite3_prepare_v2(be->rdb,
+                           "SELECT " SQLITE_JOB_COLUMNS " FROM jobs WHERE (?1 IS NULL OR state = "
+                           "?1) ORDER BY id LIMIT ?2",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite_err(be->rdb, "job query", err, err_len);
+        goto out;
+    }
+    sqlite_bind_text_or_null(st, 1, state);
+    sqlite3_bind_int64(st, 2, limit > 0 ? limit : -1);
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_job j = {0};
+        sqlite_job_from_row(st, &j);
+        int stop = fn(&j, (const char *)sqlite3_column_text(st, 12), sqlite3_column_int(st, 13),
+                      (const char *)sqlite3_column_text(st, 14), ctx);
+        store_job_clear(&j);
+        if (stop)
+            break;
+    }
+    if (s != SQLITE_ROW && s != SQLITE_DONE) {
+        sqlite_err(be->rdb, "job query", err, err_len);
+        goto out;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&be->rlock);
+    return rc;
+}
+
 static void sqlite_close(struct store_backend *base)
 {
     struct sqlite_backend *be = (struct sqlite_backend *)base;
@@ -840,6 +1219,9 @@ static const struct store_backend_ops sqlite_ops = {
     .audit_scan = sqlite_audit_scan,
     .count_events = sqlite_count_events,
     .events_scan = sqlite_events_scan,
+    .control_get = sqlite_control_get,
+    .jobs_depth = sqlite_jobs_depth,
+    .jobs_scan = sqlite_jobs_scan,
     .close = sqlite_close,
 };
 

@@ -349,7 +349,7 @@ static enum MHD_Result sim_collect_header(void *cls, enum MHD_ValueKind kind, co
 static void sim_log_request(struct sim_server *srv, struct MHD_Connection *conn, struct sim_req *rq,
                             const char *method, const struct sim_answer *a, bool dropped)
 {
-    json_t *e = json_object(), *headers = json_object(), *body = json_null();
+    json_t *e = json_object(), *headers = json_object(), *body = json_null(), *body_text = NULL;
     if (!e || !headers)
         goto done;
     MHD_get_connection_values(conn, MHD_HEADER_KIND, sim_collect_header, headers);
@@ -362,8 +362,9 @@ static void sim_log_request(struct sim_server *srv, struct MHD_Connection *conn,
             size_t n = rq->len < SIM_LOG_TEXT_MAX ? rq->len : SIM_LOG_TEXT_MAX;
             memcpy(text, rq->body, n);
             text[n] = '\0';
-            json_t *t = json_string(text);
-            json_object_set_new(e, "body_text", t ? t : json_string("[not utf-8]"));
+            body_text = json_string(text);
+            if (!body_text)
+                body_text = json_string("[not utf-8]");
         }
     }
     json_object_set_new(e, "t", json_real(rq->t_wall_ms));
@@ -372,6 +373,8 @@ static void sim_log_request(struct sim_server *srv, struct MHD_Connection *conn,
     json_object_set_new(e, "path", path ? path : json_string("[not utf-8]"));
     json_object_set(e, "headers", headers);
     json_object_set(e, "body", body);
+    if (body_text)
+        json_object_set_new(e, "body_text", body_text);
     json_object_set_new(e, "status", dropped ? json_null() : json_integer(a->status));
     if (dropped && srv->o.drop_after)
         json_object_set_new(e, "would_status", json_integer(a->status));
@@ -435,9 +438,17 @@ static void sim_base_url(struct sim_server *srv, struct MHD_Connection *conn, ch
 static enum MHD_Result sim_collect_query(void *cls, enum MHD_ValueKind kind, const char *key,
                                          const char *value)
 {
-    json_t *v = json_string(value ? value : "");
+    char buf[1024];
     (void)kind;
-    if (v)
+    json_t *v = json_string(value ? value : "");
+    if (!v) { /* not UTF-8: keep it with the bytes as '?', so it is refused rather than ignored */
+        snprintf(buf, sizeof buf, "%s", value);
+        for (char *p = buf; *p; p++)
+            if (*p & 0x80)
+                *p = '?';
+        v = json_string(buf);
+    }
+    if (v) /* fails (and frees v) for a key that is not UTF-8: it names nothing the API knows */
         json_object_set_new((json_t *)cls, key, v);
     return MHD_YES;
 }
@@ -503,7 +514,8 @@ static void sim_pipeline(struct sim_server *srv, struct MHD_Connection *conn, st
         return;
     }
     if (fault) {
-        sim_answer_fault(srv, a, fault[0] == 'b' ? 503 : (int)srv->o.fail_status, fault);
+        sim_answer_fault(srv, a, strcmp(fault, "burst") == 0 ? 503 : (int)srv->o.fail_status,
+                         fault);
         return;
     }
 

@@ -1,0 +1,681 @@
+/*
+ * delivery: worker threads (delivery.workers) that each own one DIDWW client
+ * and loop: claim one due job (through the store writer, leased), resolve a
+ * DID named by number (cached), read the DID to skip a change already in place
+ * and keep its before-state, send the request within the shared rate limit,
+ * classify the answer and record the outcome with its audit records in one
+ * store operation. Shared state: the rate limiter, the number cache (its own
+ * mutex), and the pause flag and wake-up condition (d->lock). Locks are never
+ * held across a request or a store call.
+ */
+#include "delivery.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "audit.h"
+#include "backoff.h"
+#include "didww_client.h"
+#include "digest.h"
+#include "jsonapi.h"
+#include "log.h"
+#include "metrics.h"
+#include "ratelimit.h"
+
+#define DELIVERY_IDLE_POLL_MS 200
+#define DELIVERY_PAUSE_POLL_MS 500
+#define DELIVERY_CACHE_SIZE 1024
+
+struct delivery_cache_entry {
+    char number[24];
+    char did[40];
+    double expires;
+};
+
+struct delivery {
+    struct delivery_options opts;
+    struct store *st;
+    struct ratelimit *rl;
+    pthread_t *threads;
+    int nthreads;
+    volatile int stop;
+    char key_fp[17]; /* first 16 hex of SHA-256 of the API key: detects a changed key */
+
+    pthread_mutex_t lock; /* guards paused, pause_reason, wake */
+    pthread_cond_t wake;
+    bool paused;
+    char pause_reason[256];
+    uint64_t wake_seq;
+
+    pthread_mutex_t cache_lock;
+    struct delivery_cache_entry cache[DELIVERY_CACHE_SIZE];
+
+    struct delivery_worker *workers_mem;
+};
+
+struct delivery_worker;
+
+struct delivery_worker {
+    struct delivery *d;
+    struct didww_client *client;
+    struct drand48_data rng;
+    int index;
+};
+
+static double delivery_wall(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+static double delivery_rand01(void *ctx)
+{
+    double r;
+    drand48_r(ctx, &r);
+    return r;
+}
+
+/* ---------- coalescing ---------- */
+
+/* Adds the attribute and relationship names of a PATCH body to set. */
+static bool delivery_fields(const char *body, json_t *set)
+{
+    json_t *doc = body ? json_loads(body, 0, NULL) : NULL;
+    json_t *data = json_object_get(doc, "data");
+    if (!json_is_object(data)) {
+        json_decref(doc);
+        return false;
+    }
+    static const char *const parts[] = {"attributes", "relationships"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(data, parts[i]), k, v)
+        {
+            char name[160];
+            snprintf(name, sizeof name, "%s/%s", parts[i], k);
+            json_object_set_new(set, name, json_true());
+        }
+    }
+    json_decref(doc);
+    return true;
+}
+
+bool delivery_supersedes(const struct store_job *later, const struct store_job *earlier)
+{
+    if (!later->method || !earlier->method || strcmp(later->method, "PATCH") != 0 ||
+        strcmp(earlier->method, "PATCH") != 0 || !later->path || !earlier->path ||
+        strcmp(later->path, earlier->path) != 0)
+        return false;
+    json_t *a = json_object(), *b = json_object();
+    bool ok = delivery_fields(later->body, a) && delivery_fields(earlier->body, b);
+    if (ok) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(b, k, v)
+        {
+            if (!json_object_get(a, k)) {
+                ok = false;
+                break;
+            }
+        }
+    }
+    json_decref(a);
+    json_decref(b);
+    return ok;
+}
+
+/* ---------- number cache ---------- */
+
+static bool delivery_cache_get(struct delivery *d, const char *number, char *did, size_t len)
+{
+    bool hit = false;
+    double now = delivery_wall();
+    pthread_mutex_lock(&d->cache_lock);
+    for (size_t i = 0; i < DELIVERY_CACHE_SIZE; i++) {
+        struct delivery_cache_entry *e = &d->cache[i];
+        if (e->expires > now && strcmp(e->number, number) == 0) {
+            snprintf(did, len, "%s", e->did);
+            hit = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&d->cache_lock);
+    return hit;
+}
+
+static void delivery_cache_put(struct delivery *d, const char *number, const char *did)
+{
+    double now = delivery_wall();
+    int ttl = d->opts.number_cache_ttl_s > 0 ? d->opts.number_cache_ttl_s : 300;
+    pthread_mutex_lock(&d->cache_lock);
+    size_t slot = 0;
+    double oldest = 1e300;
+    for (size_t i = 0; i < DELIVERY_CACHE_SIZE; i++) {
+        if (strcmp(d->cache[i].number, number) == 0 || d->cache[i].expires < oldest) {
+            slot = i;
+            oldest = d->cache[i].expires;
+            if (strcmp(d->cache[i].number, number) == 0)
+                break;
+        }
+    }
+    snprintf(d->cache[slot].number, sizeof d->cache[slot].number, "%s", number);
+    snprintf(d->cache[slot].did, sizeof d->cache[slot].did, "%s", did);
+    d->cache[slot].expires = now + ttl;
+    pthread_mutex_unlock(&d->cache_lock);
+}
+
+/* ---------- pause ---------- */
+
+static void delivery_set_paused(struct delivery *d, bool paused, const char *reason)
+{
+    pthread_mutex_lock(&d->lock);
+    d->paused = paused;
+    snprintf(d->pause_reason, sizeof d->pause_reason, "%s", reason ? reason : "");
+    if (!paused)
+        pthread_cond_broadcast(&d->wake);
+    pthread_mutex_unlock(&d->lock);
+    metrics_set_delivery_paused(paused);
+}
+
+bool delivery_paused(struct delivery *d, char *why, size_t why_len)
+{
+    pthread_mutex_lock(&d->lock);
+    bool p = d->paused;
+    if (why)
+        snprintf(why, why_len, "%s", d->pause_reason);
+    pthread_mutex_unlock(&d->lock);
+    return p;
+}
+
+/* Records a pause: control row (so other processes and restarts see it) and
+ * delivery.paused, then stops every worker from claiming. */
+static void delivery_pause(struct delivery *d, const char *reason)
+{
+    pthread_mutex_lock(&d->lock);
+    bool already = d->paused;
+    pthread_mutex_unlock(&d->lock);
+    if (already)
+        return;
+    delivery_set_paused(d, true, reason);
+    char value[400];
+    snprintf(value, sizeof value, "%s|key:%s", reason, d->key_fp);
+    json_t *rec = audit_record_new("delivery.paused", NULL, NULL);
+    audit_detail_set_str(rec, "reason", reason);
+    struct store_op op = {.kind = STORE_OP_CONTROL,
+                          .control_key = DELIVERY_PAUSE_KEY,
+                          .control_value = value,
+                          .received_at = delivery_wall(),
+                          .audit = &rec,
+                          .naudit = rec ? 1 : 0};
+    if (store_submit_wait(d->st, &op) < 0)
+        log_write(LOG_ERROR, "could not record the delivery pause",
+                  (const char *[]){"error", op.error, NULL});
+    log_write(LOG_ERROR, "delivery paused", (const char *[]){"reason", reason, NULL});
+    json_decref(rec);
+}
+
+int delivery_resume(struct delivery *d, const char *who)
+{
+    if (!delivery_paused(d, NULL, 0))
+        return 1;
+    json_t *rec = audit_record_new("delivery.resumed", NULL, NULL);
+    audit_detail_set_str(rec, "by", who);
+    struct store_op op = {.kind = STORE_OP_CONTROL,
+                          .control_key = DELIVERY_PAUSE_KEY,
+                          .control_value = NULL,
+                          .received_at = delivery_wall(),
+                          .audit = &rec,
+                          .naudit = rec ? 1 : 0};
+    int rc = store_submit_wait(d->st, &op);
+    json_decref(rec);
+    if (rc < 0)
+        return -1;
+    delivery_set_paused(d, false, NULL);
+    log_write(LOG_INFO, "delivery resumed", (const char *[]){"by", who, NULL});
+    return 0;
+}
+
+/* While paused: another process (hookline jobs resume) may have lifted it. */
+static void delivery_check_external_resume(struct delivery *d)
+{
+    char value[400];
+    int rc = store_control_get(d->st, DELIVERY_PAUSE_KEY, value, sizeof value);
+    if (rc == 0) {
+        delivery_set_paused(d, false, NULL);
+        log_write(LOG_INFO, "delivery resumed", (const char *[]){"by", "another process", NULL});
+    }
+}
+
+void delivery_notify(struct delivery *d)
+{
+    pthread_mutex_lock(&d->lock);
+    d->wake_seq++;
+    pthread_cond_broadcast(&d->wake);
+    pthread_mutex_unlock(&d->lock);
+}
+
+static void delivery_wait(struct delivery *d, uint64_t seen, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)ms * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&d->lock);
+    while (!d->stop && d->wake_seq == seen) {
+        if (pthread_cond_timedwait(&d->wake, &d->lock, &ts) != 0)
+            break;
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* ---------- one job ---------- */
+
+struct delivery_result {
+    const char *state; /* done, dead, pending (retry) */
+    double next_at;
+    int attempts;
+    int status;
+    char error[300];
+    char did[40];
+    json_t *records[4];
+    size_t nrec;
+};
+
+static json_t *delivery_record(const char *kind, const struct store_job *job, const char *did)
+{
+    json_t *rec = audit_record_new(kind, job->source, job->event_id);
+    if (!rec)
+        return NULL;
+    json_object_set_new(rec, "job_id", json_integer(job->id));
+    if (did && *did)
+        json_object_set_new(rec, "did", json_string(did));
+    else if (job->did)
+        json_object_set_new(rec, "did", json_string(job->did));
+    if (job->number)
+        json_object_set_new(rec, "number", json_string(job->number));
+    audit_detail_set_str(rec, "action", job->action);
+    return rec;
+}
+
+static void delivery_add(struct delivery_result *r, json_t *rec)
+{
+    if (rec && r->nrec < sizeof r->records / sizeof r->records[0])
+        r->records[r->nrec++] = rec;
+    else
+        json_decref(rec);
+}
+
+/* Sends one request within the rate limit; counts it in the metrics. */
+static int delivery_send(struct delivery_worker *w, const char *method, const char *path,
+                         const char *body, struct didww_response *resp)
+{
+    struct delivery *d = w->d;
+    memset(resp, 0, sizeof *resp);
+    if (ratelimit_acquire(d->rl, &d->stop) < 0) {
+        snprintf(resp->error, sizeof resp->error, "shutting down");
+        return -1;
+    }
+    int rc = didww_client_send(w->client, method, path, body, resp);
+    metrics_didww_request(method, resp->status, (double)resp->duration_ms / 1000.0);
+    return rc;
+}
+
+static json_t *delivery_http(const char *method, const char *path, const struct didww_response *r,
+                             int attempt)
+{
+    json_t *h = json_pack("{s:s, s:s, s:i, s:I}", "method", method, "path", path, "status",
+                          r->status, "duration_ms", (json_int_t)r->duration_ms);
+    if (h && attempt > 0)
+        json_object_set_new(h, "attempt", json_integer(attempt));
+    if (h && r->status == 0 && r->error[0])
+        json_object_set_new(h, "error", json_string(r->error));
+    return h;
+}
+
+/* Applies the classification of an answer to the result. */
+static void delivery_classify(struct delivery_worker *w, const struct store_job *job,
+                              const struct didww_response *resp, int attempt,
+                              struct delivery_result *r)
+{
+    struct delivery *d = w->d;
+    enum backoff_class cls = backoff_classify(resp->status);
+    r->status = resp->status;
+    r->attempts = attempt;
+    if (cls == BACKOFF_DONE) {
+        r->state = "done";
+        delivery_add(r, delivery_record("job.done", job, r->did));
+        return;
+    }
+    json_t *errors = jsonapi_errors(resp->body, resp->body_len);
+    if (resp->status == 0)
+        snprintf(r->error, sizeof r->error, "%s", resp->error);
+    else
+        snprintf(r->error, sizeof r->error, "HTTP %d", resp->status);
+    if (cls == BACKOFF_PAUSE) {
+        char reason[200];
+        snprintf(reason, sizeof reason, "DIDWW answered 401 to %s %s: the API key was refused",
+                 job->method, job->path);
+        delivery_pause(d, reason);
+        r->state = "pending"; /* not the job's fault: it waits for the resume */
+        r->attempts = attempt - 1;
+        r->next_at = delivery_wall();
+        json_decref(errors);
+        return;
+    }
+    if (cls == BACKOFF_RETRY && attempt < d->opts.max_attempts) {
+        int64_t ra =
+            resp->retry_after[0] ? backoff_retry_after_ms(resp->retry_after, time(NULL)) : -1;
+        int64_t delay = backoff_next_ms(attempt, d->opts.backoff_initial_ms, d->opts.backoff_max_ms,
+                                        ra, delivery_rand01, &w->rng);
+        r->state = "pending";
+        r->next_at = delivery_wall() + (double)delay / 1000.0;
+        json_t *rec = delivery_record("job.retry_scheduled", job, r->did);
+        audit_detail_set_int(rec, "delay_ms", (long long)delay);
+        audit_detail_set_int(rec, "next_attempt", attempt + 1);
+        if (ra >= 0)
+            audit_detail_set_int(rec, "retry_after_ms", (long long)ra);
+        delivery_add(r, rec);
+        json_decref(errors);
+        return;
+    }
+    r->state = "dead";
+    json_t *rec = delivery_record("job.dead", job, r->did);
+    audit_detail_set_str(rec, "reason",
+                         cls == BACKOFF_RETRY ? "retries exhausted" : "DIDWW refused the request");
+    audit_detail_set_int(rec, "attempts", attempt);
+    if (rec && errors)
+        json_object_set_new(json_object_get(rec, "detail"), "errors", errors);
+    else
+        json_decref(errors);
+    delivery_add(r, rec);
+}
+
+/* Resolves job->number to a DID id (cache, then GET /v3/dids?filter[number]=).
+ * Returns 1 resolved, 0 when the result is final (r filled), -1 retry/pause (r filled). */
+static int delivery_resolve(struct delivery_worker *w, const struct store_job *job, int attempt,
+                            struct delivery_result *r)
+{
+    if (job->did) {
+        snprintf(r->did, sizeof r->did, "%s", job->did);
+        return 1;
+    }
+    if (delivery_cache_get(w->d, job->number, r->did, sizeof r->did))
+        return 1;
+    char path[128], why[200];
+    snprintf(path, sizeof path, "/v3/dids?filter[number]=%s", job->number);
+    struct didww_response resp;
+    delivery_send(w, "GET", path, NULL, &resp);
+    if (backoff_classify(resp.status) == BACKOFF_DONE) {
+        int found = jsonapi_find_did(resp.body, resp.body_len, job->number, r->did, sizeof r->did,
+                                     why, sizeof why);
+        didww_response_free(&resp);
+        if (found == 1) {
+            delivery_cache_put(w->d, job->number, r->did);
+            return 1;
+        }
+        r->state = "dead";
+        r->attempts = attempt;
+        snprintf(r->error, sizeof r->error, "%s",
+                 found == 0 ? "no DID with this number" : "unreadable DID list");
+        json_t *rec = delivery_record("job.dead", job, NULL);
+        audit_detail_set_str(rec, "reason",
+                             found == 0 ? "no DID with this number in the account" : why);
+        delivery_add(r, rec);
+        return 0;
+    }
+    json_t *rec = delivery_record("job.attempt", job, NULL);
+    if (rec)
+        json_object_set_new(rec, "http", delivery_http("GET", path, &resp, attempt));
+    delivery_add(r, rec);
+    delivery_classify(w, job, &resp, attempt, r);
+    didww_response_free(&resp);
+    return r->state && strcmp(r->state, "dead") == 0 ? 0 : -1;
+}
+
+static void delivery_process(struct delivery_worker *w, struct store_job *job)
+{
+    struct delivery *d = w->d;
+    struct delivery_result r = {0};
+    int attempt = job->attempts + 1;
+    char *body = NULL;
+    json_t *before = NULL;
+
+    if (delivery_resolve(w, job, attempt, &r) != 1)
+        goto record;
+    char path[256];
+    if (job->number && !job->did && strncmp(job->path, "/v3/dids/number:", 16) == 0) {
+        snprintf(path, sizeof path, "/v3/dids/%s", r.did);
+        body = job->body ? jsonapi_with_did_id(job->body, r.did) : NULL;
+    } else {
+        snprintf(path, sizeof path, "%s", job->path);
+        body = job->body ? strdup(job->body) : NULL;
+    }
+
+    /* Read the DID first: skip a change already in place, keep the before-state. */
+    if (d->opts.skip_noop && strcmp(job->method, "PATCH") == 0 &&
+        strncmp(path, "/v3/dids/", 9) == 0 && body) {
+        bool legacy = strcmp(d->opts.api_version, "2021-04-19") == 0 ||
+                      strcmp(d->opts.api_version, "2017-09-18") == 0;
+        char get[320], why[200];
+        snprintf(get, sizeof get, "%s?include=%s", path,
+                 legacy ? "trunk,trunk_group" : "voice_in_trunk,voice_in_trunk_group");
+        struct didww_response resp;
+        delivery_send(w, "GET", get, NULL, &resp);
+        enum backoff_class cls = backoff_classify(resp.status);
+        if (cls == BACKOFF_DONE) {
+            before = jsonapi_did_state(resp.body, resp.body_len, why, sizeof why);
+        } else if (cls != BACKOFF_RETRY || resp.status != 0) {
+            /* A refused read decides the job like the change would have. */
+            json_t *rec = delivery_record("job.attempt", job, r.did);
+            if (rec)
+                json_object_set_new(rec, "http", delivery_http("GET", get, &resp, attempt));
+            delivery_add(&r, rec);
+            delivery_classify(w, job, &resp, attempt, &r);
+            didww_response_free(&resp);
+            goto record;
+        }
+        didww_response_free(&resp);
+        if (before && jsonapi_patch_is_noop(body, before)) {
+            r.state = "done";
+            r.attempts = job->attempts;
+            json_t *rec = delivery_record("job.noop", job, r.did);
+            if (rec)
+                json_object_set_new(json_object_get(rec, "detail"), "state", json_incref(before));
+            delivery_add(&r, rec);
+            goto record;
+        }
+    }
+
+    struct didww_response resp;
+    delivery_send(w, job->method, path, body, &resp);
+    json_t *rec = delivery_record("job.attempt", job, r.did);
+    if (rec) {
+        json_object_set_new(rec, "http", delivery_http(job->method, path, &resp, attempt));
+        if (before)
+            json_object_set_new(json_object_get(rec, "detail"), "before", json_incref(before));
+        json_t *planned = body ? json_loads(body, 0, NULL) : NULL;
+        if (planned)
+            json_object_set_new(json_object_get(rec, "detail"), "after",
+                                json_incref(json_object_get(planned, "data")));
+        json_decref(planned);
+    }
+    delivery_add(&r, rec);
+    delivery_classify(w, job, &resp, attempt, &r);
+    didww_response_free(&resp);
+
+record:
+    if (!r.state) { /* shutting down mid-job: leave it to the lease */
+        for (size_t i = 0; i < r.nrec; i++)
+            json_decref(r.records[i]);
+        free(body);
+        json_decref(before);
+        return;
+    }
+    metrics_job_state(r.state);
+    struct store_op op = {.kind = STORE_OP_JOB,
+                          .job_id = job->id,
+                          .job_state = r.state,
+                          .job_only_from = "running",
+                          .job_next_at = r.next_at,
+                          .job_attempts = r.attempts,
+                          .job_last_status = r.status,
+                          .job_last_error = r.error[0] ? r.error : NULL,
+                          .job_did = r.did[0] ? r.did : NULL,
+                          .received_at = delivery_wall(),
+                          .audit = r.records,
+                          .naudit = r.nrec};
+    if (store_submit_wait(d->st, &op) < 0) {
+        char id[32];
+        snprintf(id, sizeof id, "%lld", (long long)job->id);
+        log_write(LOG_ERROR, "job outcome not stored; the lease will return it to the queue",
+                  (const char *[]){"job_id", id, "error", op.error, NULL});
+    }
+    for (size_t i = 0; i < r.nrec; i++)
+        json_decref(r.records[i]);
+    free(body);
+    json_decref(before);
+}
+
+static void *delivery_worker_main(void *arg)
+{
+    struct delivery_worker *w = arg;
+    struct delivery *d = w->d;
+    double lease = (double)d->opts.timeout_ms / 1000.0 * 3 + 30;
+    while (!d->stop) {
+        if (delivery_paused(d, NULL, 0)) {
+            delivery_check_external_resume(d);
+            if (delivery_paused(d, NULL, 0))
+                delivery_wait(d, d->wake_seq, DELIVERY_PAUSE_POLL_MS);
+            continue;
+        }
+        pthread_mutex_lock(&d->lock);
+        uint64_t seen = d->wake_seq;
+        pthread_mutex_unlock(&d->lock);
+        struct store_op op = {.kind = STORE_OP_CLAIM,
+                              .claim_now = delivery_wall(),
+                              .claim_lease_s = lease,
+                              .claim_max = 1,
+                              .claim_supersedes = delivery_supersedes};
+        if (store_submit_wait(d->st, &op) < 0 || op.claim_n == 0) {
+            free(op.claim_jobs);
+            delivery_wait(d, seen, DELIVERY_IDLE_POLL_MS);
+            continue;
+        }
+        for (int i = 0; i < op.claim_n; i++) {
+            delivery_process(w, &op.claim_jobs[i]);
+            store_job_clear(&op.claim_jobs[i]);
+        }
+        free(op.claim_jobs);
+    }
+    return NULL;
+}
+
+int delivery_start(const struct delivery_options *opts, struct store *st, struct delivery **out,
+                   char *err, size_t err_len)
+{
+    struct delivery *d = calloc(1, sizeof *d);
+    struct delivery_worker *ws = NULL;
+    if (!d) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    d->opts = *opts;
+    d->st = st;
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->wake, NULL);
+    pthread_mutex_init(&d->cache_lock, NULL);
+    char hex[DIGEST_SHA256_HEX_LEN + 1];
+    digest_sha256_hex(opts->api_key, strlen(opts->api_key), hex);
+    snprintf(d->key_fp, sizeof d->key_fp, "%.16s", hex);
+    d->rl = ratelimit_create(opts->rate_limit_per_s, 20);
+    d->nthreads = opts->workers > 0 ? opts->workers : 1;
+    d->threads = calloc((size_t)d->nthreads, sizeof *d->threads);
+    ws = calloc((size_t)d->nthreads, sizeof *ws);
+    if (!d->rl || !d->threads || !ws) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    /* A pause recorded earlier holds across restarts, unless the key changed. */
+    char value[400];
+    if (store_control_get(st, DELIVERY_PAUSE_KEY, value, sizeof value) == 1) {
+        const char *fp = strstr(value, "|key:");
+        if (fp && strcmp(fp + 5, d->key_fp) != 0) {
+            d->paused = true; /* so that delivery_resume records the lift */
+            delivery_resume(d, "the API key changed");
+        } else {
+            char *bar = strstr(value, "|key:");
+            if (bar)
+                *bar = '\0';
+            delivery_set_paused(d, true, value);
+            log_write(LOG_WARN, "delivery starts paused", (const char *[]){"reason", value, NULL});
+        }
+    }
+    struct didww_client_options co = {.base_url = opts->base_url,
+                                      .api_key = opts->api_key,
+                                      .api_version = opts->api_version,
+                                      .timeout_ms = opts->timeout_ms};
+    for (int i = 0; i < d->nthreads; i++) {
+        ws[i].d = d;
+        ws[i].index = i;
+        srand48_r((long)time(NULL) ^ (long)(i * 7919), &ws[i].rng);
+        ws[i].client = didww_client_create(&co);
+        if (!ws[i].client) {
+            snprintf(err, err_len, "cannot create the DIDWW client");
+            goto fail;
+        }
+    }
+    for (int i = 0; i < d->nthreads; i++) {
+        if (pthread_create(&d->threads[i], NULL, delivery_worker_main, &ws[i]) != 0) {
+            snprintf(err, err_len, "cannot start delivery worker %d", i);
+            d->stop = 1;
+            for (int k = 0; k < i; k++)
+                pthread_join(d->threads[k], NULL);
+            goto fail;
+        }
+    }
+    d->workers_mem = ws;
+    *out = d;
+    return 0;
+fail:
+    for (int i = 0; ws && i < d->nthreads; i++)
+        didww_client_destroy(ws[i].client);
+    free(ws);
+    free(d->threads);
+    ratelimit_destroy(d->rl);
+    pthread_mutex_destroy(&d->lock);
+    pthread_cond_destroy(&d->wake);
+    pthread_mutex_destroy(&d->cache_lock);
+    free(d);
+    return -1;
+}
+
+void delivery_stop(struct delivery *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->lock);
+    d->stop = 1;
+    pthread_cond_broadcast(&d->wake);
+    pthread_mutex_unlock(&d->lock);
+    for (int i = 0; i < d->nthreads; i++)
+        pthread_join(d->threads[i], NULL);
+    struct delivery_worker *ws = d->workers_mem;
+    for (int i = 0; i < d->nthreads; i++)
+        didww_client_destroy(ws[i].client);
+    free(ws);
+    free(d->threads);
+    ratelimit_destroy(d->rl);
+    pthread_mutex_destroy(&d->lock);
+    pthread_cond_destroy(&d->wake);
+    pthread_mutex_destroy(&d->cache_lock);
+    free(d);
+}

@@ -1,0 +1,60 @@
+/*
+ * delivery: the worker pool that sends planned jobs to DIDWW. Workers claim
+ * jobs from the store under a lease (a crash returns them to the queue), one at
+ * a time per order key (per DID or trunk group, in arrival order), resolve DIDs
+ * named by number, skip changes that are already in place, respect one shared
+ * rate limit, retry with backoff, and record every step in the audit trail. A
+ * 401 pauses all delivery until an operator resumes it or the key changes.
+ */
+#ifndef HOOKLINE_DELIVERY_H
+#define HOOKLINE_DELIVERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+struct delivery_options {
+    const char *base_url;
+    const char *api_key; /* secret */
+    const char *api_version;
+    long timeout_ms;
+    int rate_limit_per_s;
+    int workers;
+    int max_attempts;
+    int64_t backoff_initial_ms;
+    int64_t backoff_max_ms;
+    bool skip_noop;
+    int number_cache_ttl_s; /* 0: 300 */
+};
+
+struct delivery;
+
+/* Starts the workers over st (borrowed, must outlive the pool). Options are
+ * copied. Returns 0 and the pool in *out, or -1 with err set. */
+int delivery_start(const struct delivery_options *opts, struct store *st, struct delivery **out,
+                   char *err, size_t err_len);
+
+/* Wakes idle workers: new jobs were committed. Any thread; never blocks. */
+void delivery_notify(struct delivery *d);
+
+/* True while delivery is paused; the reason goes to why[why_len]. */
+bool delivery_paused(struct delivery *d, char *why, size_t why_len);
+
+/* Lifts a pause (audited delivery.resumed with who). Returns 0, or 1 when
+ * delivery was not paused, -1 when the store failed. */
+int delivery_resume(struct delivery *d, const char *who);
+
+/* Stops the workers (each finishes its current request) and frees d. */
+void delivery_stop(struct delivery *d);
+
+/* The coalescing rule: true when later (a pending job of the same order key)
+ * fully replaces earlier: both PATCH the same path and later sets every
+ * attribute and relationship earlier sets. Both borrowed. */
+bool delivery_supersedes(const struct store_job *later, const struct store_job *earlier);
+
+/* Control key under which a pause is recorded in the store. */
+#define DELIVERY_PAUSE_KEY "delivery.paused"
+
+#endif

@@ -1,0 +1,124 @@
+/*
+ * ratelimit: the one limiter all delivery workers share, so hookline never sends more
+ * than N requests to DIDWW in any window of (1000 + margin) ms. It owns a ring buffer
+ * of the last N accepted send times, guarded by its own mutex (a leaf lock: nothing
+ * else is called while it is held). Any thread may call it; ratelimit_acquire sleeps in
+ * steps of at most 50 ms so a shutdown is noticed quickly, and it never sleeps while
+ * holding the mutex.
+ */
+#include "ratelimit.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define RATELIMIT_MAX_PER_SECOND 100000 /* bounds the ring's allocation */
+#define RATELIMIT_SLEEP_STEP_MS 50
+
+struct ratelimit {
+    pthread_mutex_t mu;
+    int n;             /* sends allowed per window */
+    int64_t window_ms; /* 1000 + margin */
+    int64_t *times;    /* ring of the last `count` send times, oldest at head */
+    int head;
+    int count;
+    int64_t last; /* the newest recorded time: recorded times never go backwards */
+};
+
+struct ratelimit *ratelimit_create(int per_second, int margin_ms)
+{
+    struct ratelimit *rl = NULL;
+
+    if (per_second < 1 || per_second > RATELIMIT_MAX_PER_SECOND || margin_ms < 0 ||
+        margin_ms > 60000)
+        return NULL;
+    rl = calloc(1, sizeof *rl);
+    if (!rl)
+        goto fail;
+    rl->times = calloc((size_t)per_second, sizeof *rl->times);
+    if (!rl->times)
+        goto fail;
+    if (pthread_mutex_init(&rl->mu, NULL) != 0)
+        goto fail;
+    rl->n = per_second;
+    rl->window_ms = 1000 + (int64_t)margin_ms;
+    return rl;
+
+fail:
+    if (rl)
+        free(rl->times);
+    free(rl);
+    return NULL;
+}
+
+/* The slot decision; the caller holds rl->mu. */
+static int64_t ratelimit_try_locked(struct ratelimit *rl, int64_t now_ms)
+{
+    /* Callers on several threads read the clock before taking the lock, so their times
+     * can arrive slightly out of order. Recording max(now, last) keeps the ring sorted
+     * (oldest at head) and only ever counts a send as later than it was: conservative. */
+    if (rl->count > 0 && now_ms < rl->last)
+        now_ms = rl->last;
+
+    if (rl->count < rl->n) {
+        rl->times[(rl->head + rl->count) % rl->n] = now_ms;
+        rl->count++;
+        rl->last = now_ms;
+        return 0;
+    }
+    /* Full: N sends are recorded; the slot is free once the oldest has left the window
+     * (now - window, now], i.e. when oldest <= now - window. */
+    int64_t oldest = rl->times[rl->head];
+    int64_t wait = oldest + rl->window_ms - now_ms;
+    if (wait > 0)
+        return wait;
+    rl->times[rl->head] = now_ms;
+    rl->head = (rl->head + 1) % rl->n;
+    rl->last = now_ms;
+    return 0;
+}
+
+int64_t ratelimit_try(struct ratelimit *rl, int64_t now_ms)
+{
+    pthread_mutex_lock(&rl->mu);
+    int64_t wait = ratelimit_try_locked(rl, now_ms);
+    pthread_mutex_unlock(&rl->mu);
+    return wait;
+}
+
+static int64_t ratelimit_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int ratelimit_acquire(struct ratelimit *rl, const volatile int *stop)
+{
+    for (;;) {
+        /* The clock is read under the lock so concurrent acquirers record in order. */
+        pthread_mutex_lock(&rl->mu);
+        int64_t wait = ratelimit_try_locked(rl, ratelimit_now_ms());
+        pthread_mutex_unlock(&rl->mu);
+        if (wait == 0)
+            return 0;
+        if (stop && *stop)
+            return -1;
+        if (wait > RATELIMIT_SLEEP_STEP_MS)
+            wait = RATELIMIT_SLEEP_STEP_MS;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)wait * 1000000L};
+        /* EINTR just ends this step early; the loop re-checks the slot and *stop. */
+        (void)clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
+        if (stop && *stop)
+            return -1;
+    }
+}
+
+void ratelimit_destroy(struct ratelimit *rl)
+{
+    if (!rl)
+        return;
+    pthread_mutex_destroy(&rl->mu);
+    free(rl->times);
+    free(rl);
+}
