@@ -456,6 +456,14 @@ static void config_parse_didww(struct config_ctx *ctx, json_t *root)
         config_check_keys(ctx, s, "didww", keys);
     config_get_str(ctx, s, "didww", "base_url", "https://sandbox-api.didww.com/v3",
                    &cfg->didww_base_url);
+    /* Deployment override (staging, the bundled simulator): never a secret. */
+    const char *override = getenv("HOOKLINE_DIDWW_BASE_URL");
+    if (override && *override) {
+        free(cfg->didww_base_url);
+        cfg->didww_base_url = strdup(override);
+        config_warn(ctx, "didww.base_url", "overridden by HOOKLINE_DIDWW_BASE_URL (%.200s)",
+                    override);
+    }
     if (cfg->didww_base_url && strncmp(cfg->didww_base_url, "https://", 8) != 0 &&
         strncmp(cfg->didww_base_url, "http://", 7) != 0)
         config_error(ctx, "didww.base_url", "must start with https:// or http://");

@@ -408,6 +408,8 @@ static int delivery_resolve(struct delivery_worker *w, const struct store_job *j
         snprintf(r->did, sizeof r->did, "%s", job->did);
         return 1;
     }
+    if (!job->number) /* a trunk group job: no DID to resolve */
+        return 1;
     if (delivery_cache_get(w->d, job->number, r->did, sizeof r->did))
         return 1;
     char path[128], why[200];

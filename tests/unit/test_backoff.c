@@ -205,13 +205,11 @@ static void test_retry_after_dates(void **state)
                      BACKOFF_RETRY_AFTER_MAX_MS);
     /* the RFC 9110 examples, one per form, ten seconds ahead */
     assert_int_equal(backoff_retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", T_1994 - 10), 10000);
-    assert_int_equal(backoff_retry_after_ms("Sunday, 06-Nov-94 08:49:37 GMT", T_1994 - 10),
-                     10000);
+    assert_int_equal(backoff_retry_after_ms("Sunday, 06-Nov-94 08:49:37 GMT", T_1994 - 10), 10000);
     assert_int_equal(backoff_retry_after_ms("Sun Nov  6 08:49:37 1994", T_1994 - 10), 10000);
     /* asctime with a two-digit day, RFC 850 in 2015 */
     assert_int_equal(backoff_retry_after_ms("Wed Oct 21 07:30:00 2015", NOW_2015), 120000);
-    assert_int_equal(backoff_retry_after_ms("Wednesday, 21-Oct-15 07:30:00 GMT", NOW_2015),
-                     120000);
+    assert_int_equal(backoff_retry_after_ms("Wednesday, 21-Oct-15 07:30:00 GMT", NOW_2015), 120000);
     /* RFC 850 two-digit year: "94" seen in 2015 is 1994 (2094 is > 50 years ahead), "30"
      * is 2030 */
     assert_int_equal(backoff_retry_after_ms("Sunday, 06-Nov-94 08:49:37 GMT", NOW_2015), 0);
@@ -239,11 +237,11 @@ static void test_next_ms_floors_by_retry_after(void **state)
     assert_int_equal(backoff_next_ms(1, 1000, 60000, INT64_MAX, fixed_rand, &top),
                      BACKOFF_RETRY_AFTER_MAX_MS);
     /* end to end with a parsed header */
-    assert_int_equal(backoff_next_ms(1, 1000, 600000,
-                                     backoff_retry_after_ms("Wed, 21 Oct 2015 07:30:00 GMT",
-                                                            NOW_2015),
-                                     fixed_rand, &zero),
-                     120000);
+    assert_int_equal(
+        backoff_next_ms(1, 1000, 600000,
+                        backoff_retry_after_ms("Wed, 21 Oct 2015 07:30:00 GMT", NOW_2015),
+                        fixed_rand, &zero),
+        120000);
 }
 
 int main(void)

@@ -96,9 +96,10 @@ static void test_errors_422(void **state)
 
 static void test_errors_404(void **state)
 {
-    static const char body[] = "{\"errors\":[{\"title\":\"Record not found\",\"detail\":\"The record "
-                               "identified by " DID_ID " could not be found.\",\"code\":\"404\","
-                               "\"status\":\"404\"}]}";
+    static const char body[] =
+        "{\"errors\":[{\"title\":\"Record not found\",\"detail\":\"The record "
+        "identified by " DID_ID " could not be found.\",\"code\":\"404\","
+        "\"status\":\"404\"}]}";
     (void)state;
     json_t *e = errors_of(body);
     assert_dump(e, "[{\"status\":\"404\",\"code\":\"404\",\"title\":\"Record not found\","
@@ -215,8 +216,8 @@ static void test_did_state_voice_in(void **state)
         "{\"type\":\"trunk_groups\",\"id\":\"" GROUP_A "\"}}}}}";
     s = jsonapi_did_state(legacy, strlen(legacy), why, sizeof why);
     assert_non_null(s);
-    assert_dump(s, "{\"id\":\"d1\",\"number\":\"1\",\"trunk\":null,\"trunk_group\":\"" GROUP_A
-                   "\"}");
+    assert_dump(s,
+                "{\"id\":\"d1\",\"number\":\"1\",\"trunk\":null,\"trunk_group\":\"" GROUP_A "\"}");
     json_decref(s);
 }
 
@@ -252,9 +253,8 @@ static void test_find_did(void **state)
     static const char one[] = "{\"data\":[{\"id\":\"" DID_ID "\",\"type\":\"dids\","
                               "\"attributes\":{\"number\":\"4379001234567\"}}]}";
 
-    assert_int_equal(jsonapi_find_did(none, strlen(none), "4379001234567", id, sizeof id, why,
-                                      sizeof why),
-                     0);
+    assert_int_equal(
+        jsonapi_find_did(none, strlen(none), "4379001234567", id, sizeof id, why, sizeof why), 0);
     assert_int_equal(
         jsonapi_find_did(one, strlen(one), "4379001234567", id, sizeof id, why, sizeof why), 1);
     assert_string_equal(id, DID_ID);
@@ -276,9 +276,9 @@ static void test_find_did(void **state)
     assert_int_equal(jsonapi_find_did(obj, strlen(obj), "1", id, sizeof id, why, sizeof why), -1);
     /* an id that does not fit is an error, never a truncated id */
     char small[8];
-    assert_int_equal(jsonapi_find_did(one, strlen(one), "4379001234567", small, sizeof small, why,
-                                      sizeof why),
-                     -1);
+    assert_int_equal(
+        jsonapi_find_did(one, strlen(one), "4379001234567", small, sizeof small, why, sizeof why),
+        -1);
 }
 
 /* The state for the noop tests: DID_ID routed to TRUNK_A, no group, attributes known. */
@@ -393,10 +393,10 @@ static void test_noop_attributes(void **state)
                                        "\",\"attributes\":{\"pending_removal\":false}}}",
                                        s));
     /* attributes and relationships together: every one must match */
-    assert_true(jsonapi_patch_is_noop(
-        "{\"data\":{\"type\":\"dids\",\"id\":\"" DID_ID "\",\"attributes\":{\"terminated\":false},"
-        "\"relationships\":{\"capacity_pool\":{\"data\":null}}}}",
-        s));
+    assert_true(jsonapi_patch_is_noop("{\"data\":{\"type\":\"dids\",\"id\":\"" DID_ID
+                                      "\",\"attributes\":{\"terminated\":false},"
+                                      "\"relationships\":{\"capacity_pool\":{\"data\":null}}}}",
+                                      s));
     assert_false(jsonapi_patch_is_noop(
         "{\"data\":{\"type\":\"dids\",\"id\":\"" DID_ID "\",\"attributes\":{\"terminated\":false},"
         "\"relationships\":{\"capacity_pool\":{\"data\":{\"type\":\"capacity_pools\","
@@ -413,9 +413,10 @@ static void test_noop_attributes(void **state)
 
     /* not decidable: nothing to compare, other resource types, bad input */
     assert_false(jsonapi_patch_is_noop("{\"data\":{\"type\":\"dids\",\"id\":\"" DID_ID "\"}}", s));
-    assert_false(jsonapi_patch_is_noop("{\"data\":{\"type\":\"voice_in_trunk_groups\",\"id\":\"" GROUP_A
-                                       "\",\"relationships\":{\"voice_in_trunks\":{\"data\":[]}}}}",
-                                       s));
+    assert_false(
+        jsonapi_patch_is_noop("{\"data\":{\"type\":\"voice_in_trunk_groups\",\"id\":\"" GROUP_A
+                              "\",\"relationships\":{\"voice_in_trunks\":{\"data\":[]}}}}",
+                              s));
     assert_false(jsonapi_patch_is_noop("{\"data\":{\"type\":\"dids\",\"id\":\"" DID_ID
                                        "\",\"relationships\":{\"trunk\":{\"data\":[]}}}}",
                                        s));
@@ -437,9 +438,10 @@ static void test_with_did_id(void **state)
     char *out = jsonapi_with_did_id(planned, DID_ID);
     assert_non_null(out);
     /* only the id changed; key order and compact form kept */
-    assert_string_equal(out, "{\"data\":{\"type\":\"dids\",\"id\":\"" DID_ID "\",\"relationships\":{"
-                             "\"voice_in_trunk\":{\"data\":{\"type\":\"voice_in_trunks\",\"id\":\"" TRUNK_A
-                             "\"}},\"voice_in_trunk_group\":{\"data\":null}}}}");
+    assert_string_equal(
+        out, "{\"data\":{\"type\":\"dids\",\"id\":\"" DID_ID "\",\"relationships\":{"
+             "\"voice_in_trunk\":{\"data\":{\"type\":\"voice_in_trunks\",\"id\":\"" TRUNK_A
+             "\"}},\"voice_in_trunk_group\":{\"data\":null}}}}");
     free(out);
 
     /* a body with whitespace comes back compact */
