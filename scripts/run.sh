@@ -12,7 +12,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$repo/scripts/deps.sh"
 hookline_install_deps run
 
-cmake -S "$repo" -B "$repo/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOOKLINE_TESTS=OFF >/dev/null
+cmake -S "$repo" -B "$repo/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$repo/build" -j"$(nproc)" --target hookline didww-sim >/dev/null
 
 mkdir -p "$repo/var"

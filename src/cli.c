@@ -825,25 +825,12 @@ static double cli_now(void)
 static int cli_job_move(struct store *st, int64_t id, const char *state, const char *from_state,
                         const char *kind)
 {
-    json_t *rec = audit_record_new(kind, NULL, NULL);
-    json_object_set_new(rec, "job_id", json_integer(id));
-    audit_detail_set_str(rec, "by", "hookline jobs");
-    struct store_op op = {.kind = STORE_OP_JOB,
-                          .job_id = id,
-                          .job_state = state,
-                          .job_only_from = from_state,
-                          .job_next_at = cli_now(),
-                          .job_attempts = 0,
-                          .received_at = cli_now(),
-                          .audit = &rec,
-                          .naudit = 1};
-    int rc = store_submit_wait(st, &op);
-    json_decref(rec);
-    if (rc < 0) {
-        fprintf(stderr, "hookline jobs: job %lld: %s\n", (long long)id, op.error);
-        return -1;
-    }
-    return op.outcome == STORE_DUPLICATE ? 1 : 0;
+    char err[200];
+    int rc =
+        store_job_transition(st, id, state, from_state, kind, "hookline jobs", err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "hookline jobs: job %lld: %s\n", (long long)id, err);
+    return rc;
 }
 
 static void cli_jobs_usage(FILE *f)

@@ -24,6 +24,7 @@
 #include "digest.h"
 #include "log.h"
 #include "metrics.h"
+#include "verify.h"
 
 #define HTTP_MAX_URI 4096
 
@@ -208,6 +209,143 @@ static bool http_admin_authorized(struct http_server *srv, struct MHD_Connection
     return digest_equal_str(given, strlen(given), token, strlen(token));
 }
 
+/* ---- admin reads: audit, events, jobs ---- */
+
+#define HTTP_ADMIN_PAGE_DEFAULT 100
+#define HTTP_ADMIN_PAGE_MAX 1000
+
+static enum MHD_Result http_json(struct MHD_Connection *conn, int status, json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text)
+        return http_problem(conn, 500, "internal", "Internal error", "out of memory", NULL);
+    enum MHD_Result rc = http_send(conn, status, "application/json", text, strlen(text), 0, NULL);
+    free(text);
+    return rc;
+}
+
+static int http_parse_positive(const char *s, int64_t *out)
+{
+    char *end;
+    if (!s || !*s)
+        return -1;
+    long long v = strtoll(s, &end, 10);
+    if (*end || v <= 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int http_parse_when(const char *s, double *out)
+{
+    int64_t secs;
+    if (config_parse_duration(s, &secs) == 0) {
+        *out = http_now() - (double)secs;
+        return 0;
+    }
+    if (strchr(s, '-') && verify_parse_timestamp(s, &secs) == 0) {
+        *out = (double)secs;
+        return 0;
+    }
+    return -1;
+}
+
+struct http_collect {
+    json_t *array;
+    int64_t last;
+};
+
+static int http_collect_audit(const char *text, int64_t seq, void *ctx)
+{
+    struct http_collect *c = ctx;
+    json_t *r = json_loads(text, 0, NULL);
+    if (r)
+        json_array_append_new(c->array, r);
+    c->last = seq;
+    return 0;
+}
+
+/* GET /v1/audit?kind=&source=&event=&did=&number=&job=&since=&until=&after=&limit= :
+ * the matching records in seq order from after (exclusive), and next_after for
+ * the following page (null at the end). */
+static enum MHD_Result http_admin_audit(struct http_server *srv, struct MHD_Connection *conn)
+{
+    struct store_audit_filter f = {.oldest_first = true, .limit = HTTP_ADMIN_PAGE_DEFAULT};
+    const char *v;
+    f.kind = http_query(conn, "kind");
+    f.source = http_query(conn, "source");
+    f.event_id = http_query(conn, "event");
+    f.did = http_query(conn, "did");
+    f.number = http_query(conn, "number");
+    if (f.number && f.number[0] == '+')
+        f.number++;
+    if ((v = http_query(conn, "job")) && http_parse_positive(v, &f.job_id) < 0)
+        return http_problem(conn, 400, "bad-query", "Bad query", "job must be a positive integer",
+                            NULL);
+    if ((v = http_query(conn, "after")) && http_parse_positive(v, &f.after_seq) < 0)
+        return http_problem(conn, 400, "bad-query", "Bad query", "after must be a positive seq",
+                            NULL);
+    if ((v = http_query(conn, "limit")) &&
+        (http_parse_positive(v, &f.limit) < 0 || f.limit > HTTP_ADMIN_PAGE_MAX))
+        return http_problem(conn, 400, "bad-query", "Bad query", "limit must be 1..1000", NULL);
+    if ((v = http_query(conn, "since")) && http_parse_when(v, &f.since) < 0)
+        return http_problem(conn, 400, "bad-query", "Bad query",
+                            "since takes 15m, 2h, 7d or an RFC 3339 time", NULL);
+    if ((v = http_query(conn, "until")) && http_parse_when(v, &f.until) < 0)
+        return http_problem(conn, 400, "bad-query", "Bad query",
+                            "until takes 15m, 2h, 7d or an RFC 3339 time", NULL);
+    struct http_collect c = {json_array(), 0};
+    char err[200];
+    if (store_audit_scan(srv->st, &f, http_collect_audit, &c, err, sizeof err) < 0) {
+        json_decref(c.array);
+        return http_problem(conn, 503, "store-unavailable", "Service unavailable", err, NULL);
+    }
+    json_t *doc = json_pack("{s:o}", "records", c.array);
+    json_object_set_new(doc, "next_after",
+                        (int64_t)json_array_size(c.array) == f.limit ? json_integer(c.last)
+                                                                     : json_null());
+    return http_json(conn, 200, doc);
+}
+
+static int http_collect_event(const struct store_event_row *row, void *ctx)
+{
+    json_t *arr = ctx;
+    json_t *e = json_pack("{s:I, s:s, s:s, s:f, s:s, s:s}", "row", (json_int_t)row->row, "source",
+                          row->source, "event_id", row->event_id, "received_at", row->received_at,
+                          "status", row->status, "content_type", row->content_type);
+    if (!e)
+        return 0;
+    json_t *h = json_loads(row->headers_json ? row->headers_json : "{}", 0, NULL);
+    json_object_set_new(e, "headers", h ? h : json_object());
+    json_t *b = json_stringn((const char *)row->body, row->body_len);
+    json_object_set_new(e, "body", b ? b : json_string("[not UTF-8]"));
+    json_array_append_new(arr, e);
+    return 0;
+}
+
+static int http_collect_job(const struct store_job *j, const char *state, int last_status,
+                            const char *last_error, void *ctx)
+{
+    json_t *arr = ctx;
+    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:f}", "id", (json_int_t)j->id,
+                          "state", state, "source", j->source, "event_id", j->event_id, "action",
+                          j->action, "method", j->method, "path", j->path, "attempts", j->attempts,
+                          "created_at", j->created_at);
+    if (!o)
+        return 0;
+    if (j->did)
+        json_object_set_new(o, "did", json_string(j->did));
+    if (j->number)
+        json_object_set_new(o, "number", json_string(j->number));
+    if (last_status)
+        json_object_set_new(o, "last_status", json_integer(last_status));
+    if (last_error)
+        json_object_set_new(o, "last_error", json_string(last_error));
+    json_array_append_new(arr, o);
+    return 0;
+}
+
 static enum MHD_Result http_admin(struct http_server *srv, struct MHD_Connection *conn,
                                   const char *url, const char *method)
 {
@@ -246,6 +384,73 @@ static enum MHD_Result http_admin(struct http_server *srv, struct MHD_Connection
             text ? http_send(conn, 200, "application/json", text, strlen(text), 0, NULL) : MHD_NO;
         free(text);
         return rc;
+    }
+    bool get = strcmp(method, "GET") == 0;
+    if (strcmp(url, "/v1/audit") == 0) {
+        if (!get)
+            return http_problem(conn, 405, "method-not-allowed", "Method not allowed", "use GET",
+                                "GET");
+        return http_admin_audit(srv, conn);
+    }
+    if (strncmp(url, "/v1/events/", 11) == 0 && url[11]) {
+        if (!get)
+            return http_problem(conn, 405, "method-not-allowed", "Method not allowed", "use GET",
+                                "GET");
+        json_t *arr = json_array();
+        struct store_event_filter f = {.event_id = url + 11, .limit = 100};
+        char err[200];
+        if (store_events_scan(srv->st, &f, http_collect_event, arr, err, sizeof err) < 0) {
+            json_decref(arr);
+            return http_problem(conn, 503, "store-unavailable", "Service unavailable", err, NULL);
+        }
+        if (json_array_size(arr) == 0) {
+            json_decref(arr);
+            return http_problem(conn, 404, "not-found", "Not found", "no event with this id", NULL);
+        }
+        return http_json(conn, 200, json_pack("{s:o}", "events", arr));
+    }
+    if (strcmp(url, "/v1/jobs") == 0) {
+        if (!get)
+            return http_problem(conn, 405, "method-not-allowed", "Method not allowed", "use GET",
+                                "GET");
+        int64_t limit = HTTP_ADMIN_PAGE_MAX;
+        const char *l = http_query(conn, "limit");
+        if (l && (http_parse_positive(l, &limit) < 0 || limit > HTTP_ADMIN_PAGE_MAX))
+            return http_problem(conn, 400, "bad-query", "Bad query", "limit must be 1..1000", NULL);
+        json_t *arr = json_array();
+        char err[200];
+        if (store_jobs_scan(srv->st, http_query(conn, "state"), limit, http_collect_job, arr, err,
+                            sizeof err) < 0) {
+            json_decref(arr);
+            return http_problem(conn, 503, "store-unavailable", "Service unavailable", err, NULL);
+        }
+        return http_json(conn, 200, json_pack("{s:o}", "jobs", arr));
+    }
+    if (strncmp(url, "/v1/jobs/", 9) == 0) {
+        char *end;
+        long long id = strtoll(url + 9, &end, 10);
+        bool retry = strcmp(end, "/retry") == 0, cancel = strcmp(end, "/cancel") == 0;
+        if (id <= 0 || (!retry && !cancel))
+            return http_problem(conn, 404, "not-found", "Not found",
+                                "use /v1/jobs/{id}/retry or /v1/jobs/{id}/cancel", NULL);
+        if (strcmp(method, "POST") != 0)
+            return http_problem(conn, 405, "method-not-allowed", "Method not allowed", "use POST",
+                                "POST");
+        char err[200];
+        int rc = retry ? store_job_transition(srv->st, id, "pending", "dead", "admin.job_retry",
+                                              "admin API", err, sizeof err)
+                       : store_job_transition(srv->st, id, "cancelled", "pending", "job.cancelled",
+                                              "admin API", err, sizeof err);
+        if (rc < 0)
+            return http_problem(conn, 503, "store-unavailable", "Service unavailable", err, NULL);
+        if (rc == 1)
+            return http_problem(conn, 409, "job-state", "Conflict",
+                                retry ? "only a dead job can be retried"
+                                      : "only a pending job can be cancelled",
+                                NULL);
+        return http_json(conn, 200,
+                         json_pack("{s:I, s:s}", "id", (json_int_t)id, "state",
+                                   retry ? "pending" : "cancelled"));
     }
     if (strcmp(url, "/v1/delivery/resume") == 0) {
         if (strcmp(method, "POST") != 0)

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -364,6 +365,42 @@ int store_jobs_scan(struct store *st, const char *state, int64_t limit, store_jo
                     char *err, size_t err_len)
 {
     return st->be->ops->jobs_scan(st->be, state, limit, fn, ctx, err, err_len);
+}
+
+int store_job_transition(struct store *st, int64_t id, const char *state, const char *from_state,
+                         const char *kind, const char *by, char *err, size_t err_len)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double now = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    json_t *rec = audit_record_new(kind, NULL, NULL);
+    if (!rec) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    json_object_set_new(rec, "job_id", json_integer(id));
+    audit_detail_set_str(rec, "by", by);
+    audit_detail_set_str(rec, "state", state);
+    struct store_op op = {.kind = STORE_OP_JOB,
+                          .job_id = id,
+                          .job_state = state,
+                          .job_only_from = from_state,
+                          .job_next_at = now,
+                          .job_attempts = 0,
+                          .received_at = now,
+                          .audit = &rec,
+                          .naudit = 1};
+    int rc = store_submit_wait(st, &op);
+    json_decref(rec);
+    if (rc < 0) {
+        snprintf(err, err_len, "%s", op.error);
+        return -1;
+    }
+    if (op.outcome == STORE_DUPLICATE)
+        return 1;
+    if (strcmp(state, "pending") == 0 && st->job_listener)
+        st->job_listener(st->job_listener_ctx);
+    return 0;
 }
 
 void store_set_job_listener(struct store *st, void (*fn)(void *ctx), void *ctx)

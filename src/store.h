@@ -176,6 +176,7 @@ struct store_audit_filter {
     double since, until; /* Unix seconds; 0: unbounded */
     int64_t after_seq;   /* only records with seq > after_seq */
     int64_t limit;       /* 0: no limit; else the newest `limit` matches */
+    bool oldest_first;   /* with limit: the first `limit` matches instead (pagination) */
 };
 
 /* Calls fn(record_json, seq, ctx) for each matching record in ascending seq.
@@ -224,6 +225,12 @@ typedef int (*store_job_fn)(const struct store_job *job, const char *state, int 
                             const char *last_error, void *ctx);
 int store_jobs_scan(struct store *st, const char *state, int64_t limit, store_job_fn fn, void *ctx,
                     char *err, size_t err_len);
+
+/* Moves job id to state if it is in from_state, appending an audit record of
+ * kind with detail.by = by, and waits for the commit. Returns 0 moved, 1 not in
+ * from_state (left alone), -1 on a store error (err set). */
+int store_job_transition(struct store *st, int64_t id, const char *state, const char *from_state,
+                         const char *kind, const char *by, char *err, size_t err_len);
 
 /* Called by the writer (or syncer) thread after a commit that queued new jobs
  * became durable, so delivery can start at once. Must not block. */

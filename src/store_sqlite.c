@@ -929,7 +929,10 @@ static int sqlite_audit_scan(struct store_backend *base, const struct store_audi
         SQLITE_WHERE("seq > :after");
 #undef SQLITE_WHERE
     char sql[1400];
-    if (f->limit > 0)
+    if (f->limit > 0 && f->oldest_first)
+        snprintf(sql, sizeof sql,
+                 "SELECT seq, record FROM audit WHERE %s ORDER BY seq ASC LIMIT :limit", where);
+    else if (f->limit > 0)
         snprintf(sql, sizeof sql,
                  "SELECT seq, record FROM (SELECT seq, record FROM audit WHERE %s ORDER BY seq "
                  "DESC LIMIT :limit) ORDER BY seq ASC",
