@@ -158,8 +158,8 @@ class SimServer:
         self.port = None
         self.stderr_text = ""
 
-    def start(self):
-        cmd = [SIM_BIN, "--state", self.state_path, "--host", "127.0.0.1", "--port", "0",
+    def start(self, port=0):
+        cmd = [SIM_BIN, "--state", self.state_path, "--host", "127.0.0.1", "--port", str(port),
                "--api-key-env", self.key_env]
         if self.log_path:
             cmd += ["--request-log", self.log_path]
@@ -189,6 +189,23 @@ class SimServer:
             self.stop()
             raise RuntimeError("didww-sim did not start: " + self.stderr_text)
         return self
+
+    def restart(self, key=None, timeout=10.0):
+        """Stops the simulator and starts it again on the same port (fresh state from the
+        state file, counters cleared; the request log goes on), optionally with another key."""
+        port = self.port
+        self.stop()
+        if key is not None:
+            self.key = key
+        end = time.monotonic() + timeout
+        while True:
+            self.port = None
+            try:
+                return self.start(port=port)
+            except RuntimeError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.2)
 
     def stop(self):
         """Ends the process by its PID: SIGTERM, then SIGKILL after a bounded wait."""
