@@ -264,6 +264,28 @@ static int cli_print_record(const char *text, int64_t seq, void *vctx)
     return 0;
 }
 
+struct cli_checkpoint {
+    bool found;
+    int64_t through;
+    char hash[AUDIT_HASH_HEX_LEN + 1];
+};
+
+static int cli_find_checkpoint(const char *text, int64_t seq, void *vctx)
+{
+    struct cli_checkpoint *cp = vctx;
+    json_t *r = json_loads(text, 0, NULL);
+    json_t *d = json_object_get(r, "detail");
+    const char *h = json_string_value(json_object_get(d, "continue_hash"));
+    json_int_t through = json_integer_value(json_object_get(d, "through_seq"));
+    if (h && strlen(h) == AUDIT_HASH_HEX_LEN && through > 0 && through < seq) {
+        cp->found = true;
+        cp->through = through;
+        memcpy(cp->hash, h, sizeof cp->hash);
+    }
+    json_decref(r);
+    return 0;
+}
+
 static int cli_verify_record(const char *text, int64_t seq, void *vctx)
 {
     struct cli_audit_ctx *ctx = vctx;
@@ -404,6 +426,18 @@ int cli_audit(int argc, char **argv)
         struct store_audit_filter all = {0};
         memcpy(ctx.prev, AUDIT_GENESIS_HASH, sizeof ctx.prev);
         ctx.expect_seq = 1;
+        /* Retention leaves a checkpoint: the chain continues from the newest one. */
+        struct cli_checkpoint cp = {0};
+        struct store_audit_filter pf = {.kind = "audit.pruned", .limit = 1};
+        if (store_audit_scan(st, &pf, cli_find_checkpoint, &cp, err, sizeof err) < 0) {
+            fprintf(stderr, "hookline audit verify: %s\n", err);
+            goto out;
+        }
+        if (cp.found) {
+            memcpy(ctx.prev, cp.hash, sizeof ctx.prev);
+            ctx.expect_seq = cp.through + 1;
+            all.after_seq = cp.through;
+        }
         if (store_audit_scan(st, &all, cli_verify_record, &ctx, err, sizeof err) < 0) {
             fprintf(stderr, "hookline audit verify: %s\n", err);
             goto out;
@@ -413,7 +447,18 @@ int cli_audit(int argc, char **argv)
                     (long long)ctx.broken_seq, ctx.why);
             goto out;
         }
-        printf("audit chain intact: %lld records\n", (long long)ctx.count);
+        if (ctx.count == 0 && ctx.expect_seq > 1) {
+            fprintf(stderr,
+                    "hookline audit verify: records after the retention checkpoint (seq %lld) "
+                    "are missing\n",
+                    (long long)ctx.expect_seq);
+            goto out;
+        }
+        if (cp.found)
+            printf("audit chain intact: %lld records (seq %lld and earlier pruned by retention)\n",
+                   (long long)ctx.count, (long long)cp.through);
+        else
+            printf("audit chain intact: %lld records\n", (long long)ctx.count);
         rc = 0;
         goto out;
     }

@@ -215,10 +215,17 @@ static int main_serve(int argc, char **argv)
     }
     char url[4200];
     snprintf(url, sizeof url, "sqlite:%s", cfg->store_sqlite_path ? cfg->store_sqlite_path : "");
+    if (cfg->audit_jsonl_path && cli_prepare_store_dir(cfg->audit_jsonl_path) < 0) {
+        log_write(LOG_ERROR, "cannot create the audit mirror directory",
+                  (const char *[]){"path", cfg->audit_jsonl_path, NULL});
+        goto out;
+    }
     struct store_options so = {.url = url,
                                .busy_timeout_ms = cfg->store_busy_timeout_ms,
                                .queue_max = cfg->store_queue_max,
-                               .batch_max = cfg->store_batch_max};
+                               .batch_max = cfg->store_batch_max,
+                               .jsonl_path = cfg->audit_jsonl_path,
+                               .retention_days = cfg->audit_retention_days};
     if (store_open(&so, &st, err, sizeof err) < 0) {
         log_write(LOG_ERROR, "cannot open the store", (const char *[]){"error", err, NULL});
         goto out;

@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "audit.h"
 #include "log.h"
@@ -44,6 +47,15 @@ struct store {
 
     void (*job_listener)(void *ctx); /* set before serving */
     void *job_listener_ctx;
+
+    /* The maintenance thread: JSONL mirror and retention. */
+    pthread_mutex_t mirror_lock;
+    pthread_cond_t mirror_wake;
+    bool mirror_due, mirror_stop, have_mirror;
+    pthread_t mirror;
+    int mirror_fd;
+    int64_t mirror_seq; /* maintenance thread only: last seq written to the mirror */
+    char *jsonl_path;
 };
 
 struct store_batch {
@@ -52,6 +64,8 @@ struct store_batch {
     size_t n;
     struct store_op *ops[];
 };
+
+static void store_mirror_kick(struct store *st);
 
 static double store_now(void)
 {
@@ -89,6 +103,8 @@ static void store_note_commit(struct store *st, int rc, const char *err)
 /* Finishes every op of b: stored when rc == 0, failed with err otherwise. */
 static void store_finish_batch(struct store *st, struct store_batch *b, int rc, const char *err)
 {
+    if (rc == 0)
+        store_mirror_kick(st);
     bool new_jobs = false;
     for (size_t i = 0; i < b->n; i++)
         if (rc == 0 && b->ops[i]->outcome == STORE_STORED && b->ops[i]->njobs > 0)
@@ -103,6 +119,158 @@ static void store_finish_batch(struct store *st, struct store_batch *b, int rc, 
         }
         store_finish(op);
     }
+}
+
+/* ---------- JSONL mirror and retention (the maintenance thread) ---------- */
+
+#define STORE_MIRROR_POLL_MS 1000
+#define STORE_PRUNE_EVERY_S 3600.0
+
+static void store_mirror_kick(struct store *st)
+{
+    if (!st->have_mirror)
+        return;
+    pthread_mutex_lock(&st->mirror_lock);
+    st->mirror_due = true;
+    pthread_cond_signal(&st->mirror_wake);
+    pthread_mutex_unlock(&st->mirror_lock);
+}
+
+/* The seq of the last complete line of the mirror; a torn last line (a crash
+ * mid-write) is cut off so the file stays valid JSON Lines. */
+static int64_t store_mirror_last_seq(int fd)
+{
+    char buf[65536];
+    off_t size = lseek(fd, 0, SEEK_END);
+    if (size <= 0)
+        return 0;
+    off_t start = size > (off_t)sizeof buf - 1 ? size - (off_t)sizeof buf + 1 : 0;
+    ssize_t n = pread(fd, buf, (size_t)(size - start), start);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    ssize_t end = n;
+    while (end > 0 && buf[end - 1] != '\n')
+        end--;
+    if (end < n && ftruncate(fd, start + end) < 0)
+        return 0;
+    if (end == 0)
+        return 0;
+    buf[end - 1] = '\0';
+    char *line = strrchr(buf, '\n');
+    json_t *r = json_loads(line ? line + 1 : buf, 0, NULL);
+    int64_t seq = json_integer_value(json_object_get(r, "seq"));
+    json_decref(r);
+    return seq;
+}
+
+struct store_mirror_buf {
+    char *p;
+    size_t len, cap;
+    int64_t last;
+    bool failed;
+};
+
+static int store_mirror_collect(const char *text, int64_t seq, void *ctx)
+{
+    struct store_mirror_buf *b = ctx;
+    size_t n = strlen(text);
+    if (b->len + n + 1 > b->cap) {
+        size_t ncap = (b->cap ? b->cap * 2 : 65536);
+        while (ncap < b->len + n + 1)
+            ncap *= 2;
+        char *np = realloc(b->p, ncap);
+        if (!np) {
+            b->failed = true;
+            return 1;
+        }
+        b->p = np;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->len, text, n);
+    b->p[b->len + n] = '\n';
+    b->len += n + 1;
+    b->last = seq;
+    return 0;
+}
+
+/* Appends every record after mirror_seq, in seq order, then fdatasync. */
+static void store_mirror_catch_up(struct store *st)
+{
+    for (int round = 0; round < 100; round++) {
+        struct store_mirror_buf b = {0};
+        struct store_audit_filter f = {
+            .after_seq = st->mirror_seq, .limit = 5000, .oldest_first = true};
+        char err[200];
+        if (store_audit_scan(st, &f, store_mirror_collect, &b, err, sizeof err) < 0 || b.failed) {
+            free(b.p);
+            return;
+        }
+        if (b.len == 0) {
+            free(b.p);
+            return;
+        }
+        size_t off = 0;
+        while (off < b.len) {
+            ssize_t w = write(st->mirror_fd, b.p + off, b.len - off);
+            if (w <= 0) {
+                log_write(LOG_ERROR, "audit mirror write failed",
+                          (const char *[]){"path", st->jsonl_path, NULL});
+                free(b.p);
+                return;
+            }
+            off += (size_t)w;
+        }
+        (void)fdatasync(st->mirror_fd);
+        st->mirror_seq = b.last;
+        free(b.p);
+    }
+}
+
+static void store_prune(struct store *st)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct store_op op = {.kind = STORE_OP_PRUNE,
+                          .prune_before = (double)ts.tv_sec - 86400.0 * st->opts.retention_days};
+    if (store_submit_wait(st, &op) < 0) {
+        log_write(LOG_WARN, "audit retention run failed",
+                  (const char *[]){"error", op.error, NULL});
+        return;
+    }
+    if (op.pruned_count > 0) {
+        char n[32];
+        snprintf(n, sizeof n, "%lld", (long long)op.pruned_count);
+        log_write(LOG_INFO, "audit records pruned by retention",
+                  (const char *[]){"count", n, NULL});
+    }
+}
+
+static void *store_mirror_main(void *arg)
+{
+    struct store *st = arg;
+    double next_prune = 0;
+    for (;;) {
+        pthread_mutex_lock(&st->mirror_lock);
+        if (!st->mirror_due && !st->mirror_stop) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += STORE_MIRROR_POLL_MS / 1000;
+            pthread_cond_timedwait(&st->mirror_wake, &st->mirror_lock, &ts);
+        }
+        bool stop = st->mirror_stop;
+        st->mirror_due = false;
+        pthread_mutex_unlock(&st->mirror_lock);
+        if (st->opts.retention_days > 0 && store_now() >= next_prune && !stop) {
+            store_prune(st);
+            next_prune = store_now() + STORE_PRUNE_EVERY_S;
+        }
+        if (st->mirror_fd >= 0)
+            store_mirror_catch_up(st);
+        if (stop)
+            break;
+    }
+    return NULL;
 }
 
 /* The syncer: one fsync makes every batch committed before it durable; only then
@@ -204,6 +372,10 @@ int store_open(const struct store_options *opts, struct store **out, char *err, 
     if (st->opts.queue_max <= 0)
         st->opts.queue_max = 10000;
     st->last_commit_ok = true;
+    st->mirror_fd = -1;
+    st->opts.jsonl_path = NULL; /* kept in st->jsonl_path (owned) */
+    pthread_mutex_init(&st->mirror_lock, NULL);
+    pthread_cond_init(&st->mirror_wake, NULL);
     pthread_mutex_init(&st->lock, NULL);
     pthread_cond_init(&st->wake, NULL);
     pthread_mutex_init(&st->sync_lock, NULL);
@@ -230,8 +402,28 @@ int store_open(const struct store_options *opts, struct store **out, char *err, 
         }
         st->have_writer = true;
     }
+    if (!opts->read_only && opts->jsonl_path) {
+        st->jsonl_path = strdup(opts->jsonl_path);
+        st->mirror_fd = st->jsonl_path
+                            ? open(st->jsonl_path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640)
+                            : -1;
+        if (st->mirror_fd < 0) {
+            snprintf(err, err_len, "cannot open audit.jsonl_path %s: %s", opts->jsonl_path,
+                     strerror(errno));
+            goto fail_started;
+        }
+        st->mirror_seq = store_mirror_last_seq(st->mirror_fd);
+    }
+    if (!opts->read_only && (st->mirror_fd >= 0 || opts->retention_days > 0)) {
+        if (pthread_create(&st->mirror, NULL, store_mirror_main, st) == 0)
+            st->have_mirror = true;
+        store_mirror_kick(st);
+    }
     *out = st;
     return 0;
+fail_started:
+    store_close(st);
+    return -1;
 fail:
     if (st->have_syncer) {
         pthread_mutex_lock(&st->sync_lock);
@@ -418,6 +610,14 @@ void store_close(struct store *st)
 {
     if (!st)
         return;
+    if (st->have_mirror) { /* first: it may submit; its last run mirrors the tail */
+        pthread_mutex_lock(&st->mirror_lock);
+        st->mirror_stop = true;
+        pthread_cond_signal(&st->mirror_wake);
+        pthread_mutex_unlock(&st->mirror_lock);
+        pthread_join(st->mirror, NULL);
+        st->have_mirror = false;
+    }
     pthread_mutex_lock(&st->lock);
     st->closing = true;
     pthread_cond_signal(&st->wake);
@@ -431,10 +631,19 @@ void store_close(struct store *st)
         pthread_mutex_unlock(&st->sync_lock);
         pthread_join(st->syncer, NULL);
     }
+    /* The mirror's last run happened before the writer stopped; catch the final
+     * batch up here, on the closing thread. */
+    if (st->mirror_fd >= 0) {
+        store_mirror_catch_up(st);
+        close(st->mirror_fd);
+    }
+    free(st->jsonl_path);
     st->be->ops->close(st->be);
     pthread_mutex_destroy(&st->lock);
     pthread_cond_destroy(&st->wake);
     pthread_mutex_destroy(&st->sync_lock);
     pthread_cond_destroy(&st->sync_wake);
+    pthread_mutex_destroy(&st->mirror_lock);
+    pthread_cond_destroy(&st->mirror_wake);
     free(st);
 }

@@ -18,11 +18,13 @@
 struct store;
 
 struct store_options {
-    const char *url;     /* "sqlite:PATH" (PATH used as given) */
-    int busy_timeout_ms; /* how long a write waits for a lock held elsewhere */
-    int queue_max;       /* operations waiting for a commit; beyond it submit fails */
-    int batch_max;       /* operations in one transaction */
-    bool read_only;      /* CLI readers: no writer thread, no migrations */
+    const char *url;        /* "sqlite:PATH" (PATH used as given) */
+    int busy_timeout_ms;    /* how long a write waits for a lock held elsewhere */
+    int queue_max;          /* operations waiting for a commit; beyond it submit fails */
+    int batch_max;          /* operations in one transaction */
+    bool read_only;         /* CLI readers: no writer thread, no migrations */
+    const char *jsonl_path; /* audit mirror (JSON Lines), NULL: none */
+    int retention_days;     /* > 0: prune audit records older than this, hourly */
 };
 
 /* One DIDWW request planned by the rule engine, stored as a job in the same
@@ -44,6 +46,7 @@ enum store_op_kind {
     STORE_OP_CLAIM,     /* claim due jobs for delivery (see claim_* members) */
     STORE_OP_JOB,       /* record a job's new state (see job_* members) */
     STORE_OP_CONTROL,   /* set a control value (delivery pause) */
+    STORE_OP_PRUNE,     /* delete audit records older than prune_before, chain checkpoint */
 };
 
 /* A job as delivery works on it. Strings are owned by the struct
@@ -123,6 +126,13 @@ struct store_op {
     int job_last_status;
     const char *job_last_error;
     const char *job_did;
+
+    /* STORE_OP_PRUNE: deletes audit records whose time is before prune_before
+     * (Unix seconds) and appends an audit.pruned record {through_seq,
+     * continue_hash} from which `audit verify` continues; pruned_count says how
+     * many were deleted. The newest record is never pruned. */
+    double prune_before;
+    int64_t pruned_count;
 
     /* STORE_OP_CONTROL: control_key = control_value (NULL deletes). */
     const char *control_key;

@@ -714,6 +714,76 @@ out:
     return rc;
 }
 
+/* Retention: deletes the records older than the cutoff (never the newest) and
+ * appends the checkpoint the chain continues from. */
+static int sqlite_prune(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    char cutoff[32];
+    audit_format_time(op->prune_before, cutoff);
+    op->pruned_count = 0;
+    if (sqlite3_prepare_v2(be->wdb,
+                           "SELECT seq, record FROM audit WHERE seq = (SELECT max(seq) FROM audit "
+                           "WHERE time < ?1 AND seq < (SELECT max(seq) FROM audit))",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite_err(be->wdb, "pruning", err, err_len);
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, cutoff, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_DONE) { /* nothing old enough */
+        op->outcome = STORE_STORED;
+        rc = 0;
+        goto out;
+    }
+    if (s != SQLITE_ROW) {
+        sqlite_err(be->wdb, "pruning", err, err_len);
+        goto out;
+    }
+    int64_t through = sqlite3_column_int64(st, 0);
+    json_t *last = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+    const char *hash = json_string_value(json_object_get(last, "hash"));
+    char continue_hash[AUDIT_HASH_HEX_LEN + 1];
+    snprintf(continue_hash, sizeof continue_hash, "%s", hash ? hash : "");
+    json_decref(last);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (strlen(continue_hash) != AUDIT_HASH_HEX_LEN) {
+        snprintf(err, err_len, "audit record %lld has no hash", (long long)through);
+        goto out;
+    }
+    if (sqlite3_prepare_v2(be->wdb, "DELETE FROM audit WHERE seq <= ?", -1, &st, NULL) !=
+        SQLITE_OK) {
+        sqlite_err(be->wdb, "pruning", err, err_len);
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, through);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        sqlite_err(be->wdb, "pruning", err, err_len);
+        goto out;
+    }
+    op->pruned_count = sqlite3_changes(be->wdb);
+    json_t *rec = audit_record_new("audit.pruned", NULL, NULL);
+    if (!rec) {
+        snprintf(err, err_len, "out of memory");
+        goto out;
+    }
+    audit_detail_set_int(rec, "through_seq", (long long)through);
+    audit_detail_set_str(rec, "continue_hash", continue_hash);
+    audit_detail_set_str(rec, "cutoff", cutoff);
+    audit_detail_set_int(rec, "deleted", (long long)op->pruned_count);
+    int arc = sqlite_append_audit(be, rec, err, err_len);
+    json_decref(rec);
+    if (arc < 0)
+        goto out;
+    op->outcome = STORE_STORED;
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int sqlite_control_set(struct sqlite_backend *be, struct store_op *op, char *err,
                               size_t err_len)
 {
@@ -784,6 +854,8 @@ static int sqlite_apply_op(struct sqlite_backend *be, struct store_op *op, char 
         return sqlite_job_update(be, op, err, err_len);
     if (op->kind == STORE_OP_CONTROL)
         return sqlite_control_set(be, op, err, err_len);
+    if (op->kind == STORE_OP_PRUNE)
+        return sqlite_prune(be, op, err, err_len);
     if (op->kind == STORE_OP_EVENT) {
         if (sqlite_insert_event(be, op, err, err_len) < 0)
             return -1;
