@@ -196,8 +196,18 @@ static int main_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    int warnings = 0;
-    cfg = cli_load_config(path, &warnings);
+    /* Config problems go out as JSON log lines like everything serve says. */
+    struct config_diags diags = {0};
+    cfg = config_load(path, &diags);
+    for (size_t i = 0; i < diags.n; i++) {
+        char line[16];
+        snprintf(line, sizeof line, "%d", diags.items[i].line);
+        log_write(
+            diags.items[i].warning ? LOG_WARN : LOG_ERROR,
+            diags.items[i].warning ? "config warning" : "config error",
+            (const char *[]){"file", path, "line", line, "problem", diags.items[i].msg, NULL});
+    }
+    config_diags_free(&diags);
     if (!cfg)
         goto out;
     enum log_level level = LOG_INFO;
