@@ -48,6 +48,25 @@ struct config *cli_load_config(const char *path, int *warnings)
     return cli_load_config_flags(path, 0, warnings);
 }
 
+/* Opens the store the config names (read_only for readers). Returns 0, or -1
+ * after printing the reason prefixed with who. */
+static int cli_open_store(const struct config *cfg, bool read_only, const char *who,
+                          struct store **st)
+{
+    char url[4200], err[300];
+    snprintf(url, sizeof url, "sqlite:%s", cfg->store_sqlite_path ? cfg->store_sqlite_path : "");
+    struct store_options so = {.url = url,
+                               .busy_timeout_ms = cfg->store_busy_timeout_ms,
+                               .queue_max = 64,
+                               .batch_max = 16,
+                               .read_only = read_only};
+    if (store_open(&so, st, err, sizeof err) < 0) {
+        fprintf(stderr, "%s: %s\n", who, err);
+        return -1;
+    }
+    return 0;
+}
+
 int cli_prepare_store_dir(const char *sqlite_path)
 {
     char dir[4096];
@@ -412,16 +431,9 @@ int cli_audit(int argc, char **argv)
         return 1;
     struct store *st = NULL;
     char err[256];
-    struct store_options so = {
-        .url = cfg->store_url, .busy_timeout_ms = cfg->store_busy_timeout_ms, .read_only = true};
-    char url[4200];
-    snprintf(url, sizeof url, "sqlite:%s", cfg->store_sqlite_path ? cfg->store_sqlite_path : "");
-    so.url = url;
     int rc = 1;
-    if (store_open(&so, &st, err, sizeof err) < 0) {
-        fprintf(stderr, "hookline audit: %s\n", err);
+    if (cli_open_store(cfg, true, "hookline audit", &st) < 0)
         goto out;
-    }
     if (verify) {
         struct store_audit_filter all = {0};
         memcpy(ctx.prev, AUDIT_GENESIS_HASH, sizeof ctx.prev);
@@ -777,17 +789,8 @@ int cli_events(int argc, char **argv)
                         : cli_load_config_flags(path, CONFIG_LOAD_NO_SECRETS, NULL);
     if (!cfg)
         goto out;
-    char url[4200];
-    snprintf(url, sizeof url, "sqlite:%s", cfg->store_sqlite_path ? cfg->store_sqlite_path : "");
-    struct store_options so = {.url = url,
-                               .busy_timeout_ms = cfg->store_busy_timeout_ms,
-                               .queue_max = 16,
-                               .batch_max = 1,
-                               .read_only = !ctx.reprocess};
-    if (store_open(&so, &st, err, sizeof err) < 0) {
-        fprintf(stderr, "hookline events: %s\n", err);
+    if (cli_open_store(cfg, !ctx.reprocess, "hookline events", &st) < 0)
         goto out;
-    }
     if (ctx.reprocess) {
         if (cli_rules_create(cfg, &rules, err, sizeof err) < 0) {
             fprintf(stderr, "%s\n", err);
@@ -962,17 +965,8 @@ int cli_jobs(int argc, char **argv)
     cfg = cli_load_config_flags(path, CONFIG_LOAD_NO_SECRETS, NULL);
     if (!cfg)
         goto out;
-    char url[4200];
-    snprintf(url, sizeof url, "sqlite:%s", cfg->store_sqlite_path ? cfg->store_sqlite_path : "");
-    struct store_options so = {.url = url,
-                               .busy_timeout_ms = cfg->store_busy_timeout_ms,
-                               .queue_max = 64,
-                               .batch_max = 1,
-                               .read_only = list};
-    if (store_open(&so, &st, err, sizeof err) < 0) {
-        fprintf(stderr, "hookline jobs: %s\n", err);
+    if (cli_open_store(cfg, list, "hookline jobs", &st) < 0)
         goto out;
-    }
     if (list) {
         if (store_jobs_scan(st, state, limit, cli_job_row, NULL, err, sizeof err) < 0) {
             fprintf(stderr, "hookline jobs: %s\n", err);

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# delivery.sh: delivery to DIDWW against the bundled simulator (didww-sim).
+#
+# Builds hookline and didww-sim (RelWithDebInfo, build/), then runs
+# scripts/bench/delivery_bench.py, which starts didww-sim with LATENCY_MS of added
+# latency and a rate limit of RATE_LIMIT per second, and hookline (rule
+# scripts/bench/delivery_rule.lua, didww.rate_limit_per_s = RATE_LIMIT) and measures:
+#   (a) a backlog of 600 jobs over 300 DIDs, queued at once (hookline first runs
+#       without didww.api_key, then restarts with it): sustained requests per second
+#       at the simulator / the limit (target >= 0.95) and the 429s it answered (0);
+#   (b) 1,000 updates to 10 DIDs queued at once: requests sent per job (target
+#       <= 0.02, through coalescing), with skip_noop true and false;
+#   (c) one webhook at a time on an idle service: p50/p99 from the 202 to the PATCH
+#       arriving at the simulator, beyond the simulator's latency (target <= 5 ms),
+#       with skip_noop true (a GET first) and false.
+# Checks along the way: every webhook is a 202 with one job, all jobs end done (or
+# superseded in (b)), every DID ends in the state its last job set, all answers 200.
+#
+# Environment: LATENCY_MS [20], RATE_LIMIT [20], WORKERS [4] (delivery.workers),
+#   IDLE_N [200] (webhooks per (c) run), A_SKIP_NOOP [false] (false|true|both:
+#   skip_noop of the (a) run(s); true doubles its requests and ~30 s more each).
+# Exit: 0 when every run completed and its checks passed (a figure below target is
+#   marked BELOW TARGET; it is a measurement, not a gate), 1 on a build or setup
+#   error or a failed check. ~75 s with the defaults.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
+BUILD="$REPO/build"
+
+LATENCY_MS=${LATENCY_MS:-20}
+RATE_LIMIT=${RATE_LIMIT:-20}
+WORKERS=${WORKERS:-4}
+IDLE_N=${IDLE_N:-200}
+A_SKIP_NOOP=${A_SKIP_NOOP:-false}
+
+die() {
+    echo "delivery.sh: $*" >&2
+    exit 1
+}
+
+[[ $LATENCY_MS =~ ^[0-9]+$ ]] || die "LATENCY_MS must be a whole number of ms (got '$LATENCY_MS')"
+if ! [[ $RATE_LIMIT =~ ^[1-9][0-9]{0,3}$ ]] || ((RATE_LIMIT > 1000)); then
+    die "RATE_LIMIT must be 1..1000 (got '$RATE_LIMIT')"
+fi
+if ! [[ $WORKERS =~ ^[1-9][0-9]?$ ]] || ((WORKERS > 64)); then
+    die "WORKERS must be 1..64 (got '$WORKERS')"
+fi
+[[ $IDLE_N =~ ^[1-9][0-9]*$ ]] || die "IDLE_N must be a positive integer (got '$IDLE_N')"
+[[ $A_SKIP_NOOP =~ ^(false|true|both)$ ]] || die "A_SKIP_NOOP must be false, true or both"
+for tool in cmake python3; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
+done
+for f in delivery_bench.py delivery_rule.lua; do
+    [[ -f $SCRIPT_DIR/$f ]] || die "missing $SCRIPT_DIR/$f"
+done
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/hookline-delivery-bench.XXXXXX")
+# The driver stops the processes it started (try/finally, also on Ctrl-C); this
+# removes the databases, configs and logs.
+trap 'rm -rf "$TMP"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+echo "delivery.sh: building hookline and didww-sim in $BUILD"
+if ! cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$TMP/build.log" 2>&1 ||
+    ! cmake --build "$BUILD" -j2 --target hookline didww-sim >>"$TMP/build.log" 2>&1; then
+    tail -n 40 "$TMP/build.log" >&2
+    die "build failed"
+fi
+
+python3 "$SCRIPT_DIR/delivery_bench.py" --hookline "$BUILD/hookline" --sim "$BUILD/didww-sim" \
+    --rule "$SCRIPT_DIR/delivery_rule.lua" --workdir "$TMP" --latency-ms "$LATENCY_MS" \
+    --rate-limit "$RATE_LIMIT" --workers "$WORKERS" --idle-n "$IDLE_N" \
+    --a-skip-noop "$A_SKIP_NOOP" || die "the benchmark failed (see above)"
