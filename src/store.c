@@ -340,7 +340,15 @@ static void *store_writer_main(void *arg)
         b->next = NULL;
         b->started = store_now();
         int rc = st->be->ops->write_batch(st->be, batch, n, err, sizeof err);
+        bool clean = rc == STORE_BATCH_CLEAN;
+        if (clean)
+            rc = 0;
         store_note_commit(st, rc, err);
+        if (clean) { /* nothing to make durable: answer at once */
+            store_finish_batch(st, b, 0, err);
+            free(b);
+            continue;
+        }
         if (rc == 0 && st->have_syncer) {
             pthread_mutex_lock(&st->sync_lock);
             if (st->sync_tail)

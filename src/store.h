@@ -258,11 +258,15 @@ void store_close(struct store *st);
 
 struct store_backend;
 
+#define STORE_BATCH_CLEAN 1 /* write_batch: committed, nothing written */
+
 struct store_backend_ops {
-    /* Applies ops[0..n) in one transaction and commits durably. Sets each op's
-     * outcome (STORE_STORED/DUPLICATE, or FAILED for an op that alone failed and
-     * was rolled back). Returns 0 when the transaction committed, -1 when it did
-     * not (then every op counts as failed; err says why). Writer thread only. */
+    /* Applies ops[0..n) in one transaction and commits. Sets each op's outcome
+     * (STORE_STORED/DUPLICATE, or FAILED for an op that alone failed and was
+     * rolled back). Returns 0 when the transaction committed (durable after
+     * sync), STORE_BATCH_CLEAN when it committed and wrote nothing (no sync
+     * needed), -1 when it did not commit (then every op counts as failed; err
+     * says why). Writer thread only. */
     int (*write_batch)(struct store_backend *be, struct store_op **ops, size_t n, char *err,
                        size_t err_len);
     /* Makes every batch written so far durable (fsync). NULL when write_batch is

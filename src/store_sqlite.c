@@ -569,6 +569,23 @@ out:
     return rc;
 }
 
+/* True when job id is in state a or b (after coalescing it may be superseded). */
+static bool sqlite_job_state_is(struct sqlite_backend *be, int64_t id, const char *a, const char *b)
+{
+    sqlite3_stmt *st;
+    bool yes = false;
+    if (sqlite3_prepare_v2(be->wdb, "SELECT state FROM jobs WHERE id = ?", -1, &st, NULL) !=
+        SQLITE_OK)
+        return false;
+    sqlite3_bind_int64(st, 1, id);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *s = (const char *)sqlite3_column_text(st, 0);
+        yes = s && (strcmp(s, a) == 0 || strcmp(s, b) == 0);
+    }
+    sqlite3_finalize(st);
+    return yes;
+}
+
 /* Claims due jobs: the head (lowest id unfinished) of each order key, when it is
  * due and no job of the key is running under a live lease. */
 static int sqlite_claim(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
@@ -587,38 +604,8 @@ static int sqlite_claim(struct sqlite_backend *be, struct store_op *op, char *er
         snprintf(err, err_len, "out of memory");
         return -1;
     }
-    /* Keys to coalesce first: every key with more than one pending job. */
-    if (op->claim_supersedes) {
-        sqlite3_stmt *keys = NULL;
-        if (sqlite3_prepare_v2(be->wdb,
-                               "SELECT order_key FROM jobs WHERE state = 'pending' GROUP BY "
-                               "order_key HAVING count(*) > 1 LIMIT 1000",
-                               -1, &keys, NULL) != SQLITE_OK) {
-            sqlite_err(be->wdb, "coalescing", err, err_len);
-            goto out;
-        }
-        char **list = NULL;
-        size_t nk = 0;
-        while (sqlite3_step(keys) == SQLITE_ROW) {
-            char **nl = realloc(list, (nk + 1) * sizeof *nl);
-            if (!nl)
-                break;
-            list = nl;
-            list[nk++] = sqlite_col_dup(keys, 0);
-        }
-        sqlite3_finalize(keys);
-        int crc = 0;
-        for (size_t i = 0; i < nk; i++) {
-            if (crc == 0 && list[i])
-                crc = sqlite_coalesce(be, list[i], now, op->claim_supersedes, err, err_len);
-            free(list[i]);
-        }
-        free(list);
-        if (crc < 0)
-            goto out;
-    }
     if (sqlite3_prepare_v2(be->wdb,
-                           "SELECT j.id FROM jobs j WHERE ((j.state = 'pending' AND "
+                           "SELECT j.id, j.order_key FROM jobs j WHERE ((j.state = 'pending' AND "
                            "j.next_attempt_at <= ?1) OR (j.state = 'running' AND j.lease_until < "
                            "?1)) AND j.id = (SELECT min(k.id) FROM jobs k WHERE k.order_key = "
                            "j.order_key AND k.state IN ('pending', 'running')) ORDER BY j.id "
@@ -633,12 +620,31 @@ static int sqlite_claim(struct sqlite_backend *be, struct store_op *op, char *er
         sqlite_err(be->wdb, "claiming jobs", err, err_len);
         goto out;
     }
+    /* Candidate heads first; then coalesce only their keys (a key's later pending
+     * jobs may supersede its head) and take the heads that survive. */
     sqlite3_bind_double(heads, 1, now);
     sqlite3_bind_int(heads, 2, cap);
+    int64_t cand[256];
+    char *cand_key[256];
+    int ncand = 0;
+    while (sqlite3_step(heads) == SQLITE_ROW && ncand < cap && ncand < 256) {
+        cand[ncand] = sqlite3_column_int64(heads, 0);
+        cand_key[ncand] = sqlite_col_dup(heads, 1);
+        ncand++;
+    }
+    sqlite3_reset(heads);
     int64_t ids[256];
     int nids = 0;
-    while (sqlite3_step(heads) == SQLITE_ROW && nids < cap && nids < 256)
-        ids[nids++] = sqlite3_column_int64(heads, 0);
+    int crc = 0;
+    for (int i = 0; i < ncand; i++) {
+        if (crc == 0 && op->claim_supersedes && cand_key[i])
+            crc = sqlite_coalesce(be, cand_key[i], now, op->claim_supersedes, err, err_len);
+        if (crc == 0 && sqlite_job_state_is(be, cand[i], "pending", "running"))
+            ids[nids++] = cand[i];
+        free(cand_key[i]);
+    }
+    if (crc < 0)
+        goto out;
     for (int i = 0; i < nids; i++) {
         sqlite3_bind_double(take, 1, now + op->claim_lease_s);
         sqlite3_bind_double(take, 2, now);
@@ -928,6 +934,7 @@ static int sqlite_write_batch(struct store_backend *base, struct store_op **ops,
                               char *err, size_t err_len)
 {
     struct sqlite_backend *be = (struct sqlite_backend *)base;
+    int64_t changes_before = sqlite3_total_changes64(be->wdb);
     for (size_t i = 0; i < n; i++)
         ops[i]->outcome = STORE_PENDING;
     /* An op that fails alone (rare: constraint or encoding problems) is marked
@@ -938,6 +945,9 @@ static int sqlite_write_batch(struct store_backend *base, struct store_op **ops,
         if (rc <= 0) {
             if (rc == 0)
                 sqlite_maybe_checkpoint(be);
+            /* A transaction that wrote nothing (an idle claim) needs no fsync. */
+            if (rc == 0 && sqlite3_total_changes64(be->wdb) == changes_before)
+                return STORE_BATCH_CLEAN;
             return rc;
         }
         ops[bad]->outcome = STORE_FAILED;

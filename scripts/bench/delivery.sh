@@ -21,7 +21,7 @@
 #   skip_noop of the (a) run(s); true doubles its requests and ~30 s more each).
 # Exit: 0 when every run completed and its checks passed (a figure below target is
 #   marked BELOW TARGET; it is a measurement, not a gate), 1 on a build or setup
-#   error or a failed check. ~75 s with the defaults.
+#   error or a failed check. ~85 s with the defaults.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -56,9 +56,21 @@ for f in delivery_bench.py delivery_rule.lua; do
 done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hookline-delivery-bench.XXXXXX")
-# The driver stops the processes it started (try/finally, also on Ctrl-C); this
-# removes the databases, configs and logs.
-trap 'rm -rf "$TMP"' EXIT
+DRIVER_PID=""
+# The driver stops the processes it started (try/finally, also on SIGINT/SIGTERM);
+# this stops the driver and removes the databases, configs and logs.
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n $DRIVER_PID ]] && kill -0 "$DRIVER_PID" 2>/dev/null; then
+        kill -TERM "$DRIVER_PID" 2>/dev/null || true
+        wait "$DRIVER_PID" 2>/dev/null || true # bounded: the driver's stops time out
+    fi
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -69,7 +81,14 @@ if ! cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$TMP/build
     die "build failed"
 fi
 
+# In the background so that a signal to this shell runs the trap at once (bash
+# delays traps while a foreground child runs).
 python3 "$SCRIPT_DIR/delivery_bench.py" --hookline "$BUILD/hookline" --sim "$BUILD/didww-sim" \
     --rule "$SCRIPT_DIR/delivery_rule.lua" --workdir "$TMP" --latency-ms "$LATENCY_MS" \
     --rate-limit "$RATE_LIMIT" --workers "$WORKERS" --idle-n "$IDLE_N" \
-    --a-skip-noop "$A_SKIP_NOOP" || die "the benchmark failed (see above)"
+    --a-skip-noop "$A_SKIP_NOOP" &
+DRIVER_PID=$!
+rc=0
+wait "$DRIVER_PID" || rc=$?
+DRIVER_PID=""
+((rc == 0)) || die "the benchmark failed (exit $rc; see above)"

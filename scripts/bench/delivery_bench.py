@@ -559,6 +559,13 @@ def main():
     for k in ("hookline", "sim", "rule", "workdir"):  # the children run in workdir
         setattr(a, k, os.path.abspath(getattr(a, k)))
 
+    def on_term(signum, frame):
+        raise SystemExit(143)  # unwinds through the finally below: children stopped
+
+    signal.signal(signal.SIGTERM, on_term)
+    # delivery.sh starts this in the background, where SIGINT arrives ignored: take it
+    # back (Ctrl-C reaches the whole process group).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     lat = a.latency_ms
     procs = Procs()
     try:
@@ -654,6 +661,9 @@ def main():
         print("delivery_bench: %s" % exc, file=sys.stderr, flush=True)
         return 1
     finally:
+        # A second signal must not cut the stopping short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         procs.stop_all()
 
 

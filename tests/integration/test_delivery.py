@@ -20,6 +20,12 @@ that turns the webhook body's "actions" list into didww.* calls. What is checked
 - coalescing of superseded jobs; no-op skipping;
 - `jobs list/retry/cancel`; delivery metrics.
 
+Marked @unittest.expectedFailure (service bugs, see each docstring): a DID named by number
+and by id in two events loses FIFO order; a 429 storm with the default max_attempts kills
+jobs; SIGTERM while workers wait for the rate limiter audits fake attempts and can kill
+jobs. Not a failure but slow: after kill -9 the jobs that were running wait for their
+lease (3 * didww.timeout_ms + 30 s) before they are claimed again.
+
 Run: HOOKLINE_BIN=$PWD/build/hookline python3 tests/integration/test_delivery.py -v
 """
 
@@ -33,14 +39,13 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from hookline_harness import HOOKLINE_BIN, run_cli  # noqa: E402
+from hookline_harness import run_cli  # noqa: E402
 from sim_harness import (  # noqa: E402
     DID_A,
     DID_A_NUMBER,
     DID_B,
     DID_UK,
     DID_VIP,
-    GROUP_SUPPORT,
     GROUP_VIP,
     JSONAPI,
     TRUNK_OFFICE,
