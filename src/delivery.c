@@ -31,6 +31,7 @@
 #define DELIVERY_IDLE_POLL_MS 200
 #define DELIVERY_PAUSE_POLL_MS 500
 #define DELIVERY_CACHE_SIZE 1024
+#define DELIVERY_STOPPED (-2) /* delivery_send: not sent, the service is stopping */
 
 struct delivery_cache_entry {
     char number[24];
@@ -322,7 +323,7 @@ static int delivery_send(struct delivery_worker *w, const char *method, const ch
     memset(resp, 0, sizeof *resp);
     if (ratelimit_acquire(d->rl, &d->stop) < 0) {
         snprintf(resp->error, sizeof resp->error, "shutting down");
-        return -1;
+        return DELIVERY_STOPPED;
     }
     int rc = didww_client_send(w->client, method, path, body, resp);
     metrics_didww_request(method, resp->status, (double)resp->duration_ms / 1000.0);
@@ -371,7 +372,12 @@ static void delivery_classify(struct delivery_worker *w, const struct store_job 
         json_decref(errors);
         return;
     }
-    if (cls == BACKOFF_RETRY && attempt < d->opts.max_attempts) {
+    /* Throttling is DIDWW protecting itself, not a failure of the job: a 429 does
+     * not use up one of max_attempts (the storm would otherwise kill jobs). */
+    bool throttled = resp->status == 429;
+    if (throttled)
+        r->attempts = attempt - 1;
+    if (cls == BACKOFF_RETRY && (throttled || attempt < d->opts.max_attempts)) {
         int64_t ra =
             resp->retry_after[0] ? backoff_retry_after_ms(resp->retry_after, time(NULL)) : -1;
         int64_t delay = backoff_next_ms(attempt, d->opts.backoff_initial_ms, d->opts.backoff_max_ms,
@@ -380,7 +386,9 @@ static void delivery_classify(struct delivery_worker *w, const struct store_job 
         r->next_at = delivery_wall() + (double)delay / 1000.0;
         json_t *rec = delivery_record("job.retry_scheduled", job, r->did);
         audit_detail_set_int(rec, "delay_ms", (long long)delay);
-        audit_detail_set_int(rec, "next_attempt", attempt + 1);
+        audit_detail_set_int(rec, "next_attempt", r->attempts + 1);
+        if (throttled)
+            json_object_set_new(json_object_get(rec, "detail"), "throttled", json_true());
         if (ra >= 0)
             audit_detail_set_int(rec, "retry_after_ms", (long long)ra);
         delivery_add(r, rec);
@@ -400,7 +408,8 @@ static void delivery_classify(struct delivery_worker *w, const struct store_job 
 }
 
 /* Resolves job->number to a DID id (cache, then GET /v3/dids?filter[number]=).
- * Returns 1 resolved, 0 when the result is final (r filled), -1 retry/pause (r filled). */
+ * Returns 1 resolved, 0 when the result is final (r filled), -1 retry/pause (r
+ * filled), DELIVERY_STOPPED when nothing was sent because the service stops. */
 static int delivery_resolve(struct delivery_worker *w, const struct store_job *job, int attempt,
                             struct delivery_result *r)
 {
@@ -415,7 +424,8 @@ static int delivery_resolve(struct delivery_worker *w, const struct store_job *j
     char path[128], why[200];
     snprintf(path, sizeof path, "/v3/dids?filter[number]=%s", job->number);
     struct didww_response resp;
-    delivery_send(w, "GET", path, NULL, &resp);
+    if (delivery_send(w, "GET", path, NULL, &resp) == DELIVERY_STOPPED)
+        return DELIVERY_STOPPED;
     if (backoff_classify(resp.status) == BACKOFF_DONE) {
         int found = jsonapi_find_did(resp.body, resp.body_len, job->number, r->did, sizeof r->did,
                                      why, sizeof why);
@@ -451,7 +461,10 @@ static void delivery_process(struct delivery_worker *w, struct store_job *job)
     char *body = NULL;
     json_t *before = NULL;
 
-    if (delivery_resolve(w, job, attempt, &r) != 1)
+    int resolved = delivery_resolve(w, job, attempt, &r);
+    if (resolved == DELIVERY_STOPPED)
+        goto release;
+    if (resolved != 1)
         goto record;
     char path[256];
     if (job->number && !job->did && strncmp(job->path, "/v3/dids/number:", 16) == 0) {
@@ -471,7 +484,8 @@ static void delivery_process(struct delivery_worker *w, struct store_job *job)
         snprintf(get, sizeof get, "%s?include=%s", path,
                  legacy ? "trunk,trunk_group" : "voice_in_trunk,voice_in_trunk_group");
         struct didww_response resp;
-        delivery_send(w, "GET", get, NULL, &resp);
+        if (delivery_send(w, "GET", get, NULL, &resp) == DELIVERY_STOPPED)
+            goto release;
         enum backoff_class cls = backoff_classify(resp.status);
         if (cls == BACKOFF_DONE) {
             before = jsonapi_did_state(resp.body, resp.body_len, why, sizeof why);
@@ -498,7 +512,8 @@ static void delivery_process(struct delivery_worker *w, struct store_job *job)
     }
 
     struct didww_response resp;
-    delivery_send(w, job->method, path, body, &resp);
+    if (delivery_send(w, job->method, path, body, &resp) == DELIVERY_STOPPED)
+        goto release;
     json_t *rec = delivery_record("job.attempt", job, r.did);
     if (rec) {
         json_object_set_new(rec, "http", delivery_http(job->method, path, &resp, attempt));
@@ -514,15 +529,21 @@ static void delivery_process(struct delivery_worker *w, struct store_job *job)
     delivery_classify(w, job, &resp, attempt, &r);
     didww_response_free(&resp);
 
+    goto record;
+release:
+    /* Stopping before the request went out: the job goes back to the queue as it
+     * was (no attempt used, nothing audited but the release). */
+    for (size_t i = 0; i < r.nrec; i++)
+        json_decref(r.records[i]);
+    r.nrec = 0;
+    r.state = "pending";
+    r.attempts = job->attempts;
+    r.next_at = delivery_wall();
+    r.status = 0;
+    snprintf(r.error, sizeof r.error, "released at shutdown");
 record:
-    if (!r.state) { /* shutting down mid-job: leave it to the lease */
-        for (size_t i = 0; i < r.nrec; i++)
-            json_decref(r.records[i]);
-        free(body);
-        json_decref(before);
-        return;
-    }
-    metrics_job_state(r.state);
+    if (r.nrec > 0 || strcmp(r.state, "pending") != 0)
+        metrics_job_state(r.state);
     struct store_op op = {.kind = STORE_OP_JOB,
                           .job_id = job->id,
                           .job_state = r.state,
@@ -605,6 +626,16 @@ int delivery_start(const struct delivery_options *opts, struct store *st, struct
     if (!d->rl || !d->threads || !ws) {
         snprintf(err, err_len, "out of memory");
         goto fail;
+    }
+    /* Jobs a previous process left running (killed mid-request) go back to the
+     * queue now instead of waiting for their lease: with SQLite, this process is
+     * the only one that claims. */
+    struct store_op rel = {.kind = STORE_OP_RELEASE, .received_at = delivery_wall()};
+    if (store_submit_wait(st, &rel) == 0 && rel.pruned_count > 0) {
+        char n[32];
+        snprintf(n, sizeof n, "%lld", (long long)rel.pruned_count);
+        log_write(LOG_WARN, "jobs left running by the previous process are queued again",
+                  (const char *[]){"count", n, NULL});
     }
     /* A pause recorded earlier holds across restarts, unless the key changed. */
     char value[400];

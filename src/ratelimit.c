@@ -23,6 +23,11 @@ struct ratelimit {
     int head;
     int count;
     int64_t last; /* the newest recorded time: recorded times never go backwards */
+    /* Throttling after DIDWW answered 429: nothing is sent before blocked_until,
+     * and only `eff` (<= n) sends per window, raised by one per second without a
+     * new 429 until it is back at n. */
+    int eff;
+    int64_t blocked_until, last_throttle, last_raise;
 };
 
 struct ratelimit *ratelimit_create(int per_second, int margin_ms)
@@ -41,6 +46,7 @@ struct ratelimit *ratelimit_create(int per_second, int margin_ms)
     if (pthread_mutex_init(&rl->mu, NULL) != 0)
         goto fail;
     rl->n = per_second;
+    rl->eff = per_second;
     rl->window_ms = 1000 + (int64_t)margin_ms;
     return rl;
 
@@ -60,22 +66,49 @@ static int64_t ratelimit_try_locked(struct ratelimit *rl, int64_t now_ms)
     if (rl->count > 0 && now_ms < rl->last)
         now_ms = rl->last;
 
+    if (now_ms < rl->blocked_until)
+        return rl->blocked_until - now_ms;
+    if (rl->eff < rl->n && now_ms - rl->last_throttle >= 1000 && now_ms - rl->last_raise >= 1000) {
+        rl->eff++;
+        rl->last_raise = now_ms;
+    }
+    /* The slot is free when fewer than eff sends lie in (now - window, now]: the
+     * eff-th most recent one has left the window. */
+    if (rl->count >= rl->eff) {
+        int64_t kth = rl->times[(rl->head + rl->count - rl->eff) % rl->n];
+        int64_t wait = kth + rl->window_ms - now_ms;
+        if (wait > 0)
+            return wait;
+    }
     if (rl->count < rl->n) {
         rl->times[(rl->head + rl->count) % rl->n] = now_ms;
         rl->count++;
-        rl->last = now_ms;
-        return 0;
+    } else {
+        rl->times[rl->head] = now_ms;
+        rl->head = (rl->head + 1) % rl->n;
     }
-    /* Full: N sends are recorded; the slot is free once the oldest has left the window
-     * (now - window, now], i.e. when oldest <= now - window. */
-    int64_t oldest = rl->times[rl->head];
-    int64_t wait = oldest + rl->window_ms - now_ms;
-    if (wait > 0)
-        return wait;
-    rl->times[rl->head] = now_ms;
-    rl->head = (rl->head + 1) % rl->n;
     rl->last = now_ms;
     return 0;
+}
+
+void ratelimit_throttle(struct ratelimit *rl, int64_t now_ms, int64_t block_ms)
+{
+    pthread_mutex_lock(&rl->mu);
+    if (now_ms + block_ms > rl->blocked_until)
+        rl->blocked_until = now_ms + block_ms;
+    rl->eff = rl->eff > 1 ? rl->eff / 2 : 1;
+    /* Recovery counts from the end of the block, not from the 429. */
+    rl->last_throttle = rl->blocked_until > now_ms ? rl->blocked_until : now_ms;
+    rl->last_raise = rl->last_throttle;
+    pthread_mutex_unlock(&rl->mu);
+}
+
+int ratelimit_effective(struct ratelimit *rl)
+{
+    pthread_mutex_lock(&rl->mu);
+    int eff = rl->eff;
+    pthread_mutex_unlock(&rl->mu);
+    return eff;
 }
 
 int64_t ratelimit_try(struct ratelimit *rl, int64_t now_ms)
@@ -86,7 +119,7 @@ int64_t ratelimit_try(struct ratelimit *rl, int64_t now_ms)
     return wait;
 }
 
-static int64_t ratelimit_now_ms(void)
+int64_t ratelimit_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

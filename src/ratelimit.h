@@ -24,6 +24,18 @@ int64_t ratelimit_try(struct ratelimit *rl, int64_t now_ms);
  * Returns 0, or -1 when *stop became non-zero while waiting. */
 int ratelimit_acquire(struct ratelimit *rl, const volatile int *stop);
 
+/* DIDWW answered 429: nothing is sent before now_ms + block_ms (Retry-After,
+ * or a second), and the sends allowed per window are halved, then raised by one
+ * per second without a new throttle until back at the configured rate.
+ * Thread-safe. */
+void ratelimit_throttle(struct ratelimit *rl, int64_t now_ms, int64_t block_ms);
+
+/* The sends currently allowed per window (for tests and logs). */
+int ratelimit_effective(struct ratelimit *rl);
+
+/* The monotonic clock ratelimit_acquire uses, in milliseconds. */
+int64_t ratelimit_now_ms(void);
+
 /* Frees rl; NULL is a no-op. */
 void ratelimit_destroy(struct ratelimit *rl);
 

@@ -47,6 +47,7 @@ enum store_op_kind {
     STORE_OP_JOB,       /* record a job's new state (see job_* members) */
     STORE_OP_CONTROL,   /* set a control value (delivery pause) */
     STORE_OP_PRUNE,     /* delete audit records older than prune_before, chain checkpoint */
+    STORE_OP_RELEASE,   /* every running job back to pending (at start); count in pruned_count */
 };
 
 /* A job as delivery works on it. Strings are owned by the struct

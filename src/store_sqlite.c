@@ -862,6 +862,26 @@ static int sqlite_apply_op(struct sqlite_backend *be, struct store_op *op, char 
         return sqlite_control_set(be, op, err, err_len);
     if (op->kind == STORE_OP_PRUNE)
         return sqlite_prune(be, op, err, err_len);
+    if (op->kind == STORE_OP_RELEASE) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(be->wdb,
+                               "UPDATE jobs SET state = 'pending', lease_until = NULL, "
+                               "updated_at = ? WHERE state = 'running'",
+                               -1, &st, NULL) != SQLITE_OK) {
+            sqlite_err(be->wdb, "releasing jobs", err, err_len);
+            return -1;
+        }
+        sqlite3_bind_double(st, 1, op->received_at);
+        int s = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (s != SQLITE_DONE) {
+            sqlite_err(be->wdb, "releasing jobs", err, err_len);
+            return -1;
+        }
+        op->pruned_count = sqlite3_changes(be->wdb);
+        op->outcome = STORE_STORED;
+        return 0;
+    }
     if (op->kind == STORE_OP_EVENT) {
         if (sqlite_insert_event(be, op, err, err_len) < 0)
             return -1;

@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 
+import hookline_harness
 from hookline_harness import HOOKLINE_BIN, HooklineServer, make_tmpdir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -306,10 +307,37 @@ def delivery_config(sim, *, max_attempts=5, workers=4, skip_noop=True, rate_limi
     return cfg
 
 
+class _PopenDieWithParent(subprocess.Popen):
+    def __init__(self, *args, **kw):
+        kw.setdefault("preexec_fn", _die_with_parent)
+        super().__init__(*args, **kw)
+
+
+class _SubprocessShim:
+    """subprocess as hookline_harness sees it while a DeliveryHooklineServer starts."""
+    Popen = _PopenDieWithParent
+
+    def __getattr__(self, name):
+        return getattr(subprocess, name)
+
+
+class DeliveryHooklineServer(HooklineServer):
+    """A HooklineServer whose process gets SIGTERM when the test process dies, so a killed
+    test run leaves no service behind (cleanup() still stops it normally)."""
+
+    def start(self):
+        saved = hookline_harness.subprocess
+        hookline_harness.subprocess = _SubprocessShim()
+        try:
+            return super().start()
+        finally:
+            hookline_harness.subprocess = saved
+
+
 def delivery_server(testcase, config, rules, api_key, admin_token, start=True):
-    """A HooklineServer with `rules` written as main.lua next to its config."""
-    srv = HooklineServer(config, env={"DIDWW_API_KEY": api_key,
-                                      "HOOKLINE_ADMIN_TOKEN": admin_token})
+    """A hookline server with `rules` written as main.lua next to its config."""
+    srv = DeliveryHooklineServer(config, env={"DIDWW_API_KEY": api_key,
+                                              "HOOKLINE_ADMIN_TOKEN": admin_token})
     testcase.addCleanup(srv.cleanup)
     with open(os.path.join(srv.tmpdir, "main.lua"), "w", encoding="utf-8") as f:
         f.write(rules)

@@ -242,6 +242,40 @@ static void test_acquire_shared_by_threads(void **state)
     ratelimit_destroy(rl);
 }
 
+/* After a 429 every sender waits for Retry-After, then the rate is halved and
+ * climbs back one send per second. */
+static void test_throttle_blocks_halves_and_recovers(void **state)
+{
+    (void)state;
+    struct ratelimit *rl = ratelimit_create(20, 0);
+    assert_non_null(rl);
+    assert_int_equal(ratelimit_try(rl, 0), 0);
+    ratelimit_throttle(rl, 100, 1000);
+    assert_int_equal(ratelimit_effective(rl), 10);
+    assert_int_equal(ratelimit_try(rl, 500), 600); /* blocked until 1100 */
+    /* from 1100: at most 10 in any window */
+    int sent = 0;
+    for (int64_t t = 1100; t < 2050; t += 5)
+        if (ratelimit_try(rl, t) == 0)
+            sent++;
+    assert_int_equal(sent, 10);
+    /* a second 429 halves again; never below one */
+    ratelimit_throttle(rl, 2100, 0);
+    ratelimit_throttle(rl, 2100, 0);
+    ratelimit_throttle(rl, 2100, 0);
+    ratelimit_throttle(rl, 2100, 0);
+    assert_int_equal(ratelimit_effective(rl), 1);
+    /* without new 429s it climbs back to 20, one step a second */
+    int64_t t = 2100;
+    for (int i = 0; i < 40 && ratelimit_effective(rl) < 20; i++) {
+        t += 1000;
+        (void)ratelimit_try(rl, t);
+    }
+    assert_int_equal(ratelimit_effective(rl), 20);
+    assert_true(t - 2100 >= 19000);
+    ratelimit_destroy(rl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -253,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_acquire_blocks_for_the_window),
         cmocka_unit_test(test_acquire_gives_up_on_stop),
         cmocka_unit_test(test_acquire_shared_by_threads),
+        cmocka_unit_test(test_throttle_blocks_halves_and_recovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
