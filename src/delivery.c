@@ -453,6 +453,35 @@ static int delivery_resolve(struct delivery_worker *w, const struct store_job *j
     return r->state && strcmp(r->state, "dead") == 0 ? 0 : -1;
 }
 
+/* Puts a claimed job back in the queue untouched (no attempt used, nothing
+ * audited), due again after delay_s. */
+static void delivery_requeue(struct delivery *d, const struct store_job *job, double delay_s)
+{
+    struct store_op op = {.kind = STORE_OP_JOB,
+                          .job_id = job->id,
+                          .job_state = "pending",
+                          .job_only_from = "running",
+                          .job_next_at = delivery_wall() + delay_s,
+                          .job_attempts = job->attempts,
+                          .received_at = delivery_wall()};
+    (void)store_submit_wait(d->st, &op);
+}
+
+/* One DID has one FIFO however rules name it: once a number is resolved, its
+ * jobs join the DID's key. Returns true when this job must wait for an earlier
+ * job of that DID (it was put back in the queue). */
+static bool delivery_join_did_key(struct delivery *d, const struct store_job *job, const char *did)
+{
+    struct store_op op = {.kind = STORE_OP_MAP_NUMBER,
+                          .map_number = job->number,
+                          .map_did = did,
+                          .job_id = job->id,
+                          .received_at = delivery_wall()};
+    if (store_submit_wait(d->st, &op) < 0)
+        return false; /* ordering by the old key still holds for this job */
+    return op.outcome == STORE_DUPLICATE;
+}
+
 static void delivery_process(struct delivery_worker *w, struct store_job *job)
 {
     struct delivery *d = w->d;
@@ -461,13 +490,23 @@ static void delivery_process(struct delivery_worker *w, struct store_job *job)
     char *body = NULL;
     json_t *before = NULL;
 
+    /* A job naming a DID by id waits while an older job names some DID by a
+     * number never resolved yet: it may be the same DID. */
+    if (job->did && strncmp(job->order_key, "did:", 4) == 0 &&
+        store_jobs_unresolved_before(d->st, job->id)) {
+        delivery_requeue(d, job, 0.02);
+        return;
+    }
     int resolved = delivery_resolve(w, job, attempt, &r);
     if (resolved == DELIVERY_STOPPED)
         goto release;
     if (resolved != 1)
         goto record;
+    if (job->number && strncmp(job->order_key, "number:", 7) == 0 &&
+        delivery_join_did_key(d, job, r.did))
+        return; /* an earlier job for this DID goes first */
     char path[256];
-    if (job->number && !job->did && strncmp(job->path, "/v3/dids/number:", 16) == 0) {
+    if (job->number && strncmp(job->path, "/v3/dids/number:", 16) == 0) {
         snprintf(path, sizeof path, "/v3/dids/%s", r.did);
         body = job->body ? jsonapi_with_did_id(job->body, r.did) : NULL;
     } else {

@@ -567,6 +567,11 @@ int store_jobs_scan(struct store *st, const char *state, int64_t limit, store_jo
     return st->be->ops->jobs_scan(st->be, state, limit, fn, ctx, err, err_len);
 }
 
+bool store_jobs_unresolved_before(struct store *st, int64_t job_id)
+{
+    return st->be->ops->jobs_unresolved_before(st->be, job_id);
+}
+
 int store_job_transition(struct store *st, int64_t id, const char *state, const char *from_state,
                          const char *kind, const char *by, char *err, size_t err_len)
 {

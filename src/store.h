@@ -40,14 +40,15 @@ struct store_job_spec {
 };
 
 enum store_op_kind {
-    STORE_OP_EVENT = 1, /* a new event, its jobs and audit records */
-    STORE_OP_AUDIT,     /* audit records only */
-    STORE_OP_REPLAN,    /* a stored rule_failed event planned again: new status, jobs, audit */
-    STORE_OP_CLAIM,     /* claim due jobs for delivery (see claim_* members) */
-    STORE_OP_JOB,       /* record a job's new state (see job_* members) */
-    STORE_OP_CONTROL,   /* set a control value (delivery pause) */
-    STORE_OP_PRUNE,     /* delete audit records older than prune_before, chain checkpoint */
-    STORE_OP_RELEASE,   /* every running job back to pending (at start); count in pruned_count */
+    STORE_OP_EVENT = 1,  /* a new event, its jobs and audit records */
+    STORE_OP_AUDIT,      /* audit records only */
+    STORE_OP_REPLAN,     /* a stored rule_failed event planned again: new status, jobs, audit */
+    STORE_OP_CLAIM,      /* claim due jobs for delivery (see claim_* members) */
+    STORE_OP_JOB,        /* record a job's new state (see job_* members) */
+    STORE_OP_CONTROL,    /* set a control value (delivery pause) */
+    STORE_OP_PRUNE,      /* delete audit records older than prune_before, chain checkpoint */
+    STORE_OP_RELEASE,    /* every running job back to pending (at start); count in pruned_count */
+    STORE_OP_MAP_NUMBER, /* number -> did learnt: remember it, re-key that number's jobs */
 };
 
 /* A job as delivery works on it. Strings are owned by the struct
@@ -134,6 +135,14 @@ struct store_op {
      * many were deleted. The newest record is never pruned. */
     double prune_before;
     int64_t pruned_count;
+
+    /* STORE_OP_MAP_NUMBER: map_number (digits) is DID map_did. Stores the mapping
+     * and moves every unfinished job keyed "number:<digits>" to "did:<id>" so one
+     * DID has one FIFO whichever way rules name it. When job_id is set and an
+     * earlier unfinished job now shares its key, job_id goes back to pending and
+     * the outcome is STORE_DUPLICATE (it must wait its turn). */
+    const char *map_number;
+    const char *map_did;
 
     /* STORE_OP_CONTROL: control_key = control_value (NULL deletes). */
     const char *control_key;
@@ -226,6 +235,11 @@ int store_events_scan(struct store *st, const struct store_event_filter *filter,
 /* Reads a control value into out[len]. Returns 1 when set, 0 when not, -1 on error. */
 int store_control_get(struct store *st, const char *key, char *out, size_t len);
 
+/* True when an unfinished job older than job_id names a DID by a number never
+ * resolved yet (no attempt made): a job keyed by DID id must wait for it, since
+ * it may be the same DID. */
+bool store_jobs_unresolved_before(struct store *st, int64_t job_id);
+
 /* Counts jobs in state (NULL: pending and running) and the age in seconds of
  * the oldest pending one (0 when none) at now. Returns the count or -1. */
 int64_t store_jobs_depth(struct store *st, const char *state, double now, double *oldest_age_s);
@@ -285,6 +299,7 @@ struct store_backend_ops {
                           double *oldest_age_s);
     int (*jobs_scan)(struct store_backend *be, const char *state, int64_t limit, store_job_fn fn,
                      void *ctx, char *err, size_t err_len);
+    bool (*jobs_unresolved_before)(struct store_backend *be, int64_t job_id);
     void (*close)(struct store_backend *be);
 };
 

@@ -119,6 +119,13 @@ static const char *const sqlite_migrations[] = {
     "  key TEXT PRIMARY KEY,"
     "  value TEXT NOT NULL,"
     "  updated_at REAL NOT NULL);",
+
+    /* 6: DID numbers resolved by delivery, so jobs naming a DID by number share
+     * the FIFO of the DID's id */
+    "CREATE TABLE did_numbers ("
+    "  number TEXT PRIMARY KEY,"
+    "  did TEXT NOT NULL,"
+    "  updated_at REAL NOT NULL);",
 };
 
 #define SQLITE_SCHEMA_VERSION ((int)(sizeof sqlite_migrations / sizeof sqlite_migrations[0]))
@@ -417,12 +424,36 @@ static int sqlite_insert_event(struct sqlite_backend *be, struct store_op *op, c
     return -1;
 }
 
+/* The DID id a number was resolved to, into out[len]; false when unknown. */
+static bool sqlite_mapped_did(struct sqlite_backend *be, const char *number, char *out, size_t len)
+{
+    sqlite3_stmt *st;
+    bool found = false;
+    if (sqlite3_prepare_v2(be->wdb, "SELECT did FROM did_numbers WHERE number = ?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return false;
+    sqlite3_bind_text(st, 1, number, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        snprintf(out, len, "%s", (const char *)sqlite3_column_text(st, 0));
+        found = true;
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
 static int sqlite_insert_jobs(struct sqlite_backend *be, struct store_op *op, char *err,
                               size_t err_len)
 {
     for (size_t i = 0; i < op->njobs; i++) {
         const struct store_job_spec *j = &op->jobs[i];
         sqlite3_stmt *st = be->ins_job;
+        char mapped[64], key[96];
+        const char *did = j->did, *order_key = j->order_key;
+        if (!did && j->number && sqlite_mapped_did(be, j->number, mapped, sizeof mapped)) {
+            did = mapped;
+            snprintf(key, sizeof key, "did:%s", mapped);
+            order_key = key;
+        }
         sqlite3_bind_int64(st, 1, op->event_row);
         sqlite3_bind_text(st, 2, op->source, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, op->event_id, -1, SQLITE_STATIC);
@@ -430,9 +461,9 @@ static int sqlite_insert_jobs(struct sqlite_backend *be, struct store_op *op, ch
         sqlite3_bind_text(st, 5, j->method, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 6, j->path, -1, SQLITE_STATIC);
         sqlite_bind_text_or_null(st, 7, j->body);
-        sqlite_bind_text_or_null(st, 8, j->did);
+        sqlite_bind_text_or_null(st, 8, did);
         sqlite_bind_text_or_null(st, 9, j->number);
-        sqlite3_bind_text(st, 10, j->order_key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 10, order_key, -1, SQLITE_TRANSIENT);
         sqlite3_bind_double(st, 11, op->received_at);
         int rc = sqlite3_step(st);
         sqlite3_reset(st);
@@ -447,8 +478,8 @@ static int sqlite_insert_jobs(struct sqlite_backend *be, struct store_op *op, ch
             return -1;
         }
         json_object_set_new(rec, "job_id", json_integer(sqlite3_last_insert_rowid(be->wdb)));
-        if (j->did)
-            json_object_set_new(rec, "did", json_string(j->did));
+        if (did)
+            json_object_set_new(rec, "did", json_string(did));
         if (j->number)
             json_object_set_new(rec, "number", json_string(j->number));
         audit_detail_set_str(rec, "action", j->action);
@@ -720,6 +751,82 @@ out:
     return rc;
 }
 
+static int sqlite_map_number(struct sqlite_backend *be, struct store_op *op, char *err,
+                             size_t err_len)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    char numkey[64], didkey[96];
+    snprintf(numkey, sizeof numkey, "number:%s", op->map_number);
+    snprintf(didkey, sizeof didkey, "did:%s", op->map_did);
+    if (sqlite3_prepare_v2(be->wdb,
+                           "INSERT INTO did_numbers (number, did, updated_at) VALUES (?1, ?2, ?3) "
+                           "ON CONFLICT (number) DO UPDATE SET did = ?2, updated_at = ?3",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto sqlerr;
+    sqlite3_bind_text(st, 1, op->map_number, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, op->map_did, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 3, op->received_at);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        goto sqlerr;
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(be->wdb,
+                           "UPDATE jobs SET order_key = ?1, did = coalesce(did, ?2) WHERE "
+                           "order_key = ?3 AND state IN ('pending', 'running')",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto sqlerr;
+    sqlite3_bind_text(st, 1, didkey, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, op->map_did, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, numkey, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        goto sqlerr;
+    sqlite3_finalize(st);
+    st = NULL;
+    op->outcome = STORE_STORED;
+    if (op->job_id > 0) {
+        /* An earlier job of the merged key goes first: this one waits its turn. */
+        if (sqlite3_prepare_v2(be->wdb,
+                               "UPDATE jobs SET state = 'pending', lease_until = NULL WHERE id = "
+                               "?1 AND state = 'running' AND EXISTS (SELECT 1 FROM jobs k WHERE "
+                               "k.order_key = ?2 AND k.id < ?1 AND k.state IN ('pending', "
+                               "'running'))",
+                               -1, &st, NULL) != SQLITE_OK)
+            goto sqlerr;
+        sqlite3_bind_int64(st, 1, op->job_id);
+        sqlite3_bind_text(st, 2, didkey, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            goto sqlerr;
+        if (sqlite3_changes(be->wdb) > 0)
+            op->outcome = STORE_DUPLICATE;
+    }
+    rc = 0;
+    goto out;
+sqlerr:
+    sqlite_err(be->wdb, "mapping a number", err, err_len);
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static bool sqlite_jobs_unresolved_before(struct store_backend *base, int64_t job_id)
+{
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    sqlite3_stmt *st;
+    bool yes = false;
+    pthread_mutex_lock(&be->rlock);
+    if (sqlite3_prepare_v2(be->rdb,
+                           "SELECT 1 FROM jobs WHERE order_key >= 'number:' AND order_key < "
+                           "'number;' AND id < ? AND attempts = 0 AND state IN ('pending', "
+                           "'running') LIMIT 1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, job_id);
+        yes = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&be->rlock);
+    return yes;
+}
+
 /* Retention: deletes the records older than the cutoff (never the newest) and
  * appends the checkpoint the chain continues from. */
 static int sqlite_prune(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
@@ -862,6 +969,8 @@ static int sqlite_apply_op(struct sqlite_backend *be, struct store_op *op, char 
         return sqlite_control_set(be, op, err, err_len);
     if (op->kind == STORE_OP_PRUNE)
         return sqlite_prune(be, op, err, err_len);
+    if (op->kind == STORE_OP_MAP_NUMBER)
+        return sqlite_map_number(be, op, err, err_len);
     if (op->kind == STORE_OP_RELEASE) {
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(be->wdb,
@@ -1327,6 +1436,7 @@ static const struct store_backend_ops sqlite_ops = {
     .control_get = sqlite_control_get,
     .jobs_depth = sqlite_jobs_depth,
     .jobs_scan = sqlite_jobs_scan,
+    .jobs_unresolved_before = sqlite_jobs_unresolved_before,
     .close = sqlite_close,
 };
 
