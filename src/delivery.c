@@ -51,6 +51,7 @@ struct delivery {
     pthread_mutex_t lock; /* guards paused, pause_reason, wake */
     pthread_cond_t wake;
     bool paused;
+    bool pausing; /* a pause is being recorded */
     char pause_reason[256];
     uint64_t wake_seq;
 
@@ -201,11 +202,13 @@ bool delivery_paused(struct delivery *d, char *why, size_t why_len)
 static void delivery_pause(struct delivery *d, const char *reason)
 {
     pthread_mutex_lock(&d->lock);
-    bool already = d->paused;
+    bool busy = d->paused || d->pausing;
+    d->pausing = true;
     pthread_mutex_unlock(&d->lock);
-    if (already)
+    if (busy)
         return;
-    delivery_set_paused(d, true, reason);
+    /* The row first, then the flag: a paused worker that looks for an external
+     * resume must find the row, or it would lift the pause at once. */
     char value[400];
     snprintf(value, sizeof value, "%s|key:%s", reason, d->key_fp);
     json_t *rec = audit_record_new("delivery.paused", NULL, NULL);
@@ -219,8 +222,12 @@ static void delivery_pause(struct delivery *d, const char *reason)
     if (store_submit_wait(d->st, &op) < 0)
         log_write(LOG_ERROR, "could not record the delivery pause",
                   (const char *[]){"error", op.error, NULL});
-    log_write(LOG_ERROR, "delivery paused", (const char *[]){"reason", reason, NULL});
     json_decref(rec);
+    delivery_set_paused(d, true, reason);
+    pthread_mutex_lock(&d->lock);
+    d->pausing = false;
+    pthread_mutex_unlock(&d->lock);
+    log_write(LOG_ERROR, "delivery paused", (const char *[]){"reason", reason, NULL});
 }
 
 int delivery_resume(struct delivery *d, const char *who)
