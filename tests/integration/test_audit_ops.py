@@ -76,6 +76,27 @@ class AuditOpsTest(unittest.TestCase):
         self.assertEqual(v.returncode, 1)
         self.assertIn("seq 6", v.stderr)
 
+    def test_inserted_record_is_caught(self):
+        srv = start_server(self, self.config())
+        post_n(srv, 5)
+        self.assertEqual(srv.stop(), 0)
+        db = sqlite3.connect(srv.db_path, isolation_level=None)
+        rows = db.execute("SELECT seq, record FROM audit ORDER BY seq").fetchall()
+        # make room after seq 3 and insert a forged record that copies seq 3's links
+        for seq, _ in reversed(rows):
+            if seq > 3:
+                db.execute("UPDATE audit SET seq = seq + 1 WHERE seq = ?", (seq,))
+        forged = json.loads(rows[2][1])
+        forged["seq"] = 4
+        forged["kind"] = "job.done"
+        forged["detail"] = {"action": "route_did"}
+        db.execute("INSERT INTO audit (seq, time, kind, record) VALUES (4, ?, 'job.done', ?)",
+                   (forged["time"], json.dumps(forged)))
+        db.close()
+        v = srv.cli("audit", "verify", "-c", srv.config_path)
+        self.assertEqual(v.returncode, 1)
+        self.assertIn("seq 4", v.stderr)
+
     def test_mirror_in_order_and_restart(self):
         srv = start_server(self, self.config())
         post_n(srv, 20)
