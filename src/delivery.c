@@ -197,6 +197,27 @@ bool delivery_paused(struct delivery *d, char *why, size_t why_len)
     return p;
 }
 
+/* Writes (value != NULL) or clears the pause row with one audit record of kind
+ * carrying detail[key] = text. Returns 0 or -1 (logged). */
+static int delivery_control(struct delivery *d, const char *value, const char *kind,
+                            const char *key, const char *text)
+{
+    json_t *rec = audit_record_new(kind, NULL, NULL);
+    audit_detail_set_str(rec, key, text);
+    struct store_op op = {.kind = STORE_OP_CONTROL,
+                          .control_key = DELIVERY_PAUSE_KEY,
+                          .control_value = value,
+                          .received_at = delivery_wall(),
+                          .audit = &rec,
+                          .naudit = rec ? 1 : 0};
+    int rc = store_submit_wait(d->st, &op);
+    if (rc < 0)
+        log_write(LOG_ERROR, "could not record a delivery pause change",
+                  (const char *[]){"error", op.error, NULL});
+    json_decref(rec);
+    return rc;
+}
+
 /* Records a pause: control row (so other processes and restarts see it) and
  * delivery.paused, then stops every worker from claiming. */
 static void delivery_pause(struct delivery *d, const char *reason)
@@ -211,18 +232,7 @@ static void delivery_pause(struct delivery *d, const char *reason)
      * resume must find the row, or it would lift the pause at once. */
     char value[400];
     snprintf(value, sizeof value, "%s|key:%s", reason, d->key_fp);
-    json_t *rec = audit_record_new("delivery.paused", NULL, NULL);
-    audit_detail_set_str(rec, "reason", reason);
-    struct store_op op = {.kind = STORE_OP_CONTROL,
-                          .control_key = DELIVERY_PAUSE_KEY,
-                          .control_value = value,
-                          .received_at = delivery_wall(),
-                          .audit = &rec,
-                          .naudit = rec ? 1 : 0};
-    if (store_submit_wait(d->st, &op) < 0)
-        log_write(LOG_ERROR, "could not record the delivery pause",
-                  (const char *[]){"error", op.error, NULL});
-    json_decref(rec);
+    (void)delivery_control(d, value, "delivery.paused", "reason", reason);
     delivery_set_paused(d, true, reason);
     pthread_mutex_lock(&d->lock);
     d->pausing = false;
@@ -234,17 +244,7 @@ int delivery_resume(struct delivery *d, const char *who)
 {
     if (!delivery_paused(d, NULL, 0))
         return 1;
-    json_t *rec = audit_record_new("delivery.resumed", NULL, NULL);
-    audit_detail_set_str(rec, "by", who);
-    struct store_op op = {.kind = STORE_OP_CONTROL,
-                          .control_key = DELIVERY_PAUSE_KEY,
-                          .control_value = NULL,
-                          .received_at = delivery_wall(),
-                          .audit = &rec,
-                          .naudit = rec ? 1 : 0};
-    int rc = store_submit_wait(d->st, &op);
-    json_decref(rec);
-    if (rc < 0)
+    if (delivery_control(d, NULL, "delivery.resumed", "by", who) < 0)
         return -1;
     delivery_set_paused(d, false, NULL);
     log_write(LOG_INFO, "delivery resumed", (const char *[]){"by", who, NULL});

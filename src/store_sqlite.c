@@ -350,6 +350,16 @@ static int sqlite_append_audit(struct sqlite_backend *be, json_t *rec, char *err
     return 0;
 }
 
+/* Appends the op's own audit records (in order) inside the open transaction. */
+static int sqlite_append_op_audit(struct sqlite_backend *be, struct store_op *op, char *err,
+                                  size_t err_len)
+{
+    for (size_t i = 0; i < op->naudit; i++)
+        if (sqlite_append_audit(be, op->audit[i], err, err_len) < 0)
+            return -1;
+    return 0;
+}
+
 static int sqlite_step_done(struct sqlite_backend *be, sqlite3_stmt *st, const char *what,
                             char *err, size_t err_len)
 {
@@ -741,9 +751,8 @@ static int sqlite_job_update(struct sqlite_backend *be, struct store_op *op, cha
         rc = 0;
         goto out;
     }
-    for (size_t i = 0; i < op->naudit; i++)
-        if (sqlite_append_audit(be, op->audit[i], err, err_len) < 0)
-            goto out;
+    if (sqlite_append_op_audit(be, op, err, err_len) < 0)
+        goto out;
     op->outcome = STORE_STORED;
     rc = 0;
 out:
@@ -920,9 +929,8 @@ static int sqlite_control_set(struct sqlite_backend *be, struct store_op *op, ch
         sqlite_err(be->wdb, "control", err, err_len);
         return -1;
     }
-    for (size_t i = 0; i < op->naudit; i++)
-        if (sqlite_append_audit(be, op->audit[i], err, err_len) < 0)
-            return -1;
+    if (sqlite_append_op_audit(be, op, err, err_len) < 0)
+        return -1;
     op->outcome = STORE_STORED;
     return 0;
 }
@@ -946,9 +954,8 @@ static int sqlite_replan(struct sqlite_backend *be, struct store_op *op, char *e
         op->outcome = STORE_DUPLICATE;
         return 0;
     }
-    for (size_t i = 0; i < op->naudit; i++)
-        if (sqlite_append_audit(be, op->audit[i], err, err_len) < 0)
-            return -1;
+    if (sqlite_append_op_audit(be, op, err, err_len) < 0)
+        return -1;
     if (sqlite_insert_jobs(be, op, err, err_len) < 0)
         return -1;
     op->outcome = STORE_STORED;
@@ -1011,9 +1018,8 @@ static int sqlite_apply_op(struct sqlite_backend *be, struct store_op *op, char 
                 return -1;
         return sqlite_insert_jobs(be, op, err, err_len);
     }
-    for (size_t i = 0; i < op->naudit; i++)
-        if (sqlite_append_audit(be, op->audit[i], err, err_len) < 0)
-            return -1;
+    if (sqlite_append_op_audit(be, op, err, err_len) < 0)
+        return -1;
     op->outcome = STORE_STORED;
     return 0;
 }
