@@ -10,7 +10,8 @@
 # Environment: DURATION [10s], CONNECTIONS [50], THREADS [2] (wrk threads),
 #   HOOKLINE_BENCH_EXTRA_CONFIG (JSON object deep-merged into the top level of
 #   the generated config, e.g. '{"audit": {"jsonl_path": "audit.jsonl"}}';
-#   relative paths land in the run's temp dir).
+#   relative paths land in the run's temp dir); AUDIT_RUN [1]: after the plain run,
+#   run everything again with the audit JSONL mirror on (0 skips it).
 # Exit: 0 ok (even below the ratio target: the figures are printed), 1 a failed
 #   check or a setup error. Checks: every 202 counted by hookline is a row in the
 #   events table; rows exceed the 202s by at most CONNECTIONS (events in flight
@@ -333,5 +334,13 @@ if [[ -n $errs ]]; then
     echo "FAIL: wrk against hookline reported errors (status = non-2xx/3xx):$errs" >&2
     grep -E 'Non-2xx|Socket errors' "$TMP/hookline.wrk" >&2 || true
     fail=1
+fi
+# Issue "Audit trail and operations": the same measurement with the audit chain and the
+# JSON Lines mirror on must keep the ratio. Run once more (with its own baseline, so the
+# ratio is again from one invocation) unless this already is that run or AUDIT_RUN=0.
+if [[ $fail == 0 && -z ${HOOKLINE_BENCH_EXTRA_CONFIG:-} && ${AUDIT_RUN:-1} == 1 ]]; then
+    echo
+    echo "==== again with the audit JSONL mirror on (AUDIT_RUN=0 skips this) ===="
+    HOOKLINE_BENCH_EXTRA_CONFIG='{"audit": {"jsonl_path": "audit.jsonl"}}' "$0" || fail=1
 fi
 exit "$fail"
