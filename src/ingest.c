@@ -403,8 +403,9 @@ char *ingest_derive_event_id(const struct config_source *src, const struct inges
     return strdup(id);
 }
 
-/* Headers as stored with the event: values of credentials replaced. */
-static char *ingest_redacted_headers(const struct config_source *src, json_t *headers)
+/* Headers as stored with the event and shown to the rule: values of credentials
+ * replaced. Returns a new reference, or NULL on out of memory. */
+static json_t *ingest_redacted_headers(const struct config_source *src, json_t *headers)
 {
     json_t *copy = json_deep_copy(headers);
     const char *key;
@@ -421,9 +422,7 @@ static char *ingest_redacted_headers(const struct config_source *src, json_t *he
         if (secret)
             json_object_set_new(copy, key, json_string("[redacted]"));
     }
-    char *s = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(copy);
-    return s;
+    return copy;
 }
 
 static const char *ingest_verify_slug(enum verify_status s)
@@ -482,10 +481,13 @@ bool ingest_prepare(struct ingest *ing, const struct ingest_request *req, struct
         ingest_problem(resp, 400, "event-id-missing", "Event id missing", why);
         return false;
     }
-    p->headers_json = ingest_redacted_headers(src, req->headers);
+    /* Redacted once: serialised for the store, the same object given to the rule. */
+    json_t *redacted = ingest_redacted_headers(src, req->headers);
+    p->headers_json = redacted ? json_dumps(redacted, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     p->content_type = strdup(req->content_type);
     p->received = audit_record_new("event.received", src->name, p->event_id);
     if (!p->headers_json || !p->content_type || !p->received) {
+        json_decref(redacted);
         ingest_problem(resp, 503, "out-of-memory", "Service unavailable", "out of memory");
         resp->retry_after_s = 1;
         return false;
@@ -493,12 +495,11 @@ bool ingest_prepare(struct ingest *ing, const struct ingest_request *req, struct
 
     /* The rule engine's seam: plan jobs to store with the event. */
     if (ing->planner.plan) {
-        json_t *redacted = json_loads(p->headers_json, 0, NULL);
         struct ingest_event ev = {src->name, p->event_id, req->now,     redacted,
                                   p->body,   req->body,   req->body_len};
         ing->planner.plan(ing->planner.ctx, &ev, &p->plan);
-        json_decref(redacted);
     }
+    json_decref(redacted);
 
     audit_detail_set_str(p->received, "content_type", req->content_type);
     audit_detail_set_int(p->received, "bytes", (long long)req->body_len);
