@@ -555,7 +555,8 @@ int cli_rule_test(int argc, char **argv)
     struct config *cfg = NULL;
     struct rules *rules = NULL;
     unsigned char *raw = NULL;
-    json_t *body = NULL, *headers = json_object(), *out = NULL;
+    struct jdoc *body = NULL;
+    json_t *headers = json_object(), *out = NULL;
     char *event_id = NULL;
     struct rules_result res = {0};
     int rc = 1, c;
@@ -675,7 +676,7 @@ out:
     rules_result_free(&res);
     rules_destroy(rules);
     json_decref(out);
-    json_decref(body);
+    jdoc_free(body);
     json_decref(headers);
     free(event_id);
     free(raw);

@@ -285,60 +285,16 @@ fail:
     return NULL;
 }
 
-json_t *ingest_decode_body(const char *content_type, const unsigned char *body, size_t len,
-                           char *why, size_t why_len)
+struct jdoc *ingest_decode_body(const char *content_type, const unsigned char *body, size_t len,
+                                char *why, size_t why_len)
 {
-    if (ingest_media_type(content_type) == INGEST_MEDIA_FORM)
-        return ingest_parse_form(body, len, why, why_len);
-    json_error_t jerr;
-    json_t *v = json_loadb((const char *)body, len, JSON_DECODE_ANY, &jerr);
-    if (!v)
-        snprintf(why, why_len, "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
-                 jerr.text);
-    return v;
-}
-
-/* Resolves an RFC 6901 pointer in doc; returns a borrowed value or NULL. */
-static json_t *ingest_json_pointer(json_t *doc, const char *ptr)
-{
-    char tok[256];
-    json_t *cur = doc;
-    if (*ptr == '\0')
-        return doc;
-    if (*ptr != '/')
-        return NULL;
-    while (cur && *ptr == '/') {
-        ptr++;
-        size_t o = 0;
-        while (*ptr && *ptr != '/') {
-            char c = *ptr++;
-            if (c == '~') {
-                if (*ptr == '0')
-                    c = '~';
-                else if (*ptr == '1')
-                    c = '/';
-                else
-                    return NULL;
-                ptr++;
-            }
-            if (o + 1 >= sizeof tok)
-                return NULL;
-            tok[o++] = c;
-        }
-        tok[o] = '\0';
-        if (json_is_object(cur)) {
-            cur = json_object_get(cur, tok);
-        } else if (json_is_array(cur)) {
-            char *end;
-            long idx = strtol(tok, &end, 10);
-            if (!o || *end || idx < 0 || (tok[0] == '0' && o > 1))
-                return NULL;
-            cur = json_array_get(cur, (size_t)idx);
-        } else {
-            return NULL;
-        }
+    if (ingest_media_type(content_type) == INGEST_MEDIA_FORM) {
+        json_t *fields = ingest_parse_form(body, len, why, why_len);
+        struct jdoc *d = fields ? jdoc_from_json(fields, why, why_len) : NULL;
+        json_decref(fields);
+        return d;
     }
-    return cur;
+    return jdoc_parse((const char *)body, len, 0, 0, why, why_len);
 }
 
 static bool ingest_event_id_ok(const char *id)
@@ -353,7 +309,7 @@ static bool ingest_event_id_ok(const char *id)
 }
 
 char *ingest_derive_event_id(const struct config_source *src, const struct ingest_request *req,
-                             json_t *body, char *why, size_t why_len)
+                             const struct jdoc *body, char *why, size_t why_len)
 {
     char hex[DIGEST_SHA256_HEX_LEN + 1];
     char buf[64];
@@ -381,11 +337,11 @@ char *ingest_derive_event_id(const struct config_source *src, const struct inges
             return NULL;
         }
     } else if (kind == CONFIG_EVENT_ID_JSON) {
-        json_t *v = ingest_json_pointer(body, arg);
-        if (json_is_string(v)) {
-            id = json_string_value(v);
-        } else if (json_is_integer(v)) {
-            snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        const struct jdoc_node *v = body ? jdoc_pointer(body, arg) : NULL;
+        if (v && v->type == JDOC_STRING && strlen(jdoc_str(body, v)) == v->len) {
+            id = jdoc_str(body, v);
+        } else if (v && v->type == JDOC_INT) {
+            snprintf(buf, sizeof buf, "%lld", v->u.i);
             id = buf;
         } else {
             snprintf(why, why_len, "no string or integer event id at %.64s in the body", arg);
@@ -570,7 +526,7 @@ void ingest_pending_free(struct ingest_pending *p)
     free(p->event_id);
     free(p->headers_json);
     free(p->content_type);
-    json_decref(p->body);
+    jdoc_free(p->body);
     json_decref(p->received);
     free(p->audit);
     memset(p, 0, sizeof *p);
@@ -662,7 +618,8 @@ int ingest_reprocess(struct ingest *ing, const struct store_event_row *row, char
 {
     struct ingest_plan plan = {0};
     json_t *headers = json_loads(row->headers_json ? row->headers_json : "{}", 0, NULL);
-    json_t *body = ingest_decode_body(row->content_type, row->body, row->body_len, err, err_len);
+    struct jdoc *body =
+        ingest_decode_body(row->content_type, row->body, row->body_len, err, err_len);
     json_t *note = audit_record_new("admin.reprocess", row->source, row->event_id);
     int rc = -1;
     if (!headers || !body || !note) {
@@ -715,7 +672,7 @@ out:
     if (plan.release)
         plan.release(&plan);
     json_decref(headers);
-    json_decref(body);
+    jdoc_free(body);
     json_decref(note);
     return rc;
 }

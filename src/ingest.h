@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "jdoc.h"
 #include "store.h"
 #include "verify.h"
 
@@ -22,8 +23,8 @@ struct ingest_event {
     const char *source;
     const char *event_id;
     double received_at;
-    json_t *headers; /* object, lower-case names, secrets redacted */
-    json_t *body;    /* decoded JSON, or an object of form fields */
+    json_t *headers;         /* object, lower-case names, secrets redacted */
+    const struct jdoc *body; /* decoded JSON, or an object of form fields */
     const unsigned char *raw;
     size_t raw_len;
 };
@@ -82,7 +83,7 @@ struct ingest_pending {
     char *event_id;
     char *headers_json;
     char *content_type;
-    json_t *body;
+    struct jdoc *body;
     json_t *received; /* the event.received record */
     json_t **audit;   /* received + plan records, in order */
     struct ingest_plan plan;
@@ -107,14 +108,15 @@ struct rules;
 void ingest_use_rules(struct ingest *ing, struct rules *rules);
 
 /* Decodes a body by media type: JSON, or form fields as an object (a repeated
- * field becomes an array). Returns a new reference, or NULL with why set. */
-json_t *ingest_decode_body(const char *content_type, const unsigned char *body, size_t len,
-                           char *why, size_t why_len);
+ * field becomes an array). Returns a new document (caller frees with jdoc_free),
+ * or NULL with why set. */
+struct jdoc *ingest_decode_body(const char *content_type, const unsigned char *body, size_t len,
+                                char *why, size_t why_len);
 
 /* The event id of a request to src (SPEC section 2, event_id). Returns a new
  * string, or NULL with why set. */
 char *ingest_derive_event_id(const struct config_source *src, const struct ingest_request *req,
-                             json_t *body, char *why, size_t why_len);
+                             const struct jdoc *body, char *why, size_t why_len);
 
 /* Runs the planner again on a stored rule_failed event (after the rule was
  * fixed) and stores the new outcome, jobs and records in one transaction. The

@@ -502,6 +502,74 @@ int lua_json_push(lua_State *L, json_t *v, int max_depth, char *err, size_t err_
     return push_value(L, v, 0, max_depth, err, err_len);
 }
 
+/* Pushes the value at n and returns the node after its subtree. The depth was
+ * checked before the walk started (doc->depth), so this cannot fail except by
+ * raising a Lua memory error. */
+static const struct jdoc_node *push_doc_node(lua_State *L, const struct jdoc *doc,
+                                             const struct jdoc_node *n)
+{
+    switch ((enum jdoc_type)n->type) {
+    case JDOC_OBJECT: {
+        const struct jdoc_node *k = n + 1;
+        luaL_checkstack(L, 3, "JSON nesting");
+        lua_createtable(L, 0, n->len > INT_MAX ? INT_MAX : (int)n->len);
+        for (uint32_t i = 0; i < n->len; i++) {
+            lua_pushlstring(L, jdoc_str(doc, k), k->len);
+            k = push_doc_node(L, doc, k + 1);
+            lua_rawset(L, -3);
+        }
+        set_marker(L, &object_mt_key);
+        return k;
+    }
+    case JDOC_ARRAY: {
+        const struct jdoc_node *e = n + 1;
+        luaL_checkstack(L, 3, "JSON nesting");
+        lua_createtable(L, n->len > INT_MAX ? INT_MAX : (int)n->len, 0);
+        for (uint32_t i = 0; i < n->len; i++) {
+            e = push_doc_node(L, doc, e);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        set_marker(L, &array_mt_key);
+        return e;
+    }
+    case JDOC_STRING:
+        lua_pushlstring(L, jdoc_str(doc, n), n->len);
+        break;
+    case JDOC_INT:
+        lua_pushinteger(L, (lua_Integer)n->u.i);
+        break;
+    case JDOC_REAL:
+        lua_pushnumber(L, (lua_Number)n->u.d);
+        break;
+    case JDOC_TRUE:
+        lua_pushboolean(L, 1);
+        break;
+    case JDOC_FALSE:
+        lua_pushboolean(L, 0);
+        break;
+    case JDOC_NULL:
+        lua_json_push_null(L);
+        break;
+    }
+    return n + 1;
+}
+
+int lua_json_push_doc(lua_State *L, const struct jdoc *doc, int max_depth, char *err,
+                      size_t err_len)
+{
+    if (!doc) {
+        set_err(err, err_len, "no value");
+        return -1;
+    }
+    if (max_depth < 0 || doc->depth > (unsigned)max_depth) {
+        if (err && err_len)
+            snprintf(err, err_len, "nesting deeper than %d levels", max_depth);
+        return -1;
+    }
+    push_doc_node(L, doc, jdoc_root(doc));
+    return 0;
+}
+
 /* ---- guard: a to-be-closed owner of one jansson reference ---- */
 
 static int guard_close(lua_State *L)

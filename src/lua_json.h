@@ -14,6 +14,8 @@
 #include <lua.h>
 #include <stddef.h>
 
+#include "jdoc.h"
+
 #define LUA_JSON_DEFAULT_MAX_DEPTH 64
 
 /* Installs the marker metatables and json.null in L's registry. Call once per
@@ -29,6 +31,13 @@ void lua_json_init(lua_State *L);
  * caller keeps ownership of v, so park it in a lua_json_push_guard slot first or
  * the raise leaks it. */
 int lua_json_push(lua_State *L, json_t *v, int max_depth, char *err, size_t err_len);
+
+/* Pushes the Lua value of doc's root (doc borrowed), converted as lua_json_push
+ * converts a jansson value. Returns 0, or -1 (nothing pushed) when doc nests
+ * deeper than max_depth, with a message in err[err_len]. May raise a Lua memory
+ * error (call under pcall); doc stays the caller's either way. */
+int lua_json_push_doc(lua_State *L, const struct jdoc *doc, int max_depth, char *err,
+                      size_t err_len);
 
 /* Converts the Lua value at stack index idx to JSON. Returns a new reference
  * (caller owns) or NULL with a message in err[err_len] naming the problem and

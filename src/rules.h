@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "actions.h"
+#include "jdoc.h"
 
 struct rules;
 
@@ -35,8 +36,8 @@ struct rules_event {
     const char *source;
     const char *event_id;
     double received_at;
-    json_t *headers; /* object of lower-case names */
-    json_t *body;    /* decoded JSON or form fields */
+    json_t *headers;         /* object of lower-case names */
+    const struct jdoc *body; /* decoded JSON or form fields */
     const unsigned char *raw;
     size_t raw_len;
 };

@@ -296,13 +296,13 @@ static long bench_one(struct bench_shared *sh, enum bench_mode m)
 {
     const struct bench_opts *o = sh->opts;
     char why[256];
-    json_t *body = ingest_decode_body(o->content_type, sh->raw, sh->raw_len, why, sizeof why);
+    struct jdoc *body = ingest_decode_body(o->content_type, sh->raw, sh->raw_len, why, sizeof why);
     if (!body) {
         bench_fail(sh, "decoding the event", why);
         return -1;
     }
     if (m == BENCH_BASELINE) {
-        json_decref(body);
+        jdoc_free(body);
         return 0;
     }
     struct rules_event ev = {o->source, sh->event_id, sh->received_at, sh->headers,
@@ -322,7 +322,7 @@ static long bench_one(struct bench_shared *sh, enum bench_mode m)
         jobs = -1;
     }
     rules_result_free(&res);
-    json_decref(body);
+    jdoc_free(body);
     return jobs;
 }
 
@@ -478,14 +478,14 @@ static int bench_setup(struct bench_shared *sh, const struct bench_opts *o, char
     if (!sh->raw)
         return -1;
     char why[256];
-    json_t *body = ingest_decode_body(o->content_type, sh->raw, sh->raw_len, why, sizeof why);
+    struct jdoc *body = ingest_decode_body(o->content_type, sh->raw, sh->raw_len, why, sizeof why);
     if (!body) {
         fprintf(stderr, "rules_bench: %s: %s\n", o->event_path, why);
         return -1;
     }
-    const char *id = json_string_value(json_object_get(body, "id"));
-    sh->event_id = strdup(id ? id : "bench-event");
-    json_decref(body);
+    const struct jdoc_node *idn = jdoc_get(body, jdoc_root(body), "id", 2);
+    sh->event_id = strdup(idn && idn->type == JDOC_STRING ? jdoc_str(body, idn) : "bench-event");
+    jdoc_free(body);
     sh->headers = bench_headers(o, sh->raw_len);
     if (!sh->event_id || !sh->headers) {
         fprintf(stderr, "rules_bench: cannot build the event\n");

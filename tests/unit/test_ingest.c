@@ -59,18 +59,39 @@ static void test_form_errors(void **state)
 
 static void test_json_pointer(void **state)
 {
-    json_t *doc = json_loads("{\"ticket\": {\"id\": 42, \"tags\": [\"a\", \"b\"], \"a/b\": 1,"
-                             " \"m~n\": 2}}",
-                             0, NULL);
-    assert_int_equal(json_integer_value(ingest_json_pointer(doc, "/ticket/id")), 42);
-    assert_string_equal(json_string_value(ingest_json_pointer(doc, "/ticket/tags/1")), "b");
-    assert_int_equal(json_integer_value(ingest_json_pointer(doc, "/ticket/a~1b")), 1);
-    assert_int_equal(json_integer_value(ingest_json_pointer(doc, "/ticket/m~0n")), 2);
-    assert_null(ingest_json_pointer(doc, "/ticket/tags/2"));
-    assert_null(ingest_json_pointer(doc, "/ticket/tags/01"));
-    assert_null(ingest_json_pointer(doc, "/nope"));
-    assert_null(ingest_json_pointer(doc, "ticket"));
-    json_decref(doc);
+    char why[200];
+    const char *text = "{\"ticket\": {\"id\": 42, \"tags\": [\"a\", \"b\"], \"a/b\": 1,"
+                       " \"m~n\": 2}}";
+    struct jdoc *doc = ingest_decode_body("application/json", (const unsigned char *)text,
+                                          strlen(text), why, sizeof why);
+    assert_non_null(doc);
+    assert_int_equal(jdoc_pointer(doc, "/ticket/id")->u.i, 42);
+    assert_string_equal(jdoc_str(doc, jdoc_pointer(doc, "/ticket/tags/1")), "b");
+    assert_int_equal(jdoc_pointer(doc, "/ticket/a~1b")->u.i, 1);
+    assert_int_equal(jdoc_pointer(doc, "/ticket/m~0n")->u.i, 2);
+    assert_null(jdoc_pointer(doc, "/ticket/tags/2"));
+    assert_null(jdoc_pointer(doc, "/ticket/tags/01"));
+    assert_null(jdoc_pointer(doc, "/nope"));
+    assert_null(jdoc_pointer(doc, "ticket"));
+    jdoc_free(doc);
+}
+
+/* A form body decodes to a document of its fields; a malformed JSON body says where. */
+static void test_decode_body(void **state)
+{
+    char why[200];
+    const char *form = "name=Ann+Lee&tag=a&tag=b";
+    struct jdoc *doc =
+        ingest_decode_body("application/x-www-form-urlencoded", (const unsigned char *)form,
+                           strlen(form), why, sizeof why);
+    assert_non_null(doc);
+    assert_string_equal(jdoc_str(doc, jdoc_pointer(doc, "/name")), "Ann Lee");
+    assert_string_equal(jdoc_str(doc, jdoc_pointer(doc, "/tag/1")), "b");
+    jdoc_free(doc);
+    const char *bad = "{\"a\": 1,\n \"b\": tru}";
+    assert_null(ingest_decode_body("application/json", (const unsigned char *)bad, strlen(bad), why,
+                                   sizeof why));
+    assert_non_null(strstr(why, "malformed JSON at line 2"));
 }
 
 /* ---------- prepare/complete with a real store ---------- */
@@ -96,7 +117,7 @@ static int plan_two_jobs(void *ctx, const struct ingest_event *ev, struct ingest
     int *calls = ctx;
     (*calls)++;
     /* the planner sees the decoded body and redacted headers */
-    assert_int_equal(json_integer_value(json_object_get(ev->body, "a")), 1);
+    assert_int_equal(jdoc_get(ev->body, jdoc_root(ev->body), "a", 1)->u.i, 1);
     assert_string_equal(json_string_value(json_object_get(ev->headers, "authorization")),
                         "[redacted]");
     plan->jobs = jobs;
@@ -216,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_form_fields),
         cmocka_unit_test(test_form_errors),
         cmocka_unit_test(test_json_pointer),
+        cmocka_unit_test(test_decode_body),
         cmocka_unit_test_setup(test_prepare_store_complete, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -33,13 +33,14 @@ static struct rules *make_rules(const char *text, const char *api_version)
 
 static enum rules_outcome run(struct rules *r, const char *body_json, struct rules_result *res)
 {
-    json_t *body = json_loads(body_json, JSON_DECODE_ANY, NULL);
+    struct jdoc *body = jdoc_parse(body_json, strlen(body_json), 0, 0, NULL, 0);
+    assert_non_null(body);
     json_t *headers = json_pack("{s:s}", "x-test", "1");
     struct rules_event ev = {"zendesk",        "evt-1", 1.5,
                              headers,          body,    (const unsigned char *)body_json,
                              strlen(body_json)};
     rules_run(r, &ev, res);
-    json_decref(body);
+    jdoc_free(body);
     json_decref(headers);
     return res->outcome;
 }
