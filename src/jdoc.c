@@ -189,6 +189,18 @@ static bool jp_string(struct jparser *p)
     for (;;) {
         /* Copy the plain run up to a quote, backslash or control byte. */
         size_t run = p->pos;
+        /* Eight bytes at a time while none is a quote, a backslash or below 0x20
+         * (the classic "has zero byte" / "has byte less than" word tests). */
+        while (run + 8 <= p->len) {
+            uint64_t w;
+            memcpy(&w, p->s + run, 8);
+            const uint64_t ones = UINT64_C(0x0101010101010101), high = ones * 0x80;
+            uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+            uint64_t hit = ((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w);
+            if (hit & high)
+                break;
+            run += 8;
+        }
         while (run < p->len) {
             unsigned char c = p->s[run];
             if (c == '"' || c == '\\' || c < 0x20)
