@@ -49,7 +49,33 @@ struct rules {
     int json_max_depth;
 };
 
+/* Small Lua blocks come from per-state size-class free lists carved out of
+ * 64 KiB chunks: Lua tells the allocator every block's size, so no header is
+ * needed, and an event's tables and strings cost a list pop instead of a
+ * malloc. Chunks are returned when the state closes. */
+#define RULES_POOL_QUANTUM 16
+#define RULES_POOL_MAX 256
+#define RULES_POOL_CLASSES (RULES_POOL_MAX / RULES_POOL_QUANTUM)
+#define RULES_POOL_CHUNK (64 * 1024)
+/* A state whose pool grew beyond this many chunks (an event that built a lot,
+ * e.g. one stopped by the memory limit) is closed after its event and rebuilt
+ * at the next one, so a single event cannot pin its peak for good. */
+#define RULES_POOL_RETAIN_CHUNKS 64
+
+struct rules_pool_chunk {
+    struct rules_pool_chunk *next;
+    size_t used;
+    _Alignas(16) unsigned char mem[];
+};
+
+struct rules_pool {
+    void *free[RULES_POOL_CLASSES];
+    struct rules_pool_chunk *chunks;
+    size_t nchunks;
+};
+
 struct rules_vm {
+    struct rules_pool pool;
     lua_State *L;
     struct rules *r;
     struct rules_program *prog;
@@ -182,20 +208,87 @@ fail:
 
 /* ---------- allocator and hook ---------- */
 
+/* The pool class of a block of n bytes (1..RULES_POOL_MAX), from 0. */
+static size_t rules_pool_class(size_t n)
+{
+    return (n - 1) / RULES_POOL_QUANTUM;
+}
+
+static void *rules_pool_get(struct rules_pool *pool, size_t n)
+{
+    size_t c = rules_pool_class(n);
+    void *b = pool->free[c];
+    if (b) {
+        memcpy(&pool->free[c], b, sizeof(void *));
+        return b;
+    }
+    size_t size = (c + 1) * RULES_POOL_QUANTUM;
+    struct rules_pool_chunk *ch = pool->chunks;
+    if (!ch || RULES_POOL_CHUNK - ch->used < size) {
+        ch = malloc(sizeof *ch + RULES_POOL_CHUNK);
+        if (!ch)
+            return NULL;
+        ch->used = 0;
+        ch->next = pool->chunks;
+        pool->chunks = ch;
+        pool->nchunks++;
+    }
+    b = ch->mem + ch->used;
+    ch->used += size;
+    return b;
+}
+
+static void rules_pool_put(struct rules_pool *pool, void *b, size_t n)
+{
+    size_t c = rules_pool_class(n);
+    memcpy(b, &pool->free[c], sizeof(void *));
+    pool->free[c] = b;
+}
+
+static void rules_pool_release(struct rules_pool *pool)
+{
+    while (pool->chunks) {
+        struct rules_pool_chunk *next = pool->chunks->next;
+        free(pool->chunks);
+        pool->chunks = next;
+    }
+    pool->nchunks = 0;
+    memset(pool->free, 0, sizeof pool->free);
+}
+
 static void *rules_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     struct rules_vm *vm = ud;
     size_t old = ptr ? osize : 0;
+    bool old_pooled = old > 0 && old <= RULES_POOL_MAX;
+    bool new_pooled = nsize > 0 && nsize <= RULES_POOL_MAX;
     if (nsize == 0) {
         vm->mem_used -= old;
-        free(ptr);
+        if (old_pooled)
+            rules_pool_put(&vm->pool, ptr, old);
+        else
+            free(ptr);
         return NULL;
     }
     if (vm->mem_limit && nsize > old && vm->mem_used - old + nsize > vm->mem_limit) {
         vm->mem_fired = true;
         return NULL;
     }
-    void *np = realloc(ptr, nsize);
+    void *np;
+    if (old_pooled && new_pooled && rules_pool_class(old) == rules_pool_class(nsize)) {
+        np = ptr; /* the block already has room */
+    } else if (!old_pooled && !new_pooled) {
+        np = realloc(ptr, nsize);
+    } else {
+        np = new_pooled ? rules_pool_get(&vm->pool, nsize) : malloc(nsize);
+        if (np && ptr) {
+            memcpy(np, ptr, old < nsize ? old : nsize);
+            if (old_pooled)
+                rules_pool_put(&vm->pool, ptr, old);
+            else
+                free(ptr);
+        }
+    }
     if (np)
         vm->mem_used = vm->mem_used - old + nsize;
     return np;
@@ -805,6 +898,7 @@ static void rules_vm_destroy(struct rules_vm *vm)
         return;
     if (vm->L)
         lua_close(vm->L);
+    rules_pool_release(&vm->pool);
     rules_program_unref(vm->prog);
     free(vm);
 }
@@ -984,8 +1078,12 @@ int rules_run(struct rules *r, const struct rules_event *ev, struct rules_result
     lua_settop(L, 0);
     vm->ev = NULL;
     vm->actions.plan = NULL;
-    if (res->outcome == RULES_FAILED)
+    if (vm->pool.nchunks > RULES_POOL_RETAIN_CHUNKS) {
+        rules_vm_destroy(vm); /* the next event on this thread builds a new state */
+        pthread_setspecific(r->key, NULL);
+    } else if (res->outcome == RULES_FAILED) {
         lua_gc(L, LUA_GCCOLLECT);
+    }
     res->duration_s = rules_now() - t0;
     return 0;
 }

@@ -150,6 +150,48 @@ static void test_globals_do_not_leak(void **state)
     rules_destroy(r);
 }
 
+/* An event that builds a lot (here 300,000 small tables, well inside a 64 MiB
+ * limit) leaves its thread's state oversized; the engine closes that state and
+ * the next event runs on a fresh one with the same script, data and results. */
+static void test_big_event_then_normal_event(void **state)
+{
+    char err[600];
+    struct rules *r = NULL;
+    test_write_file(dir, "main.lua",
+                    "loaded = (loaded or 0) + 1\n"
+                    "function on_event(ev)\n"
+                    "  assert(loaded == 1, 'top level ran ' .. loaded .. ' times in one state')\n"
+                    "  if ev.body.big then\n"
+                    "    local t = {}\n"
+                    "    for i = 1, 300000 do t[i] = {i} end\n"
+                    "    skip('built ' .. #t)\n"
+                    "  end\n"
+                    "  didww.route_did{number = ev.body.number,\n"
+                    "                  trunk = '11e32ee9-5939-4975-b638-f702120b5ffe'}\n"
+                    "end\n",
+                    script, sizeof script);
+    struct rules_options o = {.script_path = script,
+                              .display_name = "main.lua",
+                              .instruction_limit = 50000000,
+                              .memory_limit_bytes = 64 << 20,
+                              .api_version = "2022-05-10"};
+    if (rules_create(&o, &r, err, sizeof err) != 0)
+        fail_msg("rules_create: %s", err);
+    struct rules_result res;
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(run(r, "{\"big\": true}", &res), RULES_SKIPPED);
+        assert_string_equal(res.message, "built 300000");
+        rules_result_free(&res);
+        enum rules_outcome out = run(r, "{\"number\": \"+442079460418\"}", &res);
+        if (out != RULES_DECIDED)
+            fail_msg("round %d: outcome %d: %s", round, out, res.message);
+        assert_int_equal(res.plan.n, 1);
+        assert_string_equal(res.plan.jobs[0].path, "/v3/dids/number:442079460418");
+        rules_result_free(&res);
+    }
+    rules_destroy(r);
+}
+
 static void test_event_fields_and_json(void **state)
 {
     struct rules *r = make_rules(
@@ -450,6 +492,7 @@ int main(void)
         cmocka_unit_test_setup(test_sandbox_escapes_fail, setup),
         cmocka_unit_test_setup(test_limits_fail_only_that_event, setup),
         cmocka_unit_test_setup(test_globals_do_not_leak, setup),
+        cmocka_unit_test_setup(test_big_event_then_normal_event, setup),
         cmocka_unit_test_setup(test_event_fields_and_json, setup),
         cmocka_unit_test_setup(test_naming_generations, setup),
         cmocka_unit_test_setup(test_argument_errors_name_call_and_field, setup),
