@@ -22,6 +22,11 @@
 -- Helpers
 ---------------------------------------------------------------------------------------
 
+-- Globals the handlers use on every event, as locals: a local is a register read, a
+-- global a table lookup (hookline gives each event a fresh global table).
+local type, select, tostring = type, select, tostring
+local NULL = json.null
+
 -- Walks nested tables: get(t, "a", "b") is t.a.b, or nil when a step is missing, is
 -- not a table, or is JSON null.
 local function get(t, ...)
@@ -31,7 +36,7 @@ local function get(t, ...)
             return nil
         end
         v = v[(select(i, ...))]
-        if v == json.null then
+        if v == NULL then
             return nil
         end
     end
