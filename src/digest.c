@@ -3,11 +3,14 @@
  * signature checks in verify.c and the content hashes used elsewhere. It owns no state
  * and allocates nothing; every function works on caller buffers, so any thread may call
  * it. The decoders are strict (no whitespace, no stray padding, canonical trailing bits)
- * because a lenient decoder lets several encodings stand for one signature.
+ * because a lenient decoder lets several encodings stand for one signature. The only
+ * shared data are the digest implementations, fetched from libcrypto once per process
+ * (OpenSSL 3 otherwise looks them up again on every call, under a lock).
  */
 #include "digest.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -18,16 +21,28 @@ static const char hex_digits[] = "0123456789abcdef";
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+static pthread_once_t digest_once = PTHREAD_ONCE_INIT;
+static const EVP_MD *digest_fetched[3]; /* SHA-256, SHA-1, SHA-512; never freed */
+
+static void digest_fetch_all(void)
+{
+    /* A failed fetch leaves NULL and the legacy getter is used instead. */
+    digest_fetched[0] = EVP_MD_fetch(NULL, "SHA256", NULL);
+    digest_fetched[1] = EVP_MD_fetch(NULL, "SHA1", NULL);
+    digest_fetched[2] = EVP_MD_fetch(NULL, "SHA512", NULL);
+}
+
 /* Borrowed libcrypto digest for alg, or NULL for an unknown value. */
 static const EVP_MD *digest_md(enum digest_alg alg)
 {
+    pthread_once(&digest_once, digest_fetch_all);
     switch (alg) {
     case DIGEST_SHA256:
-        return EVP_sha256();
+        return digest_fetched[0] ? digest_fetched[0] : EVP_sha256();
     case DIGEST_SHA1:
-        return EVP_sha1();
+        return digest_fetched[1] ? digest_fetched[1] : EVP_sha1();
     case DIGEST_SHA512:
-        return EVP_sha512();
+        return digest_fetched[2] ? digest_fetched[2] : EVP_sha512();
     }
     return NULL;
 }
@@ -51,7 +66,8 @@ void digest_sha256(const void *data, size_t len, unsigned char out[32])
 
     /* EVP_Digest cannot fail for SHA-256 short of memory corruption; zero the output
      * so a failure can never pass for a real hash. */
-    if (EVP_Digest(len ? data : "", len, out, &out_len, EVP_sha256(), NULL) != 1 || out_len != 32)
+    if (EVP_Digest(len ? data : "", len, out, &out_len, digest_md(DIGEST_SHA256), NULL) != 1 ||
+        out_len != 32)
         memset(out, 0, 32);
 }
 
@@ -60,7 +76,7 @@ void digest_sha256_parts(const void *a, size_t alen, const void *b, size_t blen,
 {
     unsigned int out_len = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+    int ok = ctx && EVP_DigestInit_ex(ctx, digest_md(DIGEST_SHA256), NULL) == 1 &&
              (alen == 0 || EVP_DigestUpdate(ctx, a, alen) == 1) &&
              (blen == 0 || EVP_DigestUpdate(ctx, b, blen) == 1) &&
              (clen == 0 || EVP_DigestUpdate(ctx, c, clen) == 1) &&
