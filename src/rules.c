@@ -82,6 +82,7 @@ struct rules_vm {
     size_t mem_used;
     size_t mem_limit; /* 0: unlimited (while building the state) */
     bool mem_fired;
+    char mem_line[LUA_IDSIZE + 16]; /* "file:line" where the memory limit fired, or "" */
     int64_t instr_count, instr_budget;
     bool instr_fired;
     char limit_msg[256];
@@ -256,6 +257,25 @@ static void rules_pool_release(struct rules_pool *pool)
     memset(pool->free, 0, sizeof pool->free);
 }
 
+/* Called once, from the allocator, when the memory limit refuses a block: notes
+ * the script line that asked for it (the innermost Lua function on the stack; a C
+ * function such as string.rep has no line). Reading the stack allocates nothing
+ * (lua_getstack, and lua_getinfo with "Sl", fill caller-owned structs), so this
+ * is safe while an allocation is in progress. */
+static void rules_note_mem_line(struct rules_vm *vm)
+{
+    lua_Debug ar;
+    vm->mem_line[0] = '\0';
+    if (!vm->L)
+        return;
+    for (int level = 0; level < 8 && lua_getstack(vm->L, level, &ar); level++) {
+        if (lua_getinfo(vm->L, "Sl", &ar) && ar.currentline > 0) {
+            snprintf(vm->mem_line, sizeof vm->mem_line, "%s:%d", ar.short_src, ar.currentline);
+            return;
+        }
+    }
+}
+
 static void *rules_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     struct rules_vm *vm = ud;
@@ -271,6 +291,8 @@ static void *rules_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         return NULL;
     }
     if (vm->mem_limit && nsize > old && vm->mem_used - old + nsize > vm->mem_limit) {
+        if (!vm->mem_fired)
+            rules_note_mem_line(vm);
         vm->mem_fired = true;
         return NULL;
     }
@@ -327,6 +349,7 @@ static void rules_arm(struct rules_vm *vm, bool limit_memory)
     vm->instr_budget = vm->r->instruction_limit;
     vm->instr_fired = false;
     vm->mem_fired = false;
+    vm->mem_line[0] = '\0';
     vm->limit_msg[0] = '\0';
     vm->mem_limit = limit_memory ? vm->mem_used + (size_t)vm->r->memory_limit : 0;
     lua_sethook(vm->L, rules_hook, LUA_MASKCOUNT, RULES_HOOK_STEP);
@@ -1051,7 +1074,7 @@ int rules_run(struct rules *r, const struct rules_event *ev, struct rules_result
     } else if (vm->mem_fired) {
         res->outcome = RULES_FAILED;
         snprintf(res->message, sizeof res->message, "%s: memory limit of %lld bytes exceeded",
-                 r->display_name, (long long)r->memory_limit);
+                 vm->mem_line[0] ? vm->mem_line : r->display_name, (long long)r->memory_limit);
     } else if (vm->skipped) {
         res->outcome = RULES_SKIPPED;
         snprintf(res->message, sizeof res->message, "%s", vm->skip_reason);

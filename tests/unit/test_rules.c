@@ -109,10 +109,10 @@ static void test_limits_fail_only_that_event(void **state)
     } cases[] = {
         {"{\"mode\":\"loop\"}", "instruction limit of 200000 exceeded"},
         {"{\"mode\":\"pcall\"}", "instruction limit"},
-        {"{\"mode\":\"rep\"}", "memory limit of 1048576 bytes exceeded"},
+        {"{\"mode\":\"rep\"}", "main.lua:8: memory limit of 1048576 bytes exceeded"},
         {"{\"mode\":\"table\"}", "limit"},
         {"{\"mode\":\"recurse\"}", ""},
-        {"{\"mode\":\"catchmem\"}", "memory limit"},
+        {"{\"mode\":\"catchmem\"}", "main.lua:11: memory limit"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         assert_int_equal(run(r, cases[i].body, &res), RULES_FAILED);
