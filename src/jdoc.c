@@ -35,7 +35,7 @@ struct jparser {
     size_t error_pos;
 };
 
-static bool jdoc_utf8_valid(const unsigned char *s, size_t n, size_t *bad)
+bool jdoc_utf8_valid(const unsigned char *s, size_t n, size_t *bad)
 {
     size_t i = 0;
     while (i < n) {

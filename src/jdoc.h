@@ -18,6 +18,7 @@
 #define HOOKLINE_JDOC_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +63,11 @@ struct jdoc {
  * "out of memory"). max_depth bounds container nesting (0: the default). */
 struct jdoc *jdoc_parse(const char *text, size_t len, unsigned flags, unsigned max_depth, char *why,
                         size_t why_len);
+
+/* True when s[n] is strict UTF-8 (no overlong forms, no surrogates, nothing above
+ * U+10FFFF); otherwise false with *bad set to the offset of the first bad
+ * sequence. */
+bool jdoc_utf8_valid(const unsigned char *s, size_t n, size_t *bad);
 
 /* Frees d. NULL is a no-op. */
 void jdoc_free(struct jdoc *d);
