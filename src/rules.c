@@ -303,7 +303,13 @@ static void *rules_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         np = realloc(ptr, nsize);
     } else {
         np = new_pooled ? rules_pool_get(&vm->pool, nsize) : malloc(nsize);
-        if (np && ptr) {
+        /* Lua relies on a shrink never failing, so when the smaller block cannot be
+         * had (out of memory) the larger one is kept. Freed later with the smaller
+         * size it joins that size's free list: safe, as it is big enough; a malloc'd
+         * one is then never returned to malloc (only under memory exhaustion). */
+        if (!np && ptr && nsize <= old)
+            np = ptr;
+        else if (np && ptr) {
             memcpy(np, ptr, old < nsize ? old : nsize);
             if (old_pooled)
                 rules_pool_put(&vm->pool, ptr, old);
