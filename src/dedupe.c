@@ -1,0 +1,218 @@
+/*
+ * dedupe: an open-addressing (linear probing) hash table of key fingerprints
+ * (see dedupe.h). Entries are never deleted one by one: when the table is 70%
+ * full it is rebuilt without the expired entries, grown when still crowded, and
+ * at max_keys the oldest eighth goes. Every operation is amortised O(1); a
+ * rebuild is O(capacity) and briefly holds both tables.
+ */
+#include "dedupe.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bloom.h"
+
+struct dedupe_slot {
+    uint64_t fp; /* 0: empty */
+    int64_t row;
+    double at;
+};
+
+struct dedupe {
+    struct dedupe_slot *slots;
+    size_t cap; /* power of two */
+    size_t count;
+    size_t max_keys;
+};
+
+#define DEDUPE_MIN_CAP 1024
+
+static size_t dedupe_cap_for(size_t keys)
+{
+    size_t cap = DEDUPE_MIN_CAP;
+    while (cap / 10 * 7 < keys)
+        cap *= 2;
+    return cap;
+}
+
+struct dedupe *dedupe_create(size_t max_keys)
+{
+    struct dedupe *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->max_keys = max_keys < 16 ? 16 : max_keys;
+    d->cap = DEDUPE_MIN_CAP;
+    d->slots = calloc(d->cap, sizeof *d->slots);
+    if (!d->slots) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void dedupe_destroy(struct dedupe *d)
+{
+    if (!d)
+        return;
+    free(d->slots);
+    free(d);
+}
+
+uint64_t dedupe_fingerprint(const char *source, const char *event_id)
+{
+    /* Hash "source\0event_id" so ("ab","c") and ("a","bc") differ. */
+    size_t ls = strlen(source), le = strlen(event_id);
+    unsigned char buf[512];
+    uint64_t h;
+    if (ls + 1 + le <= sizeof buf) {
+        memcpy(buf, source, ls);
+        buf[ls] = 0;
+        memcpy(buf + ls + 1, event_id, le);
+        h = bloom_hash(buf, ls + 1 + le);
+    } else {
+        h = bloom_hash(source, ls) * 0x9e3779b97f4a7c15ULL ^ bloom_hash(event_id, le);
+    }
+    return h ? h : 1;
+}
+
+static void dedupe_put(struct dedupe_slot *slots, size_t cap, const struct dedupe_slot *e)
+{
+    size_t i = (size_t)e->fp & (cap - 1);
+    while (slots[i].fp)
+        i = (i + 1) & (cap - 1);
+    slots[i] = *e;
+}
+
+size_t dedupe_find(const struct dedupe *d, uint64_t fp, int64_t *rows, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = (size_t)fp & (d->cap - 1); d->slots[i].fp; i = (i + 1) & (d->cap - 1)) {
+        if (d->slots[i].fp != fp)
+            continue;
+        /* Keep rows newest (largest) first: insertion sort into the small output. */
+        int64_t r = d->slots[i].row;
+        if (n < max) {
+            size_t j = n;
+            while (j > 0 && rows[j - 1] < r) {
+                rows[j] = rows[j - 1];
+                j--;
+            }
+            rows[j] = r;
+        } else if (max > 0 && r > rows[max - 1]) {
+            size_t j = max - 1;
+            while (j > 0 && rows[j - 1] < r) {
+                rows[j] = rows[j - 1];
+                j--;
+            }
+            rows[j] = r;
+        }
+        n++;
+    }
+    return n;
+}
+
+static int dedupe_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The receive time at or below which about `drop` of the entries lie. */
+static double dedupe_cutoff_for(const struct dedupe *d, size_t drop, bool *ok)
+{
+    double *ats = malloc(d->count * sizeof *ats);
+    *ok = ats != NULL;
+    if (!ats)
+        return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < d->cap; i++)
+        if (d->slots[i].fp)
+            ats[n++] = d->slots[i].at;
+    qsort(ats, n, sizeof *ats, dedupe_cmp_double);
+    double cut = ats[drop < n ? drop : n - 1];
+    free(ats);
+    return cut;
+}
+
+/* Rebuilds into a table of new_cap keeping entries with at >= keep_from (and,
+ * when evict_to > 0, at > evict_to). Returns how many were evicted early, or -1. */
+static long dedupe_rebuild(struct dedupe *d, size_t new_cap, double keep_from, double evict_to)
+{
+    struct dedupe_slot *ns = calloc(new_cap, sizeof *ns);
+    if (!ns)
+        return -1;
+    size_t kept = 0;
+    long evicted = 0;
+    for (size_t i = 0; i < d->cap; i++) {
+        const struct dedupe_slot *e = &d->slots[i];
+        if (!e->fp || e->at < keep_from)
+            continue;
+        if (evict_to > 0 && e->at <= evict_to) {
+            evicted++;
+            continue;
+        }
+        dedupe_put(ns, new_cap, e);
+        kept++;
+    }
+    free(d->slots);
+    d->slots = ns;
+    d->cap = new_cap;
+    d->count = kept;
+    return evicted;
+}
+
+long dedupe_add(struct dedupe *d, uint64_t fp, int64_t row, double at, double expire_before)
+{
+    long evicted = 0;
+    if (fp == 0)
+        fp = 1;
+    if (d->count + 1 > d->cap / 10 * 7 || d->count + 1 > d->max_keys) {
+        size_t live = 0;
+        for (size_t i = 0; i < d->cap; i++)
+            if (d->slots[i].fp && d->slots[i].at >= expire_before)
+                live++;
+        double evict_to = 0;
+        if (live + 1 > d->max_keys) {
+            bool ok;
+            evict_to = dedupe_cutoff_for(d, d->count / 8, &ok);
+            if (!ok)
+                return -1;
+        }
+        size_t want = dedupe_cap_for(live + 1 < d->max_keys ? (live + 1) * 2 : d->max_keys);
+        if (want < DEDUPE_MIN_CAP)
+            want = DEDUPE_MIN_CAP;
+        evicted = dedupe_rebuild(d, want, expire_before, evict_to);
+        if (evicted < 0)
+            return -1;
+    }
+    struct dedupe_slot e = {.fp = fp, .row = row, .at = at};
+    dedupe_put(d->slots, d->cap, &e);
+    d->count++;
+    return evicted;
+}
+
+void dedupe_expire(struct dedupe *d, double before)
+{
+    size_t live = 0;
+    for (size_t i = 0; i < d->cap; i++)
+        if (d->slots[i].fp && d->slots[i].at >= before)
+            live++;
+    if (live == d->count)
+        return;
+    (void)dedupe_rebuild(d, dedupe_cap_for(live * 2), before, 0);
+}
+
+size_t dedupe_count(const struct dedupe *d)
+{
+    return d->count;
+}
+
+double dedupe_oldest(const struct dedupe *d)
+{
+    double oldest = 0;
+    for (size_t i = 0; i < d->cap; i++)
+        if (d->slots[i].fp && (oldest == 0 || d->slots[i].at < oldest))
+            oldest = d->slots[i].at;
+    return oldest;
+}
