@@ -420,7 +420,8 @@ static void config_parse_listen(struct config_ctx *ctx, json_t *root)
 
 static void config_parse_store(struct config_ctx *ctx, json_t *root)
 {
-    static const char *const keys[] = {"url", "busy_timeout_ms", "queue_max", "batch_max", NULL};
+    static const char *const keys[] = {"url",       "busy_timeout_ms", "queue_max",
+                                       "batch_max", "dedupe_max_keys", NULL};
     struct config *cfg = ctx->cfg;
     json_t *s = config_section(ctx, root, "store");
     if (s)
@@ -430,6 +431,8 @@ static void config_parse_store(struct config_ctx *ctx, json_t *root)
         config_get_int32(ctx, s, "store", "busy_timeout_ms", 5000, 0, 600000);
     cfg->store_queue_max = config_get_int32(ctx, s, "store", "queue_max", 10000, 1, 1000000);
     cfg->store_batch_max = config_get_int32(ctx, s, "store", "batch_max", 512, 1, 100000);
+    cfg->store_dedupe_max_keys =
+        config_get_int32(ctx, s, "store", "dedupe_max_keys", 2000000, 1000, 100000000);
     if (!cfg->store_url)
         return;
     if (strncmp(cfg->store_url, "sqlite:", 7) == 0 && cfg->store_url[7]) {

@@ -46,8 +46,9 @@ struct config {
     char *store_url;         /* as written */
     char *store_sqlite_path; /* absolute, for sqlite: URLs; NULL otherwise */
     int store_busy_timeout_ms;
-    int store_queue_max; /* operations waiting for a commit before 503 */
-    int store_batch_max; /* operations in one group commit */
+    int store_queue_max;       /* operations waiting for a commit before 503 */
+    int store_batch_max;       /* operations in one group commit */
+    int store_dedupe_max_keys; /* event keys held in memory for deduplication */
 
     char *didww_base_url;
     char *didww_api_key; /* secret; NULL when its env var is unset (delivery disabled) */

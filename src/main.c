@@ -235,7 +235,11 @@ static int main_serve(int argc, char **argv)
                                .queue_max = cfg->store_queue_max,
                                .batch_max = cfg->store_batch_max,
                                .jsonl_path = cfg->audit_jsonl_path,
-                               .retention_days = cfg->audit_retention_days};
+                               .retention_days = cfg->audit_retention_days,
+                               .dedupe_max_keys = (size_t)cfg->store_dedupe_max_keys};
+    for (size_t i = 0; i < cfg->nsources; i++)
+        if (cfg->sources[i].dedupe_window_s > so.dedupe_window_s)
+            so.dedupe_window_s = cfg->sources[i].dedupe_window_s;
     if (store_open(&so, &st, err, sizeof err) < 0) {
         log_write(LOG_ERROR, "cannot open the store", (const char *[]){"error", err, NULL});
         goto out;

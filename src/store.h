@@ -18,13 +18,16 @@
 struct store;
 
 struct store_options {
-    const char *url;        /* "sqlite:PATH" (PATH used as given) */
-    int busy_timeout_ms;    /* how long a write waits for a lock held elsewhere */
-    int queue_max;          /* operations waiting for a commit; beyond it submit fails */
-    int batch_max;          /* operations in one transaction */
-    bool read_only;         /* CLI readers: no writer thread, no migrations */
-    const char *jsonl_path; /* audit mirror (JSON Lines), NULL: none */
-    int retention_days;     /* > 0: prune audit records older than this, hourly */
+    const char *url;         /* "sqlite:PATH" (PATH used as given) */
+    int busy_timeout_ms;     /* how long a write waits for a lock held elsewhere */
+    int queue_max;           /* operations waiting for a commit; beyond it submit fails */
+    int batch_max;           /* operations in one transaction */
+    bool read_only;          /* CLI readers: no writer thread, no migrations */
+    const char *jsonl_path;  /* audit mirror (JSON Lines), NULL: none */
+    int retention_days;      /* > 0: prune audit records older than this, hourly */
+    int64_t dedupe_window_s; /* the longest source window: how far back the
+                                dedupe set is loaded at open (0: 7 days) */
+    size_t dedupe_max_keys;  /* the dedupe set's bound (0: 2,000,000) */
 };
 
 /* One DIDWW request planned by the rule engine, stored as a job in the same

@@ -21,13 +21,35 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "bloom.h"
+#include "dedupe.h"
+#include "log.h"
+
+/* Audit records are grouped in blocks of SQLITE_BLOOM_BLOCK sequence numbers;
+ * when a block is complete, a Bloom filter of its event ids (16 bits per record,
+ * 7 probes: about 0.06% false positives) is stored in audit_event_blooms, and a
+ * query by event id reads only the blocks whose filter matches plus the
+ * incomplete newest block. */
+#define SQLITE_BLOOM_BLOCK 4096
+#define SQLITE_BLOOM_BYTES 8192
+#define SQLITE_BLOOM_PROBES 7
+/* More candidate blocks than this and a query by event id scans the table. */
+#define SQLITE_BLOOM_MAX_RANGES 64
+
+/* An event stored in the open transaction, added to the dedupe set once the
+ * transaction commits. */
+struct sqlite_new_key {
+    uint64_t fp;
+    int64_t row;
+    double at;
+};
 
 struct sqlite_backend {
     struct store_backend base;
     sqlite3 *wdb; /* writer thread only */
     sqlite3 *rdb; /* under rlock */
     pthread_mutex_t rlock;
-    sqlite3_stmt *ins_event, *sel_dup, *expire_dup, *ins_job, *ins_audit, *replan;
+    sqlite3_stmt *ins_event, *ins_job, *ins_audit, *replan;
     int64_t next_seq;       /* writer thread only */
     int data_version;       /* writer thread only: PRAGMA data_version seen */
     uint64_t commits;       /* writer thread only */
@@ -41,6 +63,19 @@ struct sqlite_backend {
     int wal_fd; /* syncer thread only: the WAL file, for fdatasync */
     ino_t wal_ino;
     char tip[AUDIT_HASH_HEX_LEN + 1]; /* hash of the newest audit record */
+
+    /* Deduplication (writer thread only): the keys of the events received in
+     * the last dedupe_window_s, loaded at the first event after open and kept
+     * current from the events other processes insert (seen by data_version). */
+    struct dedupe *dd;
+    bool dd_loaded;
+    int64_t dd_max_row; /* every event row <= this is in dd (or expired) */
+    double dd_window_s;
+    size_t dd_max_keys;
+    uint64_t dd_evicted; /* keys dropped early because dd was full */
+    struct sqlite_new_key *dd_new;
+    size_t dd_nnew, dd_new_cap;
+    sqlite3_stmt *sel_event_key, *sel_events_after, *ins_bloom, *sel_block_ids;
 };
 
 /* Each entry moves the schema from version i to i+1. Never edit a shipped entry:
@@ -126,6 +161,19 @@ static const char *const sqlite_migrations[] = {
     "  number TEXT PRIMARY KEY,"
     "  did TEXT NOT NULL,"
     "  updated_at REAL NOT NULL);",
+
+    /* 7: no random-key index on the ingest path. Duplicates are found in memory
+     * (struct dedupe; dedupe_key is no longer written, so the UNIQUE index only
+     * gets NULLs, which append); audit records by event id through per-block
+     * Bloom filters instead of audit_by_event. Blocks of records written before
+     * this migration are filled in when the writer opens the file. */
+    "DROP INDEX audit_by_event;"
+    "CREATE TABLE audit_event_blooms ("
+    "  block INTEGER PRIMARY KEY,"
+    "  first_seq INTEGER NOT NULL,"
+    "  last_seq INTEGER NOT NULL,"
+    "  scheme INTEGER NOT NULL,"
+    "  bits BLOB NOT NULL);",
 };
 
 #define SQLITE_SCHEMA_VERSION ((int)(sizeof sqlite_migrations / sizeof sqlite_migrations[0]))
@@ -314,6 +362,83 @@ static void sqlite_bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
+/* Stores the Bloom filter of the event ids of complete block `block` (records
+ * block * SQLITE_BLOOM_BLOCK + 1 ..). A block without event ids gets no row: a
+ * query treats a missing block like a filter that matches nothing. Writer
+ * thread, inside a transaction. */
+static int sqlite_bloom_build(struct sqlite_backend *be, int64_t block, char *err, size_t err_len)
+{
+    int64_t first = block * SQLITE_BLOOM_BLOCK + 1, last = (block + 1) * SQLITE_BLOOM_BLOCK;
+    unsigned char *bits = calloc(1, SQLITE_BLOOM_BYTES);
+    if (!bits) {
+        snprintf(err, err_len, "out of memory building an audit block filter");
+        return -1;
+    }
+    int rc = -1;
+    size_t keys = 0;
+    sqlite3_stmt *st = be->sel_block_ids;
+    sqlite3_bind_int64(st, 1, first);
+    sqlite3_bind_int64(st, 2, last);
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        const void *id = sqlite3_column_text(st, 0);
+        bloom_add(bits, SQLITE_BLOOM_BYTES, bloom_hash(id, (size_t)sqlite3_column_bytes(st, 0)),
+                  SQLITE_BLOOM_PROBES);
+        keys++;
+    }
+    sqlite3_reset(st);
+    if (s != SQLITE_DONE) {
+        sqlite_err(be->wdb, "reading an audit block", err, err_len);
+        goto out;
+    }
+    if (keys > 0) {
+        st = be->ins_bloom;
+        sqlite3_bind_int64(st, 1, block);
+        sqlite3_bind_int64(st, 2, first);
+        sqlite3_bind_int64(st, 3, last);
+        sqlite3_bind_int(st, 4, BLOOM_SCHEME);
+        sqlite3_bind_blob(st, 5, bits, SQLITE_BLOOM_BYTES, SQLITE_STATIC);
+        s = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (s != SQLITE_DONE) {
+            sqlite_err(be->wdb, "storing an audit block filter", err, err_len);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(bits);
+    return rc;
+}
+
+/* Builds the filters of complete blocks that have none yet (records written
+ * before schema 7, or blocks left empty). Writer, at open. */
+static int sqlite_bloom_backfill(struct sqlite_backend *be, char *err, size_t err_len)
+{
+    int64_t complete = (be->next_seq - 1) / SQLITE_BLOOM_BLOCK; /* blocks 0..complete-1 */
+    sqlite3_stmt *st = NULL;
+    int64_t from = 0;
+    if (sqlite3_prepare_v2(be->wdb, "SELECT coalesce(max(block) + 1, 0) FROM audit_event_blooms",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        sqlite_err(be->wdb, "reading the audit block filters", err, err_len);
+        return -1;
+    }
+    from = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (from >= complete)
+        return 0;
+    if (sqlite_exec(be->wdb, "BEGIN IMMEDIATE", err, err_len) < 0)
+        return -1;
+    for (int64_t b = from; b < complete; b++)
+        if (sqlite_bloom_build(be, b, err, err_len) < 0) {
+            sqlite3_exec(be->wdb, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+    return sqlite_exec(be->wdb, "COMMIT", err, err_len);
+}
+
 /* Seals rec into the chain and inserts it. Writer thread, inside a transaction. */
 static int sqlite_append_audit(struct sqlite_backend *be, json_t *rec, char *err, size_t err_len)
 {
@@ -347,6 +472,10 @@ static int sqlite_append_audit(struct sqlite_backend *be, json_t *rec, char *err
     }
     be->next_seq++;
     memcpy(be->tip, hash, sizeof be->tip);
+    /* The record just appended completed its block: file the block's filter. */
+    if ((be->next_seq - 1) % SQLITE_BLOOM_BLOCK == 0 &&
+        sqlite_bloom_build(be, (be->next_seq - 1) / SQLITE_BLOOM_BLOCK - 1, err, err_len) < 0)
+        return -1;
     return 0;
 }
 
@@ -360,78 +489,196 @@ static int sqlite_append_op_audit(struct sqlite_backend *be, struct store_op *op
     return 0;
 }
 
-static int sqlite_step_done(struct sqlite_backend *be, sqlite3_stmt *st, const char *what,
-                            char *err, size_t err_len)
+static double sqlite_wall_now(void)
 {
-    int rc = sqlite3_step(st);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Adds one stored event to the dedupe set, noting keys evicted before expiry. */
+static void sqlite_dedupe_add(struct sqlite_backend *be, uint64_t fp, int64_t row, double at,
+                              double cutoff)
+{
+    long evicted = dedupe_add(be->dd, fp, row, at, cutoff);
+    if (evicted < 0) {
+        log_error("store: out of memory in the dedupe set");
+        abort(); /* the project's OOM policy: see README */
+    }
+    if (evicted > 0) {
+        be->dd_evicted += (uint64_t)evicted;
+        char n[32], max[32];
+        snprintf(n, sizeof n, "%ld", evicted);
+        snprintf(max, sizeof max, "%zu", be->dd_max_keys);
+        log_write(LOG_WARN,
+                  "dedupe set full: the oldest event keys were dropped before their window "
+                  "ended (raise store.dedupe_max_keys)",
+                  (const char *[]){"dropped", n, "dedupe_max_keys", max, NULL});
+    }
+    if (row > be->dd_max_row)
+        be->dd_max_row = row;
+}
+
+/* Loads the dedupe set from the events received inside the window, newest
+ * first, at most dd_max_keys of them. Writer thread, inside a transaction. */
+static int sqlite_dedupe_load(struct sqlite_backend *be, char *err, size_t err_len)
+{
+    be->dd = dedupe_create(be->dd_max_keys);
+    if (!be->dd) {
+        snprintf(err, err_len, "out of memory for the dedupe set");
+        return -1;
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(be->wdb,
+                           "SELECT id, source, event_id, received_at FROM events ORDER BY id DESC",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite_err(be->wdb, "loading the dedupe set", err, err_len);
+        return -1;
+    }
+    double cutoff = sqlite_wall_now() - be->dd_window_s;
+    int64_t newest = 0;
+    size_t n = 0;
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t row = sqlite3_column_int64(st, 0);
+        double at = sqlite3_column_double(st, 3);
+        if (newest == 0)
+            newest = row;
+        if (at < cutoff || n >= be->dd_max_keys)
+            break;
+        sqlite_dedupe_add(be,
+                          dedupe_fingerprint((const char *)sqlite3_column_text(st, 1),
+                                             (const char *)sqlite3_column_text(st, 2)),
+                          row, at, cutoff);
+        n++;
+    }
+    sqlite3_finalize(st);
+    if (s != SQLITE_ROW && s != SQLITE_DONE) {
+        dedupe_destroy(be->dd);
+        be->dd = NULL;
+        sqlite_err(be->wdb, "loading the dedupe set", err, err_len);
+        return -1;
+    }
+    be->dd_max_row = newest;
+    be->dd_loaded = true;
+    return 0;
+}
+
+/* Adds the events another process stored since our last commit. */
+static int sqlite_dedupe_catch_up(struct sqlite_backend *be, char *err, size_t err_len)
+{
+    sqlite3_stmt *st = be->sel_events_after;
+    double cutoff = sqlite_wall_now() - be->dd_window_s;
+    sqlite3_bind_int64(st, 1, be->dd_max_row);
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW)
+        sqlite_dedupe_add(be,
+                          dedupe_fingerprint((const char *)sqlite3_column_text(st, 1),
+                                             (const char *)sqlite3_column_text(st, 2)),
+                          sqlite3_column_int64(st, 0), sqlite3_column_double(st, 3), cutoff);
     sqlite3_reset(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        sqlite_err(be->wdb, what, err, err_len);
+    if (s != SQLITE_DONE) {
+        sqlite_err(be->wdb, "reading new events", err, err_len);
         return -1;
     }
     return 0;
 }
 
-/* Inserts the event (or finds its duplicate). Returns 0 with op->outcome set. */
+/* 1 when event row `row` is (source, event_id) and was received less than
+ * window_s before `at` (its receive time in *row_at), 0 when not, -1 on error. */
+static int sqlite_dedupe_confirm(struct sqlite_backend *be, int64_t row, const struct store_op *op,
+                                 char *err, size_t err_len)
+{
+    sqlite3_stmt *st = be->sel_event_key;
+    sqlite3_bind_int64(st, 1, row);
+    int s = sqlite3_step(st);
+    int match = 0;
+    if (s == SQLITE_ROW) {
+        const char *src = (const char *)sqlite3_column_text(st, 0);
+        const char *id = (const char *)sqlite3_column_text(st, 1);
+        double at = sqlite3_column_double(st, 2);
+        match = src && id && strcmp(src, op->source) == 0 && strcmp(id, op->event_id) == 0 &&
+                op->received_at - at < (double)op->dedupe_window_s;
+    }
+    sqlite3_reset(st);
+    if (s != SQLITE_ROW && s != SQLITE_DONE) {
+        sqlite_err(be->wdb, "looking up a duplicate", err, err_len);
+        return -1;
+    }
+    return match;
+}
+
+/* Inserts the event, or finds the stored event it duplicates (same source and
+ * event id, received inside the source's window). Returns 0 with op->outcome
+ * set. The dedupe set narrows the candidates to rows with the same key
+ * fingerprint; each candidate is confirmed against its row. */
 static int sqlite_insert_event(struct sqlite_backend *be, struct store_op *op, char *err,
                                size_t err_len)
 {
-    for (int attempt = 0; attempt < 2; attempt++) {
-        sqlite3_stmt *st = be->ins_event;
-        sqlite3_bind_text(st, 1, op->source, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, op->event_id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, op->event_id, -1, SQLITE_STATIC);
-        sqlite3_bind_double(st, 4, op->received_at);
-        sqlite3_bind_text(st, 5, op->status ? op->status : "accepted", -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 6, op->content_type ? op->content_type : "", -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 7, op->headers_json ? op->headers_json : "{}", -1, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 8, op->body ? (const void *)op->body : (const void *)"",
-                          (int)op->body_len, SQLITE_STATIC);
-        sqlite_bind_text_or_null(st, 9, op->rule_version);
-        sqlite3_bind_int64(st, 10, (sqlite3_int64)op->njobs);
-        int rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        if (rc != SQLITE_DONE) {
-            sqlite_err(be->wdb, "inserting the event", err, err_len);
+    if (!be->dd_loaded && sqlite_dedupe_load(be, err, err_len) < 0)
+        return -1;
+    uint64_t fp = dedupe_fingerprint(op->source, op->event_id);
+    /* Events of this transaction first (newest first), then the set's. */
+    for (size_t i = be->dd_nnew; i-- > 0;) {
+        if (be->dd_new[i].fp != fp)
+            continue;
+        int m = sqlite_dedupe_confirm(be, be->dd_new[i].row, op, err, err_len);
+        if (m < 0)
             return -1;
-        }
-        if (sqlite3_changes(be->wdb) == 1) {
-            op->outcome = STORE_STORED;
-            op->event_row = sqlite3_last_insert_rowid(be->wdb);
-            return 0;
-        }
-        /* A stored event has this key: a duplicate inside the window, or an old
-         * one whose key is released so the new event can be stored. */
-        st = be->sel_dup;
-        sqlite3_bind_text(st, 1, op->source, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, op->event_id, -1, SQLITE_STATIC);
-        int64_t row = 0;
-        double at = 0;
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            row = sqlite3_column_int64(st, 0);
-            at = sqlite3_column_double(st, 1);
-        }
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        if (rc != SQLITE_ROW) {
-            sqlite_err(be->wdb, "looking up a duplicate", err, err_len);
-            return -1;
-        }
-        if (op->received_at - at < (double)op->dedupe_window_s) {
+        if (m) {
             op->outcome = STORE_DUPLICATE;
-            op->event_row = row;
+            op->event_row = be->dd_new[i].row;
             return 0;
         }
-        sqlite3_bind_int64(be->expire_dup, 1, row);
-        if (sqlite_step_done(be, be->expire_dup, "releasing an expired dedupe key", err, err_len) <
-            0)
-            return -1;
-        sqlite3_clear_bindings(be->expire_dup);
     }
-    snprintf(err, err_len, "event key still conflicts after release");
-    return -1;
+    int64_t rows[8];
+    size_t n = dedupe_find(be->dd, fp, rows, sizeof rows / sizeof rows[0]);
+    if (n > sizeof rows / sizeof rows[0])
+        n = sizeof rows / sizeof rows[0]; /* the newest ones decide */
+    for (size_t i = 0; i < n; i++) {
+        int m = sqlite_dedupe_confirm(be, rows[i], op, err, err_len);
+        if (m < 0)
+            return -1;
+        if (m) {
+            op->outcome = STORE_DUPLICATE;
+            op->event_row = rows[i];
+            return 0;
+        }
+    }
+    if (be->dd_nnew == be->dd_new_cap) {
+        size_t cap = be->dd_new_cap ? be->dd_new_cap * 2 : 64;
+        struct sqlite_new_key *nk = realloc(be->dd_new, cap * sizeof *nk);
+        if (!nk) {
+            snprintf(err, err_len, "out of memory");
+            return -1;
+        }
+        be->dd_new = nk;
+        be->dd_new_cap = cap;
+    }
+    sqlite3_stmt *st = be->ins_event;
+    sqlite3_bind_text(st, 1, op->source, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, op->event_id, -1, SQLITE_STATIC);
+    sqlite3_bind_null(st, 3); /* dedupe_key: schema 7 keeps keys in memory */
+    sqlite3_bind_double(st, 4, op->received_at);
+    sqlite3_bind_text(st, 5, op->status ? op->status : "accepted", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, op->content_type ? op->content_type : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, op->headers_json ? op->headers_json : "{}", -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 8, op->body ? (const void *)op->body : (const void *)"",
+                      (int)op->body_len, SQLITE_STATIC);
+    sqlite_bind_text_or_null(st, 9, op->rule_version);
+    sqlite3_bind_int64(st, 10, (sqlite3_int64)op->njobs);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE) {
+        sqlite_err(be->wdb, "inserting the event", err, err_len);
+        return -1;
+    }
+    op->outcome = STORE_STORED;
+    op->event_row = sqlite3_last_insert_rowid(be->wdb);
+    be->dd_new[be->dd_nnew++] =
+        (struct sqlite_new_key){.fp = fp, .row = op->event_row, .at = op->received_at};
+    return 0;
 }
 
 /* The DID id a number was resolved to, into out[len]; false when unknown. */
@@ -886,6 +1133,18 @@ static int sqlite_prune(struct sqlite_backend *be, struct store_op *op, char *er
         goto out;
     }
     op->pruned_count = sqlite3_changes(be->wdb);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(be->wdb, "DELETE FROM audit_event_blooms WHERE last_seq <= ?", -1, &st,
+                           NULL) != SQLITE_OK) {
+        sqlite_err(be->wdb, "pruning", err, err_len);
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, through);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        sqlite_err(be->wdb, "pruning", err, err_len);
+        goto out;
+    }
     json_t *rec = audit_record_new("audit.pruned", NULL, NULL);
     if (!rec) {
         snprintf(err, err_len, "out of memory");
@@ -1034,9 +1293,13 @@ static int sqlite_try_batch(struct sqlite_backend *be, struct store_op **ops, si
         return -1;
     /* Another process (a CLI command, a second instance) may have appended to
      * the audit chain since our last commit: reload the tip if so. */
+    be->dd_nnew = 0;
     int dv = sqlite_data_version(be->wdb);
     if (dv != be->data_version) {
         if (sqlite_load_tip(be, err, err_len) < 0)
+            goto fail;
+        /* ... and may have stored events: they dedupe like ours. */
+        if (be->dd_loaded && sqlite_dedupe_catch_up(be, err, err_len) < 0)
             goto fail;
         be->data_version = dv;
     }
@@ -1055,6 +1318,12 @@ static int sqlite_try_batch(struct sqlite_backend *be, struct store_op **ops, si
         goto fail;
     be->data_version = sqlite_data_version(be->wdb);
     be->commits++;
+    if (be->dd_nnew > 0) {
+        double cutoff = sqlite_wall_now() - be->dd_window_s;
+        for (size_t i = 0; i < be->dd_nnew; i++)
+            sqlite_dedupe_add(be, be->dd_new[i].fp, be->dd_new[i].row, be->dd_new[i].at, cutoff);
+        be->dd_nnew = 0;
+    }
     return 0;
 fail:
     sqlite3_exec(be->wdb, "ROLLBACK", NULL, NULL, NULL);
@@ -1105,11 +1374,81 @@ static bool sqlite_ping(struct store_backend *base, char *why, size_t why_len)
     return rc == SQLITE_OK;
 }
 
+/* Writes into cond[len] an SQL condition on seq that keeps every audit record
+ * that may carry event_id: the blocks whose Bloom filter matches plus the
+ * records after the last complete block. Leaves cond empty (no narrowing) when
+ * more than SQLITE_BLOOM_MAX_RANGES blocks match. Reader connection, under
+ * rlock. Returns 0 or -1 with err set. */
+static int sqlite_event_ranges(struct sqlite_backend *be, const char *event_id, char *cond,
+                               size_t len, char *err, size_t err_len)
+{
+    cond[0] = '\0';
+    sqlite3_stmt *st = NULL;
+    int64_t max_seq = 0;
+    if (sqlite3_prepare_v2(be->rdb, "SELECT coalesce(max(seq), 0) FROM audit", -1, &st, NULL) !=
+            SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        sqlite_err(be->rdb, "audit query", err, err_len);
+        return -1;
+    }
+    max_seq = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    /* Records up to `covered` are in complete blocks, each with a filter row
+     * unless it holds no event id. */
+    int64_t covered = max_seq / SQLITE_BLOOM_BLOCK * SQLITE_BLOOM_BLOCK;
+    if (sqlite3_prepare_v2(be->rdb,
+                           "SELECT first_seq, last_seq, scheme, bits FROM audit_event_blooms "
+                           "WHERE last_seq <= ? ORDER BY block",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite_err(be->rdb, "audit query", err, err_len);
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, covered);
+    uint64_t h = bloom_hash(event_id, strlen(event_id));
+    size_t used = 0, nranges = 0;
+    bool too_many = false;
+    int s;
+    used += (size_t)snprintf(cond, len, "(seq > %lld", (long long)covered);
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *bits = sqlite3_column_blob(st, 3);
+        int nbytes = sqlite3_column_bytes(st, 3);
+        bool maybe = sqlite3_column_int(st, 2) != BLOOM_SCHEME || nbytes <= 0 || !bits ||
+                     bloom_may_contain(bits, (size_t)nbytes, h, SQLITE_BLOOM_PROBES);
+        if (!maybe)
+            continue;
+        if (++nranges > SQLITE_BLOOM_MAX_RANGES) {
+            too_many = true;
+            break;
+        }
+        int w = snprintf(cond + used, len - used, " OR seq BETWEEN %lld AND %lld",
+                         (long long)sqlite3_column_int64(st, 0),
+                         (long long)sqlite3_column_int64(st, 1));
+        if (w < 0 || (size_t)w >= len - used) {
+            too_many = true;
+            break;
+        }
+        used += (size_t)w;
+    }
+    if (!too_many && s != SQLITE_DONE) {
+        sqlite3_finalize(st);
+        sqlite_err(be->rdb, "audit query", err, err_len);
+        return -1;
+    }
+    sqlite3_finalize(st);
+    if (too_many || used + 2 > len)
+        cond[0] = '\0';
+    else
+        memcpy(cond + used, ")", 2);
+    return 0;
+}
+
 static int sqlite_audit_scan(struct store_backend *base, const struct store_audit_filter *f,
                              store_audit_fn fn, void *ctx, char *err, size_t err_len)
 {
     struct sqlite_backend *be = (struct sqlite_backend *)base;
-    char where[1024] = "1=1";
+    char where[4096] = "1=1";
+    char ranges[2560] = "";
     size_t wl = strlen(where);
     char since[32], until[32];
     size_t klen = 0;
@@ -1130,8 +1469,14 @@ static int sqlite_audit_scan(struct store_backend *base, const struct store_audi
     }
     if (f->source)
         SQLITE_WHERE("source = :source");
-    if (f->event_id)
+    pthread_mutex_lock(&be->rlock);
+    if (f->event_id) {
         SQLITE_WHERE("event_id = :event");
+        if (sqlite_event_ranges(be, f->event_id, ranges, sizeof ranges, err, err_len) < 0)
+            goto out;
+        if (ranges[0])
+            SQLITE_WHERE(ranges);
+    }
     if (f->did)
         SQLITE_WHERE("did = :did");
     if (f->number)
@@ -1145,7 +1490,7 @@ static int sqlite_audit_scan(struct store_backend *base, const struct store_audi
     if (f->after_seq > 0)
         SQLITE_WHERE("seq > :after");
 #undef SQLITE_WHERE
-    char sql[1400];
+    char sql[4400];
     if (f->limit > 0 && f->oldest_first)
         snprintf(sql, sizeof sql,
                  "SELECT seq, record FROM audit WHERE %s ORDER BY seq ASC LIMIT :limit", where);
@@ -1157,7 +1502,6 @@ static int sqlite_audit_scan(struct store_backend *base, const struct store_audi
     else
         snprintf(sql, sizeof sql, "SELECT seq, record FROM audit WHERE %s ORDER BY seq ASC", where);
 
-    pthread_mutex_lock(&be->rlock);
     if (sqlite3_prepare_v2(be->rdb, sql, -1, &st, NULL) != SQLITE_OK) {
         sqlite_err(be->rdb, "audit query", err, err_len);
         goto out;
@@ -1417,8 +1761,9 @@ static void sqlite_close(struct store_backend *base)
         pthread_mutex_unlock(&be->ck_lock);
         pthread_join(be->checkpointer, NULL);
     }
-    sqlite3_stmt *all[] = {be->ins_event, be->sel_dup,   be->expire_dup,
-                           be->ins_job,   be->ins_audit, be->replan};
+    sqlite3_stmt *all[] = {be->ins_event, be->ins_job,       be->ins_audit,
+                           be->replan,    be->sel_event_key, be->sel_events_after,
+                           be->ins_bloom, be->sel_block_ids};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(be->wdb);
@@ -1428,6 +1773,8 @@ static void sqlite_close(struct store_backend *base)
     pthread_cond_destroy(&be->ck_wake);
     if (be->wal_fd >= 0)
         close(be->wal_fd);
+    dedupe_destroy(be->dd);
+    free(be->dd_new);
     free(be->path);
     free(be);
 }
@@ -1483,13 +1830,22 @@ static int sqlite_open_writer(struct sqlite_backend *be, const char *path,
     if (sqlite_prepare(be->wdb,
                        "INSERT INTO events (source, event_id, dedupe_key, received_at, status, "
                        "content_type, headers, body, rule_version, jobs) VALUES "
-                       "(?,?,?,?,?,?,?,?,?,?) ON CONFLICT (source, dedupe_key) DO NOTHING",
+                       "(?,?,?,?,?,?,?,?,?,?)",
                        &be->ins_event, err, err_len) < 0 ||
+        sqlite_prepare(be->wdb, "SELECT source, event_id, received_at FROM events WHERE id = ?",
+                       &be->sel_event_key, err, err_len) < 0 ||
         sqlite_prepare(be->wdb,
-                       "SELECT id, received_at FROM events WHERE source = ? AND dedupe_key = ?",
-                       &be->sel_dup, err, err_len) < 0 ||
-        sqlite_prepare(be->wdb, "UPDATE events SET dedupe_key = NULL WHERE id = ?", &be->expire_dup,
-                       err, err_len) < 0 ||
+                       "SELECT id, source, event_id, received_at FROM events WHERE id > ? "
+                       "ORDER BY id",
+                       &be->sel_events_after, err, err_len) < 0 ||
+        sqlite_prepare(be->wdb,
+                       "SELECT event_id FROM audit WHERE seq BETWEEN ? AND ? "
+                       "AND event_id IS NOT NULL",
+                       &be->sel_block_ids, err, err_len) < 0 ||
+        sqlite_prepare(be->wdb,
+                       "INSERT OR REPLACE INTO audit_event_blooms (block, first_seq, last_seq, "
+                       "scheme, bits) VALUES (?,?,?,?,?)",
+                       &be->ins_bloom, err, err_len) < 0 ||
         sqlite_prepare(be->wdb,
                        "INSERT INTO jobs (event_row, source, event_id, action, method, path, "
                        "body, did, number, order_key, next_attempt_at, created_at, updated_at) "
@@ -1504,8 +1860,12 @@ static int sqlite_open_writer(struct sqlite_backend *be, const char *path,
                        "WHERE id = ?4 AND status = 'rule_failed'",
                        &be->replan, err, err_len) < 0)
         return -1;
+    be->dd_window_s = opts->dedupe_window_s > 0 ? (double)opts->dedupe_window_s : 604800.0;
+    be->dd_max_keys = opts->dedupe_max_keys > 0 ? opts->dedupe_max_keys : 2000000;
+    if (sqlite_load_tip(be, err, err_len) < 0 || sqlite_bloom_backfill(be, err, err_len) < 0)
+        return -1;
     be->data_version = sqlite_data_version(be->wdb);
-    return sqlite_load_tip(be, err, err_len);
+    return 0;
 }
 
 struct store_backend *store_sqlite_open(const char *path, const struct store_options *opts,
