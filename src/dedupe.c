@@ -2,8 +2,8 @@
  * dedupe: an open-addressing (linear probing) hash table of key fingerprints
  * (see dedupe.h). Entries are never deleted one by one: when the table is 70%
  * full it is rebuilt without the expired entries, grown when still crowded, and
- * at max_keys the oldest eighth goes. Every operation is amortised O(1); a
- * rebuild is O(capacity) and briefly holds both tables.
+ * at max_keys the oldest eighth goes (exactly that many, whatever the ties). Every operation is
+ * amortised O(1); a rebuild is O(capacity) and briefly holds both tables.
  */
 #include "dedupe.h"
 
@@ -118,37 +118,43 @@ static int dedupe_cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The receive time at or below which about `drop` of the entries lie. */
-static double dedupe_cutoff_for(const struct dedupe *d, size_t drop, bool *ok)
+/* Rebuilds into a table of new_cap keeping entries with at >= keep_from. With
+ * evict > 0, the `evict` oldest of those are dropped too (ties broken by slot
+ * order). Returns how many were evicted early, or -1 (d unchanged). */
+static long dedupe_rebuild(struct dedupe *d, size_t new_cap, double keep_from, size_t evict)
 {
-    double *ats = malloc(d->count * sizeof *ats);
-    *ok = ats != NULL;
-    if (!ats)
-        return 0;
-    size_t n = 0;
-    for (size_t i = 0; i < d->cap; i++)
-        if (d->slots[i].fp)
-            ats[n++] = d->slots[i].at;
-    qsort(ats, n, sizeof *ats, dedupe_cmp_double);
-    double cut = ats[drop < n ? drop : n - 1];
-    free(ats);
-    return cut;
-}
-
-/* Rebuilds into a table of new_cap keeping entries with at >= keep_from (and,
- * when evict_to > 0, at > evict_to). Returns how many were evicted early, or -1. */
-static long dedupe_rebuild(struct dedupe *d, size_t new_cap, double keep_from, double evict_to)
-{
+    double cut = 0;
+    size_t below = 0; /* live entries strictly older than cut */
+    if (evict > 0) {
+        size_t live = 0;
+        double *ats = malloc(d->count * sizeof *ats);
+        if (!ats)
+            return -1;
+        for (size_t i = 0; i < d->cap; i++)
+            if (d->slots[i].fp && d->slots[i].at >= keep_from)
+                ats[live++] = d->slots[i].at;
+        if (evict > live)
+            evict = live;
+        if (evict > 0) {
+            qsort(ats, live, sizeof *ats, dedupe_cmp_double);
+            cut = ats[evict - 1];
+            while (below < live && ats[below] < cut)
+                below++;
+        }
+        free(ats);
+    }
     struct dedupe_slot *ns = calloc(new_cap, sizeof *ns);
     if (!ns)
         return -1;
-    size_t kept = 0;
+    size_t kept = 0, ties = evict > below ? evict - below : 0;
     long evicted = 0;
     for (size_t i = 0; i < d->cap; i++) {
         const struct dedupe_slot *e = &d->slots[i];
         if (!e->fp || e->at < keep_from)
             continue;
-        if (evict_to > 0 && e->at <= evict_to) {
+        if (evict > 0 && (e->at < cut || (e->at == cut && ties > 0))) {
+            if (e->at == cut)
+                ties--;
             evicted++;
             continue;
         }
@@ -172,17 +178,10 @@ long dedupe_add(struct dedupe *d, uint64_t fp, int64_t row, double at, double ex
         for (size_t i = 0; i < d->cap; i++)
             if (d->slots[i].fp && d->slots[i].at >= expire_before)
                 live++;
-        double evict_to = 0;
-        if (live + 1 > d->max_keys) {
-            bool ok;
-            evict_to = dedupe_cutoff_for(d, d->count / 8, &ok);
-            if (!ok)
-                return -1;
-        }
-        size_t want = dedupe_cap_for(live + 1 < d->max_keys ? (live + 1) * 2 : d->max_keys);
-        if (want < DEDUPE_MIN_CAP)
-            want = DEDUPE_MIN_CAP;
-        evicted = dedupe_rebuild(d, want, expire_before, evict_to);
+        size_t evict = live + 1 > d->max_keys ? live / 8 + 1 : 0;
+        size_t keys = live - evict + 1;
+        size_t want = dedupe_cap_for(keys * 2 < d->max_keys ? keys * 2 : d->max_keys);
+        evicted = dedupe_rebuild(d, want, expire_before, evict);
         if (evicted < 0)
             return -1;
     }
@@ -211,8 +210,11 @@ size_t dedupe_count(const struct dedupe *d)
 double dedupe_oldest(const struct dedupe *d)
 {
     double oldest = 0;
+    bool any = false;
     for (size_t i = 0; i < d->cap; i++)
-        if (d->slots[i].fp && (oldest == 0 || d->slots[i].at < oldest))
+        if (d->slots[i].fp && (!any || d->slots[i].at < oldest)) {
             oldest = d->slots[i].at;
+            any = true;
+        }
     return oldest;
 }
