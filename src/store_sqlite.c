@@ -1316,7 +1316,8 @@ static int sqlite_try_batch(struct sqlite_backend *be, struct store_op **ops, si
     }
     if (sqlite_exec(be->wdb, "COMMIT", err, err_len) < 0)
         goto fail;
-    be->data_version = sqlite_data_version(be->wdb);
+    /* data_version is not re-read here: it only moves for other connections'
+     * commits, so a change now would be one we have not caught up with. */
     be->commits++;
     if (be->dd_nnew > 0) {
         double cutoff = sqlite_wall_now() - be->dd_window_s;

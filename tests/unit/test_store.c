@@ -1,8 +1,11 @@
 /*
  * test_store: the store on a real SQLite file: events stored once per key,
- * duplicates inside the window, keys released after it, jobs and audit in the
- * same transaction, the hash chain intact across reopen, migrations of an old
- * file, and a failed commit reported to every op of the batch.
+ * duplicates inside the window (across a restart, across two handles on one
+ * file, inside one group commit, with a bounded key set), keys released after
+ * it, jobs and audit in the same transaction, the hash chain intact across
+ * reopen, audit queries by event id across Bloom-filtered blocks (backfilled at
+ * open, pruned with their records), migrations of an old file, and a failed
+ * commit reported to every op of the batch.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,10 +13,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <time.h>
 
 #include "audit.h"
+#include "log.h"
 #include "store.h"
 #include "test_util.h"
 
@@ -21,12 +27,16 @@ static char dir[512];
 static char dbpath[700];
 static char url[760];
 
-static struct store *open_store(void)
+static struct store *open_store_tuned(int busy_timeout_ms, int queue_max, int batch_max,
+                                      size_t dedupe_max_keys)
 {
     struct store *st = NULL;
     char err[256];
-    struct store_options o = {
-        .url = url, .busy_timeout_ms = 100, .queue_max = 100, .batch_max = 16};
+    struct store_options o = {.url = url,
+                              .busy_timeout_ms = busy_timeout_ms,
+                              .queue_max = queue_max,
+                              .batch_max = batch_max,
+                              .dedupe_max_keys = dedupe_max_keys};
     int rc = store_open(&o, &st, err, sizeof err);
     if (rc != 0)
         fprintf(stderr, "store_open: %s\n", err);
@@ -34,11 +44,17 @@ static struct store *open_store(void)
     return st;
 }
 
-static void fill_event(struct store_op *op, const char *id, double at, json_t **rec)
+static struct store *open_store(void)
+{
+    return open_store_tuned(100, 100, 16, 0);
+}
+
+static void fill_event_from(struct store_op *op, const char *source, const char *id, double at,
+                            json_t **rec)
 {
     memset(op, 0, sizeof *op);
     op->kind = STORE_OP_EVENT;
-    op->source = "zd";
+    op->source = source;
     op->event_id = id;
     op->received_at = at;
     op->dedupe_window_s = 60;
@@ -47,9 +63,14 @@ static void fill_event(struct store_op *op, const char *id, double at, json_t **
     op->headers_json = "{}";
     op->body = (const unsigned char *)"{\"a\":1}";
     op->body_len = 7;
-    *rec = audit_record_new("event.received", "zd", id);
+    *rec = audit_record_new("event.received", source, id);
     op->audit = rec;
     op->naudit = 1;
+}
+
+static void fill_event(struct store_op *op, const char *id, double at, json_t **rec)
+{
+    fill_event_from(op, "zd", id, at, rec);
 }
 
 struct collect {
@@ -341,6 +362,438 @@ static void test_queue_full_refuses(void **state)
         json_decref(recs[i]);
 }
 
+/* ---- helpers of the dedupe and audit-block tests ---- */
+
+/* Counts ops finished through their done callback. */
+struct waiter {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done;
+};
+
+static void waiter_done(struct store_op *op, void *ctx)
+{
+    struct waiter *w = ctx;
+    (void)op;
+    pthread_mutex_lock(&w->lock);
+    w->done++;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static void waiter_wait(struct waiter *w, int n)
+{
+    pthread_mutex_lock(&w->lock);
+    while (w->done < n)
+        pthread_cond_wait(&w->cond, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static void submit_async(struct store *st, struct store_op *op, struct waiter *w)
+{
+    op->done = waiter_done;
+    op->done_ctx = w;
+    assert_int_equal(store_submit(st, op), 0);
+}
+
+/* Submits one event (source, id) received at `at` and returns its outcome;
+ * the row stored or duplicated goes to *row. */
+static enum store_outcome submit_event(struct store *st, const char *source, const char *id,
+                                       double at, int64_t *row)
+{
+    struct store_op op;
+    json_t *rec;
+    fill_event_from(&op, source, id, at, &rec);
+    int rc = store_submit_wait(st, &op);
+    if (rc != 0)
+        fprintf(stderr, "submit %s/%s: %s\n", source, id, op.error);
+    assert_int_equal(rc, 0);
+    json_decref(rec);
+    *row = op.event_row;
+    return op.outcome;
+}
+
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Runs sql on the store's file through a connection of the test's own. */
+static void db_exec(const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 2000);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        fprintf(stderr, "%s: %s\n", sql, msg ? msg : "?");
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    assert_int_equal(rc, SQLITE_OK);
+}
+
+static int64_t db_int(const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 2000);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Audit records are filed in blocks of this many seqs (SQLITE_BLOOM_BLOCK). */
+#define BLOCK 4096
+
+/* The blocks with a row in audit_event_blooms, as a bit mask; each row must
+ * span exactly its block. */
+static unsigned bloom_blocks(void)
+{
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    unsigned mask = 0;
+    assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT block, first_seq, last_seq, length(bits) FROM "
+                                        "audit_event_blooms ORDER BY block",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        int64_t b = sqlite3_column_int64(q, 0);
+        assert_true(b >= 0 && b < 32);
+        assert_int_equal(sqlite3_column_int64(q, 1), b * BLOCK + 1);
+        assert_int_equal(sqlite3_column_int64(q, 2), (b + 1) * BLOCK);
+        assert_true(sqlite3_column_int64(q, 3) > 0);
+        mask |= 1u << b;
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return mask;
+}
+
+#define NEEDLE "needle-evt"
+
+/* The event id of audit record `seq` in the block tests: NEEDLE at the chosen
+ * seqs, none on every 7th record, else an id of its own ("ev-<seq>"). */
+static const char *block_test_id(int64_t seq, const int64_t *needles, size_t nneedles, char buf[32])
+{
+    for (size_t i = 0; i < nneedles; i++)
+        if (needles[i] == seq)
+            return NEEDLE;
+    if (seq % 7 == 0)
+        return NULL;
+    snprintf(buf, 32, "ev-%lld", (long long)seq);
+    return buf;
+}
+
+/* Appends the audit records seq from..to (the store's newest is from - 1),
+ * 512 to an op so that thousands take a few commits. */
+static void append_audit_range(struct store *st, int64_t from, int64_t to, const int64_t *needles,
+                               size_t nneedles)
+{
+    enum { CHUNK = 512 };
+    json_t *recs[CHUNK];
+    int64_t seq = from;
+    while (seq <= to) {
+        size_t n = 0;
+        for (; n < CHUNK && seq <= to; n++, seq++) {
+            char buf[32];
+            recs[n] =
+                audit_record_new("test.record", "zd", block_test_id(seq, needles, nneedles, buf));
+            assert_non_null(recs[n]);
+        }
+        struct store_op op = {.kind = STORE_OP_AUDIT, .audit = recs, .naudit = n};
+        int rc = store_submit_wait(st, &op);
+        if (rc != 0)
+            fprintf(stderr, "audit append: %s\n", op.error);
+        assert_int_equal(rc, 0);
+        for (size_t i = 0; i < n; i++)
+            json_decref(recs[i]);
+    }
+}
+
+struct seqs {
+    const char *want_id;
+    int64_t seq[64];
+    int n;
+    int wrong; /* records whose event_id or seq is not what was asked for */
+};
+
+static int collect_seq(const char *text, int64_t seq, void *ctx)
+{
+    struct seqs *c = ctx;
+    json_t *r = json_loads(text, 0, NULL);
+    const char *id = json_string_value(json_object_get(r, "event_id"));
+    if (!id || strcmp(id, c->want_id) != 0 || json_integer_value(json_object_get(r, "seq")) != seq)
+        c->wrong++;
+    if (c->n < 64)
+        c->seq[c->n] = seq;
+    c->n++;
+    json_decref(r);
+    return 0;
+}
+
+/* Asserts that the audit query by event id (with limit / oldest_first) returns
+ * exactly the records want[0..nwant), in that order. */
+static void assert_event_seqs(struct store *st, const char *id, int64_t limit, bool oldest_first,
+                              const int64_t *want, int nwant)
+{
+    struct seqs c = {.want_id = id};
+    struct store_audit_filter f = {.event_id = id, .limit = limit, .oldest_first = oldest_first};
+    char err[200];
+    assert_int_equal(store_audit_scan(st, &f, collect_seq, &c, err, sizeof err), 0);
+    assert_int_equal(c.wrong, 0);
+    assert_int_equal(c.n, nwant);
+    for (int i = 0; i < nwant; i++)
+        assert_int_equal(c.seq[i], want[i]);
+}
+
+/* ---- deduplication ---- */
+
+static void test_duplicate_found_after_restart(void **state)
+{
+    double now = wall_now();
+    int64_t first, row;
+    struct store *st = open_store();
+    assert_int_equal(submit_event(st, "zd", "r-1", now, &first), STORE_STORED);
+    store_close(st);
+
+    st = open_store();
+    assert_int_equal(submit_event(st, "zd", "r-1", now + 1, &row), STORE_DUPLICATE);
+    assert_int_equal(row, first);
+    /* The key is (source, event id): another source's event of that id is new. */
+    assert_int_equal(submit_event(st, "other", "r-1", now + 2, &row), STORE_STORED);
+    assert_int_not_equal(row, first);
+    assert_int_equal(store_count_events(st, "zd"), 1);
+    assert_int_equal(store_count_events(st, "other"), 1);
+    store_close(st);
+}
+
+static void test_duplicate_across_two_handles(void **state)
+{
+    double now = wall_now();
+    int64_t r1, r2, row;
+    struct store *a = open_store();
+    struct store *b = open_store();
+    /* a has stored an event already, so it holds a loaded key set and must
+     * learn b's events from the file. */
+    assert_int_equal(submit_event(a, "zd", "warm", now, &row), STORE_STORED);
+    assert_int_equal(submit_event(b, "zd", "shared-1", now, &r1), STORE_STORED);
+    assert_int_equal(submit_event(a, "zd", "shared-1", now + 1, &row), STORE_DUPLICATE);
+    assert_int_equal(row, r1);
+    assert_int_equal(submit_event(a, "zd", "shared-2", now + 2, &r2), STORE_STORED);
+    assert_int_equal(submit_event(b, "zd", "shared-2", now + 3, &row), STORE_DUPLICATE);
+    assert_int_equal(row, r2);
+    assert_int_equal(store_count_events(a, "zd"), 3);
+    /* Both wrote to one chain: received, received, duplicate, received, duplicate. */
+    assert_chain_ok(a, 5);
+    store_close(a);
+    store_close(b);
+}
+
+static void test_duplicate_inside_one_batch(void **state)
+{
+    struct store *st = open_store_tuned(5000, 100, 16, 0);
+    double now = wall_now();
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    struct store_op x, a, b;
+    json_t *rx, *ra, *rb;
+    fill_event(&x, "batch-x", now, &rx);
+    fill_event(&a, "batch-dup", now, &ra);
+    fill_event(&b, "batch-dup", now + 0.5, &rb);
+
+    /* Hold the write lock; once the writer has taken x it waits for the lock,
+     * so a and b queue up behind it and form the next batch together. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    submit_async(st, &x, &w);
+    for (int i = 0; i < 2000 && store_pending(st) > 0; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(store_pending(st), 0);
+    submit_async(st, &a, &w);
+    submit_async(st, &b, &w);
+    assert_int_equal(store_pending(st), 2);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(db);
+    waiter_wait(&w, 3);
+
+    assert_int_equal(x.outcome, STORE_STORED);
+    assert_int_equal(a.outcome, STORE_STORED);
+    assert_int_equal(b.outcome, STORE_DUPLICATE);
+    assert_int_equal(b.event_row, a.event_row);
+    assert_int_equal(store_count_events(st, "zd"), 2);
+    struct collect c = {0};
+    struct store_audit_filter f = {.event_id = "batch-dup"};
+    char err[200];
+    assert_int_equal(store_audit_scan(st, &f, collect_kind, &c, err, sizeof err), 0);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.kinds[0], "event.received");
+    assert_string_equal(c.kinds[1], "event.duplicate");
+    json_decref(rx);
+    json_decref(ra);
+    json_decref(rb);
+    store_close(st);
+}
+
+static void test_newest_copy_decides_after_window(void **state)
+{
+    double t0 = wall_now() - 300; /* the window is 60 s */
+    int64_t first, second, row;
+    struct store *st = open_store();
+    assert_int_equal(submit_event(st, "zd", "win-1", t0, &first), STORE_STORED);
+    /* Its twin is older than the window: stored again. */
+    assert_int_equal(submit_event(st, "zd", "win-1", t0 + 61, &second), STORE_STORED);
+    assert_int_not_equal(second, first);
+    /* A third copy is inside the second's window (not the first's). */
+    assert_int_equal(submit_event(st, "zd", "win-1", t0 + 62, &row), STORE_DUPLICATE);
+    assert_int_equal(row, second);
+    store_close(st);
+
+    /* The same after a restart, from the keys loaded from the file. */
+    st = open_store();
+    assert_int_equal(submit_event(st, "zd", "win-1", t0 + 90, &row), STORE_DUPLICATE);
+    assert_int_equal(row, second);
+    assert_int_equal(submit_event(st, "zd", "win-1", t0 + 200, &row), STORE_STORED);
+    assert_int_not_equal(row, first);
+    assert_int_not_equal(row, second);
+    assert_int_equal(store_count_events(st, "zd"), 3);
+    store_close(st);
+}
+
+static void test_bounded_key_set_never_loses_an_event(void **state)
+{
+    enum { N = 3000 };
+    /* The set's "dedupe set full" warnings are expected here: keep them quiet
+     * (set before the store's threads start, restored after they end). */
+    log_set_level(LOG_ERROR);
+    struct store *st = open_store_tuned(5000, 4000, 512, 1000);
+    struct store_op *ops = calloc(N, sizeof *ops);
+    json_t **recs = calloc(N, sizeof *recs);
+    char(*ids)[16] = calloc(N, sizeof *ids);
+    assert_non_null(ops);
+    assert_non_null(recs);
+    assert_non_null(ids);
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    double now = wall_now();
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "k-%d", i);
+        fill_event(&ops[i], ids[i], now - 30 + i * 0.001, &recs[i]);
+        submit_async(st, &ops[i], &w);
+    }
+    waiter_wait(&w, N);
+    int stored = 0;
+    for (int i = 0; i < N; i++)
+        stored += ops[i].outcome == STORE_STORED;
+    assert_int_equal(stored, N);
+    assert_int_equal(store_count_events(st, "zd"), N);
+    /* The bound forgets the oldest keys first: the newest still dedupes. */
+    int64_t row;
+    assert_int_equal(submit_event(st, "zd", ids[N - 1], now, &row), STORE_DUPLICATE);
+    assert_int_equal(row, ops[N - 1].event_row);
+    assert_int_equal(store_count_events(st, "zd"), N);
+    for (int i = 0; i < N; i++)
+        json_decref(recs[i]);
+    free(ops);
+    free(recs);
+    free(ids);
+    store_close(st);
+    log_set_level(LOG_INFO);
+}
+
+/* ---- audit queries by event id (per-block Bloom filters) ---- */
+
+static void test_audit_by_event_id_across_blocks(void **state)
+{
+    /* The needle at both ends of block 0 and block 1 and in the open tail. */
+    const int64_t needles[] = {1, 4096, 4097, 6000, 8192, 8193, 9100};
+    struct store *st = open_store();
+    append_audit_range(st, 1, 2 * BLOCK, needles, 7);
+    /* Exactly two complete blocks and no tail. */
+    assert_event_seqs(st, NEEDLE, 0, false, needles, 5);
+    assert_int_equal(bloom_blocks(), 0x3u);
+
+    append_audit_range(st, 2 * BLOCK + 1, 2 * BLOCK + 1000, needles, 7);
+    assert_event_seqs(st, NEEDLE, 0, false, needles, 7);
+    assert_event_seqs(st, NEEDLE, 3, false, (const int64_t[]){8192, 8193, 9100}, 3);
+    assert_event_seqs(st, NEEDLE, 2, true, (const int64_t[]){1, 4096}, 2);
+    assert_event_seqs(st, "ev-10", 0, false, (const int64_t[]){10}, 1);
+    assert_event_seqs(st, "ev-5000", 0, false, (const int64_t[]){5000}, 1);
+    assert_event_seqs(st, "ev-9000", 0, false, (const int64_t[]){9000}, 1);
+    assert_event_seqs(st, "never-seen", 0, false, NULL, 0);
+    assert_event_seqs(st, "ev-7", 0, false, NULL, 0); /* every 7th has no id */
+    assert_int_equal(bloom_blocks(), 0x3u);           /* the tail has no filter yet */
+    store_close(st);
+}
+
+static void test_block_filters_rebuilt_at_open(void **state)
+{
+    const int64_t needles[] = {50, 4000, 4200};
+    struct store *st = open_store();
+    append_audit_range(st, 1, BLOCK + 300, needles, 3);
+    store_close(st);
+    assert_int_equal(db_int("PRAGMA user_version"), store_sqlite_schema_version());
+    assert_int_equal(bloom_blocks(), 0x1u);
+
+    /* Filters lost: the writer rebuilds them when it opens the file. */
+    db_exec("DELETE FROM audit_event_blooms");
+    assert_int_equal(bloom_blocks(), 0u);
+    st = open_store();
+    assert_int_equal(bloom_blocks(), 0x1u);
+    assert_event_seqs(st, NEEDLE, 0, false, needles, 3);
+    assert_event_seqs(st, "ev-100", 0, false, (const int64_t[]){100}, 1);
+    store_close(st);
+
+    /* A file from before schema 7 (audit_by_event, no filters) is migrated and
+     * its complete blocks get their filters. */
+    db_exec("DROP TABLE audit_event_blooms;"
+            "CREATE INDEX audit_by_event ON audit (event_id, seq) WHERE event_id IS NOT NULL;"
+            "PRAGMA user_version = 6;");
+    st = open_store();
+    assert_int_equal(db_int("PRAGMA user_version"), store_sqlite_schema_version());
+    assert_int_equal(bloom_blocks(), 0x1u);
+    assert_event_seqs(st, NEEDLE, 0, false, needles, 3);
+    assert_chain_ok(st, BLOCK + 300);
+    store_close(st);
+}
+
+static void test_prune_drops_block_filters(void **state)
+{
+    const int64_t needles[] = {100, 4150, 4300, 8000, 8600};
+    const int64_t survivors[] = {4300, 8000, 8600};
+    struct store *st = open_store();
+    append_audit_range(st, 1, 2 * BLOCK + 500, needles, 5);
+    assert_int_equal(bloom_blocks(), 0x3u);
+    /* Records 1..4200 are old (a record's time is the wall clock at append). */
+    db_exec("UPDATE audit SET time = '2020-01-01T00:00:00.000Z' WHERE seq <= 4200");
+
+    struct store_op op = {.kind = STORE_OP_PRUNE, .prune_before = wall_now() - 86400};
+    assert_int_equal(store_submit_wait(st, &op), 0);
+    assert_int_equal(op.pruned_count, 4200);
+    assert_int_equal(db_int("SELECT min(seq) FROM audit"), 4201);
+    /* Block 0 is gone with its records; block 1 keeps its filter. */
+    assert_int_equal(bloom_blocks(), 0x2u);
+    assert_event_seqs(st, NEEDLE, 0, false, survivors, 3);
+    assert_event_seqs(st, NEEDLE, 1, false, (const int64_t[]){8600}, 1);
+    assert_event_seqs(st, "ev-4201", 0, false, (const int64_t[]){4201}, 1);
+    assert_event_seqs(st, "ev-4200", 0, false, NULL, 0);
+    store_close(st);
+
+    st = open_store();
+    assert_int_equal(bloom_blocks(), 0x2u);
+    assert_event_seqs(st, NEEDLE, 0, false, survivors, 3);
+    store_close(st);
+}
+
 static int setup(void **state)
 {
     test_tmpdir(dir, sizeof dir);
@@ -361,6 +814,14 @@ int main(void)
         cmocka_unit_test_setup(test_newer_schema_refused, setup),
         cmocka_unit_test_setup(test_locked_database_fails_batch, setup),
         cmocka_unit_test_setup(test_queue_full_refuses, setup),
+        cmocka_unit_test_setup(test_duplicate_found_after_restart, setup),
+        cmocka_unit_test_setup(test_duplicate_across_two_handles, setup),
+        cmocka_unit_test_setup(test_duplicate_inside_one_batch, setup),
+        cmocka_unit_test_setup(test_newest_copy_decides_after_window, setup),
+        cmocka_unit_test_setup(test_bounded_key_set_never_loses_an_event, setup),
+        cmocka_unit_test_setup(test_audit_by_event_id_across_blocks, setup),
+        cmocka_unit_test_setup(test_block_filters_rebuilt_at_open, setup),
+        cmocka_unit_test_setup(test_prune_drops_block_filters, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
