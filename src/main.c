@@ -236,7 +236,8 @@ static int main_serve(int argc, char **argv)
                                .batch_max = cfg->store_batch_max,
                                .jsonl_path = cfg->audit_jsonl_path,
                                .retention_days = cfg->audit_retention_days,
-                               .dedupe_max_keys = (size_t)cfg->store_dedupe_max_keys};
+                               .dedupe_max_keys = (size_t)cfg->store_dedupe_max_keys,
+                               .dedupe_preload = true};
     for (size_t i = 0; i < cfg->nsources; i++)
         if (cfg->sources[i].dedupe_window_s > so.dedupe_window_s)
             so.dedupe_window_s = cfg->sources[i].dedupe_window_s;

@@ -28,6 +28,8 @@ struct store_options {
     int64_t dedupe_window_s; /* the longest source window: how far back the
                                 dedupe set is loaded at open (0: 7 days) */
     size_t dedupe_max_keys;  /* the dedupe set's bound (0: 2,000,000) */
+    bool dedupe_preload;     /* load the dedupe set at open (serve), not at the
+                                first event (CLI commands never store events) */
 };
 
 /* One DIDWW request planned by the rule engine, stored as a job in the same

@@ -166,8 +166,10 @@ static const char *const sqlite_migrations[] = {
      * (struct dedupe; dedupe_key is no longer written, so the UNIQUE index only
      * gets NULLs, which append); audit records by event id through per-block
      * Bloom filters instead of audit_by_event. Blocks of records written before
-     * this migration are filled in when the writer opens the file. */
+     * this migration are filled in when the writer opens the file. events_by_time
+     * (appended in time order) covers loading the dedupe set at start. */
     "DROP INDEX audit_by_event;"
+    "CREATE INDEX events_by_time ON events (received_at, source, event_id);"
     "CREATE TABLE audit_event_blooms ("
     "  block INTEGER PRIMARY KEY,"
     "  first_seq INTEGER NOT NULL,"
@@ -523,44 +525,57 @@ static void sqlite_dedupe_add(struct sqlite_backend *be, uint64_t fp, int64_t ro
  * first, at most dd_max_keys of them. Writer thread, inside a transaction. */
 static int sqlite_dedupe_load(struct sqlite_backend *be, char *err, size_t err_len)
 {
-    be->dd = dedupe_create(be->dd_max_keys);
+    double started = sqlite_wall_now();
+    if (!be->dd)
+        be->dd = dedupe_create(be->dd_max_keys);
     if (!be->dd) {
         snprintf(err, err_len, "out of memory for the dedupe set");
         return -1;
     }
     sqlite3_stmt *st = NULL;
+    int64_t newest = 0;
+    if (sqlite3_prepare_v2(be->wdb, "SELECT coalesce(max(id), 0) FROM events", -1, &st, NULL) !=
+            SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        sqlite_err(be->wdb, "loading the dedupe set", err, err_len);
+        return -1;
+    }
+    newest = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    /* Newest first through the covering time index: only the keys are read. */
     if (sqlite3_prepare_v2(be->wdb,
-                           "SELECT id, source, event_id, received_at FROM events ORDER BY id DESC",
+                           "SELECT id, source, event_id, received_at FROM events "
+                           "INDEXED BY events_by_time WHERE received_at >= ? "
+                           "ORDER BY received_at DESC",
                            -1, &st, NULL) != SQLITE_OK) {
         sqlite_err(be->wdb, "loading the dedupe set", err, err_len);
         return -1;
     }
     double cutoff = sqlite_wall_now() - be->dd_window_s;
-    int64_t newest = 0;
+    sqlite3_bind_double(st, 1, cutoff);
     size_t n = 0;
     int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t row = sqlite3_column_int64(st, 0);
-        double at = sqlite3_column_double(st, 3);
-        if (newest == 0)
-            newest = row;
-        if (at < cutoff || n >= be->dd_max_keys)
-            break;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW && n < be->dd_max_keys) {
         sqlite_dedupe_add(be,
                           dedupe_fingerprint((const char *)sqlite3_column_text(st, 1),
                                              (const char *)sqlite3_column_text(st, 2)),
-                          row, at, cutoff);
+                          sqlite3_column_int64(st, 0), sqlite3_column_double(st, 3), cutoff);
         n++;
     }
     sqlite3_finalize(st);
     if (s != SQLITE_ROW && s != SQLITE_DONE) {
-        dedupe_destroy(be->dd);
+        dedupe_destroy(be->dd); /* partly loaded: start again next time */
         be->dd = NULL;
         sqlite_err(be->wdb, "loading the dedupe set", err, err_len);
         return -1;
     }
     be->dd_max_row = newest;
     be->dd_loaded = true;
+    char keys[32], secs[32];
+    snprintf(keys, sizeof keys, "%zu", n);
+    snprintf(secs, sizeof secs, "%.3f", sqlite_wall_now() - started);
+    log_write(LOG_INFO, "dedupe set loaded", (const char *[]){"keys", keys, "seconds", secs, NULL});
     return 0;
 }
 
@@ -1865,8 +1880,21 @@ static int sqlite_open_writer(struct sqlite_backend *be, const char *path,
     be->dd_max_keys = opts->dedupe_max_keys > 0 ? opts->dedupe_max_keys : 2000000;
     if (sqlite_load_tip(be, err, err_len) < 0 || sqlite_bloom_backfill(be, err, err_len) < 0)
         return -1;
+    if (!opts->dedupe_preload) {
+        be->data_version = sqlite_data_version(be->wdb);
+        return 0;
+    }
+    /* serve: load the keys now rather than hold up the first webhook. The
+     * version is read in the same transaction, so any event stored after the
+     * load is caught up at the first batch. */
+    if (sqlite_exec(be->wdb, "BEGIN", err, err_len) < 0)
+        return -1;
+    if (sqlite_dedupe_load(be, err, err_len) < 0) {
+        sqlite3_exec(be->wdb, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
     be->data_version = sqlite_data_version(be->wdb);
-    return 0;
+    return sqlite_exec(be->wdb, "COMMIT", err, err_len);
 }
 
 struct store_backend *store_sqlite_open(const char *path, const struct store_options *opts,

@@ -576,6 +576,35 @@ static void test_duplicate_found_after_restart(void **state)
     store_close(st);
 }
 
+/* serve loads the key set when it opens the store: an event stored by another
+ * handle after that load, but before serve's first batch, still dedupes. */
+static void test_preloaded_set_catches_up(void **state)
+{
+    double now = wall_now();
+    int64_t first, later, row;
+    struct store *st = open_store();
+    assert_int_equal(submit_event(st, "zd", "p-1", now, &first), STORE_STORED);
+    store_close(st);
+
+    struct store *serve = NULL;
+    char err[256];
+    struct store_options o = {.url = url,
+                              .busy_timeout_ms = 100,
+                              .queue_max = 100,
+                              .batch_max = 16,
+                              .dedupe_preload = true};
+    assert_int_equal(store_open(&o, &serve, err, sizeof err), 0);
+    struct store *other = open_store();
+    assert_int_equal(submit_event(other, "zd", "p-2", now + 1, &later), STORE_STORED);
+    store_close(other);
+    assert_int_equal(submit_event(serve, "zd", "p-1", now + 2, &row), STORE_DUPLICATE);
+    assert_int_equal(row, first);
+    assert_int_equal(submit_event(serve, "zd", "p-2", now + 3, &row), STORE_DUPLICATE);
+    assert_int_equal(row, later);
+    assert_int_equal(store_count_events(serve, "zd"), 2);
+    store_close(serve);
+}
+
 static void test_duplicate_across_two_handles(void **state)
 {
     double now = wall_now();
@@ -756,6 +785,7 @@ static void test_block_filters_rebuilt_at_open(void **state)
     /* A file from before schema 7 (audit_by_event, no filters) is migrated and
      * its complete blocks get their filters. */
     db_exec("DROP TABLE audit_event_blooms;"
+            "DROP INDEX events_by_time;"
             "CREATE INDEX audit_by_event ON audit (event_id, seq) WHERE event_id IS NOT NULL;"
             "PRAGMA user_version = 6;");
     st = open_store();
@@ -815,6 +845,7 @@ int main(void)
         cmocka_unit_test_setup(test_locked_database_fails_batch, setup),
         cmocka_unit_test_setup(test_queue_full_refuses, setup),
         cmocka_unit_test_setup(test_duplicate_found_after_restart, setup),
+        cmocka_unit_test_setup(test_preloaded_set_catches_up, setup),
         cmocka_unit_test_setup(test_duplicate_across_two_handles, setup),
         cmocka_unit_test_setup(test_duplicate_inside_one_batch, setup),
         cmocka_unit_test_setup(test_newest_copy_decides_after_window, setup),
