@@ -61,18 +61,15 @@ void dedupe_destroy(struct dedupe *d)
 
 uint64_t dedupe_fingerprint(const char *source, const char *event_id)
 {
-    /* Hash "source\0event_id" so ("ab","c") and ("a","bc") differ. */
-    size_t ls = strlen(source), le = strlen(event_id);
-    unsigned char buf[512];
-    uint64_t h;
-    if (ls + 1 + le <= sizeof buf) {
-        memcpy(buf, source, ls);
-        buf[ls] = 0;
-        memcpy(buf + ls + 1, event_id, le);
-        h = bloom_hash(buf, ls + 1 + le);
-    } else {
-        h = bloom_hash(source, ls) * 0x9e3779b97f4a7c15ULL ^ bloom_hash(event_id, le);
-    }
+    /* Stored in events.key_fp: an on-disk format, pinned by test_dedupe. The
+     * two hashes are combined order-sensitively, so ("ab","c") and ("a","bc")
+     * differ, then mixed again. */
+    uint64_t a = bloom_hash(source, strlen(source));
+    uint64_t b = bloom_hash(event_id, strlen(event_id));
+    uint64_t h = a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
     return h ? h : 1;
 }
 

@@ -21,7 +21,8 @@ struct dedupe *dedupe_create(size_t max_keys);
 /* Frees d. NULL is a no-op. */
 void dedupe_destroy(struct dedupe *d);
 
-/* The fingerprint of (source, event_id); never 0. Both borrowed. */
+/* The fingerprint of (source, event_id); never 0. Both borrowed. The store
+ * keeps it with each event, so the function must never change. */
 uint64_t dedupe_fingerprint(const char *source, const char *event_id);
 
 /* Writes up to max rows of entries whose fingerprint is fp into rows[], newest

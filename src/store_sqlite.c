@@ -166,10 +166,13 @@ static const char *const sqlite_migrations[] = {
      * (struct dedupe; dedupe_key is no longer written, so the UNIQUE index only
      * gets NULLs, which append); audit records by event id through per-block
      * Bloom filters instead of audit_by_event. Blocks of records written before
-     * this migration are filled in when the writer opens the file. events_by_time
-     * (appended in time order) covers loading the dedupe set at start. */
+     * this migration are filled in when the writer opens the file. key_fp is
+     * the key's dedupe_fingerprint; events_keys (appended in row order, about
+     * 30 bytes an event) lets serve load the dedupe set at start without
+     * reading the events themselves. */
     "DROP INDEX audit_by_event;"
-    "CREATE INDEX events_by_time ON events (received_at, source, event_id);"
+    "ALTER TABLE events ADD COLUMN key_fp INTEGER;"
+    "CREATE INDEX events_keys ON events (id, received_at, key_fp);"
     "CREATE TABLE audit_event_blooms ("
     "  block INTEGER PRIMARY KEY,"
     "  first_seq INTEGER NOT NULL,"
@@ -521,11 +524,29 @@ static void sqlite_dedupe_add(struct sqlite_backend *be, uint64_t fp, int64_t ro
         be->dd_max_row = row;
 }
 
+/* The dedupe fingerprint of event `row`, computed from its key (for events
+ * stored before schema 7). Returns 0, or -1 with err set. */
+static int sqlite_event_fingerprint(struct sqlite_backend *be, int64_t row, uint64_t *fp, char *err,
+                                    size_t err_len)
+{
+    sqlite3_stmt *st = be->sel_event_key;
+    sqlite3_bind_int64(st, 1, row);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        *fp = dedupe_fingerprint((const char *)sqlite3_column_text(st, 0),
+                                 (const char *)sqlite3_column_text(st, 1));
+    sqlite3_reset(st);
+    if (s != SQLITE_ROW) {
+        sqlite_err(be->wdb, "reading an event key", err, err_len);
+        return -1;
+    }
+    return 0;
+}
+
 /* Loads the dedupe set from the events received inside the window, newest
  * first, at most dd_max_keys of them. Writer thread, inside a transaction. */
 static int sqlite_dedupe_load(struct sqlite_backend *be, char *err, size_t err_len)
 {
-    double started = sqlite_wall_now();
     if (!be->dd)
         be->dd = dedupe_create(be->dd_max_keys);
     if (!be->dd) {
@@ -543,39 +564,43 @@ static int sqlite_dedupe_load(struct sqlite_backend *be, char *err, size_t err_l
     }
     newest = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    /* Newest first through the covering time index: only the keys are read. */
+    /* Newest first through the covering index: only (row, time, fingerprint)
+     * are read; an event stored before schema 7 has no fingerprint yet. */
     if (sqlite3_prepare_v2(be->wdb,
-                           "SELECT id, source, event_id, received_at FROM events "
-                           "INDEXED BY events_by_time WHERE received_at >= ? "
-                           "ORDER BY received_at DESC",
+                           "SELECT id, received_at, key_fp FROM events INDEXED BY events_keys "
+                           "ORDER BY id DESC",
                            -1, &st, NULL) != SQLITE_OK) {
         sqlite_err(be->wdb, "loading the dedupe set", err, err_len);
         return -1;
     }
     double cutoff = sqlite_wall_now() - be->dd_window_s;
-    sqlite3_bind_double(st, 1, cutoff);
     size_t n = 0;
+    bool key_failed = false;
     int s;
     while ((s = sqlite3_step(st)) == SQLITE_ROW && n < be->dd_max_keys) {
-        sqlite_dedupe_add(be,
-                          dedupe_fingerprint((const char *)sqlite3_column_text(st, 1),
-                                             (const char *)sqlite3_column_text(st, 2)),
-                          sqlite3_column_int64(st, 0), sqlite3_column_double(st, 3), cutoff);
+        int64_t row = sqlite3_column_int64(st, 0);
+        double at = sqlite3_column_double(st, 1);
+        if (at < cutoff)
+            break;
+        uint64_t fp = (uint64_t)sqlite3_column_int64(st, 2);
+        if (sqlite3_column_type(st, 2) == SQLITE_NULL &&
+            sqlite_event_fingerprint(be, row, &fp, err, err_len) < 0) {
+            key_failed = true;
+            break;
+        }
+        sqlite_dedupe_add(be, fp, row, at, cutoff);
         n++;
     }
     sqlite3_finalize(st);
-    if (s != SQLITE_ROW && s != SQLITE_DONE) {
+    if (key_failed || (s != SQLITE_ROW && s != SQLITE_DONE)) {
         dedupe_destroy(be->dd); /* partly loaded: start again next time */
         be->dd = NULL;
-        sqlite_err(be->wdb, "loading the dedupe set", err, err_len);
+        if (!key_failed)
+            sqlite_err(be->wdb, "loading the dedupe set", err, err_len);
         return -1;
     }
     be->dd_max_row = newest;
     be->dd_loaded = true;
-    char keys[32], secs[32];
-    snprintf(keys, sizeof keys, "%zu", n);
-    snprintf(secs, sizeof secs, "%.3f", sqlite_wall_now() - started);
-    log_write(LOG_INFO, "dedupe set loaded", (const char *[]){"keys", keys, "seconds", secs, NULL});
     return 0;
 }
 
@@ -586,11 +611,14 @@ static int sqlite_dedupe_catch_up(struct sqlite_backend *be, char *err, size_t e
     double cutoff = sqlite_wall_now() - be->dd_window_s;
     sqlite3_bind_int64(st, 1, be->dd_max_row);
     int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW)
-        sqlite_dedupe_add(be,
-                          dedupe_fingerprint((const char *)sqlite3_column_text(st, 1),
-                                             (const char *)sqlite3_column_text(st, 2)),
-                          sqlite3_column_int64(st, 0), sqlite3_column_double(st, 3), cutoff);
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        uint64_t fp = sqlite3_column_type(st, 4) == SQLITE_NULL
+                          ? dedupe_fingerprint((const char *)sqlite3_column_text(st, 1),
+                                               (const char *)sqlite3_column_text(st, 2))
+                          : (uint64_t)sqlite3_column_int64(st, 4);
+        sqlite_dedupe_add(be, fp, sqlite3_column_int64(st, 0), sqlite3_column_double(st, 3),
+                          cutoff);
+    }
     sqlite3_reset(st);
     if (s != SQLITE_DONE) {
         sqlite_err(be->wdb, "reading new events", err, err_len);
@@ -682,6 +710,7 @@ static int sqlite_insert_event(struct sqlite_backend *be, struct store_op *op, c
                       (int)op->body_len, SQLITE_STATIC);
     sqlite_bind_text_or_null(st, 9, op->rule_version);
     sqlite3_bind_int64(st, 10, (sqlite3_int64)op->njobs);
+    sqlite3_bind_int64(st, 11, (sqlite3_int64)fp);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -1845,14 +1874,14 @@ static int sqlite_open_writer(struct sqlite_backend *be, const char *path,
     sqlite3_wal_hook(be->wdb, sqlite_wal_hook, be);
     if (sqlite_prepare(be->wdb,
                        "INSERT INTO events (source, event_id, dedupe_key, received_at, status, "
-                       "content_type, headers, body, rule_version, jobs) VALUES "
-                       "(?,?,?,?,?,?,?,?,?,?)",
+                       "content_type, headers, body, rule_version, jobs, key_fp) VALUES "
+                       "(?,?,?,?,?,?,?,?,?,?,?)",
                        &be->ins_event, err, err_len) < 0 ||
         sqlite_prepare(be->wdb, "SELECT source, event_id, received_at FROM events WHERE id = ?",
                        &be->sel_event_key, err, err_len) < 0 ||
         sqlite_prepare(be->wdb,
-                       "SELECT id, source, event_id, received_at FROM events WHERE id > ? "
-                       "ORDER BY id",
+                       "SELECT id, source, event_id, received_at, key_fp FROM events "
+                       "WHERE id > ? ORDER BY id",
                        &be->sel_events_after, err, err_len) < 0 ||
         sqlite_prepare(be->wdb,
                        "SELECT event_id FROM audit WHERE seq BETWEEN ? AND ? "
@@ -1889,10 +1918,15 @@ static int sqlite_open_writer(struct sqlite_backend *be, const char *path,
      * load is caught up at the first batch. */
     if (sqlite_exec(be->wdb, "BEGIN", err, err_len) < 0)
         return -1;
+    double started = sqlite_wall_now();
     if (sqlite_dedupe_load(be, err, err_len) < 0) {
         sqlite3_exec(be->wdb, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }
+    char keys[32], secs[32];
+    snprintf(keys, sizeof keys, "%zu", dedupe_count(be->dd));
+    snprintf(secs, sizeof secs, "%.3f", sqlite_wall_now() - started);
+    log_write(LOG_INFO, "dedupe set loaded", (const char *[]){"keys", keys, "seconds", secs, NULL});
     be->data_version = sqlite_data_version(be->wdb);
     return sqlite_exec(be->wdb, "COMMIT", err, err_len);
 }

@@ -785,7 +785,8 @@ static void test_block_filters_rebuilt_at_open(void **state)
     /* A file from before schema 7 (audit_by_event, no filters) is migrated and
      * its complete blocks get their filters. */
     db_exec("DROP TABLE audit_event_blooms;"
-            "DROP INDEX events_by_time;"
+            "DROP INDEX events_keys;"
+            "ALTER TABLE events DROP COLUMN key_fp;"
             "CREATE INDEX audit_by_event ON audit (event_id, seq) WHERE event_id IS NOT NULL;"
             "PRAGMA user_version = 6;");
     st = open_store();
