@@ -46,6 +46,20 @@ static void main_usage(FILE *f)
         HOOKLINE_VERSION);
 }
 
+static double main_dedupe_keys(void *ctx)
+{
+    struct store_dedupe_stats s;
+    (void)store_dedupe_stats(ctx, &s);
+    return (double)s.keys;
+}
+
+static double main_dedupe_evicted(void *ctx)
+{
+    struct store_dedupe_stats s;
+    (void)store_dedupe_stats(ctx, &s);
+    return (double)s.evicted;
+}
+
 static double main_store_pending(void *ctx)
 {
     return (double)store_pending(ctx);
@@ -247,6 +261,14 @@ static int main_serve(int argc, char **argv)
     }
     metrics_set_gauge("hookline_store_write_queue", "Operations waiting for the next group commit.",
                       main_store_pending, st);
+    metrics_set_gauge(
+        "hookline_dedupe_keys",
+        "Event keys held in memory for deduplication (store.dedupe_max_keys bounds it).",
+        main_dedupe_keys, st);
+    metrics_set_counter_fn("hookline_dedupe_evicted_total",
+                           "Event keys dropped before their dedupe window ended because the set "
+                           "was full.",
+                           main_dedupe_evicted, st);
 
     char rerr[600];
     if (cli_rules_create(cfg, &rules, rerr, sizeof rerr) < 0) {

@@ -42,6 +42,7 @@ struct metrics_gauge {
     const char *help;
     metrics_gauge_fn fn;
     void *ctx;
+    const char *type; /* "gauge" or "counter" */
 };
 
 static const double metrics_rule_bounds[] = {0.00001, 0.00005, 0.0001, 0.0005, 0.001,
@@ -208,7 +209,8 @@ void metrics_store_commit(size_t n, double seconds, int ok)
     pthread_mutex_unlock(&metrics_lock);
 }
 
-void metrics_set_gauge(const char *name, const char *help, metrics_gauge_fn fn, void *ctx)
+static void metrics_set_fn(const char *name, const char *help, metrics_gauge_fn fn, void *ctx,
+                           const char *type)
 {
     pthread_mutex_lock(&metrics_lock);
     for (size_t i = 0; i < metrics_ngauges; i++) {
@@ -219,9 +221,19 @@ void metrics_set_gauge(const char *name, const char *help, metrics_gauge_fn fn, 
         }
     }
     if (metrics_ngauges < METRICS_MAX_GAUGES)
-        metrics_gauges[metrics_ngauges++] = (struct metrics_gauge){name, help, fn, ctx};
+        metrics_gauges[metrics_ngauges++] = (struct metrics_gauge){name, help, fn, ctx, type};
 out:
     pthread_mutex_unlock(&metrics_lock);
+}
+
+void metrics_set_gauge(const char *name, const char *help, metrics_gauge_fn fn, void *ctx)
+{
+    metrics_set_fn(name, help, fn, ctx, "gauge");
+}
+
+void metrics_set_counter_fn(const char *name, const char *help, metrics_gauge_fn fn, void *ctx)
+{
+    metrics_set_fn(name, help, fn, ctx, "counter");
 }
 
 struct metrics_buf {
@@ -341,8 +353,8 @@ char *metrics_render(size_t *len)
     /* Gauge callbacks may query the store: call them outside the lock. */
     for (size_t i = 0; i < ngauges; i++) {
         double v = gauges[i].fn(gauges[i].ctx);
-        metrics_printf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", gauges[i].name,
-                       gauges[i].help, gauges[i].name, gauges[i].name, v);
+        metrics_printf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", gauges[i].name, gauges[i].help,
+                       gauges[i].name, gauges[i].type, gauges[i].name, v);
     }
     if (b.failed) {
         free(b.p);

@@ -41,6 +41,10 @@ void metrics_store_commit(size_t n, double seconds, int ok);
 typedef double (*metrics_gauge_fn)(void *ctx);
 void metrics_set_gauge(const char *name, const char *help, metrics_gauge_fn fn, void *ctx);
 
+/* The same for a counter another module owns (rendered as TYPE counter; the
+ * name should end in _total). name and help are borrowed for the process. */
+void metrics_set_counter_fn(const char *name, const char *help, metrics_gauge_fn fn, void *ctx);
+
 /* Renders every series. Returns a new heap string (caller frees) and its length
  * in *len, or NULL on out of memory. */
 char *metrics_render(size_t *len);

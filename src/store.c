@@ -614,6 +614,15 @@ void store_set_job_listener(struct store *st, void (*fn)(void *ctx), void *ctx)
     st->job_listener_ctx = ctx;
 }
 
+int store_dedupe_stats(struct store *st, struct store_dedupe_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!st->be->ops->dedupe_stats)
+        return -1;
+    st->be->ops->dedupe_stats(st->be, out);
+    return 0;
+}
+
 int64_t store_count_events(struct store *st, const char *source)
 {
     return st->be->ops->count_events(st->be, source);

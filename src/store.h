@@ -266,6 +266,14 @@ int store_job_transition(struct store *st, int64_t id, const char *state, const 
  * became durable, so delivery can start at once. Must not block. */
 void store_set_job_listener(struct store *st, void (*fn)(void *ctx), void *ctx);
 
+/* The dedupe set of a backend that keeps one (SQLite): keys held, its bound,
+ * and keys dropped before their window ended because it was full. Any thread.
+ * Returns 0, or -1 when the backend has none (the fields are then 0). */
+struct store_dedupe_stats {
+    uint64_t keys, max_keys, evicted;
+};
+int store_dedupe_stats(struct store *st, struct store_dedupe_stats *out);
+
 /* Event counts by status, for tests and the CLI: returns the number of stored
  * events of source (NULL: all), or -1. */
 int64_t store_count_events(struct store *st, const char *source);
@@ -305,6 +313,8 @@ struct store_backend_ops {
     int (*jobs_scan)(struct store_backend *be, const char *state, int64_t limit, store_job_fn fn,
                      void *ctx, char *err, size_t err_len);
     bool (*jobs_unresolved_before)(struct store_backend *be, int64_t job_id);
+    /* NULL when the backend keeps no dedupe set. Any thread. */
+    void (*dedupe_stats)(struct store_backend *be, struct store_dedupe_stats *out);
     void (*close)(struct store_backend *be);
 };
 

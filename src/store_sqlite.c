@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -72,7 +73,8 @@ struct sqlite_backend {
     int64_t dd_max_row; /* every event row <= this is in dd (or expired) */
     double dd_window_s;
     size_t dd_max_keys;
-    uint64_t dd_evicted; /* keys dropped early because dd was full */
+    _Atomic uint64_t dd_evicted; /* keys dropped early because dd was full */
+    _Atomic uint64_t dd_keys;    /* dedupe_count(dd), published for metrics */
     struct sqlite_new_key *dd_new;
     size_t dd_nnew, dd_new_cap;
     sqlite3_stmt *sel_event_key, *sel_events_after, *ins_bloom, *sel_block_ids;
@@ -511,7 +513,7 @@ static void sqlite_dedupe_add(struct sqlite_backend *be, uint64_t fp, int64_t ro
         abort(); /* the project's OOM policy: see README */
     }
     if (evicted > 0) {
-        be->dd_evicted += (uint64_t)evicted;
+        atomic_fetch_add(&be->dd_evicted, (uint64_t)evicted);
         char n[32], max[32];
         snprintf(n, sizeof n, "%ld", evicted);
         snprintf(max, sizeof max, "%zu", be->dd_max_keys);
@@ -601,6 +603,7 @@ static int sqlite_dedupe_load(struct sqlite_backend *be, char *err, size_t err_l
     }
     be->dd_max_row = newest;
     be->dd_loaded = true;
+    atomic_store(&be->dd_keys, (uint64_t)dedupe_count(be->dd));
     return 0;
 }
 
@@ -1368,6 +1371,7 @@ static int sqlite_try_batch(struct sqlite_backend *be, struct store_op **ops, si
         for (size_t i = 0; i < be->dd_nnew; i++)
             sqlite_dedupe_add(be, be->dd_new[i].fp, be->dd_new[i].row, be->dd_new[i].at, cutoff);
         be->dd_nnew = 0;
+        atomic_store(&be->dd_keys, (uint64_t)dedupe_count(be->dd));
     }
     return 0;
 fail:
@@ -1824,6 +1828,14 @@ static void sqlite_close(struct store_backend *base)
     free(be);
 }
 
+static void sqlite_dedupe_stats(struct store_backend *base, struct store_dedupe_stats *out)
+{
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    out->keys = atomic_load(&be->dd_keys);
+    out->max_keys = be->dd_max_keys;
+    out->evicted = atomic_load(&be->dd_evicted);
+}
+
 static const struct store_backend_ops sqlite_ops = {
     .write_batch = sqlite_write_batch,
     .sync = sqlite_sync,
@@ -1835,6 +1847,7 @@ static const struct store_backend_ops sqlite_ops = {
     .jobs_depth = sqlite_jobs_depth,
     .jobs_scan = sqlite_jobs_scan,
     .jobs_unresolved_before = sqlite_jobs_unresolved_before,
+    .dedupe_stats = sqlite_dedupe_stats,
     .close = sqlite_close,
 };
 

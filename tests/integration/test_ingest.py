@@ -651,6 +651,14 @@ class IngestTest(Assertions, unittest.TestCase):
         m = re.findall(r'^hookline_events_received_total\{source="metr",status="accepted"\} '
                        r'(\S+)$', text, re.M)
         self.assertEqual(m, [str(n)], text)
+        # The dedupe set holds at least these keys and has dropped none.
+        self.assertIn("# TYPE hookline_dedupe_keys gauge\n", text)
+        keys = re.findall(r"^hookline_dedupe_keys (\S+)$", text, re.M)
+        self.assertEqual(len(keys), 1, text)
+        self.assertGreaterEqual(float(keys[0]), n)
+        self.assertIn("# TYPE hookline_dedupe_evicted_total counter\n", text)
+        self.assertEqual(re.findall(r"^hookline_dedupe_evicted_total (\S+)$", text, re.M),
+                         ["0"], text)
 
     # ---------- storage details ----------
 

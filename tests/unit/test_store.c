@@ -730,6 +730,12 @@ static void test_bounded_key_set_never_loses_an_event(void **state)
     assert_int_equal(submit_event(st, "zd", ids[N - 1], now, &row), STORE_DUPLICATE);
     assert_int_equal(row, ops[N - 1].event_row);
     assert_int_equal(store_count_events(st, "zd"), N);
+    /* What /metrics shows the operator: the bound held, and keys were dropped. */
+    struct store_dedupe_stats ds;
+    assert_int_equal(store_dedupe_stats(st, &ds), 0);
+    assert_int_equal(ds.max_keys, 1000);
+    assert_true(ds.keys > 0 && ds.keys <= 1000);
+    assert_true(ds.evicted >= N - 1000);
     for (int i = 0; i < N; i++)
         json_decref(recs[i]);
     free(ops);
