@@ -206,6 +206,23 @@ static int sqlite_exec(sqlite3 *db, const char *sql, char *err, size_t err_len)
     return 0;
 }
 
+/* Runs a query returning one integer into *out. Returns 0, or -1 with err set
+ * ("what: reason"). */
+static int sqlite_query_int64(sqlite3 *db, const char *sql, int64_t *out, const char *what,
+                              char *err, size_t err_len)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        rc = 0;
+    } else {
+        sqlite_err(db, what, err, err_len);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int sqlite_user_version(sqlite3 *db)
 {
     sqlite3_stmt *st;
@@ -423,17 +440,10 @@ out:
 static int sqlite_bloom_backfill(struct sqlite_backend *be, char *err, size_t err_len)
 {
     int64_t complete = (be->next_seq - 1) / SQLITE_BLOOM_BLOCK; /* blocks 0..complete-1 */
-    sqlite3_stmt *st = NULL;
     int64_t from = 0;
-    if (sqlite3_prepare_v2(be->wdb, "SELECT coalesce(max(block) + 1, 0) FROM audit_event_blooms",
-                           -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        sqlite_err(be->wdb, "reading the audit block filters", err, err_len);
+    if (sqlite_query_int64(be->wdb, "SELECT coalesce(max(block) + 1, 0) FROM audit_event_blooms",
+                           &from, "reading the audit block filters", err, err_len) < 0)
         return -1;
-    }
-    from = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
     if (from >= complete)
         return 0;
     if (sqlite_exec(be->wdb, "BEGIN IMMEDIATE", err, err_len) < 0)
@@ -557,15 +567,9 @@ static int sqlite_dedupe_load(struct sqlite_backend *be, char *err, size_t err_l
     }
     sqlite3_stmt *st = NULL;
     int64_t newest = 0;
-    if (sqlite3_prepare_v2(be->wdb, "SELECT coalesce(max(id), 0) FROM events", -1, &st, NULL) !=
-            SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        sqlite_err(be->wdb, "loading the dedupe set", err, err_len);
+    if (sqlite_query_int64(be->wdb, "SELECT coalesce(max(id), 0) FROM events", &newest,
+                           "loading the dedupe set", err, err_len) < 0)
         return -1;
-    }
-    newest = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
     /* Newest first through the covering index: only (row, time, fingerprint)
      * are read; an event stored before schema 7 has no fingerprint yet. */
     if (sqlite3_prepare_v2(be->wdb,
@@ -1434,15 +1438,9 @@ static int sqlite_event_ranges(struct sqlite_backend *be, const char *event_id, 
     cond[0] = '\0';
     sqlite3_stmt *st = NULL;
     int64_t max_seq = 0;
-    if (sqlite3_prepare_v2(be->rdb, "SELECT coalesce(max(seq), 0) FROM audit", -1, &st, NULL) !=
-            SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        sqlite_err(be->rdb, "audit query", err, err_len);
+    if (sqlite_query_int64(be->rdb, "SELECT coalesce(max(seq), 0) FROM audit", &max_seq,
+                           "audit query", err, err_len) < 0)
         return -1;
-    }
-    max_seq = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
     /* Records up to `covered` are in complete blocks, each with a filter row
      * unless it holds no event id. */
     int64_t covered = max_seq / SQLITE_BLOOM_BLOCK * SQLITE_BLOOM_BLOCK;
