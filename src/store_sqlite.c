@@ -1136,6 +1136,27 @@ static bool sqlite_jobs_unresolved_before(struct store_backend *base, int64_t jo
 
 /* Retention: deletes the records older than the cutoff (never the newest) and
  * appends the checkpoint the chain continues from. */
+/* Runs a DELETE whose one parameter is `through`; the deleted row count goes to
+ * *changes when not NULL. Returns 0, or -1 with err set. Writer thread. */
+static int sqlite_delete_through(struct sqlite_backend *be, const char *sql, int64_t through,
+                                 int64_t *changes, char *err, size_t err_len)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    if (sqlite3_prepare_v2(be->wdb, sql, -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, through);
+        if (sqlite3_step(st) == SQLITE_DONE) {
+            if (changes)
+                *changes = sqlite3_changes(be->wdb);
+            rc = 0;
+        }
+    }
+    if (rc < 0)
+        sqlite_err(be->wdb, "pruning", err, err_len);
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int sqlite_prune(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
 {
     sqlite3_stmt *st = NULL;
@@ -1173,29 +1194,11 @@ static int sqlite_prune(struct sqlite_backend *be, struct store_op *op, char *er
         snprintf(err, err_len, "audit record %lld has no hash", (long long)through);
         goto out;
     }
-    if (sqlite3_prepare_v2(be->wdb, "DELETE FROM audit WHERE seq <= ?", -1, &st, NULL) !=
-        SQLITE_OK) {
-        sqlite_err(be->wdb, "pruning", err, err_len);
+    if (sqlite_delete_through(be, "DELETE FROM audit WHERE seq <= ?", through, &op->pruned_count,
+                              err, err_len) < 0 ||
+        sqlite_delete_through(be, "DELETE FROM audit_event_blooms WHERE last_seq <= ?", through,
+                              NULL, err, err_len) < 0)
         goto out;
-    }
-    sqlite3_bind_int64(st, 1, through);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        sqlite_err(be->wdb, "pruning", err, err_len);
-        goto out;
-    }
-    op->pruned_count = sqlite3_changes(be->wdb);
-    sqlite3_finalize(st);
-    st = NULL;
-    if (sqlite3_prepare_v2(be->wdb, "DELETE FROM audit_event_blooms WHERE last_seq <= ?", -1, &st,
-                           NULL) != SQLITE_OK) {
-        sqlite_err(be->wdb, "pruning", err, err_len);
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, through);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        sqlite_err(be->wdb, "pruning", err, err_len);
-        goto out;
-    }
     json_t *rec = audit_record_new("audit.pruned", NULL, NULL);
     if (!rec) {
         snprintf(err, err_len, "out of memory");
