@@ -1430,11 +1430,11 @@ static bool sqlite_ping(struct store_backend *base, char *why, size_t why_len)
     return rc == SQLITE_OK;
 }
 
-/* Writes into cond[len] an SQL condition on seq that keeps every audit record
- * that may carry event_id: the blocks whose Bloom filter matches plus the
- * records after the last complete block. Leaves cond empty (no narrowing) when
- * more than SQLITE_BLOOM_MAX_RANGES blocks match. Reader connection, under
- * rlock. Returns 0 or -1 with err set. */
+/* Writes into cond[len] the seq ranges holding every audit record that may
+ * carry event_id, as SQL VALUES rows "(lo,hi),(lo,hi)...": the blocks whose
+ * Bloom filter matches plus the records after the last complete block. Leaves
+ * cond empty (no narrowing) when more than SQLITE_BLOOM_MAX_RANGES blocks match. Reader connection,
+ * under rlock. Returns 0 or -1 with err set. */
 static int sqlite_event_ranges(struct sqlite_backend *be, const char *event_id, char *cond,
                                size_t len, char *err, size_t err_len)
 {
@@ -1459,7 +1459,8 @@ static int sqlite_event_ranges(struct sqlite_backend *be, const char *event_id, 
     size_t used = 0, nranges = 0;
     bool too_many = false;
     int s;
-    used += (size_t)snprintf(cond, len, "(seq > %lld", (long long)covered);
+    used +=
+        (size_t)snprintf(cond, len, "(%lld,%lld)", (long long)covered + 1, (long long)INT64_MAX);
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
         const unsigned char *bits = sqlite3_column_blob(st, 3);
         int nbytes = sqlite3_column_bytes(st, 3);
@@ -1471,7 +1472,7 @@ static int sqlite_event_ranges(struct sqlite_backend *be, const char *event_id, 
             too_many = true;
             break;
         }
-        int w = snprintf(cond + used, len - used, " OR seq BETWEEN %lld AND %lld",
+        int w = snprintf(cond + used, len - used, ",(%lld,%lld)",
                          (long long)sqlite3_column_int64(st, 0),
                          (long long)sqlite3_column_int64(st, 1));
         if (w < 0 || (size_t)w >= len - used) {
@@ -1486,10 +1487,8 @@ static int sqlite_event_ranges(struct sqlite_backend *be, const char *event_id, 
         return -1;
     }
     sqlite3_finalize(st);
-    if (too_many || used + 2 > len)
+    if (too_many)
         cond[0] = '\0';
-    else
-        memcpy(cond + used, ")", 2);
     return 0;
 }
 
@@ -1497,8 +1496,8 @@ static int sqlite_audit_scan(struct store_backend *base, const struct store_audi
                              store_audit_fn fn, void *ctx, char *err, size_t err_len)
 {
     struct sqlite_backend *be = (struct sqlite_backend *)base;
-    char where[4096] = "1=1";
-    char ranges[2560] = "";
+    char where[1024] = "1=1";
+    char ranges[4096] = ""; /* up to SQLITE_BLOOM_MAX_RANGES of about 60 chars */
     size_t wl = strlen(where);
     char since[32], until[32];
     size_t klen = 0;
@@ -1524,8 +1523,6 @@ static int sqlite_audit_scan(struct store_backend *base, const struct store_audi
         SQLITE_WHERE("event_id = :event");
         if (sqlite_event_ranges(be, f->event_id, ranges, sizeof ranges, err, err_len) < 0)
             goto out;
-        if (ranges[0])
-            SQLITE_WHERE(ranges);
     }
     if (f->did)
         SQLITE_WHERE("did = :did");
@@ -1540,17 +1537,28 @@ static int sqlite_audit_scan(struct store_backend *base, const struct store_audi
     if (f->after_seq > 0)
         SQLITE_WHERE("seq > :after");
 #undef SQLITE_WHERE
-    char sql[4400];
+    /* With ranges, the audit table is only read inside them, by rowid: a join
+     * with the ranges as constant rows (an OR of seq ranges would make SQLite
+     * scan the whole table). */
+    char from[4200];
+    if (ranges[0])
+        snprintf(from, sizeof from,
+                 "(VALUES %s) AS r CROSS JOIN audit ON seq BETWEEN r.column1 AND r.column2",
+                 ranges);
+    else
+        snprintf(from, sizeof from, "audit");
+    char sql[9600];
     if (f->limit > 0 && f->oldest_first)
         snprintf(sql, sizeof sql,
-                 "SELECT seq, record FROM audit WHERE %s ORDER BY seq ASC LIMIT :limit", where);
+                 "SELECT seq, record FROM %s WHERE %s ORDER BY seq ASC LIMIT :limit", from, where);
     else if (f->limit > 0)
         snprintf(sql, sizeof sql,
-                 "SELECT seq, record FROM (SELECT seq, record FROM audit WHERE %s ORDER BY seq "
+                 "SELECT seq, record FROM (SELECT seq, record FROM %s WHERE %s ORDER BY seq "
                  "DESC LIMIT :limit) ORDER BY seq ASC",
-                 where);
+                 from, where);
     else
-        snprintf(sql, sizeof sql, "SELECT seq, record FROM audit WHERE %s ORDER BY seq ASC", where);
+        snprintf(sql, sizeof sql, "SELECT seq, record FROM %s WHERE %s ORDER BY seq ASC", from,
+                 where);
 
     if (sqlite3_prepare_v2(be->rdb, sql, -1, &st, NULL) != SQLITE_OK) {
         sqlite_err(be->rdb, "audit query", err, err_len);
