@@ -34,6 +34,9 @@
 #define SQLITE_BLOOM_BLOCK 4096
 #define SQLITE_BLOOM_BYTES 8192
 #define SQLITE_BLOOM_PROBES 7
+/* Loading the dedupe set stops after this many consecutive events older than
+ * the window. */
+#define SQLITE_DEDUPE_OLD_RUN 10000
 /* More candidate blocks than this and a query by event id scans the table. */
 #define SQLITE_BLOOM_MAX_RANGES 64
 
@@ -580,14 +583,21 @@ static int sqlite_dedupe_load(struct sqlite_backend *be, char *err, size_t err_l
         return -1;
     }
     double cutoff = sqlite_wall_now() - be->dd_window_s;
-    size_t n = 0;
+    size_t n = 0, old_run = 0;
     bool key_failed = false;
     int s;
     while ((s = sqlite3_step(st)) == SQLITE_ROW && n < be->dd_max_keys) {
         int64_t row = sqlite3_column_int64(st, 0);
         double at = sqlite3_column_double(st, 1);
-        if (at < cutoff)
-            break;
+        /* Rows are in arrival order, so the first one older than the window
+         * usually ends the scan; but a clock stepped back can stamp a few rows
+         * too old, so only a long run of them does. */
+        if (at < cutoff) {
+            if (++old_run >= SQLITE_DEDUPE_OLD_RUN)
+                break;
+            continue;
+        }
+        old_run = 0;
         uint64_t fp = (uint64_t)sqlite3_column_int64(st, 2);
         if (sqlite3_column_type(st, 2) == SQLITE_NULL &&
             sqlite_event_fingerprint(be, row, &fp, err, err_len) < 0) {

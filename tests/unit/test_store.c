@@ -605,6 +605,31 @@ static void test_preloaded_set_catches_up(void **state)
     store_close(serve);
 }
 
+/* A clock stepped back stamps an event far in the past; the events stored
+ * before it are still inside the window and must still dedupe after a restart. */
+static void test_preload_skips_a_mis_stamped_event(void **state)
+{
+    double now = wall_now();
+    int64_t first, row;
+    struct store *st = open_store();
+    assert_int_equal(submit_event(st, "zd", "s-1", now - 30, &first), STORE_STORED);
+    assert_int_equal(submit_event(st, "zd", "s-2", 1.0, &row), STORE_STORED);
+    assert_int_equal(submit_event(st, "zd", "s-3", now - 10, &row), STORE_STORED);
+    store_close(st);
+
+    char err[256];
+    struct store_options o = {.url = url,
+                              .busy_timeout_ms = 100,
+                              .queue_max = 100,
+                              .batch_max = 16,
+                              .dedupe_preload = true};
+    assert_int_equal(store_open(&o, &st, err, sizeof err), 0);
+    assert_int_equal(submit_event(st, "zd", "s-1", now, &row), STORE_DUPLICATE);
+    assert_int_equal(row, first);
+    assert_int_equal(store_count_events(st, "zd"), 3);
+    store_close(st);
+}
+
 static void test_duplicate_across_two_handles(void **state)
 {
     double now = wall_now();
@@ -853,6 +878,7 @@ int main(void)
         cmocka_unit_test_setup(test_queue_full_refuses, setup),
         cmocka_unit_test_setup(test_duplicate_found_after_restart, setup),
         cmocka_unit_test_setup(test_preloaded_set_catches_up, setup),
+        cmocka_unit_test_setup(test_preload_skips_a_mis_stamped_event, setup),
         cmocka_unit_test_setup(test_duplicate_across_two_handles, setup),
         cmocka_unit_test_setup(test_duplicate_inside_one_batch, setup),
         cmocka_unit_test_setup(test_newest_copy_decides_after_window, setup),
