@@ -27,8 +27,8 @@ static char dir[512];
 static char dbpath[700];
 static char url[760];
 
-static struct store *open_store_tuned(int busy_timeout_ms, int queue_max, int batch_max,
-                                      size_t dedupe_max_keys)
+static struct store *open_store_with(int busy_timeout_ms, int queue_max, int batch_max,
+                                     size_t dedupe_max_keys, bool preload)
 {
     struct store *st = NULL;
     char err[256];
@@ -36,12 +36,25 @@ static struct store *open_store_tuned(int busy_timeout_ms, int queue_max, int ba
                               .busy_timeout_ms = busy_timeout_ms,
                               .queue_max = queue_max,
                               .batch_max = batch_max,
-                              .dedupe_max_keys = dedupe_max_keys};
+                              .dedupe_max_keys = dedupe_max_keys,
+                              .dedupe_preload = preload};
     int rc = store_open(&o, &st, err, sizeof err);
     if (rc != 0)
         fprintf(stderr, "store_open: %s\n", err);
     assert_int_equal(rc, 0);
     return st;
+}
+
+static struct store *open_store_tuned(int busy_timeout_ms, int queue_max, int batch_max,
+                                      size_t dedupe_max_keys)
+{
+    return open_store_with(busy_timeout_ms, queue_max, batch_max, dedupe_max_keys, false);
+}
+
+/* As serve opens it: the dedupe set loaded at open. */
+static struct store *open_store_preloaded(void)
+{
+    return open_store_with(100, 100, 16, 0, true);
 }
 
 static struct store *open_store(void)
@@ -586,14 +599,7 @@ static void test_preloaded_set_catches_up(void **state)
     assert_int_equal(submit_event(st, "zd", "p-1", now, &first), STORE_STORED);
     store_close(st);
 
-    struct store *serve = NULL;
-    char err[256];
-    struct store_options o = {.url = url,
-                              .busy_timeout_ms = 100,
-                              .queue_max = 100,
-                              .batch_max = 16,
-                              .dedupe_preload = true};
-    assert_int_equal(store_open(&o, &serve, err, sizeof err), 0);
+    struct store *serve = open_store_preloaded();
     struct store *other = open_store();
     assert_int_equal(submit_event(other, "zd", "p-2", now + 1, &later), STORE_STORED);
     store_close(other);
@@ -617,13 +623,7 @@ static void test_preload_skips_a_mis_stamped_event(void **state)
     assert_int_equal(submit_event(st, "zd", "s-3", now - 10, &row), STORE_STORED);
     store_close(st);
 
-    char err[256];
-    struct store_options o = {.url = url,
-                              .busy_timeout_ms = 100,
-                              .queue_max = 100,
-                              .batch_max = 16,
-                              .dedupe_preload = true};
-    assert_int_equal(store_open(&o, &st, err, sizeof err), 0);
+    st = open_store_preloaded();
     assert_int_equal(submit_event(st, "zd", "s-1", now, &row), STORE_DUPLICATE);
     assert_int_equal(row, first);
     assert_int_equal(store_count_events(st, "zd"), 3);
