@@ -7,7 +7,6 @@
 #include "audit.h"
 
 #include <math.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include <time.h>
 
 #include "digest.h"
+#include "jout.h"
 
 void audit_format_time(double t, char out[32])
 {
@@ -65,252 +65,14 @@ void audit_detail_set_int(json_t *record, const char *key, long long value)
         json_object_set_new(d, key, json_integer(value));
 }
 
-/* A growable output buffer for the canonical serialiser. */
-struct audit_buf {
-    char *p;
-    size_t len, cap;
-    bool failed; /* out of memory, or a value the fast path does not handle */
-};
-
-static void audit_buf_put(struct audit_buf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 512;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-/* Decodes one UTF-8 sequence at s[0..n); returns its length (0 when invalid:
- * overlong, surrogate, above U+10FFFF, truncated) and the code point. */
-static size_t audit_utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    unsigned c = s[0];
-    size_t len;
-    uint32_t v, min;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if ((c & 0xE0) == 0xC0) {
-        len = 2, v = c & 0x1F, min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        len = 3, v = c & 0x0F, min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-        len = 4, v = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-        return 0;
-    *cp = v;
-    return len;
-}
-
-/* A JSON string, ASCII only: the same bytes jansson writes with
- * JSON_ENSURE_ASCII (short escapes for \b \f \n \r \t " \\, \u00XX for other
- * control characters, \uXXXX upper-case hex and surrogate pairs above ASCII). */
-static void audit_put_string(struct audit_buf *b, const char *str, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0, run = 0;
-    audit_buf_put(b, "\"", 1);
-    while (i < n) {
-        unsigned c = s[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            i++;
-            continue;
-        }
-        audit_buf_put(b, str + run, i - run);
-        uint32_t cp;
-        size_t len = audit_utf8_next(s + i, n - i, &cp);
-        if (len == 0) {
-            b->failed = true; /* not UTF-8: jansson decides (it refuses too) */
-            return;
-        }
-        i += len;
-        run = i;
-        char esc[13];
-        size_t k = 0;
-        switch (cp) {
-        case '"':
-            esc[k++] = '\\', esc[k++] = '"';
-            break;
-        case '\\':
-            esc[k++] = '\\', esc[k++] = '\\';
-            break;
-        case '\b':
-            esc[k++] = '\\', esc[k++] = 'b';
-            break;
-        case '\f':
-            esc[k++] = '\\', esc[k++] = 'f';
-            break;
-        case '\n':
-            esc[k++] = '\\', esc[k++] = 'n';
-            break;
-        case '\r':
-            esc[k++] = '\\', esc[k++] = 'r';
-            break;
-        case '\t':
-            esc[k++] = '\\', esc[k++] = 't';
-            break;
-        default: {
-            uint32_t units[2] = {cp, 0};
-            int nu = 1;
-            if (cp >= 0x10000) {
-                uint32_t v = cp - 0x10000;
-                units[0] = 0xD800 | (v >> 10);
-                units[1] = 0xDC00 | (v & 0x3FF);
-                nu = 2;
-            }
-            for (int u = 0; u < nu; u++) {
-                esc[k++] = '\\', esc[k++] = 'u';
-                for (int sh = 12; sh >= 0; sh -= 4)
-                    esc[k++] = hex[(units[u] >> sh) & 0xF];
-            }
-        }
-        }
-        audit_buf_put(b, esc, k);
-    }
-    audit_buf_put(b, str + run, n - run);
-    audit_buf_put(b, "\"", 1);
-}
-
-struct audit_member {
-    const char *key;
-    size_t len;
-    json_t *value;
-};
-
-static int audit_member_cmp(const void *a, const void *b)
-{
-    const struct audit_member *x = a, *y = b;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->key, y->key, n);
-    if (c != 0)
-        return c;
-    return x->len < y->len ? -1 : x->len > y->len;
-}
-
-#define AUDIT_CANON_MAX_DEPTH 32  /* records are two levels deep */
-#define AUDIT_CANON_STACK_KEYS 32 /* members sorted without an allocation */
-
-static void audit_put_value(struct audit_buf *b, json_t *v, const char *skip, int depth)
-{
-    char num[32];
-    if (b->failed)
-        return;
-    if (depth > AUDIT_CANON_MAX_DEPTH) {
-        b->failed = true;
-        return;
-    }
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        struct audit_member stack[AUDIT_CANON_STACK_KEYS];
-        struct audit_member *m = stack;
-        size_t cap = json_object_size(v), n = 0;
-        if (cap > AUDIT_CANON_STACK_KEYS) {
-            m = malloc(cap * sizeof *m);
-            if (!m) {
-                b->failed = true;
-                return;
-            }
-        }
-        const char *key;
-        size_t klen;
-        json_t *val;
-        void *tmp;
-        json_object_keylen_foreach_safe(v, tmp, key, klen, val)
-        {
-            if (skip && strcmp(key, skip) == 0)
-                continue;
-            if (n < cap)
-                m[n++] = (struct audit_member){key, klen, val};
-        }
-        qsort(m, n, sizeof *m, audit_member_cmp);
-        audit_buf_put(b, "{", 1);
-        for (size_t i = 0; i < n; i++) {
-            if (i > 0)
-                audit_buf_put(b, ",", 1);
-            audit_put_string(b, m[i].key, m[i].len);
-            audit_buf_put(b, ":", 1);
-            audit_put_value(b, m[i].value, NULL, depth + 1);
-        }
-        audit_buf_put(b, "}", 1);
-        if (m != stack)
-            free(m);
-        return;
-    }
-    case JSON_ARRAY:
-        audit_buf_put(b, "[", 1);
-        for (size_t i = 0; i < json_array_size(v); i++) {
-            if (i > 0)
-                audit_buf_put(b, ",", 1);
-            audit_put_value(b, json_array_get(v, i), NULL, depth + 1);
-        }
-        audit_buf_put(b, "]", 1);
-        return;
-    case JSON_STRING:
-        audit_put_string(b, json_string_value(v), json_string_length(v));
-        return;
-    case JSON_INTEGER: {
-        int n = snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        audit_buf_put(b, num, (size_t)n);
-        return;
-    }
-    case JSON_TRUE:
-        audit_buf_put(b, "true", 4);
-        return;
-    case JSON_FALSE:
-        audit_buf_put(b, "false", 5);
-        return;
-    case JSON_NULL:
-        audit_buf_put(b, "null", 4);
-        return;
-    default: /* reals: jansson's own formatting decides */
-        b->failed = true;
-        return;
-    }
-}
-
-/* The canonical text of record without its member named skip (NULL: all).
- * Byte-identical to json_dumps(JSON_COMPACT | JSON_SORT_KEYS |
- * JSON_ENSURE_ASCII), which stays the reference: records the fast path does
- * not handle (reals, invalid UTF-8, deep nesting) go through jansson. */
+/* The canonical text of record without its member named skip: compact, keys
+ * sorted, ASCII. jout writes exactly what json_dumps(JSON_COMPACT |
+ * JSON_SORT_KEYS | JSON_ENSURE_ASCII) writes, which hashed the chains written
+ * before it existed. */
 static char *audit_dump_canonical(json_t *record, const char *skip)
 {
-    struct audit_buf b = {0};
-    audit_put_value(&b, record, skip, 0);
-    if (!b.failed && b.p)
-        return b.p;
-    free(b.p);
-    json_t *copy = json_copy(record);
-    if (!copy)
-        return NULL;
-    if (skip)
-        json_object_del(copy, skip);
-    char *s = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
-    json_decref(copy);
-    return s;
+    struct jout_opts opts = {.ascii = true, .skip = skip};
+    return jout_dump_sorted(record, &opts);
 }
 
 char *audit_canonical(const json_t *record)

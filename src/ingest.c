@@ -16,6 +16,7 @@
 
 #include "audit.h"
 #include "digest.h"
+#include "jout.h"
 #include "log.h"
 #include "metrics.h"
 #include "rules.h"
@@ -66,13 +67,27 @@ void ingest_problem(struct ingest_response *resp, int status, const char *slug, 
     json_decref(p);
 }
 
-static void ingest_json_answer(struct ingest_response *resp, int status, json_t *obj)
+/* The answer to a stored or duplicate event: {"event_id", "status"[, "jobs"]}
+ * (jobs < 0 leaves it out), written without a jansson tree (hot path). */
+static void ingest_event_answer(struct ingest_response *resp, int status, const char *event_id,
+                                const char *outcome, long long jobs)
 {
+    struct jout o = {0};
+    jout_cstr(&o, "{\"event_id\":");
+    jout_string(&o, event_id, strlen(event_id), false);
+    jout_cstr(&o, ",\"status\":");
+    jout_string(&o, outcome, strlen(outcome), false);
+    if (jobs >= 0) {
+        jout_cstr(&o, ",\"jobs\":");
+        jout_int(&o, jobs);
+    }
+    jout_raw(&o, "}", 1);
     free(resp->body);
     resp->status = status;
-    resp->body = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    resp->body = o.failed ? NULL : o.p;
+    if (o.failed)
+        free(o.p);
     resp->content_type = "application/json";
-    json_decref(obj);
 }
 
 /* ---------- rejected requests: metrics and an asynchronous audit record ---------- */
@@ -361,6 +376,17 @@ char *ingest_derive_event_id(const struct config_source *src, const struct inges
 
 /* Headers as stored with the event and shown to the rule: values of credentials
  * replaced. Returns a new reference, or NULL on out of memory. */
+/* Headers whose value is a credential: stored and shown to rules as
+ * "[redacted]". ctx is the struct config_source. */
+static bool ingest_header_is_secret(const char *key, void *ctx)
+{
+    const struct config_source *src = ctx;
+    return strcmp(key, "authorization") == 0 || strcmp(key, "proxy-authorization") == 0 ||
+           strcmp(key, "cookie") == 0 || strcmp(key, "webhook-signature") == 0 ||
+           strcmp(key, "svix-signature") == 0 ||
+           (src->verify.header && strcasecmp(key, src->verify.header) == 0);
+}
+
 static json_t *ingest_redacted_headers(const struct config_source *src, json_t *headers)
 {
     json_t *copy = json_deep_copy(headers);
@@ -371,12 +397,11 @@ static json_t *ingest_redacted_headers(const struct config_source *src, json_t *
         return NULL;
     json_object_foreach_safe(copy, tmp, key, v)
     {
-        bool secret = strcmp(key, "authorization") == 0 ||
-                      strcmp(key, "proxy-authorization") == 0 || strcmp(key, "cookie") == 0 ||
-                      strcmp(key, "webhook-signature") == 0 || strcmp(key, "svix-signature") == 0 ||
-                      (src->verify.header && strcasecmp(key, src->verify.header) == 0);
-        if (secret)
-            json_object_set_new(copy, key, json_string("[redacted]"));
+        if (ingest_header_is_secret(key, (void *)src) &&
+            json_object_set_new(copy, key, json_string("[redacted]")) != 0) {
+            json_decref(copy);
+            return NULL;
+        }
     }
     return copy;
 }
@@ -437,12 +462,15 @@ bool ingest_prepare(struct ingest *ing, const struct ingest_request *req, struct
         ingest_problem(resp, 400, "event-id-missing", "Event id missing", why);
         return false;
     }
-    /* Redacted once: serialised for the store, the same object given to the rule. */
-    json_t *redacted = ingest_redacted_headers(src, req->headers);
-    p->headers_json = redacted ? json_dumps(redacted, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    /* The stored headers are written with secrets redacted, straight from the
+     * request's object; a rule gets its own redacted copy. */
+    struct jout_opts hopts = {
+        .replace = ingest_header_is_secret, .replacement = "[redacted]", .ctx = (void *)src};
+    p->headers_json = jout_dump_sorted(req->headers, &hopts);
+    json_t *redacted = ing->planner.plan ? ingest_redacted_headers(src, req->headers) : NULL;
     p->content_type = strdup(req->content_type);
     p->received = audit_record_new("event.received", src->name, p->event_id);
-    if (!p->headers_json || !p->content_type || !p->received) {
+    if (!p->headers_json || !p->content_type || !p->received || (ing->planner.plan && !redacted)) {
         json_decref(redacted);
         ingest_problem(resp, 503, "out-of-memory", "Service unavailable", "out of memory");
         resp->retry_after_s = 1;
@@ -497,15 +525,12 @@ void ingest_complete(struct ingest *ing, struct ingest_pending *p, struct ingest
     case STORE_STORED: {
         const char *status = p->plan.rule_failed ? "rule_failed" : "accepted";
         metrics_event_received(source, status);
-        ingest_json_answer(resp, 202,
-                           json_pack("{s:s, s:s, s:I}", "event_id", p->event_id, "status", status,
-                                     "jobs", (json_int_t)p->plan.njobs));
+        ingest_event_answer(resp, 202, p->event_id, status, (long long)p->plan.njobs);
         break;
     }
     case STORE_DUPLICATE:
         metrics_event_received(source, "duplicate");
-        ingest_json_answer(resp, 200,
-                           json_pack("{s:s, s:s}", "event_id", p->event_id, "status", "duplicate"));
+        ingest_event_answer(resp, 200, p->event_id, "duplicate", -1);
         break;
     default:
         metrics_event_received(source, "store_unavailable");
