@@ -40,6 +40,7 @@ struct store {
     /* Committed batches waiting for the syncer's fsync (backends with sync). */
     pthread_mutex_t sync_lock;
     pthread_cond_t sync_wake;
+    pthread_cond_t sync_taken; /* writer waits for the syncer to take its list */
     struct store_batch *sync_head, *sync_tail;
     bool sync_stop;
     bool have_syncer;
@@ -124,11 +125,14 @@ static void store_finish_batch(struct store *st, struct store_batch *b, int rc, 
 /* ---------- JSONL mirror and retention (the maintenance thread) ---------- */
 
 #define STORE_MIRROR_POLL_MS 1000
+/* Appends (each with its fdatasync) are at least this far apart: under load one
+ * append carries the records of many commits instead of one each. */
+#define STORE_MIRROR_MIN_GAP_MS 50
 #define STORE_PRUNE_EVERY_S 3600.0
 
 static void store_mirror_kick(struct store *st)
 {
-    if (!st->have_mirror)
+    if (!st->have_mirror || st->mirror_fd < 0) /* retention alone runs on its timer */
         return;
     pthread_mutex_lock(&st->mirror_lock);
     st->mirror_due = true;
@@ -265,8 +269,13 @@ static void *store_mirror_main(void *arg)
             store_prune(st);
             next_prune = store_now() + STORE_PRUNE_EVERY_S;
         }
-        if (st->mirror_fd >= 0)
+        if (st->mirror_fd >= 0) {
             store_mirror_catch_up(st);
+            if (!stop) {
+                struct timespec gap = {0, STORE_MIRROR_MIN_GAP_MS * 1000000L};
+                nanosleep(&gap, NULL);
+            }
+        }
         if (stop)
             break;
     }
@@ -285,6 +294,7 @@ static void *store_syncer_main(void *arg)
         struct store_batch *list = st->sync_head;
         st->sync_head = st->sync_tail = NULL;
         bool stop = st->sync_stop;
+        pthread_cond_signal(&st->sync_taken);
         pthread_mutex_unlock(&st->sync_lock);
         if (!list && stop)
             break;
@@ -315,6 +325,12 @@ static void *store_writer_main(void *arg)
             abort(); /* the project's OOM policy: see README */
         }
         struct store_op **batch = b->ops;
+        if (st->have_syncer) {
+            pthread_mutex_lock(&st->sync_lock);
+            while (st->sync_head)
+                pthread_cond_wait(&st->sync_taken, &st->sync_lock);
+            pthread_mutex_unlock(&st->sync_lock);
+        }
         pthread_mutex_lock(&st->lock);
         while (!st->head && !st->closing)
             pthread_cond_wait(&st->wake, &st->lock);
@@ -388,6 +404,7 @@ int store_open(const struct store_options *opts, struct store **out, char *err, 
     pthread_cond_init(&st->wake, NULL);
     pthread_mutex_init(&st->sync_lock, NULL);
     pthread_cond_init(&st->sync_wake, NULL);
+    pthread_cond_init(&st->sync_taken, NULL);
 
     if (strncmp(opts->url, "sqlite:", 7) == 0) {
         st->be = store_sqlite_open(opts->url + 7, &st->opts, err, err_len);
@@ -446,6 +463,7 @@ fail:
     pthread_cond_destroy(&st->wake);
     pthread_mutex_destroy(&st->sync_lock);
     pthread_cond_destroy(&st->sync_wake);
+    pthread_cond_destroy(&st->sync_taken);
     free(st);
     return -1;
 }
@@ -665,6 +683,7 @@ void store_close(struct store *st)
     pthread_cond_destroy(&st->wake);
     pthread_mutex_destroy(&st->sync_lock);
     pthread_cond_destroy(&st->sync_wake);
+    pthread_cond_destroy(&st->sync_taken);
     pthread_mutex_destroy(&st->mirror_lock);
     pthread_cond_destroy(&st->mirror_wake);
     free(st);
