@@ -619,6 +619,9 @@ static void *delivery_worker_main(void *arg)
     struct delivery_worker *w = arg;
     struct delivery *d = w->d;
     double lease = (double)d->opts.timeout_ms / 1000.0 * 3 + 30;
+    char name[16]; /* the kernel's limit, NUL included */
+    snprintf(name, sizeof name, "delivery-%d", w->index % 1000000);
+    pthread_setname_np(pthread_self(), name);
     while (!d->stop) {
         if (delivery_paused(d, NULL, 0)) {
             delivery_check_external_resume(d);

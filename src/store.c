@@ -253,6 +253,7 @@ static void store_prune(struct store *st)
 static void *store_mirror_main(void *arg)
 {
     struct store *st = arg;
+    pthread_setname_np(pthread_self(), "store-maint");
     double next_prune = 0;
     for (;;) {
         pthread_mutex_lock(&st->mirror_lock);
@@ -287,6 +288,7 @@ static void *store_mirror_main(void *arg)
 static void *store_syncer_main(void *arg)
 {
     struct store *st = arg;
+    pthread_setname_np(pthread_self(), "store-syncer"); /* as top -H and perf show it */
     for (;;) {
         pthread_mutex_lock(&st->sync_lock);
         while (!st->sync_head && !st->sync_stop)
@@ -317,6 +319,7 @@ static void *store_syncer_main(void *arg)
 static void *store_writer_main(void *arg)
 {
     struct store *st = arg;
+    pthread_setname_np(pthread_self(), "store-writer");
     size_t cap = (size_t)st->opts.batch_max;
     for (;;) {
         struct store_batch *b = malloc(sizeof *b + cap * sizeof b->ops[0]);

@@ -321,6 +321,7 @@ static void sqlite_maybe_checkpoint(struct sqlite_backend *be)
 static void *sqlite_checkpoint_main(void *arg)
 {
     struct sqlite_backend *be = arg;
+    pthread_setname_np(pthread_self(), "sqlite-ckpt");
     sqlite3 *db = NULL;
     if (sqlite3_open_v2(be->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {

@@ -188,6 +188,18 @@ class HooklineServer:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def thread_names(self):
+        """The names of the process's threads, as `top -H` and `ps -L` show them."""
+        task_dir = "/proc/%d/task" % self.proc.pid
+        names = set()
+        for tid in os.listdir(task_dir):
+            try:
+                with open(os.path.join(task_dir, tid, "comm")) as f:
+                    names.add(f.read().strip())
+            except FileNotFoundError:  # a thread that just ended
+                pass
+        return names
+
     def signal(self, sig):
         if self.running():
             self.proc.send_signal(sig)

@@ -358,6 +358,7 @@ class TestDeliveryBasics(DeliveryTestCase):
         self.assertEqual(metric(m, "hookline_didww_request_duration_seconds_count"), 4)
         self.assertEqual(metric(m, "hookline_queue_oldest_age_seconds"), 0)
         self.assertEqual(sim.stats()["responses_by_status"], {"200": 3, "422": 1})
+        self.assertIn("delivery-0", srv.thread_names())
 
 
 class TestJobsCli(DeliveryTestCase):

@@ -215,6 +215,12 @@ class IngestTest(Assertions, unittest.TestCase):
         self.assertEqual(row[1], "application/json")
         self.assertEqual(row[2], "accepted")
 
+    def test_threads_are_named_for_top_and_perf(self):
+        # An operator's `top -H` / `ps -L` tells the store's threads apart.
+        names = self.srv.thread_names()
+        for want in ("store-writer", "store-syncer", "sqlite-ckpt", "MHD-worker"):
+            self.assertIn(want, names, sorted(names))
+
     def test_json_content_type_with_parameters_accepted(self):
         body = unique_body("charset")
         r = self.post_tok(body, {"Content-Type": "application/json; charset=utf-8"})
