@@ -301,6 +301,13 @@ awk -v bw="$b_wrk_cpu" -v bs="$b_srv_cpu" -v hw="$h_wrk_cpu" -v hs="$h_srv_cpu" 
     -v tb="$wall_b" -v th="$wall_s" -v n="$(nproc)" 'BEGIN {
     printf "cpu:      baseline run: wrk %.2f + server %.2f cores; hookline run: wrk %.2f + server %.2f cores (of %d)\n",
         (tb > 0 ? bw / tb : 0), (tb > 0 ? bs / tb : 0), (th > 0 ? hw / th : 0), (th > 0 ? hs / th : 0), n }'
+# CPU per answered request: what a ratio target has to fit into on these cores.
+awk -v bs="$b_srv_cpu" -v hs="$h_srv_cpu" -v bw="$b_wrk_cpu" -v hw="$h_wrk_cpu" \
+    -v br="$b_rps" -v hr="$h_rps" -v tb="$wall_b" -v th="$wall_s" 'BEGIN {
+    bn = br * tb; hn = hr * th
+    printf "cpu/req:  baseline server %.1f us, hookline %.1f us; wrk %.1f / %.1f us\n",
+        (bn > 0 ? bs * 1e6 / bn : 0), (hn > 0 ? hs * 1e6 / hn : 0),
+        (bn > 0 ? bw * 1e6 / bn : 0), (hn > 0 ? hw * 1e6 / hn : 0) }'
 awk -v c="$commits" -v o="$ops" 'BEGIN {
     printf "store:    %d group commits, %.1f events per commit on average\n", c, (c > 0 ? o / c : 0) }'
 
