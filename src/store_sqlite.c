@@ -26,11 +26,11 @@
 #include "dedupe.h"
 #include "log.h"
 
-/* Audit records are grouped in blocks of SQLITE_BLOOM_BLOCK sequence numbers;
- * when a block is complete, a Bloom filter of its event ids (16 bits per record,
- * 7 probes: about 0.06% false positives) is stored in audit_event_blooms, and a
- * query by event id reads only the blocks whose filter matches plus the
- * incomplete newest block. */
+/* Audit records (by seq) and events (by row id) are grouped in blocks of
+ * SQLITE_BLOOM_BLOCK; when a block is complete, a Bloom filter of its event ids
+ * (16 bits per row, 7 probes: about 0.06% false positives) is stored in
+ * audit_event_blooms or event_id_blooms, and a query by event id reads only the
+ * blocks whose filter matches plus the incomplete newest block. */
 #define SQLITE_BLOOM_BLOCK 4096
 #define SQLITE_BLOOM_BYTES 8192
 #define SQLITE_BLOOM_PROBES 7
@@ -39,6 +39,17 @@
 #define SQLITE_DEDUPE_OLD_RUN 10000
 /* More candidate blocks than this and a query by event id scans the table. */
 #define SQLITE_BLOOM_MAX_RANGES 64
+
+/* One table's Bloom blocks: its filter table and the statements around it. */
+struct sqlite_blooms {
+    const char *what;           /* "audit" or "event", for messages */
+    const char *next_block_sql; /* the first block without a filter row */
+    const char *filters_sql;    /* first, last, scheme, bits of blocks ending <= ?1 */
+    const char *max_row_sql;    /* the highest row (seq or id) in the table */
+    sqlite3_stmt *sel_ids;      /* writer: event ids of rows ?1..?2 */
+    sqlite3_stmt *ins;          /* writer: stores a block's filter row */
+};
+enum { SQLITE_BLOOMS_AUDIT, SQLITE_BLOOMS_EVENTS };
 
 /* An event stored in the open transaction, added to the dedupe set once the
  * transaction commits. */
@@ -80,7 +91,8 @@ struct sqlite_backend {
     _Atomic uint64_t dd_keys;    /* dedupe_count(dd), published for metrics */
     struct sqlite_new_key *dd_new;
     size_t dd_nnew, dd_new_cap;
-    sqlite3_stmt *sel_event_key, *sel_events_after, *ins_bloom, *sel_block_ids;
+    sqlite3_stmt *sel_event_key, *sel_events_after;
+    struct sqlite_blooms blooms[2]; /* SQLITE_BLOOMS_AUDIT, SQLITE_BLOOMS_EVENTS */
 };
 
 /* Each entry moves the schema from version i to i+1. Never edit a shipped entry:
@@ -182,6 +194,18 @@ static const char *const sqlite_migrations[] = {
     "  block INTEGER PRIMARY KEY,"
     "  first_seq INTEGER NOT NULL,"
     "  last_seq INTEGER NOT NULL,"
+    "  scheme INTEGER NOT NULL,"
+    "  bits BLOB NOT NULL);",
+
+    /* 8: events by event id through per-block Bloom filters (as the audit's
+     * since 7), so a lookup does not scan the events table. Events are never
+     * deleted, so row ids run 1, 2, ... and block b holds ids b*4096+1 ..
+     * (b+1)*4096. Blocks of events stored before this are filled in when the
+     * writer opens the file. */
+    "CREATE TABLE event_id_blooms ("
+    "  block INTEGER PRIMARY KEY,"
+    "  first_id INTEGER NOT NULL,"
+    "  last_id INTEGER NOT NULL,"
     "  scheme INTEGER NOT NULL,"
     "  bits BLOB NOT NULL);",
 };
@@ -390,21 +414,30 @@ static void sqlite_bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-/* Stores the Bloom filter of the event ids of complete block `block` (records
- * block * SQLITE_BLOOM_BLOCK + 1 ..). A block without event ids gets no row: a
- * query treats a missing block like a filter that matches nothing. Writer
- * thread, inside a transaction. */
-static int sqlite_bloom_build(struct sqlite_backend *be, int64_t block, char *err, size_t err_len)
+static double sqlite_wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Stores the Bloom filter of the event ids of complete block `block` of one
+ * table (rows block * SQLITE_BLOOM_BLOCK + 1 ..). A block without event ids gets
+ * no row: a query treats a missing block like a filter that matches nothing.
+ * Writer thread, inside a transaction. */
+static int sqlite_bloom_build(struct sqlite_backend *be, struct sqlite_blooms *bs, int64_t block,
+                              char *err, size_t err_len)
 {
     int64_t first = block * SQLITE_BLOOM_BLOCK + 1, last = (block + 1) * SQLITE_BLOOM_BLOCK;
     unsigned char *bits = calloc(1, SQLITE_BLOOM_BYTES);
+    char what[64];
     if (!bits) {
-        snprintf(err, err_len, "out of memory building an audit block filter");
+        snprintf(err, err_len, "out of memory building an %s block filter", bs->what);
         return -1;
     }
     int rc = -1;
     size_t keys = 0;
-    sqlite3_stmt *st = be->sel_block_ids;
+    sqlite3_stmt *st = bs->sel_ids;
     sqlite3_bind_int64(st, 1, first);
     sqlite3_bind_int64(st, 2, last);
     int s;
@@ -416,11 +449,12 @@ static int sqlite_bloom_build(struct sqlite_backend *be, int64_t block, char *er
     }
     sqlite3_reset(st);
     if (s != SQLITE_DONE) {
-        sqlite_err(be->wdb, "reading an audit block", err, err_len);
+        snprintf(what, sizeof what, "reading an %s block", bs->what);
+        sqlite_err(be->wdb, what, err, err_len);
         goto out;
     }
     if (keys > 0) {
-        st = be->ins_bloom;
+        st = bs->ins;
         sqlite3_bind_int64(st, 1, block);
         sqlite3_bind_int64(st, 2, first);
         sqlite3_bind_int64(st, 3, last);
@@ -429,7 +463,8 @@ static int sqlite_bloom_build(struct sqlite_backend *be, int64_t block, char *er
         s = sqlite3_step(st);
         sqlite3_reset(st);
         if (s != SQLITE_DONE) {
-            sqlite_err(be->wdb, "storing an audit block filter", err, err_len);
+            snprintf(what, sizeof what, "storing an %s block filter", bs->what);
+            sqlite_err(be->wdb, what, err, err_len);
             goto out;
         }
     }
@@ -439,25 +474,40 @@ out:
     return rc;
 }
 
-/* Builds the filters of complete blocks that have none yet (records written
- * before schema 7, or blocks left empty). Writer, at open. */
-static int sqlite_bloom_backfill(struct sqlite_backend *be, char *err, size_t err_len)
+/* Builds the filters of complete blocks of one table that have none yet (rows
+ * written before the filters existed, or blocks left empty). Writer, at open;
+ * logs what took more than a moment. */
+static int sqlite_bloom_backfill(struct sqlite_backend *be, struct sqlite_blooms *bs, char *err,
+                                 size_t err_len)
 {
-    int64_t complete = (be->next_seq - 1) / SQLITE_BLOOM_BLOCK; /* blocks 0..complete-1 */
-    int64_t from = 0;
-    if (sqlite_query_int64(be->wdb, "SELECT coalesce(max(block) + 1, 0) FROM audit_event_blooms",
-                           &from, "reading the audit block filters", err, err_len) < 0)
+    int64_t max_row = 0, from = 0;
+    char what[64];
+    snprintf(what, sizeof what, "reading the %s block filters", bs->what);
+    if (sqlite_query_int64(be->wdb, bs->max_row_sql, &max_row, what, err, err_len) < 0 ||
+        sqlite_query_int64(be->wdb, bs->next_block_sql, &from, what, err, err_len) < 0)
         return -1;
+    int64_t complete = max_row / SQLITE_BLOOM_BLOCK; /* blocks 0..complete-1 */
     if (from >= complete)
         return 0;
+    double started = sqlite_wall_now();
     if (sqlite_exec(be->wdb, "BEGIN IMMEDIATE", err, err_len) < 0)
         return -1;
     for (int64_t b = from; b < complete; b++)
-        if (sqlite_bloom_build(be, b, err, err_len) < 0) {
+        if (sqlite_bloom_build(be, bs, b, err, err_len) < 0) {
             sqlite3_exec(be->wdb, "ROLLBACK", NULL, NULL, NULL);
             return -1;
         }
-    return sqlite_exec(be->wdb, "COMMIT", err, err_len);
+    if (sqlite_exec(be->wdb, "COMMIT", err, err_len) < 0)
+        return -1;
+    double took = sqlite_wall_now() - started;
+    if (took >= 1.0) {
+        char blocks[32], secs[32];
+        snprintf(blocks, sizeof blocks, "%lld", (long long)(complete - from));
+        snprintf(secs, sizeof secs, "%.1f", took);
+        log_write(LOG_INFO, "block filters built for rows stored before they existed",
+                  (const char *[]){"table", bs->what, "blocks", blocks, "seconds", secs, NULL});
+    }
+    return 0;
 }
 
 /* Seals rec into the chain and inserts it. Writer thread, inside a transaction. */
@@ -495,7 +545,8 @@ static int sqlite_append_audit(struct sqlite_backend *be, json_t *rec, char *err
     memcpy(be->tip, hash, sizeof be->tip);
     /* The record just appended completed its block: file the block's filter. */
     if ((be->next_seq - 1) % SQLITE_BLOOM_BLOCK == 0 &&
-        sqlite_bloom_build(be, (be->next_seq - 1) / SQLITE_BLOOM_BLOCK - 1, err, err_len) < 0)
+        sqlite_bloom_build(be, &be->blooms[SQLITE_BLOOMS_AUDIT],
+                           (be->next_seq - 1) / SQLITE_BLOOM_BLOCK - 1, err, err_len) < 0)
         return -1;
     return 0;
 }
@@ -508,13 +559,6 @@ static int sqlite_append_op_audit(struct sqlite_backend *be, struct store_op *op
         if (sqlite_append_audit(be, op->audit[i], err, err_len) < 0)
             return -1;
     return 0;
-}
-
-static double sqlite_wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* Adds one stored event to the dedupe set, noting keys evicted before expiry. */
@@ -740,6 +784,11 @@ static int sqlite_insert_event(struct sqlite_backend *be, struct store_op *op, c
     op->event_row = sqlite3_last_insert_rowid(be->wdb);
     be->dd_new[be->dd_nnew++] =
         (struct sqlite_new_key){.fp = fp, .row = op->event_row, .at = op->received_at};
+    /* The event just stored completed its block: file the block's filter. */
+    if (op->event_row % SQLITE_BLOOM_BLOCK == 0 &&
+        sqlite_bloom_build(be, &be->blooms[SQLITE_BLOOMS_EVENTS],
+                           op->event_row / SQLITE_BLOOM_BLOCK - 1, err, err_len) < 0)
+        return -1;
     return 0;
 }
 
@@ -1441,28 +1490,27 @@ static bool sqlite_ping(struct store_backend *base, char *why, size_t why_len)
     return rc == SQLITE_OK;
 }
 
-/* Writes into cond[len] the seq ranges holding every audit record that may
- * carry event_id, as SQL VALUES rows "(lo,hi),(lo,hi)...": the blocks whose
- * Bloom filter matches plus the records after the last complete block. Leaves
- * cond empty (no narrowing) when more than SQLITE_BLOOM_MAX_RANGES blocks match. Reader connection,
- * under rlock. Returns 0 or -1 with err set. */
-static int sqlite_event_ranges(struct sqlite_backend *be, const char *event_id, char *cond,
-                               size_t len, char *err, size_t err_len)
+/* Writes into cond[len] the row ranges (seq or id, per bs) holding every row
+ * that may carry event_id, as SQL VALUES rows "(lo,hi),(lo,hi)...": the blocks
+ * whose Bloom filter matches plus the rows after the last complete block.
+ * Leaves cond empty (no narrowing) when more than SQLITE_BLOOM_MAX_RANGES blocks
+ * match. Reader connection, under rlock. Returns 0 or -1 with err set. */
+static int sqlite_event_ranges(struct sqlite_backend *be, const struct sqlite_blooms *bs,
+                               const char *event_id, char *cond, size_t len, char *err,
+                               size_t err_len)
 {
     cond[0] = '\0';
     sqlite3_stmt *st = NULL;
-    int64_t max_seq = 0;
-    if (sqlite_query_int64(be->rdb, "SELECT coalesce(max(seq), 0) FROM audit", &max_seq,
-                           "audit query", err, err_len) < 0)
+    int64_t max_row = 0;
+    char what[32];
+    snprintf(what, sizeof what, "%s query", bs->what);
+    if (sqlite_query_int64(be->rdb, bs->max_row_sql, &max_row, what, err, err_len) < 0)
         return -1;
-    /* Records up to `covered` are in complete blocks, each with a filter row
+    /* Rows up to `covered` are in complete blocks, each with a filter row
      * unless it holds no event id. */
-    int64_t covered = max_seq / SQLITE_BLOOM_BLOCK * SQLITE_BLOOM_BLOCK;
-    if (sqlite3_prepare_v2(be->rdb,
-                           "SELECT first_seq, last_seq, scheme, bits FROM audit_event_blooms "
-                           "WHERE last_seq <= ? ORDER BY block",
-                           -1, &st, NULL) != SQLITE_OK) {
-        sqlite_err(be->rdb, "audit query", err, err_len);
+    int64_t covered = max_row / SQLITE_BLOOM_BLOCK * SQLITE_BLOOM_BLOCK;
+    if (sqlite3_prepare_v2(be->rdb, bs->filters_sql, -1, &st, NULL) != SQLITE_OK) {
+        sqlite_err(be->rdb, what, err, err_len);
         return -1;
     }
     sqlite3_bind_int64(st, 1, covered);
@@ -1494,7 +1542,7 @@ static int sqlite_event_ranges(struct sqlite_backend *be, const char *event_id, 
     }
     if (!too_many && s != SQLITE_DONE) {
         sqlite3_finalize(st);
-        sqlite_err(be->rdb, "audit query", err, err_len);
+        sqlite_err(be->rdb, what, err, err_len);
         return -1;
     }
     sqlite3_finalize(st);
@@ -1532,7 +1580,8 @@ static int sqlite_audit_scan(struct store_backend *base, const struct store_audi
     pthread_mutex_lock(&be->rlock);
     if (f->event_id) {
         SQLITE_WHERE("event_id = :event");
-        if (sqlite_event_ranges(be, f->event_id, ranges, sizeof ranges, err, err_len) < 0)
+        if (sqlite_event_ranges(be, &be->blooms[SQLITE_BLOOMS_AUDIT], f->event_id, ranges,
+                                sizeof ranges, err, err_len) < 0)
             goto out;
     }
     if (f->did)
@@ -1652,13 +1701,27 @@ static int sqlite_events_scan(struct store_backend *base, const struct store_eve
     struct sqlite_backend *be = (struct sqlite_backend *)base;
     sqlite3_stmt *st = NULL;
     int rc = -1;
+    char ranges[4096] = ""; /* up to SQLITE_BLOOM_MAX_RANGES of about 60 chars */
+    char from[4200], sql[4800];
     pthread_mutex_lock(&be->rlock);
-    if (sqlite3_prepare_v2(be->rdb,
-                           "SELECT id, source, event_id, received_at, status, content_type, "
-                           "headers, body FROM events WHERE (?1 IS NULL OR status = ?1) AND "
-                           "(?2 IS NULL OR source = ?2) AND (?3 IS NULL OR event_id = ?3) "
-                           "ORDER BY id LIMIT ?4",
-                           -1, &st, NULL) != SQLITE_OK) {
+    /* By event id: only the id ranges whose block filter matches are read,
+     * joined as constant rows (see sqlite_audit_scan). */
+    if (f->event_id && sqlite_event_ranges(be, &be->blooms[SQLITE_BLOOMS_EVENTS], f->event_id,
+                                           ranges, sizeof ranges, err, err_len) < 0)
+        goto out;
+    if (ranges[0])
+        snprintf(from, sizeof from,
+                 "(VALUES %s) AS r CROSS JOIN events ON id BETWEEN r.column1 AND r.column2",
+                 ranges);
+    else
+        snprintf(from, sizeof from, "events");
+    snprintf(sql, sizeof sql,
+             "SELECT id, source, event_id, received_at, status, content_type, "
+             "headers, body FROM %s WHERE (?1 IS NULL OR status = ?1) AND "
+             "(?2 IS NULL OR source = ?2) AND (?3 IS NULL OR event_id = ?3) "
+             "ORDER BY id LIMIT ?4",
+             from);
+    if (sqlite3_prepare_v2(be->rdb, sql, -1, &st, NULL) != SQLITE_OK) {
         sqlite_err(be->rdb, "event query", err, err_len);
         goto out;
     }
@@ -1830,9 +1893,16 @@ static void sqlite_close(struct store_backend *base)
         pthread_mutex_unlock(&be->ck_lock);
         pthread_join(be->checkpointer, NULL);
     }
-    sqlite3_stmt *all[] = {be->ins_event, be->ins_job,       be->ins_audit,
-                           be->replan,    be->sel_event_key, be->sel_events_after,
-                           be->ins_bloom, be->sel_block_ids};
+    sqlite3_stmt *all[] = {be->ins_event,
+                           be->ins_job,
+                           be->ins_audit,
+                           be->replan,
+                           be->sel_event_key,
+                           be->sel_events_after,
+                           be->blooms[SQLITE_BLOOMS_AUDIT].ins,
+                           be->blooms[SQLITE_BLOOMS_AUDIT].sel_ids,
+                           be->blooms[SQLITE_BLOOMS_EVENTS].ins,
+                           be->blooms[SQLITE_BLOOMS_EVENTS].sel_ids};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(be->wdb);
@@ -1919,11 +1989,17 @@ static int sqlite_open_writer(struct sqlite_backend *be, const char *path,
         sqlite_prepare(be->wdb,
                        "SELECT event_id FROM audit WHERE seq BETWEEN ? AND ? "
                        "AND event_id IS NOT NULL",
-                       &be->sel_block_ids, err, err_len) < 0 ||
+                       &be->blooms[SQLITE_BLOOMS_AUDIT].sel_ids, err, err_len) < 0 ||
         sqlite_prepare(be->wdb,
                        "INSERT OR REPLACE INTO audit_event_blooms (block, first_seq, last_seq, "
                        "scheme, bits) VALUES (?,?,?,?,?)",
-                       &be->ins_bloom, err, err_len) < 0 ||
+                       &be->blooms[SQLITE_BLOOMS_AUDIT].ins, err, err_len) < 0 ||
+        sqlite_prepare(be->wdb, "SELECT event_id FROM events WHERE id BETWEEN ? AND ?",
+                       &be->blooms[SQLITE_BLOOMS_EVENTS].sel_ids, err, err_len) < 0 ||
+        sqlite_prepare(be->wdb,
+                       "INSERT OR REPLACE INTO event_id_blooms (block, first_id, last_id, "
+                       "scheme, bits) VALUES (?,?,?,?,?)",
+                       &be->blooms[SQLITE_BLOOMS_EVENTS].ins, err, err_len) < 0 ||
         sqlite_prepare(be->wdb,
                        "INSERT INTO jobs (event_row, source, event_id, action, method, path, "
                        "body, did, number, order_key, next_attempt_at, created_at, updated_at) "
@@ -1940,7 +2016,9 @@ static int sqlite_open_writer(struct sqlite_backend *be, const char *path,
         return -1;
     be->dd_window_s = opts->dedupe_window_s > 0 ? (double)opts->dedupe_window_s : 604800.0;
     be->dd_max_keys = opts->dedupe_max_keys > 0 ? opts->dedupe_max_keys : 2000000;
-    if (sqlite_load_tip(be, err, err_len) < 0 || sqlite_bloom_backfill(be, err, err_len) < 0)
+    if (sqlite_load_tip(be, err, err_len) < 0 ||
+        sqlite_bloom_backfill(be, &be->blooms[SQLITE_BLOOMS_AUDIT], err, err_len) < 0 ||
+        sqlite_bloom_backfill(be, &be->blooms[SQLITE_BLOOMS_EVENTS], err, err_len) < 0)
         return -1;
     if (!opts->dedupe_preload) {
         be->data_version = sqlite_data_version(be->wdb);
@@ -1974,6 +2052,18 @@ struct store_backend *store_sqlite_open(const char *path, const struct store_opt
     }
     be->base.ops = &sqlite_ops;
     be->wal_fd = -1;
+    be->blooms[SQLITE_BLOOMS_AUDIT] = (struct sqlite_blooms){
+        .what = "audit",
+        .next_block_sql = "SELECT coalesce(max(block) + 1, 0) FROM audit_event_blooms",
+        .filters_sql = "SELECT first_seq, last_seq, scheme, bits FROM audit_event_blooms "
+                       "WHERE last_seq <= ? ORDER BY block",
+        .max_row_sql = "SELECT coalesce(max(seq), 0) FROM audit"};
+    be->blooms[SQLITE_BLOOMS_EVENTS] = (struct sqlite_blooms){
+        .what = "event",
+        .next_block_sql = "SELECT coalesce(max(block) + 1, 0) FROM event_id_blooms",
+        .filters_sql = "SELECT first_id, last_id, scheme, bits FROM event_id_blooms "
+                       "WHERE last_id <= ? ORDER BY block",
+        .max_row_sql = "SELECT coalesce(max(id), 0) FROM events"};
     pthread_mutex_init(&be->rlock, NULL);
     pthread_mutex_init(&be->ck_lock, NULL);
     pthread_cond_init(&be->ck_wake, NULL);

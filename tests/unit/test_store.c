@@ -465,30 +465,34 @@ static int64_t db_int(const char *sql)
 /* Audit records are filed in blocks of this many seqs (SQLITE_BLOOM_BLOCK). */
 #define BLOCK 4096
 
-/* The blocks with a row in audit_event_blooms, as a bit mask; each row must
- * span exactly its block. */
-static unsigned bloom_blocks(void)
+/* The blocks with a filter row in table (audit_event_blooms or
+ * event_id_blooms, whose first two columns after block are the row range), as
+ * a bit mask; each row must span exactly its block. */
+static unsigned bloom_blocks_of(const char *table)
 {
     sqlite3 *db;
     sqlite3_stmt *q;
     unsigned mask = 0;
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT * FROM %s ORDER BY block", table);
     assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT block, first_seq, last_seq, length(bits) FROM "
-                                        "audit_event_blooms ORDER BY block",
-                                        -1, &q, NULL),
-                     SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
     while (sqlite3_step(q) == SQLITE_ROW) {
         int64_t b = sqlite3_column_int64(q, 0);
         assert_true(b >= 0 && b < 32);
         assert_int_equal(sqlite3_column_int64(q, 1), b * BLOCK + 1);
         assert_int_equal(sqlite3_column_int64(q, 2), (b + 1) * BLOCK);
-        assert_true(sqlite3_column_int64(q, 3) > 0);
+        assert_true(sqlite3_column_bytes(q, 4) > 0);
         mask |= 1u << b;
     }
     sqlite3_finalize(q);
     sqlite3_close(db);
     return mask;
+}
+
+static unsigned bloom_blocks(void)
+{
+    return bloom_blocks_of("audit_event_blooms");
 }
 
 #define NEEDLE "needle-evt"
@@ -816,6 +820,7 @@ static void test_block_filters_rebuilt_at_open(void **state)
     /* A file from before schema 7 (audit_by_event, no filters) is migrated and
      * its complete blocks get their filters. */
     db_exec("DROP TABLE audit_event_blooms;"
+            "DROP TABLE event_id_blooms;"
             "DROP INDEX events_keys;"
             "ALTER TABLE events DROP COLUMN key_fp;"
             "CREATE INDEX audit_by_event ON audit (event_id, seq) WHERE event_id IS NOT NULL;"
@@ -856,6 +861,123 @@ static void test_prune_drops_block_filters(void **state)
     store_close(st);
 }
 
+/* ---- event lookups by event id (per-block Bloom filters on events) ---- */
+
+/* The event stored as row i in the events-by-id tests: NEEDLE (from a source
+ * of its own, so it is not a duplicate) at the chosen rows, else "e-<i>". */
+static const char *event_test_id(int64_t i, const int64_t *needles, size_t nneedles, char buf[32],
+                                 char source[32])
+{
+    snprintf(source, 32, "zd");
+    for (size_t k = 0; k < nneedles; k++)
+        if (needles[k] == i) {
+            snprintf(source, 32, "src-%zu", k);
+            return NEEDLE;
+        }
+    snprintf(buf, 32, "e-%lld", (long long)i);
+    return buf;
+}
+
+/* Stores events as rows from..to (the table's newest is from - 1). */
+static void store_event_range(struct store *st, int64_t from, int64_t to, const int64_t *needles,
+                              size_t nneedles)
+{
+    size_t n = (size_t)(to - from + 1);
+    struct store_op *ops = calloc(n, sizeof *ops);
+    json_t **recs = calloc(n, sizeof *recs);
+    char(*ids)[32] = calloc(n, sizeof *ids);
+    char(*sources)[32] = calloc(n, sizeof *sources);
+    assert_true(ops && recs && ids && sources);
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    double now = wall_now();
+    for (size_t i = 0; i < n; i++) {
+        const char *id = event_test_id(from + (int64_t)i, needles, nneedles, ids[i], sources[i]);
+        if (id != ids[i])
+            snprintf(ids[i], sizeof ids[i], "%s", id);
+        fill_event_from(&ops[i], sources[i], ids[i], now, &recs[i]);
+        submit_async(st, &ops[i], &w);
+    }
+    waiter_wait(&w, (int)n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(ops[i].outcome, STORE_STORED);
+        /* Submitted in order to one writer: row ids follow. */
+        assert_int_equal(ops[i].event_row, from + (int64_t)i);
+        json_decref(recs[i]);
+    }
+    free(ops);
+    free(recs);
+    free(ids);
+    free(sources);
+}
+
+struct rows {
+    const char *want_id;
+    int64_t row[64];
+    int n, wrong;
+};
+
+static int collect_row(const struct store_event_row *r, void *ctx)
+{
+    struct rows *c = ctx;
+    if (strcmp(r->event_id, c->want_id) != 0)
+        c->wrong++;
+    if (c->n < 64)
+        c->row[c->n] = r->row;
+    c->n++;
+    return 0;
+}
+
+/* Asserts that the events query by event id (and source) returns exactly the
+ * rows want[0..nwant), oldest first. */
+static void assert_event_rows(struct store *st, const char *id, const char *source,
+                              const int64_t *want, int nwant)
+{
+    struct rows c = {.want_id = id};
+    struct store_event_filter f = {.event_id = id, .source = source};
+    char err[200];
+    assert_int_equal(store_events_scan(st, &f, collect_row, &c, err, sizeof err), 0);
+    assert_int_equal(c.wrong, 0);
+    assert_int_equal(c.n, nwant);
+    for (int i = 0; i < nwant; i++)
+        assert_int_equal(c.row[i], want[i]);
+}
+
+static void test_events_by_event_id_across_blocks(void **state)
+{
+    /* The needle at both ends of blocks 0 and 1 and in the open tail. */
+    const int64_t needles[] = {1, 4096, 4097, 6000, 8192, 8193, 8500};
+    struct store *st = open_store_tuned(5000, 2 * BLOCK + 600, 512, 0);
+    store_event_range(st, 1, 2 * BLOCK, needles, 7);
+    assert_int_equal(bloom_blocks_of("event_id_blooms"), 0x3u);
+    assert_event_rows(st, NEEDLE, NULL, needles, 5);
+
+    store_event_range(st, 2 * BLOCK + 1, 2 * BLOCK + 500, needles, 7);
+    assert_int_equal(bloom_blocks_of("event_id_blooms"), 0x3u); /* no filter for the tail */
+    assert_event_rows(st, NEEDLE, NULL, needles, 7);
+    assert_event_rows(st, NEEDLE, "src-3", (const int64_t[]){6000}, 1);
+    assert_event_rows(st, "e-2", NULL, (const int64_t[]){2}, 1);
+    assert_event_rows(st, "e-5000", "zd", (const int64_t[]){5000}, 1);
+    assert_event_rows(st, "e-8400", NULL, (const int64_t[]){8400}, 1);
+    assert_event_rows(st, "never-seen", NULL, NULL, 0);
+    store_close(st);
+
+    /* Filters lost: the writer rebuilds them when it opens the file. */
+    db_exec("DELETE FROM event_id_blooms");
+    st = open_store();
+    assert_int_equal(bloom_blocks_of("event_id_blooms"), 0x3u);
+    assert_event_rows(st, NEEDLE, NULL, needles, 7);
+    store_close(st);
+
+    /* A schema 7 file (no event filters) is migrated and gets them. */
+    db_exec("DROP TABLE event_id_blooms; PRAGMA user_version = 7;");
+    st = open_store();
+    assert_int_equal(db_int("PRAGMA user_version"), store_sqlite_schema_version());
+    assert_int_equal(bloom_blocks_of("event_id_blooms"), 0x3u);
+    assert_event_rows(st, NEEDLE, NULL, needles, 7);
+    assert_event_rows(st, "e-4095", NULL, (const int64_t[]){4095}, 1);
+    store_close(st);
+}
+
 static int setup(void **state)
 {
     test_tmpdir(dir, sizeof dir);
@@ -886,6 +1008,7 @@ int main(void)
         cmocka_unit_test_setup(test_audit_by_event_id_across_blocks, setup),
         cmocka_unit_test_setup(test_block_filters_rebuilt_at_open, setup),
         cmocka_unit_test_setup(test_prune_drops_block_filters, setup),
+        cmocka_unit_test_setup(test_events_by_event_id_across_blocks, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
