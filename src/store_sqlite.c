@@ -1551,6 +1551,19 @@ static int sqlite_event_ranges(struct sqlite_backend *be, const struct sqlite_bl
     return 0;
 }
 
+/* The FROM clause of a query on table narrowed to the row ranges of
+ * sqlite_event_ranges (joined as constant rows: an OR of ranges would make
+ * SQLite scan the whole table), or the whole table when ranges is empty. */
+static void sqlite_ranges_from(char *from, size_t len, const char *table, const char *rowid_col,
+                               const char *ranges)
+{
+    if (ranges[0])
+        snprintf(from, len, "(VALUES %s) AS r CROSS JOIN %s ON %s BETWEEN r.column1 AND r.column2",
+                 ranges, table, rowid_col);
+    else
+        snprintf(from, len, "%s", table);
+}
+
 static int sqlite_audit_scan(struct store_backend *base, const struct store_audit_filter *f,
                              store_audit_fn fn, void *ctx, char *err, size_t err_len)
 {
@@ -1597,16 +1610,9 @@ static int sqlite_audit_scan(struct store_backend *base, const struct store_audi
     if (f->after_seq > 0)
         SQLITE_WHERE("seq > :after");
 #undef SQLITE_WHERE
-    /* With ranges, the audit table is only read inside them, by rowid: a join
-     * with the ranges as constant rows (an OR of seq ranges would make SQLite
-     * scan the whole table). */
+    /* With ranges, the audit table is only read inside them, by rowid. */
     char from[4200];
-    if (ranges[0])
-        snprintf(from, sizeof from,
-                 "(VALUES %s) AS r CROSS JOIN audit ON seq BETWEEN r.column1 AND r.column2",
-                 ranges);
-    else
-        snprintf(from, sizeof from, "audit");
+    sqlite_ranges_from(from, sizeof from, "audit", "seq", ranges);
     char sql[9600];
     if (f->limit > 0 && f->oldest_first)
         snprintf(sql, sizeof sql,
@@ -1704,17 +1710,11 @@ static int sqlite_events_scan(struct store_backend *base, const struct store_eve
     char ranges[4096] = ""; /* up to SQLITE_BLOOM_MAX_RANGES of about 60 chars */
     char from[4200], sql[4800];
     pthread_mutex_lock(&be->rlock);
-    /* By event id: only the id ranges whose block filter matches are read,
-     * joined as constant rows (see sqlite_audit_scan). */
+    /* By event id: only the id ranges whose block filter matches are read. */
     if (f->event_id && sqlite_event_ranges(be, &be->blooms[SQLITE_BLOOMS_EVENTS], f->event_id,
                                            ranges, sizeof ranges, err, err_len) < 0)
         goto out;
-    if (ranges[0])
-        snprintf(from, sizeof from,
-                 "(VALUES %s) AS r CROSS JOIN events ON id BETWEEN r.column1 AND r.column2",
-                 ranges);
-    else
-        snprintf(from, sizeof from, "events");
+    sqlite_ranges_from(from, sizeof from, "events", "id", ranges);
     snprintf(sql, sizeof sql,
              "SELECT id, source, event_id, received_at, status, content_type, "
              "headers, body FROM %s WHERE (?1 IS NULL OR status = ?1) AND "
