@@ -113,35 +113,25 @@ static uint32_t next_rand(void)
     return rand_state >> 8;
 }
 
-/* Writes the UTF-8 encoding of cp to out; returns the bytes written. */
-static size_t put_utf8(uint32_t cp, char *out)
+/* Writes to out (13 bytes free) the JSON escape of cp ("\\uXXXX", a surrogate pair above
+ * U+FFFF): jansson decodes the text, so the UTF-8 comes from it, not from
+ * code under test. */
+static size_t put_escape(uint32_t cp, char *out)
 {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
+    if (cp < 0x10000)
+        return (size_t)snprintf(out, 13, "\\u%04X", (unsigned)cp);
+    uint32_t v = cp - 0x10000;
+    return (size_t)snprintf(out, 13, "\\u%04X\\u%04X", (unsigned)(0xD800 | (v >> 10)),
+                            (unsigned)(0xDC00 | (v & 0x3FF)));
 }
 
-/* A random valid UTF-8 string of up to 40 code points (never U+0000). */
-static void random_string(char *out)
+/* A random string of up to 40 code points from all planes (never U+0000 or a
+ * lone surrogate), as a new jansson string. */
+static json_t *random_string(void)
 {
+    char text[40 * 12 + 3];
     size_t n = 0;
+    text[n++] = '"';
     int chars = (int)(next_rand() % 40);
     for (int c = 0; c < chars; c++) {
         uint32_t cp;
@@ -163,9 +153,13 @@ static void random_string(char *out)
             cp = 0xFFFD;
         if (cp == 0)
             cp = 0x20;
-        n += put_utf8(cp, out + n);
+        n += put_escape(cp, text + n);
     }
-    out[n] = '\0';
+    text[n++] = '"';
+    text[n] = '\0';
+    json_t *s = json_loads(text, JSON_DECODE_ANY, NULL);
+    assert_non_null(s);
+    return s;
 }
 
 static void test_random_strings(void **state)
@@ -177,10 +171,9 @@ static void test_random_strings(void **state)
         json_t *v = json_object();
         int members = 1 + (int)(next_rand() % 60);
         for (int m = 0; m < members; m++) {
-            char key[200], val[200];
-            random_string(key);
-            random_string(val);
-            json_object_set_new(v, key, json_string(val));
+            json_t *key = random_string();
+            json_object_set_new(v, json_string_value(key), random_string());
+            json_decref(key);
         }
         assert_same_as_jansson(v, NULL, NULL);
         json_decref(v);
