@@ -405,13 +405,13 @@ static void test_error_line_and_column(void **state)
     if (!strstr(why, "line 2"))
         fail_msg("why is '%s'", why);
 
-    strcpy(why, "unset");
+    snprintf(why, sizeof why, "%s", "unset");
     d = parse_n("[\n1,\n\n x]", 9, 0, 0, why, sizeof why);
     assert_null(d);
     if (!strstr(why, "line 4 column"))
         fail_msg("why is '%s'", why);
 
-    strcpy(why, "unset");
+    snprintf(why, sizeof why, "%s", "unset");
     d = parse_n("[1,]", 4, 0, 0, why, sizeof why);
     assert_null(d);
     if (strncmp(why, "malformed JSON at line 1 column ", 32) != 0)
@@ -813,12 +813,12 @@ static void test_depth_limit_explicit(void **state)
     assert_int_equal(d->depth, 3);
     jdoc_free(d);
 
-    strcpy(why, "");
+    snprintf(why, sizeof why, "%s", "");
     d = parse_n("[[[[1]]]]", 9, 0, 3, why, sizeof why);
     assert_null(d);
     assert_true(why[0] != '\0');
 
-    strcpy(why, "");
+    snprintf(why, sizeof why, "%s", "");
     d = parse_n("{\"a\":[{\"b\":1}]}", 15, 0, 2, why, sizeof why);
     assert_null(d);
     assert_true(why[0] != '\0');
@@ -856,7 +856,7 @@ static void test_depth_limit_default(void **state)
     assert_int_node(&d->nodes[512], 1);
     jdoc_free(d);
 
-    strcpy(why, "");
+    snprintf(why, sizeof why, "%s", "");
     text = nested_arrays(JDOC_DEFAULT_MAX_DEPTH + 1, &len);
     d = jdoc_parse(text, len, 0, 0, why, sizeof why);
     free(text);
@@ -864,7 +864,7 @@ static void test_depth_limit_default(void **state)
     assert_true(why[0] != '\0');
 
     /* far beyond the bound: rejected, not a stack overflow */
-    strcpy(why, "");
+    snprintf(why, sizeof why, "%s", "");
     text = nested_arrays(200000, &len);
     d = jdoc_parse(text, len, 0, 0, why, sizeof why);
     free(text);
