@@ -46,8 +46,11 @@ struct sqlite_blooms {
     const char *next_block_sql; /* the first block without a filter row */
     const char *filters_sql;    /* first, last, scheme, bits of blocks ending <= ?1 */
     const char *max_row_sql;    /* the highest row (seq or id) in the table */
-    sqlite3_stmt *sel_ids;      /* writer: event ids of rows ?1..?2 */
-    sqlite3_stmt *ins;          /* writer: stores a block's filter row */
+    sqlite3_stmt *sel_ids;      /* writer: event ids of rows ?1..?2 (events: with
+                                 * id, received_at, key_fp, source) */
+    sqlite3_stmt *ins;          /* writer: stores a block's filter row (events:
+                                 * with the keys blob as ?6) */
+    bool with_keys;             /* events: the row also stores the dedupe keys */
 };
 enum { SQLITE_BLOOMS_AUDIT, SQLITE_BLOOMS_EVENTS };
 
@@ -200,14 +203,19 @@ static const char *const sqlite_migrations[] = {
     /* 8: events by event id through per-block Bloom filters (as the audit's
      * since 7), so a lookup does not scan the events table. Events are never
      * deleted, so row ids run 1, 2, ... and block b holds ids b*4096+1 ..
-     * (b+1)*4096. Blocks of events stored before this are filled in when the
-     * writer opens the file. */
+     * (b+1)*4096. The same row carries the block's dedupe keys (keys: per row
+     * the fingerprint and receive time, 16 bytes, see sqlite_keys_put), which
+     * serve loads at start instead of reading the events_keys index: one less
+     * B-tree written with every event. Blocks of events stored before this are
+     * filled in when the writer opens the file. */
     "CREATE TABLE event_id_blooms ("
     "  block INTEGER PRIMARY KEY,"
     "  first_id INTEGER NOT NULL,"
     "  last_id INTEGER NOT NULL,"
     "  scheme INTEGER NOT NULL,"
-    "  bits BLOB NOT NULL);",
+    "  bits BLOB NOT NULL,"
+    "  keys BLOB);"
+    "DROP INDEX events_keys;",
 };
 
 #define SQLITE_SCHEMA_VERSION ((int)(sizeof sqlite_migrations / sizeof sqlite_migrations[0]))
@@ -421,6 +429,43 @@ static double sqlite_wall_now(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* A block's dedupe keys: SQLITE_BLOOM_BLOCK entries, entry i for row id
+ * block * SQLITE_BLOOM_BLOCK + 1 + i, each the row's dedupe_fingerprint and
+ * the bits of its received_at double, both little-endian 64-bit (an on-disk
+ * format: the same on every machine). A missing row leaves zeros: time 0 is
+ * older than any window. */
+#define SQLITE_KEYS_ENTRY 16
+#define SQLITE_KEYS_BYTES (SQLITE_BLOOM_BLOCK * SQLITE_KEYS_ENTRY)
+
+static void sqlite_le64_put(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t sqlite_le64_get(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static void sqlite_keys_put(unsigned char *keys, size_t i, uint64_t fp, double at)
+{
+    uint64_t bits;
+    memcpy(&bits, &at, sizeof bits);
+    sqlite_le64_put(keys + i * SQLITE_KEYS_ENTRY, fp);
+    sqlite_le64_put(keys + i * SQLITE_KEYS_ENTRY + 8, bits);
+}
+
+static void sqlite_keys_get(const unsigned char *keys, size_t i, uint64_t *fp, double *at)
+{
+    uint64_t bits = sqlite_le64_get(keys + i * SQLITE_KEYS_ENTRY + 8);
+    *fp = sqlite_le64_get(keys + i * SQLITE_KEYS_ENTRY);
+    memcpy(at, &bits, sizeof *at);
+}
+
 /* Stores the Bloom filter of the event ids of complete block `block` of one
  * table (rows block * SQLITE_BLOOM_BLOCK + 1 ..). A block without event ids gets
  * no row: a query treats a missing block like a filter that matches nothing.
@@ -430,8 +475,9 @@ static int sqlite_bloom_build(struct sqlite_backend *be, struct sqlite_blooms *b
 {
     int64_t first = block * SQLITE_BLOOM_BLOCK + 1, last = (block + 1) * SQLITE_BLOOM_BLOCK;
     unsigned char *bits = calloc(1, SQLITE_BLOOM_BYTES);
+    unsigned char *keyblob = bs->with_keys ? calloc(1, SQLITE_KEYS_BYTES) : NULL;
     char what[64];
-    if (!bits) {
+    if (!bits || (bs->with_keys && !keyblob)) {
         snprintf(err, err_len, "out of memory building an %s block filter", bs->what);
         return -1;
     }
@@ -446,6 +492,15 @@ static int sqlite_bloom_build(struct sqlite_backend *be, struct sqlite_blooms *b
         bloom_add(bits, SQLITE_BLOOM_BYTES, bloom_hash(id, (size_t)sqlite3_column_bytes(st, 0)),
                   SQLITE_BLOOM_PROBES);
         keys++;
+        int64_t row = bs->with_keys ? sqlite3_column_int64(st, 1) : 0;
+        if (bs->with_keys && row >= first && row <= last) {
+            /* An event stored before schema 7 has no fingerprint column value. */
+            uint64_t fp =
+                sqlite3_column_type(st, 3) == SQLITE_NULL
+                    ? dedupe_fingerprint((const char *)sqlite3_column_text(st, 4), (const char *)id)
+                    : (uint64_t)sqlite3_column_int64(st, 3);
+            sqlite_keys_put(keyblob, (size_t)(row - first), fp, sqlite3_column_double(st, 2));
+        }
     }
     sqlite3_reset(st);
     if (s != SQLITE_DONE) {
@@ -460,6 +515,8 @@ static int sqlite_bloom_build(struct sqlite_backend *be, struct sqlite_blooms *b
         sqlite3_bind_int64(st, 3, last);
         sqlite3_bind_int(st, 4, BLOOM_SCHEME);
         sqlite3_bind_blob(st, 5, bits, SQLITE_BLOOM_BYTES, SQLITE_STATIC);
+        if (bs->with_keys)
+            sqlite3_bind_blob(st, 6, keyblob, SQLITE_KEYS_BYTES, SQLITE_STATIC);
         s = sqlite3_step(st);
         sqlite3_reset(st);
         if (s != SQLITE_DONE) {
@@ -471,6 +528,7 @@ static int sqlite_bloom_build(struct sqlite_backend *be, struct sqlite_blooms *b
     rc = 0;
 out:
     free(bits);
+    free(keyblob);
     return rc;
 }
 
@@ -584,27 +642,66 @@ static void sqlite_dedupe_add(struct sqlite_backend *be, uint64_t fp, int64_t ro
         be->dd_max_row = row;
 }
 
-/* The dedupe fingerprint of event `row`, computed from its key (for events
- * stored before schema 7). Returns 0, or -1 with err set. */
-static int sqlite_event_fingerprint(struct sqlite_backend *be, int64_t row, uint64_t *fp, char *err,
-                                    size_t err_len)
+/* The state of one dedupe load: entries are offered newest first. */
+struct sqlite_load {
+    double cutoff;
+    size_t n, old_run;
+    bool done;
+};
+
+/* Offers one event to the load; sets l->done when the load should stop. */
+static void sqlite_load_offer(struct sqlite_backend *be, struct sqlite_load *l, int64_t row,
+                              double at, uint64_t fp)
 {
-    sqlite3_stmt *st = be->sel_event_key;
-    sqlite3_bind_int64(st, 1, row);
-    int s = sqlite3_step(st);
-    if (s == SQLITE_ROW)
-        *fp = dedupe_fingerprint((const char *)sqlite3_column_text(st, 0),
-                                 (const char *)sqlite3_column_text(st, 1));
-    sqlite3_reset(st);
-    if (s != SQLITE_ROW) {
-        sqlite_err(be->wdb, "reading an event key", err, err_len);
+    /* Rows are in arrival order, so the first one older than the window
+     * usually ends the load; but a clock stepped back can stamp a few rows
+     * too old, so only a long run of them does. */
+    if (at < l->cutoff) {
+        if (++l->old_run >= SQLITE_DEDUPE_OLD_RUN)
+            l->done = true;
+        return;
+    }
+    l->old_run = 0;
+    sqlite_dedupe_add(be, fp, row, at, l->cutoff);
+    if (++l->n >= be->dd_max_keys)
+        l->done = true;
+}
+
+/* Offers the events of rows lo..hi (newest first) read from the events table:
+ * the incomplete newest block, or a complete block whose keys are missing. */
+static int sqlite_load_rows(struct sqlite_backend *be, struct sqlite_load *l, int64_t lo,
+                            int64_t hi, char *err, size_t err_len)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(be->wdb,
+                           "SELECT id, received_at, key_fp, source, event_id FROM events "
+                           "WHERE id BETWEEN ? AND ? ORDER BY id DESC",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite_err(be->wdb, "loading the dedupe set", err, err_len);
         return -1;
     }
-    return 0;
+    sqlite3_bind_int64(st, 1, lo);
+    sqlite3_bind_int64(st, 2, hi);
+    int s;
+    while (!l->done && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        /* An event stored before schema 7 has no fingerprint column value. */
+        uint64_t fp = sqlite3_column_type(st, 2) == SQLITE_NULL
+                          ? dedupe_fingerprint((const char *)sqlite3_column_text(st, 3),
+                                               (const char *)sqlite3_column_text(st, 4))
+                          : (uint64_t)sqlite3_column_int64(st, 2);
+        sqlite_load_offer(be, l, sqlite3_column_int64(st, 0), sqlite3_column_double(st, 1), fp);
+    }
+    bool ok = l->done || s == SQLITE_DONE;
+    if (!ok)
+        sqlite_err(be->wdb, "loading the dedupe set", err, err_len);
+    sqlite3_finalize(st);
+    return ok ? 0 : -1;
 }
 
 /* Loads the dedupe set from the events received inside the window, newest
- * first, at most dd_max_keys of them. Writer thread, inside a transaction. */
+ * first, at most dd_max_keys of them: the incomplete newest block from the
+ * events table, then each complete block's keys from event_id_blooms (16
+ * bytes an event, no event rows read). Writer thread, inside a transaction. */
 static int sqlite_dedupe_load(struct sqlite_backend *be, char *err, size_t err_len)
 {
     if (!be->dd)
@@ -615,55 +712,52 @@ static int sqlite_dedupe_load(struct sqlite_backend *be, char *err, size_t err_l
     }
     sqlite3_stmt *st = NULL;
     int64_t newest = 0;
+    struct sqlite_load l = {.cutoff = sqlite_wall_now() - be->dd_window_s};
+    int rc = -1;
     if (sqlite_query_int64(be->wdb, "SELECT coalesce(max(id), 0) FROM events", &newest,
                            "loading the dedupe set", err, err_len) < 0)
-        return -1;
-    /* Newest first through the covering index: only (row, time, fingerprint)
-     * are read; an event stored before schema 7 has no fingerprint yet. */
-    if (sqlite3_prepare_v2(be->wdb,
-                           "SELECT id, received_at, key_fp FROM events INDEXED BY events_keys "
-                           "ORDER BY id DESC",
-                           -1, &st, NULL) != SQLITE_OK) {
+        goto out;
+    int64_t complete = newest / SQLITE_BLOOM_BLOCK; /* blocks 0..complete-1 */
+    if (sqlite_load_rows(be, &l, complete * SQLITE_BLOOM_BLOCK + 1, newest, err, err_len) < 0)
+        goto out;
+    if (sqlite3_prepare_v2(be->wdb, "SELECT keys FROM event_id_blooms WHERE block = ?", -1, &st,
+                           NULL) != SQLITE_OK) {
         sqlite_err(be->wdb, "loading the dedupe set", err, err_len);
-        return -1;
+        goto out;
     }
-    double cutoff = sqlite_wall_now() - be->dd_window_s;
-    size_t n = 0, old_run = 0;
-    bool key_failed = false;
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW && n < be->dd_max_keys) {
-        int64_t row = sqlite3_column_int64(st, 0);
-        double at = sqlite3_column_double(st, 1);
-        /* Rows are in arrival order, so the first one older than the window
-         * usually ends the scan; but a clock stepped back can stamp a few rows
-         * too old, so only a long run of them does. */
-        if (at < cutoff) {
-            if (++old_run >= SQLITE_DEDUPE_OLD_RUN)
-                break;
-            continue;
-        }
-        old_run = 0;
-        uint64_t fp = (uint64_t)sqlite3_column_int64(st, 2);
-        if (sqlite3_column_type(st, 2) == SQLITE_NULL &&
-            sqlite_event_fingerprint(be, row, &fp, err, err_len) < 0) {
-            key_failed = true;
-            break;
-        }
-        sqlite_dedupe_add(be, fp, row, at, cutoff);
-        n++;
-    }
-    sqlite3_finalize(st);
-    if (key_failed || (s != SQLITE_ROW && s != SQLITE_DONE)) {
-        dedupe_destroy(be->dd); /* partly loaded: start again next time */
-        be->dd = NULL;
-        if (!key_failed)
+    for (int64_t b = complete - 1; b >= 0 && !l.done; b--) {
+        int64_t first = b * SQLITE_BLOOM_BLOCK + 1;
+        sqlite3_bind_int64(st, 1, b);
+        int s = sqlite3_step(st);
+        const unsigned char *keys = s == SQLITE_ROW ? sqlite3_column_blob(st, 0) : NULL;
+        if (s != SQLITE_ROW && s != SQLITE_DONE) {
             sqlite_err(be->wdb, "loading the dedupe set", err, err_len);
-        return -1;
+            goto out;
+        }
+        if (keys && sqlite3_column_bytes(st, 0) == SQLITE_KEYS_BYTES) {
+            for (size_t i = SQLITE_BLOOM_BLOCK; i-- > 0 && !l.done;) {
+                uint64_t fp;
+                double at;
+                sqlite_keys_get(keys, i, &fp, &at);
+                sqlite_load_offer(be, &l, first + (int64_t)i, at, fp);
+            }
+        } else if (sqlite_load_rows(be, &l, first, first + SQLITE_BLOOM_BLOCK - 1, err, err_len) <
+                   0) { /* no keys for this block: read its rows */
+            goto out;
+        }
+        sqlite3_reset(st);
     }
     be->dd_max_row = newest;
     be->dd_loaded = true;
     atomic_store(&be->dd_keys, (uint64_t)dedupe_count(be->dd));
-    return 0;
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    if (rc < 0) {
+        dedupe_destroy(be->dd); /* partly loaded: start again next time */
+        be->dd = NULL;
+    }
+    return rc;
 }
 
 /* Adds the events another process stored since our last commit. */
@@ -1994,11 +2088,13 @@ static int sqlite_open_writer(struct sqlite_backend *be, const char *path,
                        "INSERT OR REPLACE INTO audit_event_blooms (block, first_seq, last_seq, "
                        "scheme, bits) VALUES (?,?,?,?,?)",
                        &be->blooms[SQLITE_BLOOMS_AUDIT].ins, err, err_len) < 0 ||
-        sqlite_prepare(be->wdb, "SELECT event_id FROM events WHERE id BETWEEN ? AND ?",
+        sqlite_prepare(be->wdb,
+                       "SELECT event_id, id, received_at, key_fp, source FROM events "
+                       "WHERE id BETWEEN ? AND ?",
                        &be->blooms[SQLITE_BLOOMS_EVENTS].sel_ids, err, err_len) < 0 ||
         sqlite_prepare(be->wdb,
                        "INSERT OR REPLACE INTO event_id_blooms (block, first_id, last_id, "
-                       "scheme, bits) VALUES (?,?,?,?,?)",
+                       "scheme, bits, keys) VALUES (?,?,?,?,?,?)",
                        &be->blooms[SQLITE_BLOOMS_EVENTS].ins, err, err_len) < 0 ||
         sqlite_prepare(be->wdb,
                        "INSERT INTO jobs (event_row, source, event_id, action, method, path, "
@@ -2063,7 +2159,8 @@ struct store_backend *store_sqlite_open(const char *path, const struct store_opt
         .next_block_sql = "SELECT coalesce(max(block) + 1, 0) FROM event_id_blooms",
         .filters_sql = "SELECT first_id, last_id, scheme, bits FROM event_id_blooms "
                        "WHERE last_id <= ? ORDER BY block",
-        .max_row_sql = "SELECT coalesce(max(id), 0) FROM events"};
+        .max_row_sql = "SELECT coalesce(max(id), 0) FROM events",
+        .with_keys = true};
     pthread_mutex_init(&be->rlock, NULL);
     pthread_mutex_init(&be->ck_lock, NULL);
     pthread_cond_init(&be->ck_wake, NULL);

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "audit.h"
+#include "dedupe.h"
 #include "log.h"
 #include "store.h"
 #include "test_util.h"
@@ -821,7 +822,6 @@ static void test_block_filters_rebuilt_at_open(void **state)
      * its complete blocks get their filters. */
     db_exec("DROP TABLE audit_event_blooms;"
             "DROP TABLE event_id_blooms;"
-            "DROP INDEX events_keys;"
             "ALTER TABLE events DROP COLUMN key_fp;"
             "CREATE INDEX audit_by_event ON audit (event_id, seq) WHERE event_id IS NOT NULL;"
             "PRAGMA user_version = 6;");
@@ -968,13 +968,110 @@ static void test_events_by_event_id_across_blocks(void **state)
     assert_event_rows(st, NEEDLE, NULL, needles, 7);
     store_close(st);
 
-    /* A schema 7 file (no event filters) is migrated and gets them. */
-    db_exec("DROP TABLE event_id_blooms; PRAGMA user_version = 7;");
+    /* A schema 7 file (no event filters, the events_keys index) is migrated
+     * and gets them. */
+    db_exec("DROP TABLE event_id_blooms;"
+            "CREATE INDEX events_keys ON events (id, received_at, key_fp);"
+            "PRAGMA user_version = 7;");
     st = open_store();
     assert_int_equal(db_int("PRAGMA user_version"), store_sqlite_schema_version());
     assert_int_equal(bloom_blocks_of("event_id_blooms"), 0x3u);
+    assert_int_equal(db_int("SELECT count(*) FROM sqlite_schema WHERE name = 'events_keys'"), 0);
     assert_event_rows(st, NEEDLE, NULL, needles, 7);
     assert_event_rows(st, "e-4095", NULL, (const int64_t[]){4095}, 1);
+    store_close(st);
+}
+
+/* Submits (source, id) again and asserts it is the duplicate of row want. */
+static void assert_duplicate_of(struct store *st, const char *source, const char *id, int64_t want)
+{
+    int64_t row = 0;
+    assert_int_equal(submit_event(st, source, id, wall_now(), &row), STORE_DUPLICATE);
+    assert_int_equal(row, want);
+}
+
+/* Little-endian 64-bit value at p. */
+static uint64_t le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* The on-disk format of a block's keys: entry i is row first + i, its
+ * dedupe_fingerprint then its received_at's bits, each little-endian. */
+static void assert_block_key(int64_t block, int64_t row, const char *source, const char *id)
+{
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT keys, (SELECT received_at FROM events WHERE id = "
+                                        "?2) FROM event_id_blooms WHERE block = ?1",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(q, 1, block);
+    sqlite3_bind_int64(q, 2, row);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    const unsigned char *keys = sqlite3_column_blob(q, 0);
+    assert_int_equal(sqlite3_column_bytes(q, 0), BLOCK * 16);
+    const unsigned char *e = keys + (row - block * BLOCK - 1) * 16;
+    assert_true(le64(e) == dedupe_fingerprint(source, id));
+    double at = sqlite3_column_double(q, 1), stored;
+    uint64_t bits = le64(e + 8);
+    memcpy(&stored, &bits, sizeof stored);
+    assert_true(stored == at);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+}
+
+static void test_preload_reads_block_keys(void **state)
+{
+    const int64_t needles[] = {3, 5000};
+    struct store *st = open_store_tuned(5000, 2 * BLOCK + 600, 512, 0);
+    store_event_range(st, 1, 2 * BLOCK + 500, needles, 2);
+    store_close(st);
+    /* Every complete block's row carries its keys, 16 bytes an event. */
+    assert_int_equal(db_int("SELECT count(*) FROM event_id_blooms WHERE length(keys) = 65536"), 2);
+    assert_block_key(0, 1, "zd", "e-1");
+    assert_block_key(0, 4096, "zd", "e-4096");
+    assert_block_key(1, 5000, "src-1", NEEDLE);
+
+    /* serve's start: the set comes from the two blocks' keys and the tail's
+     * rows; redeliveries from each are refused, the newest row of each
+     * block and an event stored before schema 7 (no key_fp) included. */
+    db_exec("UPDATE events SET key_fp = NULL WHERE id = 4000");
+    db_exec("DELETE FROM event_id_blooms WHERE block = 0"); /* rebuilt, from the row */
+    st = open_store_preloaded();
+    struct store_dedupe_stats ds;
+    assert_int_equal(store_dedupe_stats(st, &ds), 0);
+    assert_int_equal(ds.keys, 2 * BLOCK + 500);
+    assert_duplicate_of(st, "zd", "e-1", 1);
+    assert_duplicate_of(st, "zd", "e-4000", 4000);
+    assert_duplicate_of(st, "zd", "e-4096", 4096);
+    assert_duplicate_of(st, "src-0", NEEDLE, 3);
+    assert_duplicate_of(st, "src-1", NEEDLE, 5000);
+    assert_duplicate_of(st, "zd", "e-8192", 8192);
+    assert_duplicate_of(st, "zd", "e-8692", 8692);
+    assert_int_equal(store_count_events(st, NULL), 2 * BLOCK + 500);
+    store_close(st);
+
+    /* A block row without keys: that block's events are read instead. */
+    db_exec("UPDATE event_id_blooms SET keys = NULL WHERE block = 1");
+    st = open_store_preloaded();
+    assert_int_equal(store_dedupe_stats(st, &ds), 0);
+    assert_int_equal(ds.keys, 2 * BLOCK + 500);
+    assert_duplicate_of(st, "zd", "e-4097", 4097);
+    assert_duplicate_of(st, "zd", "e-8000", 8000);
+    store_close(st);
+
+    /* Events older than the window are not loaded: block 0 is pushed out. */
+    db_exec("UPDATE events SET received_at = received_at - 30 * 86400 WHERE id <= 4096;"
+            "DELETE FROM event_id_blooms WHERE block = 0;");
+    st = open_store_preloaded();
+    assert_int_equal(store_dedupe_stats(st, &ds), 0);
+    assert_int_equal(ds.keys, BLOCK + 500);
     store_close(st);
 }
 
@@ -1009,6 +1106,7 @@ int main(void)
         cmocka_unit_test_setup(test_block_filters_rebuilt_at_open, setup),
         cmocka_unit_test_setup(test_prune_drops_block_filters, setup),
         cmocka_unit_test_setup(test_events_by_event_id_across_blocks, setup),
+        cmocka_unit_test_setup(test_preload_reads_block_keys, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
