@@ -37,7 +37,7 @@ void jout_cstr(struct jout *o, const char *s);
 
 /* Appends s[0..n) as a quoted JSON string: short escapes for " \ \b \f \n \r
  * \t, \u00XX (upper-case hex) for other control characters; with ascii, code
- * points above U+007F as \uXXXX (surrogate pairs above U+FFFF), otherwise the
+ * points above U+007F as \uHHHH escapes (surrogate pairs above U+FFFF), otherwise the
  * UTF-8 bytes as they are. Invalid UTF-8 sets o->failed. */
 void jout_string(struct jout *o, const char *s, size_t n, bool ascii);
 
