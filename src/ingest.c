@@ -374,8 +374,6 @@ char *ingest_derive_event_id(const struct config_source *src, const struct inges
     return strdup(id);
 }
 
-/* Headers as stored with the event and shown to the rule: values of credentials
- * replaced. Returns a new reference, or NULL on out of memory. */
 /* Headers whose value is a credential: stored and shown to rules as
  * "[redacted]". ctx is the struct config_source. */
 static bool ingest_header_is_secret(const char *key, void *ctx)
@@ -387,6 +385,9 @@ static bool ingest_header_is_secret(const char *key, void *ctx)
            (src->verify.header && strcasecmp(key, src->verify.header) == 0);
 }
 
+/* Headers as shown to the rule: values of credentials replaced (the stored
+ * text is redacted the same way by jout_dump_sorted with the same predicate).
+ * Returns a new reference, or NULL on out of memory. */
 static json_t *ingest_redacted_headers(const struct config_source *src, json_t *headers)
 {
     json_t *copy = json_deep_copy(headers);
