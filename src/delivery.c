@@ -45,7 +45,7 @@ struct delivery {
     struct ratelimit *rl;
     pthread_t *threads;
     int nthreads;
-    volatile int stop;
+    atomic_int stop; /* set by delivery_stop; read without d->lock by workers and the limiter */
     char key_fp[17]; /* first 16 hex of SHA-256 of the API key: detects a changed key */
 
     pthread_mutex_t lock; /* guards paused, pause_reason, wake */
@@ -278,7 +278,7 @@ static void delivery_wait(struct delivery *d, uint64_t seen, int ms)
     ts.tv_sec += ts.tv_nsec / 1000000000L;
     ts.tv_nsec %= 1000000000L;
     pthread_mutex_lock(&d->lock);
-    while (!d->stop && d->wake_seq == seen) {
+    while (!atomic_load(&d->stop) && d->wake_seq == seen) {
         if (pthread_cond_timedwait(&d->wake, &d->lock, &ts) != 0)
             break;
     }
@@ -622,7 +622,7 @@ static void *delivery_worker_main(void *arg)
     char name[16]; /* the kernel's limit, NUL included */
     snprintf(name, sizeof name, "delivery-%d", w->index % 1000000);
     pthread_setname_np(pthread_self(), name);
-    while (!d->stop) {
+    while (!atomic_load(&d->stop)) {
         if (delivery_paused(d, NULL, 0)) {
             delivery_check_external_resume(d);
             if (delivery_paused(d, NULL, 0))
@@ -718,7 +718,7 @@ int delivery_start(const struct delivery_options *opts, struct store *st, struct
     for (int i = 0; i < d->nthreads; i++) {
         if (pthread_create(&d->threads[i], NULL, delivery_worker_main, &ws[i]) != 0) {
             snprintf(err, err_len, "cannot start delivery worker %d", i);
-            d->stop = 1;
+            atomic_store(&d->stop, 1);
             for (int k = 0; k < i; k++)
                 pthread_join(d->threads[k], NULL);
             goto fail;
@@ -745,7 +745,7 @@ void delivery_stop(struct delivery *d)
     if (!d)
         return;
     pthread_mutex_lock(&d->lock);
-    d->stop = 1;
+    atomic_store(&d->stop, 1);
     pthread_cond_broadcast(&d->wake);
     pthread_mutex_unlock(&d->lock);
     for (int i = 0; i < d->nthreads; i++)

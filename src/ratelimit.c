@@ -126,7 +126,7 @@ int64_t ratelimit_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int ratelimit_acquire(struct ratelimit *rl, const volatile int *stop)
+int ratelimit_acquire(struct ratelimit *rl, const atomic_int *stop)
 {
     for (;;) {
         /* The clock is read under the lock so concurrent acquirers record in order. */
@@ -135,14 +135,14 @@ int ratelimit_acquire(struct ratelimit *rl, const volatile int *stop)
         pthread_mutex_unlock(&rl->mu);
         if (wait == 0)
             return 0;
-        if (stop && *stop)
+        if (stop && atomic_load(stop))
             return -1;
         if (wait > RATELIMIT_SLEEP_STEP_MS)
             wait = RATELIMIT_SLEEP_STEP_MS;
         struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)wait * 1000000L};
         /* EINTR just ends this step early; the loop re-checks the slot and *stop. */
         (void)clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
-        if (stop && *stop)
+        if (stop && atomic_load(stop))
             return -1;
     }
 }

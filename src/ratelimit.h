@@ -7,6 +7,7 @@
 #ifndef HOOKLINE_RATELIMIT_H
 #define HOOKLINE_RATELIMIT_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 struct ratelimit;
@@ -21,8 +22,9 @@ struct ratelimit *ratelimit_create(int per_second, int margin_ms);
 int64_t ratelimit_try(struct ratelimit *rl, int64_t now_ms);
 
 /* Blocks (sleeping) until a slot is taken, using the real monotonic clock.
- * Returns 0, or -1 when *stop became non-zero while waiting. */
-int ratelimit_acquire(struct ratelimit *rl, const volatile int *stop);
+ * Returns 0, or -1 when *stop became non-zero while waiting. stop (borrowed, may
+ * be NULL) is atomic because another thread sets it to end the wait. */
+int ratelimit_acquire(struct ratelimit *rl, const atomic_int *stop);
 
 /* DIDWW answered 429: nothing is sent before now_ms + block_ms (Retry-After,
  * or a second), and the sends allowed per window are halved, then raised by one

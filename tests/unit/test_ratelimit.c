@@ -3,10 +3,12 @@
  * 21st send waits exactly until the first leaves), the margin widening the window, a
  * long simulated run with random arrivals replayed to prove no window ever holds more
  * than N sends, and a clock that steps back. With the real clock, ratelimit_acquire
- * blocks for the window, is thread-safe, and gives up promptly when *stop is set.
+ * blocks for the window, is thread-safe, and gives up promptly when *stop is set (an
+ * atomic set by another thread: the test is clean under ThreadSanitizer).
  */
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -151,7 +153,7 @@ static void test_random_run_never_exceeds_limit(void **state)
 static void test_acquire_blocks_for_the_window(void **state)
 {
     struct ratelimit *rl = ratelimit_create(1, 0);
-    volatile int stop = 0;
+    atomic_int stop = 0;
     (void)state;
     assert_non_null(rl);
     int64_t t0 = mono_ms();
@@ -164,7 +166,7 @@ static void test_acquire_blocks_for_the_window(void **state)
 }
 
 struct stopper {
-    volatile int *stop;
+    atomic_int *stop;
     int delay_ms;
 };
 
@@ -173,14 +175,14 @@ static void *stop_later(void *arg)
     struct stopper *s = arg;
     struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)s->delay_ms * 1000000L};
     nanosleep(&ts, NULL);
-    *s->stop = 1;
+    atomic_store(s->stop, 1); /* another thread reads it: atomic (no data race) */
     return NULL;
 }
 
 static void test_acquire_gives_up_on_stop(void **state)
 {
     struct ratelimit *rl = ratelimit_create(1, 5000);
-    volatile int stop = 0;
+    atomic_int stop = 0;
     struct stopper s = {&stop, 100};
     pthread_t th;
     (void)state;
@@ -199,7 +201,7 @@ static void test_acquire_gives_up_on_stop(void **state)
 
 struct worker {
     struct ratelimit *rl;
-    volatile int *stop;
+    atomic_int *stop;
     int sends;
     int failures;
 };
@@ -217,7 +219,7 @@ static void test_acquire_shared_by_threads(void **state)
 {
     enum { THREADS = 4, EACH = 10 };
     struct ratelimit *rl = ratelimit_create(20, 0);
-    volatile int stop = 0;
+    atomic_int stop = 0;
     struct worker w[THREADS];
     pthread_t th[THREADS];
     (void)state;
