@@ -198,12 +198,15 @@ bool delivery_paused(struct delivery *d, char *why, size_t why_len)
 }
 
 /* Writes (value != NULL) or clears the pause row with one audit record of kind
- * carrying detail[key] = text. Returns 0 or -1 (logged). */
+ * carrying detail[key] = text and detail.errors = errors (borrowed, may be NULL).
+ * Returns 0 or -1 (logged). */
 static int delivery_control(struct delivery *d, const char *value, const char *kind,
-                            const char *key, const char *text)
+                            const char *key, const char *text, const json_t *errors)
 {
     json_t *rec = audit_record_new(kind, NULL, NULL);
     audit_detail_set_str(rec, key, text);
+    if (rec && errors)
+        json_object_set_new(json_object_get(rec, "detail"), "errors", json_deep_copy(errors));
     struct store_op op = {.kind = STORE_OP_CONTROL,
                           .control_key = DELIVERY_PAUSE_KEY,
                           .control_value = value,
@@ -218,9 +221,49 @@ static int delivery_control(struct delivery *d, const char *value, const char *k
     return rc;
 }
 
+/* Copies DIDWW's JSON:API errors (borrowed) with every occurrence of the API key
+ * replaced: an answer that echoes the key must not put it in the audit trail or
+ * the log. Returns a new reference, or NULL when errors is empty or NULL. */
+static json_t *delivery_errors_without_key(const json_t *errors, const char *key)
+{
+    if (!json_is_array(errors) || json_array_size(errors) == 0)
+        return NULL;
+    json_t *out = json_deep_copy(errors);
+    size_t klen = key ? strlen(key) : 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(out, i, e)
+    {
+        const char *k;
+        json_t *v;
+        json_object_foreach(e, k, v)
+        {
+            const char *text = json_string_value(v);
+            if (!text || klen == 0 || !strstr(text, key))
+                continue;
+            char clean[1024];
+            size_t o = 0;
+            for (const char *p = text; *p && o + 1 < sizeof clean;) {
+                if (strncmp(p, key, klen) == 0) {
+                    o += (size_t)snprintf(clean + o, sizeof clean - o, "[redacted]");
+                    if (o >= sizeof clean)
+                        o = sizeof clean - 1;
+                    p += klen;
+                } else {
+                    clean[o++] = *p++;
+                }
+            }
+            clean[o] = '\0';
+            json_string_set(v, clean);
+        }
+    }
+    return out;
+}
+
 /* Records a pause: control row (so other processes and restarts see it) and
- * delivery.paused, then stops every worker from claiming. */
-static void delivery_pause(struct delivery *d, const char *reason)
+ * delivery.paused with the reason and DIDWW's errors (borrowed, may be NULL),
+ * then stops every worker from claiming. */
+static void delivery_pause(struct delivery *d, const char *reason, const json_t *errors)
 {
     pthread_mutex_lock(&d->lock);
     bool busy = d->paused || d->pausing;
@@ -228,23 +271,28 @@ static void delivery_pause(struct delivery *d, const char *reason)
     pthread_mutex_unlock(&d->lock);
     if (busy)
         return;
+    json_t *errs = delivery_errors_without_key(errors, d->opts.api_key);
     /* The row first, then the flag: a paused worker that looks for an external
      * resume must find the row, or it would lift the pause at once. */
     char value[400];
     snprintf(value, sizeof value, "%s|key:%s", reason, d->key_fp);
-    (void)delivery_control(d, value, "delivery.paused", "reason", reason);
+    (void)delivery_control(d, value, "delivery.paused", "reason", reason, errs);
     delivery_set_paused(d, true, reason);
     pthread_mutex_lock(&d->lock);
     d->pausing = false;
     pthread_mutex_unlock(&d->lock);
-    log_write(LOG_ERROR, "delivery paused", (const char *[]){"reason", reason, NULL});
+    char *errs_text = errs ? json_dumps(errs, JSON_COMPACT) : NULL;
+    log_write(LOG_ERROR, "delivery paused",
+              (const char *[]){"reason", reason, errs_text ? "errors" : NULL, errs_text, NULL});
+    free(errs_text);
+    json_decref(errs);
 }
 
 int delivery_resume(struct delivery *d, const char *who)
 {
     if (!delivery_paused(d, NULL, 0))
         return 1;
-    if (delivery_control(d, NULL, "delivery.resumed", "by", who) < 0)
+    if (delivery_control(d, NULL, "delivery.resumed", "by", who, NULL) < 0)
         return -1;
     delivery_set_paused(d, false, NULL);
     log_write(LOG_INFO, "delivery resumed", (const char *[]){"by", who, NULL});
@@ -349,8 +397,11 @@ static json_t *delivery_http(const char *method, const char *path, const struct 
     return h;
 }
 
-/* Applies the classification of an answer to the result. */
+/* Applies the classification of the answer to method path (the request that
+ * was really sent: the number lookup, the no-op read or the job's own request)
+ * to the result. */
 static void delivery_classify(struct delivery_worker *w, const struct store_job *job,
+                              const char *method, const char *path,
                               const struct didww_response *resp, int attempt,
                               struct delivery_result *r)
 {
@@ -369,10 +420,10 @@ static void delivery_classify(struct delivery_worker *w, const struct store_job 
     else
         snprintf(r->error, sizeof r->error, "HTTP %d", resp->status);
     if (cls == BACKOFF_PAUSE) {
-        char reason[200];
+        char reason[256];
         snprintf(reason, sizeof reason, "DIDWW answered 401 to %s %s: the API key was refused",
-                 job->method, job->path);
-        delivery_pause(d, reason);
+                 method, path);
+        delivery_pause(d, reason, errors);
         r->state = "pending"; /* not the job's fault: it waits for the resume */
         r->attempts = attempt - 1;
         r->next_at = delivery_wall();
@@ -455,7 +506,7 @@ static int delivery_resolve(struct delivery_worker *w, const struct store_job *j
     if (rec)
         json_object_set_new(rec, "http", delivery_http("GET", path, &resp, attempt));
     delivery_add(r, rec);
-    delivery_classify(w, job, &resp, attempt, r);
+    delivery_classify(w, job, "GET", path, &resp, attempt, r);
     didww_response_free(&resp);
     return r->state && strcmp(r->state, "dead") == 0 ? 0 : -1;
 }
@@ -541,7 +592,7 @@ static void delivery_process(struct delivery_worker *w, struct store_job *job)
             if (rec)
                 json_object_set_new(rec, "http", delivery_http("GET", get, &resp, attempt));
             delivery_add(&r, rec);
-            delivery_classify(w, job, &resp, attempt, &r);
+            delivery_classify(w, job, "GET", get, &resp, attempt, &r);
             didww_response_free(&resp);
             goto record;
         }
@@ -572,7 +623,7 @@ static void delivery_process(struct delivery_worker *w, struct store_job *job)
         json_decref(planned);
     }
     delivery_add(&r, rec);
-    delivery_classify(w, job, &resp, attempt, &r);
+    delivery_classify(w, job, job->method, path, &resp, attempt, &r);
     didww_response_free(&resp);
 
     goto record;

@@ -591,6 +591,40 @@ class TestPause(DeliveryTestCase):
         self.assertTrue(deadline_poll(lambda: srv.get("/readyz").status == 200, 5))
         self.assertEqual(metric(self.metrics(srv), "hookline_delivery_paused"), 0)
 
+    def test_401_on_a_read_names_that_request_and_keeps_didww_errors(self):
+        """A 401 to the no-op read (GET /v3/dids/ID?include=...) or to the number lookup
+        (GET /v3/dids?filter[number]=...) was reported as a 401 to the job's PATCH, and
+        DIDWW's JSON:API errors were dropped: the pause must name the request that got the
+        401 (audit, /readyz, log) and delivery.paused must carry DIDWW's errors."""
+        cases = (("by id", route(did=DID_A, trunk=TRUNK_OFFICE),
+                  "GET /v3/dids/%s?include=voice_in_trunk,voice_in_trunk_group" % DID_A),
+                 ("by number", route(number=DID_A_NUMBER, trunk=TRUNK_OFFICE),
+                  "GET /v3/dids?filter[number]=%s" % DID_A_NUMBER))
+        for name, action, request in cases:
+            with self.subTest(name):
+                sim = self.sim()
+                srv = self.hookline(sim, api_key=WRONG_KEY)
+                self.post(srv, "g-1", action)
+                paused = self.wait_audit_kind(srv, "delivery.paused")
+                log = sim.requests()
+                self.assertEqual([(e["method"], e["status"]) for e in log], [("GET", 401)])
+                detail = paused[0]["detail"]
+                self.assertIn("401 to " + request + ":", detail["reason"])
+                self.assertNotIn("PATCH", detail["reason"])
+                self.assertEqual(detail["errors"], [{"status": "401", "code": "401",
+                                                     "title": "Unauthorized",
+                                                     "detail": "The Api-Key is not valid."}])
+                r = srv.get("/readyz")
+                self.assertEqual(r.status, 503, r)
+                self.assertIn(request, r.json()["detail"])
+                logged = [x for x in srv.log_records() if x.get("msg") == "delivery paused"]
+                self.assertEqual(len(logged), 1, srv.log_text())
+                self.assertIn(request, logged[0]["reason"])
+                self.assertIn("The Api-Key is not valid.", logged[0].get("errors", ""))
+                for text in (json.dumps(paused), r.body.decode(), srv.log_text()):
+                    self.assertNotIn(WRONG_KEY, text)
+                srv.stop()
+
     def test_jobs_resume_and_admin_resume(self):
         """hookline's key is refused until the simulator is restarted with it; then
         `hookline jobs resume` (another process) and POST /v1/delivery/resume lift the pause."""
