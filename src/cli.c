@@ -190,7 +190,12 @@ static void cli_audit_usage(FILE *f)
                "       hookline audit verify -c FILE\n"
                "filters: --since T --until T (15m, 2h, 7d or RFC 3339), --source S, --event ID,\n"
                "         --did UUID, --number DIGITS, --kind K (admin.* for a prefix), --job ID,\n"
-               "         --limit N (the newest N matches, printed oldest first)\n");
+               "         --limit N (the newest N matches, printed oldest first)\n"
+               "formats: table (default; a header, then one row per record with full ids: paste\n"
+               "         any of them back into --event, --did, --number or --job; a long value\n"
+               "         widens its row), json (JSON Lines: one complete record, a JSON object,\n"
+               "         per line), csv (RFC 4180 with a header row)\n"
+               "verify checks the hash chain and exits 1 naming the first broken record.\n");
 }
 
 static int cli_parse_time(const char *s, double *out)
@@ -244,6 +249,9 @@ static void cli_outcome(json_t *r, char *out, size_t len)
         snprintf(out, len, "%s", json_string_value(json_object_get(d, "action")) ?: "");
 }
 
+/* The audit table: minimum widths (a longer value widens its row, never cut). */
+#define CLI_AUDIT_ROW "%-24s %-19s %-10s %-6s %-13s %-36s %-20s %s\n"
+
 static int cli_print_record(const char *text, int64_t seq, void *vctx)
 {
     struct cli_audit_ctx *ctx = vctx;
@@ -261,13 +269,19 @@ static int cli_print_record(const char *text, int64_t seq, void *vctx)
     const char *event = json_string_value(json_object_get(r, "event_id"));
     const char *did = json_string_value(json_object_get(r, "did"));
     const char *number = json_string_value(json_object_get(r, "number"));
-    char outcome[200];
+    char outcome[1024];
     cli_outcome(r, outcome, sizeof outcome);
     if (ctx->format == CLI_TABLE) {
-        /* time 19 + kind 20 + source 10 + event 16 + did/number 14 + outcome: 100 columns */
-        printf("%-19.19s %-19.19s %-10.10s %-16.16s %-14.14s %.17s\n", time_s ? time_s : "",
-               kind ? kind : "", source ? source : "-", event ? event : "-",
-               number ? number : (did ? did : "-"), outcome);
+        /* Nothing is cut: an id pasted from here must find its records. A value
+         * longer than its column's width widens that row; the event id goes last
+         * because sender ids (a body's SHA-256: 64 hex) are the longest. */
+        char job[24] = "-";
+        json_t *jid = json_object_get(r, "job_id");
+        if (json_is_integer(jid))
+            snprintf(job, sizeof job, "%lld", (long long)json_integer_value(jid));
+        printf(CLI_AUDIT_ROW, time_s ? time_s : "", kind ? kind : "", source ? source : "-", job,
+               number ? number : "-", did ? did : "-", outcome[0] ? outcome : "-",
+               event ? event : "-");
     } else {
         char seqs[32];
         snprintf(seqs, sizeof seqs, "%lld", (long long)seq);
@@ -475,8 +489,7 @@ int cli_audit(int argc, char **argv)
         goto out;
     }
     if (ctx.format == CLI_TABLE)
-        printf("%-19s %-19s %-10s %-16s %-14s %s\n", "TIME", "KIND", "SOURCE", "EVENT",
-               "DID/NUMBER", "OUTCOME");
+        printf(CLI_AUDIT_ROW, "TIME", "KIND", "SOURCE", "JOB", "NUMBER", "DID", "OUTCOME", "EVENT");
     else if (ctx.format == CLI_CSV)
         fputs("seq,time,kind,source,event_id,did,number,outcome\r\n", stdout);
     if (store_audit_scan(st, &f, cli_print_record, &ctx, err, sizeof err) < 0) {
@@ -696,6 +709,32 @@ struct cli_events_ctx {
     int64_t seen, failed;
 };
 
+/* events list: a row per event, under CLI_EVENTS_HEADER. */
+#define CLI_EVENTS_ROW "%-8lld %-24s %-12s %-12s %s\n"
+#define CLI_EVENTS_HEADER "%-8s %-24s %-12s %-12s %s\n"
+
+/* The statuses an event is stored with. */
+static const char *const cli_event_statuses[] = {"accepted", "rule_failed", NULL};
+
+/* The states a job can be in. */
+static const char *const cli_job_states[] = {"pending",    "running",   "done", "dead",
+                                             "superseded", "cancelled", NULL};
+
+/* True when value is one of names (a NULL-terminated list). Otherwise prints
+ * "hookline WHO: unknown WHAT 'value' (one of: ...)" to stderr and returns false. */
+static bool cli_one_of(const char *who, const char *what, const char *value,
+                       const char *const *names)
+{
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(value, names[i]) == 0)
+            return true;
+    fprintf(stderr, "hookline %s: unknown %s '%s' (one of:", who, what, value);
+    for (size_t i = 0; names[i]; i++)
+        fprintf(stderr, " %s", names[i]);
+    fprintf(stderr, ")\n");
+    return false;
+}
+
 static int cli_event_row(const struct store_event_row *row, void *vctx)
 {
     struct cli_events_ctx *ctx = vctx;
@@ -703,8 +742,7 @@ static int cli_event_row(const struct store_event_row *row, void *vctx)
     audit_format_time(row->received_at, when);
     ctx->seen++;
     if (!ctx->reprocess) {
-        printf("%-8lld %-24s %-12s %-12s %s\n", (long long)row->row, when, row->source, row->status,
-               row->event_id);
+        printf(CLI_EVENTS_ROW, (long long)row->row, when, row->source, row->status, row->event_id);
         return 0;
     }
     char outcome[32] = "", err[300] = "";
@@ -725,6 +763,7 @@ static void cli_events_usage(FILE *f)
         f,
         "usage: hookline events -c FILE list [--status S] [--source S] [--event ID] [--limit N]\n"
         "       hookline events -c FILE reprocess [--source S] [--event ID] [--limit N]\n"
+        "statuses: accepted rule_failed.\n"
         "reprocess runs the current rule again on stored events whose rule failed\n"
         "(status rule_failed) and stores their jobs; exits 1 when any still fails.\n");
 }
@@ -754,6 +793,8 @@ int cli_events(int argc, char **argv)
             path = optarg;
             break;
         case 'S':
+            if (!cli_one_of("events", "--status", optarg, cli_event_statuses))
+                return 2;
             f.status = optarg;
             break;
         case 's':
@@ -806,6 +847,8 @@ int cli_events(int argc, char **argv)
             goto out;
         ingest_use_rules(ctx.ing, rules);
     }
+    if (!ctx.reprocess)
+        printf(CLI_EVENTS_HEADER, "ROW", "RECEIVED", "SOURCE", "STATUS", "EVENT");
     if (store_events_scan(st, &f, cli_event_row, &ctx, err, sizeof err) < 0) {
         fprintf(stderr, "hookline events: %s\n", err);
         goto out;
@@ -824,14 +867,18 @@ out:
 
 /* ---------- jobs list | retry | cancel | resume ---------- */
 
+/* jobs list: a row per job (then "  [last: STATUS ERROR]" when it has been
+ * tried), under CLI_JOBS_HEADER. */
+#define CLI_JOBS_ROW "%-7lld %-10s %-8d %-24s %-18s %-6s %s"
+#define CLI_JOBS_HEADER "%-7s %-10s %-8s %-24s %-18s %-6s %s\n"
+
 static int cli_job_row(const struct store_job *j, const char *state, int last_status,
                        const char *last_error, void *ctx)
 {
     char when[32];
     (void)ctx;
     audit_format_time(j->created_at, when);
-    printf("%-7lld %-10s %-3d %-24s %-18s %-6s %s", (long long)j->id, state, j->attempts, when,
-           j->action, j->method, j->path);
+    printf(CLI_JOBS_ROW, (long long)j->id, state, j->attempts, when, j->action, j->method, j->path);
     if (last_status || last_error)
         printf("  [last: %d %s]", last_status, last_error ? last_error : "");
     putchar('\n');
@@ -916,6 +963,8 @@ int cli_jobs(int argc, char **argv)
             path = optarg;
             break;
         case 's':
+            if (!cli_one_of("jobs", "--state", optarg, cli_job_states))
+                return 2;
             state = optarg;
             break;
         case 'l':
@@ -969,6 +1018,7 @@ int cli_jobs(int argc, char **argv)
     if (cli_open_store(cfg, list, "hookline jobs", &st) < 0)
         goto out;
     if (list) {
+        printf(CLI_JOBS_HEADER, "ID", "STATE", "ATTEMPTS", "CREATED", "ACTION", "METHOD", "PATH");
         if (store_jobs_scan(st, state, limit, cli_job_row, NULL, err, sizeof err) < 0) {
             fprintf(stderr, "hookline jobs: %s\n", err);
             goto out;

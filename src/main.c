@@ -1,8 +1,9 @@
 /*
- * main: the `hookline` command line. Dispatches to serve, check, audit and
- * version, and owns the service's lifetime: load config, open the store, start
- * the HTTP listener, then wait on signals in the main thread (SIGTERM/SIGINT:
- * graceful stop; SIGHUP: rule reload). All other threads block these signals.
+ * main: the `hookline` command line. Dispatches to serve, check, rule-test,
+ * audit, jobs, events and version, and owns the service's lifetime: load config,
+ * open the store, start the HTTP listener, then wait on signals in the main
+ * thread (SIGTERM/SIGINT: graceful stop; SIGHUP: rule reload). All other threads
+ * block these signals.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -39,9 +40,13 @@ static void main_usage(FILE *f)
         "  rule-test -c FILE --source NAME [--header 'K: V']... EVENT.json\n"
         "                         run the rule on one event offline; print the planned requests\n"
         "  audit -c FILE [...]    query the audit trail (see hookline audit --help)\n"
-        "  events -c FILE list|reprocess   list stored events; rerun the rule on rule_failed ones\n"
         "  audit verify -c FILE   check the audit hash chain\n"
+        "  jobs -c FILE list|retry|cancel|resume\n"
+        "                         inspect and steer the delivery queue (see hookline jobs --help)\n"
+        "  events -c FILE list|reprocess\n"
+        "                         list stored events; rerun the rule on rule_failed ones\n"
         "  version                print the version\n\n"
+        "hookline COMMAND --help describes one command.\n\n"
         "exit codes: 0 success, 1 the command failed, 2 usage error\n",
         HOOKLINE_VERSION);
 }

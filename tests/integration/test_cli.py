@@ -441,5 +441,117 @@ class ServeConfigTest(CliTestCase):
         self.assertEqual(srv.wait_exit(15), 0)
 
 
+# ---- command line answers, audit table ids, run.sh's secrets (issue 11, items 12, 14, 15) ----
+# Unknown --state / --status values are usage errors naming the valid ones; --help lists
+# every command; `jobs list` and `events list` print a header row; the audit table prints
+# ids whole (pasted back into a filter they find their records) with a job column.
+
+ISSUE11_RULE = """
+function on_event(ev)
+  didww.update_did{did = ev.body.did, description = "from " .. ev.id}
+end
+"""
+ISSUE11_DID = "5f0c2a8e-9d4b-4c1e-8a7f-3b2d6e9c1a04"
+ISSUE11_EVENT = "evt-2026-11-24T09:14:03Z-account.team_assigned-acc_1042-0001"  # > 16
+
+
+class Issue11CliTest(CliTestCase):
+    def served(self):
+        """A stopped server's config with one event (long id) and its pending job."""
+        cfg = {"rules": {"script": "main.lua"},
+               "sources": {"crm": {"verify": {"scheme": "none", "insecure": True},
+                                   "event_id": "header:x-event-id"}}}
+        srv = HooklineServer(cfg, tmpdir=self.tmp)
+        self.addCleanup(srv.cleanup)
+        with open(os.path.join(self.tmp, "main.lua"), "w") as f:
+            f.write(ISSUE11_RULE)
+        srv.start()
+        r = srv.post("crm", json.dumps({"did": ISSUE11_DID}).encode(),
+                     {"Content-Type": "application/json", "X-Event-Id": ISSUE11_EVENT})
+        self.assertEqual((r.status, r.json()["jobs"]), (202, 1), r)
+        self.assertEqual(srv.stop(), 0)
+        return srv.config_path
+
+    def test_unknown_state_or_status_is_a_usage_error_naming_the_valid_ones(self):
+        path = self.write(GOOD)
+        for args, bad, valid in (
+                (["jobs", "-c", path, "list", "--state", "bogus"], "bogus",
+                 ["pending", "running", "done", "dead", "superseded", "cancelled"]),
+                (["events", "-c", path, "list", "--status", "nope"], "nope",
+                 ["accepted", "rule_failed"])):
+            with self.subTest(args=args):
+                r = run_cli(args, env=GOOD_ENV)
+                self.assertEqual(r.returncode, 2, r)
+                self.assertEqual(r.stdout, "")
+                self.assertIn("'%s'" % bad, r.stderr)
+                for v in valid:
+                    self.assertRegex(r.stderr, r"\b%s\b" % v)
+
+    def test_help_lists_every_command(self):
+        r = run_cli(["--help"])
+        self.assertEqual(r.returncode, 0, r)
+        for cmd in ("serve", "check", "rule-test", "audit", "audit verify", "jobs", "events",
+                    "version"):
+            self.assertRegex(r.stdout, r"(?m)^  %s\b" % re.escape(cmd), cmd)
+        for cmd in ("jobs", "events", "rule-test"):
+            with self.subTest(cmd=cmd):
+                r = run_cli([cmd, "--help"])
+                self.assertEqual(r.returncode, 0, r)
+                self.assertIn(cmd, r.stdout)
+
+    def test_jobs_and_events_list_print_a_header(self):
+        path = self.served()
+        r = run_cli(["jobs", "-c", path, "list"])
+        self.assertEqual(r.returncode, 0, r)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0].split(), ["ID", "STATE", "ATTEMPTS", "CREATED", "ACTION",
+                                            "METHOD", "PATH"])
+        self.assertEqual(len(lines), 2, r.stdout)
+        self.assertRegex(lines[1], r"^1\s+pending\s+0\s+\S+\s+update_did\s+PATCH\s+/v3/dids/"
+                         + ISSUE11_DID)
+        r = run_cli(["jobs", "-c", path, "list", "--state", "dead"])
+        self.assertEqual(r.stdout.splitlines(), lines[:1])  # the header alone
+        r = run_cli(["events", "-c", path, "list"])
+        self.assertEqual(r.returncode, 0, r)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0].split(), ["ROW", "RECEIVED", "SOURCE", "STATUS", "EVENT"])
+        self.assertEqual(len(lines), 2, r.stdout)
+        self.assertEqual(lines[1].split()[2:], ["crm", "accepted", ISSUE11_EVENT])
+
+    def test_audit_table_ids_are_whole_and_paste_back(self):
+        path = self.served()
+        r = run_cli(["audit", "-c", path])  # the table is the default
+        self.assertEqual(r.returncode, 0, r)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0].split(), ["TIME", "KIND", "SOURCE", "JOB", "NUMBER", "DID",
+                                            "OUTCOME", "EVENT"])
+        rows = {ln.split()[1]: ln for ln in lines[1:]}
+        self.assertEqual(set(rows), {"event.received", "rule.decided", "job.queued"}, r.stdout)
+        for kind, row in rows.items():
+            self.assertTrue(row.endswith(" " + ISSUE11_EVENT), row)  # not cut
+        queued = rows["job.queued"].split()
+        self.assertEqual(queued[3], "1")                 # the job column
+        self.assertIn(ISSUE11_DID, queued)               # the whole DID
+        # Pasted back, the ids shown find their records.
+        pasted_event = rows["event.received"].split()[-1]
+        pasted_did = next(tok for tok in queued if len(tok) == 36)
+        for flag, value, kinds in (("--event", pasted_event,
+                                    ["event.received", "rule.decided", "job.queued"]),
+                                   ("--did", pasted_did, ["job.queued"]),
+                                   ("--job", queued[3], ["job.queued"])):
+            with self.subTest(flag=flag):
+                r = run_cli(["audit", "-c", path, "--format", "json", flag, value])
+                self.assertEqual(r.returncode, 0, r)
+                found = [json.loads(ln)["kind"] for ln in r.stdout.splitlines()]
+                for k in kinds:
+                    self.assertIn(k, found)
+
+    def test_audit_help_says_json_is_json_lines(self):
+        r = run_cli(["audit", "--help"])
+        self.assertEqual(r.returncode, 0, r)
+        self.assertIn("JSON Lines", r.stdout)
+        self.assertIn("per line", r.stdout)
+
+
 if __name__ == "__main__":
     unittest.main()

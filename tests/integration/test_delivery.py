@@ -374,13 +374,14 @@ class TestJobsCli(DeliveryTestCase):
         r = srv.cli("jobs", "-c", srv.config_path, "list", "--state", "dead")
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
-        self.assertEqual(len(lines), 1, r.stdout)
-        self.assertRegex(lines[0], r"^%d\s+dead\s" % job_id)
-        self.assertIn("/v3/dids/%s" % DID_A, lines[0])
-        self.assertIn("422", lines[0])
+        self.assertEqual(lines[0].split()[:3], ["ID", "STATE", "ATTEMPTS"])  # the header row
+        self.assertEqual(len(lines), 2, r.stdout)
+        self.assertRegex(lines[1], r"^%d\s+dead\s" % job_id)
+        self.assertIn("/v3/dids/%s" % DID_A, lines[1])
+        self.assertIn("422", lines[1])
         r = srv.cli("jobs", "-c", srv.config_path, "list", "--state", "done")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.strip(), "")
+        self.assertEqual(r.stdout.splitlines(), lines[:1])  # the header, no job
 
         # The operator creates the trunk at DIDWW, then retries the dead job.
         state = load_example_state()
