@@ -29,10 +29,16 @@ if [ ! -f "$secrets" ]; then
     } >"$secrets"
     echo "hookline: generated development secrets in $secrets" >&2
 fi
-# Variables already set in the environment win over the generated ones.
-while IFS='=' read -r name value; do
-    [ -n "$name" ] && [ -z "${!name:-}" ] && export "$name=$value"
+# Variables already set in the environment win over the generated ones. A line is
+# NAME=VALUE, the value everything after the first '=' as is (hookline's CLI and
+# scripts/env.sh read the file the same way).
+while IFS= read -r line || [ -n "$line" ]; do
+    name=${line%%=*}
+    case $name in '' | [0-9]* | *[!A-Za-z0-9_]*) continue ;; esac
+    [ "$name" != "$line" ] && [ -z "${!name:-}" ] && export "$name=${line#*=}"
 done <"$secrets"
+echo "hookline: in another shell, '. scripts/env.sh' loads these secrets (for curl);" \
+    "hookline's commands read $secrets themselves" >&2
 
 sim_pid=""
 cleanup() { [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true; }

@@ -8,6 +8,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "audit.h"
 #include "config.h"
 #include "delivery.h"
@@ -25,8 +29,183 @@
 #include "rules.h"
 #include "store.h"
 
+/* ---------- development secrets (scripts/run.sh's var/dev-secrets.env) ---------- */
+
+#define CLI_DEV_SECRETS_MAX_BYTES (64u << 10)
+#define CLI_DEV_SECRETS_MAX_NAMES 64
+
+/* Adds NAME of every "env:NAME" string under v to names (up to max); depth bounded. */
+static void cli_env_refs(const json_t *v, int depth, char names[][128], size_t *n, size_t max)
+{
+    if (depth > 32)
+        return;
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        if (strncmp(s, "env:", 4) == 0 && s[4] && strlen(s + 4) < 128 && *n < max)
+            snprintf(names[(*n)++], 128, "%s", s + 4);
+        return;
+    }
+    size_t i;
+    const char *k;
+    json_t *e;
+    if (json_is_array(v))
+        json_array_foreach(v, i, e) cli_env_refs(e, depth + 1, names, n, max);
+    else if (json_is_object(v))
+        json_object_foreach((json_t *)v, k, e) cli_env_refs(e, depth + 1, names, n, max);
+}
+
+static bool cli_env_name_ok(const char *s, size_t len)
+{
+    if (len == 0 || isdigit((unsigned char)s[0]))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_')
+            return false;
+    return true;
+}
+
+int cli_dev_secrets_load(const char *config_path, struct cli_dev_secrets *out)
+{
+    memset(out, 0, sizeof *out);
+    char dir[PATH_MAX], *real = NULL, *buf = NULL;
+    char names[CLI_DEV_SECRETS_MAX_NAMES][128];
+    size_t nnames = 0, len = 0;
+    json_t *doc = NULL;
+    int fd = -1, rc = 0;
+
+    /* run.sh serves $repo/conf/hookline.json and writes $repo/var/dev-secrets.env:
+     * the file sits in var/ beside the config file's directory. */
+    snprintf(dir, sizeof dir, "%s", config_path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    real = realpath(dir, NULL);
+    if (!real)
+        return 0; /* the config load reports the missing file */
+    char *up = strrchr(real, '/');
+    if (up && up != real)
+        *up = '\0';
+    else if (up)
+        up[1] = '\0';
+    snprintf(out->path, sizeof out->path, "%s%svar/dev-secrets.env", real,
+             real[strlen(real) - 1] == '/' ? "" : "/");
+    free(real);
+
+    fd = open(out->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return 0;
+        snprintf(out->warning, sizeof out->warning, "%s ignored: %s", out->path,
+                 errno == ELOOP ? "it is a symbolic link" : strerror(errno));
+        return -1;
+    }
+    /* Only a file this user owns and nobody else may read: anyone able to write it
+     * could otherwise choose the secrets the service verifies webhooks with. */
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(out->warning, sizeof out->warning, "%s ignored: not a regular file", out->path);
+        rc = -1;
+        goto out;
+    }
+    if (st.st_uid != geteuid()) {
+        snprintf(out->warning, sizeof out->warning,
+                 "%s ignored: owned by uid %lu, not by this user (uid %lu)", out->path,
+                 (unsigned long)st.st_uid, (unsigned long)geteuid());
+        rc = -1;
+        goto out;
+    }
+    if (st.st_mode & 077) {
+        snprintf(out->warning, sizeof out->warning,
+                 "%s ignored: group or others may read or write it (mode %04o): chmod 600 it",
+                 out->path, (unsigned)(st.st_mode & 07777));
+        rc = -1;
+        goto out;
+    }
+    if (st.st_size > (off_t)CLI_DEV_SECRETS_MAX_BYTES) {
+        snprintf(out->warning, sizeof out->warning, "%s ignored: larger than %u bytes", out->path,
+                 CLI_DEV_SECRETS_MAX_BYTES);
+        rc = -1;
+        goto out;
+    }
+
+    /* Only names the config asks for as "env:NAME": the file never sets anything
+     * else (a proxy, HOOKLINE_DIDWW_BASE_URL) in this process. */
+    doc = json_load_file(config_path, 0, NULL);
+    cli_env_refs(doc, 0, names, &nnames, CLI_DEV_SECRETS_MAX_NAMES);
+    if (nnames == 0)
+        goto out;
+    buf = malloc(CLI_DEV_SECRETS_MAX_BYTES + 1);
+    if (!buf)
+        goto out;
+    for (;;) {
+        ssize_t r = read(fd, buf + len, CLI_DEV_SECRETS_MAX_BYTES - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        if (len == CLI_DEV_SECRETS_MAX_BYTES)
+            break;
+    }
+    buf[len] = '\0';
+    /* Lines NAME=VALUE, as run.sh writes and reads them: the value is the rest of
+     * the line after the first '=', taken as is (no quotes, no expansion). */
+    for (char *line = buf; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        size_t ll = strlen(line);
+        if (ll > 0 && line[ll - 1] == '\r')
+            line[--ll] = '\0';
+        char *eq = strchr(line, '=');
+        if (eq && cli_env_name_ok(line, (size_t)(eq - line)) && eq[1]) {
+            *eq = '\0';
+            const char *have = getenv(line);
+            for (size_t i = 0; i < nnames; i++) {
+                if (strcmp(names[i], line) != 0 || (have && *have))
+                    continue;
+                if (setenv(line, eq + 1, 1) == 0) {
+                    size_t used = strlen(out->names);
+                    snprintf(out->names + used, sizeof out->names - used, "%s%s", used ? ", " : "",
+                             line);
+                    out->count++;
+                }
+                break;
+            }
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    rc = out->count;
+out:
+    if (buf) {
+        OPENSSL_cleanse(buf, CLI_DEV_SECRETS_MAX_BYTES + 1);
+        free(buf);
+    }
+    json_decref(doc);
+    close(fd);
+    return rc;
+}
+
+/* Before a config load that resolves secrets: takes the missing ones from
+ * run.sh's file and says so on stderr (names only, never values). */
+static void cli_use_dev_secrets(const char *config_path)
+{
+    struct cli_dev_secrets ds;
+    int n = cli_dev_secrets_load(config_path, &ds);
+    if (n > 0)
+        fprintf(stderr, "note: %s taken from %s (not set in the environment)\n", ds.names, ds.path);
+    else if (n < 0)
+        fprintf(stderr, "warning: %s\n", ds.warning);
+}
+
 static struct config *cli_load_config_flags(const char *path, unsigned flags, int *warnings)
 {
+    if (!(flags & CONFIG_LOAD_NO_SECRETS))
+        cli_use_dev_secrets(path);
     struct config_diags diags = {0};
     struct config *cfg = config_load_opts(path, flags, &diags);
     if (!warnings) { /* callers that do not report warnings print errors only */

@@ -28,6 +28,25 @@ int cli_rules_create(const struct config *cfg, struct rules **out, char *err, si
  * config (caller frees with config_free) or NULL when it has errors. */
 struct config *cli_load_config(const char *path, int *warnings);
 
+/* What cli_dev_secrets_load did. */
+struct cli_dev_secrets {
+    char path[4200];    /* the file looked at */
+    char names[1024];   /* the variables taken from it, ", "-separated; never values */
+    int count;          /* how many */
+    char warning[4400]; /* why the file was ignored (return -1) */
+};
+
+/* Development secrets: scripts/run.sh generates the secrets conf/hookline.json
+ * names into var/dev-secrets.env beside the config's directory (for
+ * $repo/conf/hookline.json: $repo/var/dev-secrets.env), which a new shell does not
+ * have. For every "env:NAME" in the config at config_path whose NAME is unset or
+ * empty, takes NAME from that file (setenv), but only when the file is a regular
+ * file (not a symlink) owned by this user with no group/other permission bits.
+ * Call before threads start. Returns the number of variables set (names in
+ * out->names, the file in out->path), 0 when there is no such file or nothing to
+ * take, or -1 when the file exists but was ignored (out->warning says why). */
+int cli_dev_secrets_load(const char *config_path, struct cli_dev_secrets *out);
+
 /* Creates the directory that will hold the SQLite file of url, if missing. */
 int cli_prepare_store_dir(const char *sqlite_path);
 

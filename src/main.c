@@ -215,6 +215,16 @@ static int main_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* Secrets run.sh generated for this config, when the shell lacks them. */
+    struct cli_dev_secrets ds;
+    int nds = cli_dev_secrets_load(path, &ds);
+    if (nds > 0)
+        log_write(LOG_INFO, "secrets taken from the development secrets file",
+                  (const char *[]){"names", ds.names, "file", ds.path, NULL});
+    else if (nds < 0)
+        log_write(LOG_WARN, "development secrets file not used",
+                  (const char *[]){"reason", ds.warning, NULL});
+
     /* Config problems go out as JSON log lines like everything serve says. */
     struct config_diags diags = {0};
     cfg = config_load(path, &diags);

@@ -553,5 +553,128 @@ class Issue11CliTest(CliTestCase):
         self.assertIn("per line", r.stdout)
 
 
+# ---- run.sh's secrets in a new terminal (issue 11, item 14) ----
+# The CLI takes secrets the config names as env:NAME but the shell lacks from the
+# var/dev-secrets.env run.sh writes (var/ beside the config's directory: REPO/conf/ ->
+# REPO/var/), only from a private file of this user, naming what it took, never a value;
+# scripts/env.sh loads the file into a shell.
+DEV_TOKEN = "devToken-Hj42-do-not-print"
+DEV_OTHER = "devOther-Pq09-do-not-print"
+DEV_CONFIG = {"sources": {"x": {"verify": {"scheme": "token", "header": "Authorization",
+                                           "prefix": "Bearer ", "secret": "env:HL_DEV_TOKEN"}},
+                          "y": {"verify": {"scheme": "token", "header": "Authorization",
+                                           "prefix": "Bearer ", "secret": "env:HL_DEV_OTHER"}}},
+              "log": {"level": "info"}}
+
+
+class DevSecretsTest(CliTestCase):
+    def layout(self, secrets_text, mode=0o600, config=DEV_CONFIG):
+        conf = os.path.join(self.tmp, "conf")
+        var = os.path.join(self.tmp, "var")
+        os.makedirs(conf, exist_ok=True)
+        os.makedirs(var, exist_ok=True)
+        self.dev_file = os.path.join(var, "dev-secrets.env")
+        with open(self.dev_file, "w") as f:
+            f.write(secrets_text)
+        os.chmod(self.dev_file, mode)
+        cfg = json.loads(json.dumps(config))
+        cfg["store"] = {"url": "sqlite:../var/hookline.db"}
+        return write_config(conf, cfg)
+
+    def assertQuiet(self, r):
+        self.assertNoSecrets(r, ALL_SECRETS + [DEV_TOKEN, DEV_OTHER])
+
+    def test_check_takes_missing_secrets_from_the_file_and_names_them(self):
+        path = self.layout("HL_DEV_TOKEN=%s\nHL_DEV_OTHER=%s\n" % (DEV_TOKEN, DEV_OTHER))
+        r = run_cli(["check", "-c", path], cwd="/")
+        self.assertQuiet(r)
+        self.assertEqual(r.returncode, 0, r)
+        notes = self.error_lines(r)
+        self.assertEqual(len(notes), 1, r.stderr)
+        self.assertIn("HL_DEV_TOKEN, HL_DEV_OTHER", notes[0])
+        self.assertIn(self.dev_file, notes[0])
+        # the same config from a relative path (as in `hookline check -c conf/hookline.json`)
+        r = run_cli(["check", "-c", os.path.join("conf", "hookline.json")], cwd=self.tmp)
+        self.assertEqual(r.returncode, 0, r)
+        # without the file both are missing, as before
+        os.remove(self.dev_file)
+        r = run_cli(["check", "-c", path])
+        self.assertQuiet(r)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn("HL_DEV_TOKEN", r.stderr)
+        self.assertIn("HL_DEV_OTHER", r.stderr)
+
+    def test_only_names_the_config_asks_for_and_only_when_unset(self):
+        path = self.layout("# run.sh\n\nHOOKLINE_DIDWW_BASE_URL=http://127.0.0.1:9/v3\n"
+                           "HL_DEV_TOKEN=%s\nHL_DEV_OTHER=%s\n" % (DEV_TOKEN, DEV_OTHER))
+        r = run_cli(["check", "-c", path], env={"HL_DEV_OTHER": "from-the-shell"})
+        self.assertQuiet(r)
+        self.assertEqual(r.returncode, 0, r)
+        self.assertIn("HL_DEV_TOKEN taken from", r.stderr)
+        self.assertNotIn("HL_DEV_OTHER", r.stderr)        # the shell's value wins
+        self.assertNotIn("HOOKLINE_DIDWW_BASE_URL", r.stderr)  # not a secret the config names
+
+    def test_a_file_others_may_read_or_a_link_is_ignored(self):
+        for mode in (0o640, 0o604, 0o660):
+            with self.subTest(mode=oct(mode)):
+                path = self.layout("HL_DEV_TOKEN=%s\nHL_DEV_OTHER=%s\n" % (DEV_TOKEN, DEV_OTHER),
+                                   mode=mode)
+                r = run_cli(["check", "-c", path])
+                self.assertQuiet(r)
+                self.assertEqual(r.returncode, 1, r)
+                self.assertIn("%s ignored" % self.dev_file, r.stderr)
+                self.assertIn("mode %04o" % mode, r.stderr)
+                self.assertIn("environment variable HL_DEV_TOKEN is not set", r.stderr)
+        path = self.layout("")
+        real = os.path.join(self.tmp, "elsewhere.env")
+        with open(real, "w") as f:
+            f.write("HL_DEV_TOKEN=%s\nHL_DEV_OTHER=%s\n" % (DEV_TOKEN, DEV_OTHER))
+        os.chmod(real, 0o600)
+        os.remove(self.dev_file)
+        os.symlink(real, self.dev_file)
+        r = run_cli(["check", "-c", path])
+        self.assertQuiet(r)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn("symbolic link", r.stderr)
+
+    def test_serve_verifies_with_the_file_secret_and_logs_names_only(self):
+        path = self.layout("HL_DEV_TOKEN=%s\nHL_DEV_OTHER=wrong-%s\n" % (DEV_TOKEN, DEV_OTHER))
+        cfg = json.loads(json.dumps(DEV_CONFIG))
+        srv = HooklineServer(cfg, env={"HL_DEV_OTHER": DEV_OTHER},
+                             tmpdir=os.path.dirname(path))
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        h = {"Content-Type": "application/json"}
+        self.assertEqual(srv.post("x", b'{"a": 1}', dict(h, Authorization="Bearer " + DEV_TOKEN))
+                         .status, 202)
+        self.assertEqual(srv.post("y", b'{"a": 2}', dict(h, Authorization="Bearer " + DEV_OTHER))
+                         .status, 202)
+        self.assertEqual(srv.post("y", b'{"a": 3}',
+                                  dict(h, Authorization="Bearer wrong-" + DEV_OTHER)).status, 401)
+        self.assertEqual(srv.stop(), 0)
+        taken = [rec for rec in srv.log_records()
+                 if rec.get("msg") == "secrets taken from the development secrets file"]
+        self.assertEqual(len(taken), 1, srv.log_text())
+        self.assertEqual((taken[0]["level"], taken[0]["names"], taken[0]["file"]),
+                         ("info", "HL_DEV_TOKEN", self.dev_file))
+        self.assertNotIn(DEV_TOKEN, srv.log_text())
+        self.assertNotIn(DEV_OTHER, srv.log_text())
+
+    def test_env_sh_loads_the_file_into_a_shell(self):
+        src = os.environ.get("HOOKLINE_SOURCE_DIR") or os.path.abspath(
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+        os.makedirs(os.path.join(self.tmp, "scripts"))
+        shutil.copy(os.path.join(src, "scripts", "env.sh"), os.path.join(self.tmp, "scripts"))
+        self.layout("HL_DEV_TOKEN=%s\nHL_DEV_OTHER=a=b c$(echo x)\n" % DEV_TOKEN)
+        r = subprocess.run(["bash", "-c", '. scripts/env.sh && printf "%s|%s|%s" '
+                            '"$HL_DEV_TOKEN" "$HL_DEV_OTHER" "$HOME"'],
+                           cwd=self.tmp, env=base_env({"HOME": "/kept"}), capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r)
+        self.assertEqual(r.stdout, "%s|a=b c$(echo x)|/kept" % DEV_TOKEN)
+        self.assertIn("HL_DEV_TOKEN", r.stderr)
+        self.assertNotIn(DEV_TOKEN, r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
