@@ -424,8 +424,16 @@ static void cli_outcome(json_t *r, char *out, size_t len)
         snprintf(out, len, "%s", reason);
     else if (json_is_integer(json_object_get(d, "jobs")))
         snprintf(out, len, "jobs=%lld", (long long)json_integer_value(json_object_get(d, "jobs")));
+    else if (json_string_value(json_object_get(d, "action")))
+        snprintf(out, len, "%s", json_string_value(json_object_get(d, "action")));
+    else if (json_string_value(json_object_get(d, "rule_version"))) /* rules.reloaded */
+        snprintf(out, len, "rule_version %s (%s)",
+                 json_string_value(json_object_get(d, "rule_version")),
+                 json_string_value(json_object_get(d, "trigger")) ?: "");
+    else if (json_string_value(json_object_get(d, "by"))) /* admin.*, delivery.resumed */
+        snprintf(out, len, "by %s", json_string_value(json_object_get(d, "by")));
     else
-        snprintf(out, len, "%s", json_string_value(json_object_get(d, "action")) ?: "");
+        out[0] = '\0';
 }
 
 /* The audit table: minimum widths (a longer value widens its row, never cut). */

@@ -469,6 +469,8 @@ class Issue11CliTest(CliTestCase):
         r = srv.post("crm", json.dumps({"did": ISSUE11_DID}).encode(),
                      {"Content-Type": "application/json", "X-Event-Id": ISSUE11_EVENT})
         self.assertEqual((r.status, r.json()["jobs"]), (202, 1), r)
+        srv.signal(signal.SIGHUP)  # a rules.reloaded record
+        srv.wait_audit(lambda rs: any(x["kind"] == "rules.reloaded" for x in rs))
         self.assertEqual(srv.stop(), 0)
         return srv.config_path
 
@@ -526,9 +528,12 @@ class Issue11CliTest(CliTestCase):
         self.assertEqual(lines[0].split(), ["TIME", "KIND", "SOURCE", "JOB", "NUMBER", "DID",
                                             "OUTCOME", "EVENT"])
         rows = {ln.split()[1]: ln for ln in lines[1:]}
-        self.assertEqual(set(rows), {"event.received", "rule.decided", "job.queued"}, r.stdout)
-        for kind, row in rows.items():
-            self.assertTrue(row.endswith(" " + ISSUE11_EVENT), row)  # not cut
+        self.assertEqual(set(rows), {"event.received", "rule.decided", "job.queued",
+                                     "rules.reloaded"}, r.stdout)
+        for kind in ("event.received", "rule.decided", "job.queued"):
+            self.assertTrue(rows[kind].endswith(" " + ISSUE11_EVENT), rows[kind])  # not cut
+        # a reload's outcome is the version it loaded and what triggered it
+        self.assertRegex(rows["rules.reloaded"], r" rule_version [0-9a-f]{16} \(SIGHUP\) +-$")
         queued = rows["job.queued"].split()
         self.assertEqual(queued[3], "1")                 # the job column
         self.assertIn(ISSUE11_DID, queued)               # the whole DID
