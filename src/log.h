@@ -20,6 +20,17 @@ int log_parse_level(const char *name, enum log_level *out);
 /* True when a line at level would be written. */
 bool log_enabled(enum log_level level);
 
+/* Rate limit: each call site (identified by the address of its message or
+ * format string) writes at most 20 lines per 10 s; further lines are dropped
+ * and counted, and the site's next line after the window is preceded by
+ * {"msg":"log: repeated lines were suppressed","suppressed":"N","like":MSG}.
+ * Debug lines are not limited. A message must therefore be a string literal
+ * or a stable pointer, never a buffer reused for different texts. */
+
+/* Test seam: the monotonic clock the rate limit uses (NULL: the real one).
+ * Also forgets every site's budget. */
+void log_set_clock(double (*now)(void));
+
 /* Writes one line. fields is NULL or a borrowed NULL-terminated list of
  * alternating key/value strings, e.g. (const char *[]){"source", "zendesk", NULL}.
  * Values are JSON-escaped; a line is capped at 4 KiB (longer values are cut). */

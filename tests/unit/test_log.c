@@ -1,7 +1,8 @@
 /*
  * test_log: every log line is one valid JSON object whatever the message holds
  * (quotes, newlines, control bytes, values far over the line limit), and the
- * level filter works. stderr is captured through a pipe.
+ * level filter works, and repeated lines from one call site are rate-limited
+ * with a count of what was dropped. stderr is captured through a pipe.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -92,11 +93,70 @@ static void test_parse_level(void **state)
     log_set_level(LOG_INFO);
 }
 
+static double fake_now;
+
+static double fake_clock(void)
+{
+    return fake_now;
+}
+
+/* A flood from one site: 20 lines a window, the rest counted. Another site
+ * keeps its own budget. The next window's first line is preceded by the count. */
+static void write_flood(void)
+{
+    log_set_level(LOG_INFO);
+    log_set_clock(fake_clock);
+    fake_now = 1000.0;
+    for (int i = 0; i < 1000; i++)
+        log_msgf(LOG_WARN, "client %d went away", i);
+    for (int i = 0; i < 3; i++)
+        log_write(LOG_ERROR, "store: commit failed", (const char *[]){"n", "1", NULL});
+    fake_now += 10.5;
+    log_msgf(LOG_WARN, "client %d went away", 1000);
+    for (int i = 0; i < 50; i++)
+        log_msgf(LOG_DEBUG, "debug %d", i); /* filtered by level, never counted */
+    log_set_clock(NULL);
+}
+
+static void test_repeated_lines_are_rate_limited(void **state)
+{
+    char *out = capture(write_flood);
+    int client = 0, store = 0, notes = 0;
+    char last_msg[128] = "";
+    for (char *line = out, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        assert_non_null(nl);
+        *nl = '\0';
+        json_t *o = json_loads(line, 0, NULL);
+        assert_non_null(o);
+        const char *msg = json_string_value(json_object_get(o, "msg"));
+        if (strncmp(msg, "client ", 7) == 0)
+            client++;
+        else if (strcmp(msg, "store: commit failed") == 0)
+            store++;
+        else if (strcmp(msg, "log: repeated lines were suppressed") == 0) {
+            notes++;
+            assert_string_equal(json_string_value(json_object_get(o, "suppressed")), "980");
+            assert_string_equal(json_string_value(json_object_get(o, "like")),
+                                "client %d went away");
+        } else
+            fail_msg("unexpected line: %s", line);
+        snprintf(last_msg, sizeof last_msg, "%s", msg);
+        json_decref(o);
+    }
+    assert_int_equal(client, 21); /* 20 in the first window, 1 in the next */
+    assert_int_equal(store, 3);
+    assert_int_equal(notes, 1);
+    assert_string_equal(last_msg, "client 1000 went away");
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lines_are_json_objects),
         cmocka_unit_test(test_parse_level),
+        cmocka_unit_test(test_repeated_lines_are_rate_limited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
