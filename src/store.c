@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -52,7 +53,12 @@ struct store {
     /* The maintenance thread: JSONL mirror and retention. */
     pthread_mutex_t mirror_lock;
     pthread_cond_t mirror_wake;
-    bool mirror_due, mirror_stop, have_mirror;
+    bool mirror_due, mirror_stop;
+    bool have_mirror; /* open and close only (the thread that owns st) */
+    /* Read by the writer after each commit; set once the mirror thread runs with
+     * a mirror file, cleared before it is joined. Atomic: the writer starts
+     * before the mirror thread does. */
+    atomic_bool mirror_wanted;
     pthread_t mirror;
     int mirror_fd;
     int64_t mirror_seq; /* maintenance thread only: last seq written to the mirror */
@@ -132,8 +138,8 @@ static void store_finish_batch(struct store *st, struct store_batch *b, int rc, 
 
 static void store_mirror_kick(struct store *st)
 {
-    if (!st->have_mirror || st->mirror_fd < 0) /* retention alone runs on its timer */
-        return;
+    if (!atomic_load_explicit(&st->mirror_wanted, memory_order_acquire))
+        return; /* no mirror file: retention alone runs on its timer */
     pthread_mutex_lock(&st->mirror_lock);
     st->mirror_due = true;
     pthread_cond_signal(&st->mirror_wake);
@@ -443,8 +449,10 @@ int store_open(const struct store_options *opts, struct store **out, char *err, 
         st->mirror_seq = store_mirror_last_seq(st->mirror_fd);
     }
     if (!opts->read_only && (st->mirror_fd >= 0 || opts->retention_days > 0)) {
-        if (pthread_create(&st->mirror, NULL, store_mirror_main, st) == 0)
+        if (pthread_create(&st->mirror, NULL, store_mirror_main, st) == 0) {
             st->have_mirror = true;
+            atomic_store_explicit(&st->mirror_wanted, st->mirror_fd >= 0, memory_order_release);
+        }
         store_mirror_kick(st);
     }
     *out = st;
@@ -654,6 +662,7 @@ void store_close(struct store *st)
     if (!st)
         return;
     if (st->have_mirror) { /* first: it may submit; its last run mirrors the tail */
+        atomic_store_explicit(&st->mirror_wanted, false, memory_order_release);
         pthread_mutex_lock(&st->mirror_lock);
         st->mirror_stop = true;
         pthread_cond_signal(&st->mirror_wake);
