@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,7 +38,7 @@ struct srv {
     struct MHD_Daemon *d;
     uint16_t port;
     pthread_mutex_t mu;
-    volatile int stopping;
+    atomic_int stopping; /* set by the test thread, read by connection threads */
     /* answer */
     int status;
     const char *body;
@@ -119,20 +120,21 @@ static enum MHD_Result srv_on_request(void *cls, struct MHD_Connection *conn, co
     up->buf = NULL;
     up->len = 0;
     int status = s->status, sleep_ms = s->sleep_ms;
-    const char *body = s->body, *ra = s->retry_after, *ra_name = s->retry_after_name;
-    size_t body_len = s->body_len;
+    const char *ra = s->retry_after, *ra_name = s->retry_after_name;
+    /* Copied while the lock is held: the test may free its body once the next
+     * answer is set, while this connection's thread is still sending. */
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(s->body_len, (void *)s->body, MHD_RESPMEM_MUST_COPY);
     pthread_mutex_unlock(&s->mu);
+    if (!resp)
+        return MHD_NO;
 
     /* A slow server; ends early when the test tears the server down. */
-    for (int slept = 0; slept < sleep_ms && !s->stopping; slept += 10) {
+    for (int slept = 0; slept < sleep_ms && !atomic_load(&s->stopping); slept += 10) {
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }
 
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(body_len, (void *)body, MHD_RESPMEM_PERSISTENT);
-    if (!resp)
-        return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", "application/vnd.api+json");
     if (ra)
         MHD_add_response_header(resp, ra_name ? ra_name : "Retry-After", ra);
@@ -205,7 +207,7 @@ static int srv_setup(void **state)
 static int srv_teardown(void **state)
 {
     struct srv *s = *state;
-    s->stopping = 1;
+    atomic_store(&s->stopping, 1);
     MHD_stop_daemon(s->d);
     free(s->req_body);
     pthread_mutex_destroy(&s->mu);
