@@ -405,7 +405,16 @@ static void config_free_secret(char *s)
 
 static void config_parse_listen(struct config_ctx *ctx, json_t *root)
 {
-    static const char *const keys[] = {"host", "port", "max_body_bytes", "threads", NULL};
+    static const char *const keys[] = {"host",
+                                       "port",
+                                       "max_body_bytes",
+                                       "threads",
+                                       "max_connections",
+                                       "max_connections_per_address",
+                                       "header_timeout_ms",
+                                       "body_timeout_ms",
+                                       "idle_timeout_s",
+                                       NULL};
     struct config *cfg = ctx->cfg;
     json_t *s = config_section(ctx, root, "listen");
     if (s)
@@ -416,6 +425,15 @@ static void config_parse_listen(struct config_ctx *ctx, json_t *root)
     config_get_int(ctx, s, "listen", "max_body_bytes", 1048576, 1, 64 * 1048576, &mb);
     cfg->max_body_bytes = (size_t)mb;
     cfg->listen_threads = config_get_int32(ctx, s, "listen", "threads", 0, 0, 256);
+    cfg->listen_max_connections =
+        config_get_int32(ctx, s, "listen", "max_connections", 10000, 16, 1000000);
+    cfg->listen_max_connections_per_address =
+        config_get_int32(ctx, s, "listen", "max_connections_per_address", 256, 0, 1000000);
+    cfg->listen_header_timeout_ms =
+        config_get_int32(ctx, s, "listen", "header_timeout_ms", 10000, 100, 600000);
+    cfg->listen_body_timeout_ms =
+        config_get_int32(ctx, s, "listen", "body_timeout_ms", 60000, 100, 3600000);
+    cfg->listen_idle_timeout_s = config_get_int32(ctx, s, "listen", "idle_timeout_s", 30, 1, 3600);
 }
 
 static void config_parse_store(struct config_ctx *ctx, json_t *root)

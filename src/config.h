@@ -41,7 +41,12 @@ struct config {
     char *listen_host;
     int listen_port;
     size_t max_body_bytes;
-    int listen_threads; /* 0: one per core */
+    int listen_threads;                     /* 0: one per core */
+    int listen_max_connections;             /* open client connections in all */
+    int listen_max_connections_per_address; /* from one peer address; 0: unbounded */
+    int listen_header_timeout_ms; /* a head complete after connect or the previous answer */
+    int listen_body_timeout_ms;   /* a whole body after its head */
+    int listen_idle_timeout_s;    /* no byte either way for this long closes a connection */
 
     char *store_url;         /* as written */
     char *store_sqlite_path; /* absolute, for sqlite: URLs; NULL otherwise */

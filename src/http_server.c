@@ -1,6 +1,8 @@
 /*
- * http_server: binds the listener with libmicrohttpd (internal thread pool,
- * epoll) and adapts its callbacks to ingest. One struct http_request lives per
+ * http_server: runs libmicrohttpd (internal thread pool, epoll) behind
+ * http_gate, which owns the listening socket and hands over each connection
+ * once its first request head is valid, and adapts libmicrohttpd's callbacks
+ * to ingest. One struct http_request lives per
  * request (created in the URI log callback, freed in the completion callback).
  * A webhook whose event is queued for the store is suspended; the store's
  * writer thread resumes it from the op's completion callback. The in-flight
@@ -11,6 +13,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,14 +25,17 @@
 #include <unistd.h>
 
 #include "digest.h"
+#include "http_gate.h"
 #include "log.h"
 #include "metrics.h"
 #include "verify.h"
 
-#define HTTP_MAX_URI 4096
+#define HTTP_MAX_URI 4096   /* request target, bytes */
+#define HTTP_MAX_HEAD 16384 /* request line and header fields, bytes */
 
 struct http_server {
     struct MHD_Daemon *daemon;
+    struct http_gate *gate;
     const struct config *cfg;
     struct ingest *ing;
     struct store *st;
@@ -46,6 +52,8 @@ struct http_request {
     enum http_phase phase;
     char *uri; /* as received, with the query string */
     char source[80];
+    struct http_gate_conn *gc; /* the gate's tracker of this connection (deadlines) */
+    double body_started;       /* monotonic seconds; the body deadline runs from here */
     unsigned char *body;
     size_t len, cap;
     bool too_large;
@@ -105,6 +113,86 @@ static enum MHD_Result http_problem(struct MHD_Connection *conn, int status, con
     enum MHD_Result rc = http_send_resp(conn, &resp);
     free(resp.body);
     return rc;
+}
+
+static double http_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A refusal after which the connection must not be reused (its framing or
+ * head cannot be trusted): problem JSON with "Connection: close". */
+static enum MHD_Result http_refuse_and_close(struct MHD_Connection *conn, int status,
+                                             const char *detail)
+{
+    struct ingest_response resp = {0};
+    ingest_problem(&resp, status, status == 408 ? "request-timeout" : "malformed-request",
+                   status == 408 ? "Request Timeout" : "Bad Request", detail);
+    enum MHD_Result rc = MHD_NO;
+    struct MHD_Response *r =
+        resp.body
+            ? MHD_create_response_from_buffer(strlen(resp.body), resp.body, MHD_RESPMEM_MUST_COPY)
+            : NULL;
+    if (r) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/problem+json");
+        MHD_add_response_header(r, "Cache-Control", "no-store");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+        rc = MHD_queue_response(conn, (unsigned)status, r);
+        MHD_destroy_response(r);
+    }
+    free(resp.body);
+    return rc;
+}
+
+struct http_framing {
+    const char *clen; /* the first Content-Length value */
+    size_t clen_len;
+    bool conflict, te;
+};
+
+static enum MHD_Result http_framing_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          size_t key_size, const char *value, size_t value_size)
+{
+    struct http_framing *f = cls;
+    (void)kind;
+    (void)key_size;
+    if (!key || !value)
+        return MHD_YES;
+    if (strcasecmp(key, "Content-Length") == 0) {
+        if (f->clen && (value_size != f->clen_len || memcmp(value, f->clen, value_size) != 0))
+            f->conflict = true;
+        f->clen = value;
+        f->clen_len = value_size;
+    } else if (strcasecmp(key, "Transfer-Encoding") == 0) {
+        f->te = true;
+    }
+    return MHD_YES;
+}
+
+/* The gate checks every connection's first head byte by byte. Later requests
+ * on a kept-alive connection reach us only as libmicrohttpd decoded them: what
+ * can still be seen is checked here (RFC 9112 section 6.3 framing, an encoded
+ * NUL in the raw target). Returns the refusal's detail, or NULL. */
+static const char *http_framing_refusal(struct MHD_Connection *conn, const char *raw_uri)
+{
+    struct http_framing f = {0};
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, http_framing_field, &f);
+    if (f.conflict)
+        return "conflicting Content-Length values (RFC 9112 section 6.3)";
+    if (f.te && f.clen)
+        return "Transfer-Encoding together with Content-Length (RFC 9112 section 6.3)";
+    for (const char *p = raw_uri; p && (p = strchr(p, '%')) != NULL; p++)
+        if (p[1] == '0' && p[2] == '0')
+            return "the request target contains an encoded NUL (%00)";
+    return NULL;
+}
+
+/* True when the body has taken longer than listen.body_timeout_ms. */
+static bool http_body_late(const struct http_request *rq)
+{
+    return http_mono() - rq->body_started > rq->srv->cfg->listen_body_timeout_ms / 1000.0;
 }
 
 /* Header and query lookups for verify/ingest (MHD matches names case-insensitively). */
@@ -528,6 +616,8 @@ static enum MHD_Result http_hook_first(struct http_request *rq, struct MHD_Conne
                             NULL);
     rq->cap = initial;
     rq->phase = HTTP_BODY;
+    rq->body_started = http_mono();
+    http_gate_conn_phase(srv->gate, rq->gc, HTTP_GATE_AWAIT_BODY);
     return MHD_YES;
 }
 
@@ -636,6 +726,15 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
         if (!rq->counted) {
             rq->counted = true;
             atomic_fetch_add(&srv->inflight, 1);
+            const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+            rq->gc = ci ? ci->socket_context : NULL;
+            http_gate_conn_phase(srv->gate, rq->gc, HTTP_GATE_BUSY);
+        }
+        const char *refusal = http_framing_refusal(conn, rq->uri);
+        if (refusal) {
+            metrics_event_received("unknown", "malformed");
+            return http_refuse_and_close(conn, 400, refusal);
         }
         if (strncmp(url, "/hooks/", 7) != 0)
             return http_route_simple(srv, conn, url, method);
@@ -649,11 +748,18 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
         return http_hook_first(rq, conn, method);
     }
     if (rq->phase == HTTP_BODY) {
+        if (http_body_late(rq)) {
+            rq->phase = HTTP_ANSWER;
+            *upload_data_size = 0;
+            http_gate_conn_phase(srv->gate, rq->gc, HTTP_GATE_BUSY);
+            return http_refuse_and_close(conn, 408, "the request body did not arrive in time");
+        }
         if (*upload_data_size > 0) {
             http_hook_data(rq, upload_data, *upload_data_size);
             *upload_data_size = 0;
             return MHD_YES;
         }
+        http_gate_conn_phase(srv->gate, rq->gc, HTTP_GATE_BUSY);
         return http_hook_complete(rq, conn, method);
     }
     if (rq->phase == HTTP_ANSWER && !rq->resp.body && rq->pending.op.kind) {
@@ -694,8 +800,10 @@ static void http_completed(void *cls, struct MHD_Connection *conn, void **req_cl
     (void)toe;
     if (!rq)
         return;
-    if (rq->counted)
+    if (rq->counted) {
+        http_gate_conn_phase(srv->gate, rq->gc, HTTP_GATE_AWAIT_HEAD);
         atomic_fetch_sub(&srv->inflight, 1);
+    }
     ingest_pending_free(&rq->pending);
     free(rq->resp.body);
     free(rq->body);
@@ -713,13 +821,83 @@ static void http_mhd_log(void *cls, const char *fmt, va_list ap)
     log_write(LOG_WARN, "http", (const char *[]){"detail", msg, NULL});
 }
 
+static void http_notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                                   enum MHD_ConnectionNotificationCode toe)
+{
+    struct http_server *srv = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = ci ? http_gate_conn_started(srv->gate, ci->connect_fd) : NULL;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        http_gate_conn_closed(srv->gate, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
+static bool http_handoff(void *ctx, int fd, const struct sockaddr *sa, socklen_t sa_len)
+{
+    struct http_server *srv = ctx;
+    return MHD_add_connection(srv->daemon, fd, sa, sa_len) == MHD_YES;
+}
+
+static struct http_server *http_metrics_owner; /* the server whose gate /metrics reads */
+static pthread_mutex_t http_metrics_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static double http_gate_metric(void *ctx)
+{
+    const char *which = ctx;
+    struct http_gate_stats st = {0};
+    pthread_mutex_lock(&http_metrics_mu);
+    if (http_metrics_owner)
+        http_gate_stats(http_metrics_owner->gate, &st);
+    pthread_mutex_unlock(&http_metrics_mu);
+    if (strcmp(which, "per_address") == 0)
+        return (double)st.refused_per_address;
+    if (strcmp(which, "total") == 0)
+        return (double)st.refused_total;
+    if (strcmp(which, "head") == 0)
+        return (double)st.head_timeouts;
+    if (strcmp(which, "body") == 0)
+        return (double)st.body_timeouts;
+    if (strcmp(which, "bad") == 0)
+        return (double)st.bad_heads;
+    return (double)st.open;
+}
+
+static void http_register_metrics(struct http_server *srv)
+{
+    pthread_mutex_lock(&http_metrics_mu);
+    http_metrics_owner = srv;
+    pthread_mutex_unlock(&http_metrics_mu);
+    metrics_set_counter_fn("hookline_http_connections_refused_per_address_total",
+                           "Connections refused because their address held "
+                           "listen.max_connections_per_address already",
+                           http_gate_metric, (void *)"per_address");
+    metrics_set_counter_fn("hookline_http_connections_refused_total",
+                           "Connections refused because listen.max_connections were open",
+                           http_gate_metric, (void *)"total");
+    metrics_set_counter_fn("hookline_http_header_timeouts_total",
+                           "Connections closed because a request head was not complete within "
+                           "listen.header_timeout_ms",
+                           http_gate_metric, (void *)"head");
+    metrics_set_counter_fn("hookline_http_body_timeouts_total",
+                           "Connections closed because a body was not complete within "
+                           "listen.body_timeout_ms",
+                           http_gate_metric, (void *)"body");
+    metrics_set_counter_fn("hookline_http_bad_heads_total",
+                           "Requests refused by the gate: malformed head, NUL byte, ambiguous "
+                           "framing, target or head too large, HTTP version",
+                           http_gate_metric, (void *)"bad");
+    metrics_set_gauge("hookline_http_connections_open", "Open client connections", http_gate_metric,
+                      (void *)"open");
+}
+
 struct http_server *http_server_start(const struct config *cfg, struct ingest *ing,
                                       struct store *st, const struct http_admin *admin, char *err,
                                       size_t err_len)
 {
     struct http_server *srv = calloc(1, sizeof *srv);
-    struct addrinfo hints = {0}, *ai = NULL;
-    char port[16];
     if (!srv) {
         snprintf(err, err_len, "out of memory");
         return NULL;
@@ -729,39 +907,49 @@ struct http_server *http_server_start(const struct config *cfg, struct ingest *i
     srv->st = st;
     if (admin)
         srv->admin = *admin;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
-    snprintf(port, sizeof port, "%d", cfg->listen_port);
-    int gai = getaddrinfo(cfg->listen_host, port, &hints, &ai);
-    if (gai != 0) {
-        snprintf(err, err_len, "listen.host %s: %s", cfg->listen_host, gai_strerror(gai));
+    struct http_gate_limits lim = {
+        .max_connections = (unsigned)cfg->listen_max_connections,
+        .max_per_address = (unsigned)cfg->listen_max_connections_per_address,
+        .header_timeout_ms = cfg->listen_header_timeout_ms,
+        .body_timeout_ms = cfg->listen_body_timeout_ms,
+        .max_head_bytes = HTTP_MAX_HEAD,
+        .max_target_bytes = HTTP_MAX_URI,
+    };
+    srv->gate = http_gate_create(cfg->listen_host, cfg->listen_port, &lim, err, err_len);
+    if (!srv->gate)
         goto fail;
-    }
     unsigned threads = cfg->listen_threads > 0 ? (unsigned)cfg->listen_threads
                                                : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1)
         threads = 1;
+    /* The gate owns the listening socket and bounds the connections; the
+     * library's own bound is a backstop twice as large (it splits it between
+     * its threads). Its memory per connection must hold any head the gate lets
+     * through, so that it never answers 431 with its own HTML page. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, http_access, srv, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)10000, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_URI_LOG_CALLBACK, http_uri_log,
-        srv, MHD_OPTION_NOTIFY_COMPLETED, http_completed, srv, MHD_OPTION_END);
-    freeaddrinfo(ai);
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->listen_max_connections * 2 + threads, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->listen_idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)HTTP_MAX_HEAD * 4, MHD_OPTION_URI_LOG_CALLBACK, http_uri_log, srv,
+        MHD_OPTION_NOTIFY_COMPLETED, http_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
+        http_notify_connection, srv, MHD_OPTION_END);
     if (!srv->daemon) {
-        snprintf(err, err_len, "cannot listen on %s:%d (address in use or not permitted)",
-                 cfg->listen_host, cfg->listen_port);
+        snprintf(err, err_len, "cannot start the HTTP library on %s:%d", cfg->listen_host,
+                 cfg->listen_port);
         goto fail;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = di ? di->port : (unsigned)cfg->listen_port;
+    srv->port = http_gate_port(srv->gate);
+    if (http_gate_run(srv->gate, http_handoff, srv, err, err_len) < 0)
+        goto fail;
+    http_register_metrics(srv);
     return srv;
 fail:
+    if (srv->daemon)
+        MHD_stop_daemon(srv->daemon);
+    http_gate_destroy(srv->gate);
     free(srv);
     return NULL;
 }
@@ -775,7 +963,7 @@ void http_server_stop(struct http_server *srv, int grace_ms)
 {
     if (!srv)
         return;
-    MHD_socket lsock = MHD_quiesce_daemon(srv->daemon);
+    http_gate_stop_accepting(srv->gate);
     for (int waited = 0; atomic_load(&srv->inflight) > 0 && waited < grace_ms; waited += 10) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
@@ -783,8 +971,11 @@ void http_server_stop(struct http_server *srv, int grace_ms)
     if (atomic_load(&srv->inflight) > 0)
         log_warn("shutdown: %d requests still in flight after %d ms", atomic_load(&srv->inflight),
                  grace_ms);
-    MHD_stop_daemon(srv->daemon);
-    if (lsock != MHD_INVALID_SOCKET)
-        close(lsock);
+    MHD_stop_daemon(srv->daemon); /* closes every connection: the gate hears of each */
+    pthread_mutex_lock(&http_metrics_mu);
+    if (http_metrics_owner == srv)
+        http_metrics_owner = NULL;
+    pthread_mutex_unlock(&http_metrics_mu);
+    http_gate_destroy(srv->gate);
     free(srv);
 }

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #define METRICS_MAX_SERIES 4096
-#define METRICS_MAX_GAUGES 16
+#define METRICS_MAX_GAUGES 32
 #define METRICS_RENDER_MAX (4u << 20)
 
 struct metrics_series {
