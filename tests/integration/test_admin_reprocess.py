@@ -123,7 +123,9 @@ class AdminReprocessTest(unittest.TestCase):
         self.assertIn("rule_failed", res.stdout)
         listed = srv.cli("events", "-c", srv.config_path, "list", "--status", "rule_failed")
         self.assertEqual(listed.returncode, 0, listed.stderr)
-        self.assertEqual(len(listed.stdout.strip().splitlines()), 1)
+        lines = listed.stdout.splitlines()
+        self.assertEqual(lines[0].split(), ["ROW", "RECEIVED", "SOURCE", "STATUS", "EVENT"])
+        self.assertEqual(len(lines), 2, listed.stdout)  # the header and the one event
 
 
 if __name__ == "__main__":
