@@ -318,6 +318,15 @@ void delivery_notify(struct delivery *d)
     pthread_mutex_unlock(&d->lock);
 }
 
+/* The wake counter, read under the lock that delivery_notify writes it under. */
+static uint64_t delivery_wake_seq(struct delivery *d)
+{
+    pthread_mutex_lock(&d->lock);
+    uint64_t seen = d->wake_seq;
+    pthread_mutex_unlock(&d->lock);
+    return seen;
+}
+
 static void delivery_wait(struct delivery *d, uint64_t seen, int ms)
 {
     struct timespec ts;
@@ -677,12 +686,10 @@ static void *delivery_worker_main(void *arg)
         if (delivery_paused(d, NULL, 0)) {
             delivery_check_external_resume(d);
             if (delivery_paused(d, NULL, 0))
-                delivery_wait(d, d->wake_seq, DELIVERY_PAUSE_POLL_MS);
+                delivery_wait(d, delivery_wake_seq(d), DELIVERY_PAUSE_POLL_MS);
             continue;
         }
-        pthread_mutex_lock(&d->lock);
-        uint64_t seen = d->wake_seq;
-        pthread_mutex_unlock(&d->lock);
+        uint64_t seen = delivery_wake_seq(d);
         struct store_op op = {.kind = STORE_OP_CLAIM,
                               .claim_now = delivery_wall(),
                               .claim_lease_s = lease,
