@@ -399,7 +399,7 @@ class FullDiskTest(unittest.TestCase):
         self.assertGreater(len(accepted), 10)
         self.assertEqual(srv.get("/healthz").status, 200)
         log_lines = srv.stderr_lines
-        self.assertLess(len(log_lines), 120,
+        self.assertLess(len(log_lines), 60,
                         "%d log lines for %d 503s:\n%s" % (len(log_lines), unavailable,
                                                            "\n".join(log_lines[-40:])))
         srv.stop()
