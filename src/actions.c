@@ -2,7 +2,8 @@
  * actions: implements didww.route_did, unroute_did, update_did,
  * set_group_trunks, add_group_trunks and remove_group_trunks for rule scripts.
  * Arguments are checked strictly (unknown fields, missing or doubled targets,
- * malformed UUIDs, ranges) and raise Lua errors located at the script's call.
+ * malformed UUIDs, ranges) and raise Lua errors located at the script's call;
+ * a DID's number is taken as people write it and normalised by number.c.
  * Request bodies are built with jansson in the key order of DIDWW's seed
  * document. Called on the rule thread that owns the lua_State.
  */
@@ -18,6 +19,7 @@
 #include <strings.h>
 
 #include "lua_json.h"
+#include "number.h"
 
 #define ACTIONS_MAX_DESCRIPTION 255
 #define ACTIONS_MAX_GROUP_TRUNKS 64
@@ -110,7 +112,7 @@ static int actions_fail(lua_State *L, const char *call, const char *fmt, ...)
 
 static int actions_fail(lua_State *L, const char *call, const char *fmt, ...)
 {
-    char msg[256];
+    char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -184,29 +186,25 @@ static void actions_target(lua_State *L, const char *call, const char **did, cha
     number[0] = '\0';
     if (t != LUA_TNIL) {
         if (t != LUA_TSTRING && t != LUA_TNUMBER)
-            actions_fail(L, call, "field 'number' must be a string of digits, got %s",
+            actions_fail(L, call, "field 'number' must be a string or an integer, got %s",
                          luaL_typename(L, -1));
         if (t == LUA_TNUMBER && !lua_isinteger(L, -1))
-            actions_fail(L, call, "field 'number' must be a string of digits");
-        const char *s = lua_tostring(L, -1);
-        if (*s == '+')
-            s++;
-        size_t n = strlen(s);
-        if (n < 6 || n > 15 || n >= number_len)
-            actions_fail(L, call, "field 'number' must have 6 to 15 digits (E.164), got \"%.24s\"",
-                         lua_tostring(L, -1));
-        for (size_t i = 0; i < n; i++)
-            if (!isdigit((unsigned char)s[i]))
-                actions_fail(L, call,
-                             "field 'number' must be digits with an optional '+', got \"%.24s\"",
-                             lua_tostring(L, -1));
-        memcpy(number, s, n + 1);
+            actions_fail(L, call, "field 'number' must be a string or an integer, got a float");
+        if (t == LUA_TNUMBER && lua_tointeger(L, -1) < 0)
+            actions_fail(L, call, "field 'number' must not be negative");
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        char why[320];
+        if (strlen(s) != len)
+            actions_fail(L, call, "field 'number' contains a NUL byte");
+        if (number_normalize(s, number, number_len, why, sizeof why) != NUMBER_OK)
+            actions_fail(L, call, "field 'number': %s", why);
     }
     lua_pop(L, 1);
     if (*did && number[0])
         actions_fail(L, call, "give either 'did' or 'number', not both");
     if (!*did && !number[0])
-        actions_fail(L, call, "missing 'did' (UUID) or 'number' (E.164 digits)");
+        actions_fail(L, call, "missing 'did' (UUID) or 'number' (international form)");
 }
 
 /* ---------- plan building ---------- */

@@ -94,8 +94,10 @@ local function form_list(v)
     return out
 end
 
--- A phone number as sent by a CRM ("+44 20 7946 0561", "+44-20-7946-0561") in the
--- form didww.* accepts ("+442079460561"), or nil when it is not an E.164 number.
+-- A phone number as sent by a CRM ("+44 20 7946 0561", "0044-20-7946-0561") in
+-- international form ("+442079460561"), or nil when it is not one. didww.* drops the
+-- separators itself, but refuses the 00 form: only the rule knows it is international.
+-- Up to 17 digits: DIDWW's sandbox numbers are longer than E.164's 15.
 local function e164(v)
     if type(v) ~= "string" then
         return nil
@@ -105,7 +107,7 @@ local function e164(v)
         n = "+" .. n:sub(3)
     end
     local digits = n:match("^%+?(%d+)$")
-    if not digits or #digits < 6 or #digits > 15 or digits:sub(1, 1) == "0" then
+    if not digits or #digits < 6 or #digits > 17 or digits:sub(1, 1) == "0" then
         return nil
     end
     return "+" .. digits

@@ -305,6 +305,27 @@ class RuleErrorTest(unittest.TestCase):
         self.assertRuleError("  didww.route_did{number = '12', trunk = TRUNK}",
                              "didww.route_did", "didww.route_did:", "'number'")
 
+    def test_numbers_as_people_write_them(self):
+        """SPEC section 4: separators and one leading '+' are dropped, up to 17 digits
+        (DIDWW's sandbox numbers); rule-test shows the normalised digits."""
+        r, _ = self.run_rule("  didww.unroute_did{number = '+43 (720) 000-0007'}\n"
+                             "  didww.unroute_did{number = '+44 20 7946 0418'}\n"
+                             "  didww.unroute_did{number = '+12345678901234567'}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([j["path"] for j in json.loads(r.stdout)],
+                         ["/v3/dids/number:437200000007", "/v3/dids/number:442079460418",
+                          "/v3/dids/number:12345678901234567"])
+
+    def test_national_and_00_forms_are_refused_saying_so(self):
+        err = self.assertRuleError("  didww.route_did{number = '0049 30 1234567', trunk = TRUNK}",
+                                   "didww.route_did", "didww.route_did:", "'number'",
+                                   "'0049 30 1234567' is in 00 form")
+        self.assertIn("write it as +49301234567", err)
+        err = self.assertRuleError("  didww.route_did{number = '0720 000 0007', trunk = TRUNK}",
+                                   "didww.route_did", "didww.route_did:", "'number'",
+                                   "'0720 000 0007' is in national form")
+        self.assertIn("must be converted to international form", err)
+
     def test_runtime_error_names_file_and_line(self):
         self.assertRuleError("  local ticket = ev.body.ticket\n"
                              "  local org = ev.body.organization.id\n"

@@ -274,6 +274,17 @@ static void test_argument_errors_name_call_and_field(void **state)
          "didww.route_did: missing 'did' (UUID) or 'number'"},
         {"didww.unroute_did{did = 'not-a-uuid'}", "didww.unroute_did: field 'did' is not a UUID"},
         {"didww.unroute_did{number = '12ab'}", "didww.unroute_did: field 'number'"},
+        {"didww.unroute_did{number = '0049 30 1234567'}",
+         "main.lua:2: didww.unroute_did: field 'number': number '0049 30 1234567' is in 00 form"},
+        {"didww.unroute_did{number = '0049 30 1234567'}", "write it as +49301234567"},
+        {"didww.unroute_did{number = '0720 000 0007'}",
+         "didww.unroute_did: field 'number': number '0720 000 0007' is in national form"},
+        {"didww.unroute_did{number = '0720 000 0007'}", "must be converted to international form"},
+        {"didww.unroute_did{number = '+123456789012345678'}", "has 18 digits"},
+        {"didww.unroute_did{number = '+43 720 000 0007 ext 5'}", "field 'number'"},
+        {"didww.unroute_did{number = -4371234567}", "field 'number' must not be negative"},
+        {"didww.unroute_did{number = 4.5}", "field 'number' must be a string or an integer"},
+        {"didww.unroute_did{number = '437\\0001234567'}", "NUL"},
         {"didww.unroute_did{did = 'f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c', number = '4371234567'}",
          "not both"},
         {"didww.update_did{number = '4371234567', capacity_limit = 40000}",
@@ -320,6 +331,37 @@ static void test_update_did_and_clearing(void **state)
                         "{\"data\":{\"type\":\"voice_in_trunk_groups\",\"id\":"
                         "\"714e8148-0aea-4cb6-8680-bd1d06453418\",\"relationships\":"
                         "{\"voice_in_trunks\":{\"data\":[]}}}}");
+    rules_result_free(&res);
+    rules_destroy(r);
+}
+
+/* SPEC section 4: a number as people write it, up to 17 digits (DIDWW's sandbox). */
+static void test_numbers_as_people_write_them(void **state)
+{
+    struct rules *r =
+        make_rules("function on_event(ev)\n"
+                   "  didww.route_did{number = '+43 (720) 000-0007',\n"
+                   "                  trunk = 'd9b6ec47-0b72-452b-b4b4-23dd9d5be7e6'}\n"
+                   "  didww.unroute_did{number = '+44 20 7946 0418'}\n"
+                   "  didww.unroute_did{number = '+44 (0)20 7946.0418'}\n"
+                   "  didww.unroute_did{number = '+12345678901234567'}\n"
+                   "  didww.unroute_did{number = 4371234567}\n"
+                   "end\n",
+                   NULL);
+    struct rules_result res;
+    assert_int_equal(run(r, "{}", &res), RULES_DECIDED);
+    assert_int_equal(res.plan.n, 5);
+    static const char *const want[] = {"437200000007", "442079460418", "442079460418",
+                                       "12345678901234567", "4371234567"};
+    for (size_t i = 0; i < 5; i++) {
+        char path[64], key[64];
+        snprintf(path, sizeof path, "/v3/dids/number:%s", want[i]);
+        snprintf(key, sizeof key, "number:%s", want[i]);
+        assert_string_equal(res.plan.jobs[i].number, want[i]);
+        assert_string_equal(res.plan.jobs[i].path, path);
+        assert_string_equal(res.plan.jobs[i].order_key, key);
+        assert_non_null(strstr(res.plan.jobs[i].body, path + 9));
+    }
     rules_result_free(&res);
     rules_destroy(r);
 }
@@ -497,6 +539,7 @@ int main(void)
         cmocka_unit_test_setup(test_naming_generations, setup),
         cmocka_unit_test_setup(test_argument_errors_name_call_and_field, setup),
         cmocka_unit_test_setup(test_update_did_and_clearing, setup),
+        cmocka_unit_test_setup(test_numbers_as_people_write_them, setup),
         cmocka_unit_test_setup(test_reload_switches_or_keeps, setup),
         cmocka_unit_test_setup(test_data_tables_read_only, setup),
         cmocka_unit_test_setup(test_pattern_cost_is_bounded, setup),
