@@ -120,7 +120,14 @@ int audit_check(const char *json_text, int64_t expect_seq, const char *expect_pr
     json_error_t jerr;
     int rc = -1;
     char *canon = NULL;
-    json_t *r = json_loads(json_text, 0, &jerr);
+    /* A key given twice would let a reader that keeps the first value (SQLite's
+     * json_extract, which checks the stored columns) and one that keeps the last
+     * (jansson, which hashes) see different records behind one valid hash. */
+    json_t *r = json_loads(json_text, JSON_REJECT_DUPLICATES, &jerr);
+    if (!r && strstr(jerr.text, "duplicate")) {
+        snprintf(why, why_len, "record has a key twice (the record was edited)");
+        goto out;
+    }
     if (!r || !json_is_object(r)) {
         snprintf(why, why_len, "record is not valid JSON");
         goto out;

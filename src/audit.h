@@ -41,7 +41,8 @@ char *audit_seal(json_t *record, int64_t seq, const char *prev_hash,
                  char out_hash[AUDIT_HASH_HEX_LEN + 1]);
 
 /* Checks one stored record (its JSON text) against the expected seq and
- * prev_hash. Returns 0 when intact, or -1 with a reason in why[why_len]. On
+ * prev_hash. Returns 0 when intact, or -1 with a reason in why[why_len] (also
+ * for a text that gives a key twice: readers could disagree on its value). On
  * success writes the record's hash to out_hash. */
 int audit_check(const char *json_text, int64_t expect_seq, const char *expect_prev,
                 char out_hash[AUDIT_HASH_HEX_LEN + 1], char *why, size_t why_len);

@@ -195,8 +195,9 @@ struct store_audit_filter {
     const char *kind; /* exact, or a prefix ending in '*' ("admin.*") */
     const char *source;
     const char *event_id;
-    const char *did;
-    const char *number;
+    const char *did;     /* the DID's whole story (SPEC section 6): every record about */
+    const char *number;  /* it however rules named it; number as a person writes it
+                            (number_normalize; another form fails the scan) */
     int64_t job_id;      /* 0: any */
     double since, until; /* Unix seconds; 0: unbounded */
     int64_t after_seq;   /* only records with seq > after_seq */
@@ -206,7 +207,10 @@ struct store_audit_filter {
 
 /* Calls fn(record_json, seq, ctx) for each matching record in ascending seq.
  * record_json is borrowed for the call. fn returning non-zero stops the scan.
- * Returns 0, or -1 with err set. Any thread. */
+ * Returns 0, or -1 with err set. A scan of the whole trail (no filter but
+ * after_seq, no limit: what `audit verify` reads) also checks each record's
+ * stored columns against it and fails naming the first record and column that
+ * differ. Any thread. */
 typedef int (*store_audit_fn)(const char *record_json, int64_t seq, void *ctx);
 int store_audit_scan(struct store *st, const struct store_audit_filter *filter, store_audit_fn fn,
                      void *ctx, char *err, size_t err_len);

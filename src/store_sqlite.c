@@ -10,6 +10,7 @@
  */
 #include "store.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #include "bloom.h"
 #include "dedupe.h"
 #include "log.h"
+#include "number.h"
 
 /* Audit records (by seq) and events (by row id) are grouped in blocks of
  * SQLITE_BLOOM_BLOCK; when a block is complete, a Bloom filter of its event ids
@@ -97,6 +99,18 @@ struct sqlite_backend {
     sqlite3_stmt *sel_event_key, *sel_events_after;
     struct sqlite_blooms blooms[2]; /* SQLITE_BLOOMS_AUDIT, SQLITE_BLOOMS_EVENTS */
 };
+
+/* The number DIDWW reported for the DID of a job.attempt (its before-state) or a
+ * job.noop (its state), on the records that name the DID by id alone. Indexed by
+ * migration 9: a query must use these texts unchanged for SQLite to use the
+ * index (and a shipped migration is never edited, so neither are they). */
+#define SQLITE_READ_NUMBER                                                                         \
+    "CASE WHEN json_valid(record) THEN coalesce(json_extract(record, '$.detail.before.number'), "  \
+    "json_extract(record, '$.detail.state.number')) END"
+#define SQLITE_READ_NUMBER_ROWS                                                                    \
+    "kind IN ('job.attempt', 'job.noop') AND did IS NOT NULL AND number IS NULL"
+/* The records of a job that name no DID: admin actions on the job, group jobs. */
+#define SQLITE_BARE_JOB_ROWS "job_id IS NOT NULL AND did IS NULL AND number IS NULL"
 
 /* Each entry moves the schema from version i to i+1. Never edit a shipped entry:
  * append a new one. */
@@ -216,6 +230,19 @@ static const char *const sqlite_migrations[] = {
     "  bits BLOB NOT NULL,"
     "  keys BLOB);"
     "DROP INDEX events_keys;",
+
+    /* 9: a DID's whole story (SPEC section 6; see struct sqlite_story). The
+     * number DIDWW reported when delivery read a DID the rule named by id (the
+     * record carries it in detail.before or detail.state, and no number column),
+     * so `--number` finds that DID; and the records of a job that name no DID
+     * (admin actions on a job), so `--did` finds them through the job's id.
+     * Both are partial: of an event's records on the ingest path only a group
+     * job's job.queued (it names no DID) enters one. The numbers delivery
+     * resolved, by DID. */
+    "CREATE INDEX audit_by_read_number ON audit (" SQLITE_READ_NUMBER
+    ") WHERE " SQLITE_READ_NUMBER_ROWS ";"
+    "CREATE INDEX audit_by_bare_job ON audit (job_id, seq) WHERE " SQLITE_BARE_JOB_ROWS ";"
+    "CREATE INDEX did_numbers_by_did ON did_numbers (did);",
 };
 
 #define SQLITE_SCHEMA_VERSION ((int)(sizeof sqlite_migrations / sizeof sqlite_migrations[0]))
@@ -1585,13 +1612,15 @@ static bool sqlite_ping(struct store_backend *base, char *why, size_t why_len)
 }
 
 /* Writes into cond[len] the row ranges (seq or id, per bs) holding every row
- * that may carry event_id, as SQL VALUES rows "(lo,hi),(lo,hi)...": the blocks
- * whose Bloom filter matches plus the rows after the last complete block.
- * Leaves cond empty (no narrowing) when more than SQLITE_BLOOM_MAX_RANGES blocks
- * match. Reader connection, under rlock. Returns 0 or -1 with err set. */
-static int sqlite_event_ranges(struct sqlite_backend *be, const struct sqlite_blooms *bs,
-                               const char *event_id, char *cond, size_t len, char *err,
-                               size_t err_len)
+ * that may carry one of the event ids whose bloom_hash is in hashes[0..n), as
+ * SQL VALUES rows "(lo,hi),(lo,hi)...": the blocks whose Bloom filter matches
+ * one of them plus the rows after the last complete block. Leaves cond empty
+ * (no narrowing) when more than max_ranges blocks match or cond is full: the
+ * caller then reads the whole table. Reader connection, under rlock. Returns 0
+ * or -1 with err set. */
+static int sqlite_hash_ranges(struct sqlite_backend *be, const struct sqlite_blooms *bs,
+                              const uint64_t *hashes, size_t n, size_t max_ranges, char *cond,
+                              size_t len, char *err, size_t err_len)
 {
     cond[0] = '\0';
     sqlite3_stmt *st = NULL;
@@ -1608,26 +1637,29 @@ static int sqlite_event_ranges(struct sqlite_backend *be, const struct sqlite_bl
         return -1;
     }
     sqlite3_bind_int64(st, 1, covered);
-    uint64_t h = bloom_hash(event_id, strlen(event_id));
     size_t used = 0, nranges = 0;
     bool too_many = false;
-    int s;
-    used +=
-        (size_t)snprintf(cond, len, "(%lld,%lld)", (long long)covered + 1, (long long)INT64_MAX);
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+    int s = SQLITE_DONE;
+    int w = snprintf(cond, len, "(%lld,%lld)", (long long)covered + 1, (long long)INT64_MAX);
+    if (w < 0 || (size_t)w >= len)
+        too_many = true;
+    else
+        used = (size_t)w;
+    while (!too_many && (s = sqlite3_step(st)) == SQLITE_ROW) {
         const unsigned char *bits = sqlite3_column_blob(st, 3);
         int nbytes = sqlite3_column_bytes(st, 3);
-        bool maybe = sqlite3_column_int(st, 2) != BLOOM_SCHEME || nbytes <= 0 || !bits ||
-                     bloom_may_contain(bits, (size_t)nbytes, h, SQLITE_BLOOM_PROBES);
+        bool maybe = sqlite3_column_int(st, 2) != BLOOM_SCHEME || nbytes <= 0 || !bits;
+        for (size_t i = 0; !maybe && i < n; i++)
+            maybe = bloom_may_contain(bits, (size_t)nbytes, hashes[i], SQLITE_BLOOM_PROBES);
         if (!maybe)
             continue;
-        if (++nranges > SQLITE_BLOOM_MAX_RANGES) {
+        if (++nranges > max_ranges) {
             too_many = true;
             break;
         }
-        int w = snprintf(cond + used, len - used, ",(%lld,%lld)",
-                         (long long)sqlite3_column_int64(st, 0),
-                         (long long)sqlite3_column_int64(st, 1));
+        w = snprintf(cond + used, len - used, ",(%lld,%lld)",
+                     (long long)sqlite3_column_int64(st, 0),
+                     (long long)sqlite3_column_int64(st, 1));
         if (w < 0 || (size_t)w >= len - used) {
             too_many = true;
             break;
@@ -1645,6 +1677,15 @@ static int sqlite_event_ranges(struct sqlite_backend *be, const struct sqlite_bl
     return 0;
 }
 
+/* sqlite_hash_ranges for one event id, at most SQLITE_BLOOM_MAX_RANGES blocks. */
+static int sqlite_event_ranges(struct sqlite_backend *be, const struct sqlite_blooms *bs,
+                               const char *event_id, char *cond, size_t len, char *err,
+                               size_t err_len)
+{
+    uint64_t h = bloom_hash(event_id, strlen(event_id));
+    return sqlite_hash_ranges(be, bs, &h, 1, SQLITE_BLOOM_MAX_RANGES, cond, len, err, err_len);
+}
+
 /* The FROM clause of a query on table narrowed to the row ranges of
  * sqlite_event_ranges (joined as constant rows: an OR of ranges would make
  * SQLite scan the whole table), or the whole table when ranges is empty. */
@@ -1658,69 +1699,418 @@ static void sqlite_ranges_from(char *from, size_t len, const char *table, const 
         snprintf(from, len, "%s", table);
 }
 
+/* ---------- audit queries ---------- */
+
+/* An SQL text that grows as needed (a story's lists have no fixed size). */
+struct sqlite_text {
+    char *p;
+    size_t len, cap;
+    bool failed; /* out of memory: p is incomplete */
+};
+
+static void sqlite_text_add(struct sqlite_text *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void sqlite_text_add(struct sqlite_text *t, const char *fmt, ...)
+{
+    while (!t->failed) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = true;
+        } else if (t->p && t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
+            return;
+        } else {
+            size_t ncap = t->cap ? t->cap * 2 : 1024;
+            while (ncap < t->len + (size_t)n + 1)
+                ncap *= 2;
+            char *np = realloc(t->p, ncap);
+            if (np) {
+                t->p = np;
+                t->cap = ncap;
+            } else {
+                t->failed = true;
+            }
+        }
+    }
+}
+
+/* A DID's story (SPEC section 6): every record about the DID whichever way it is
+ * asked for (--did or --number) and however the rule named it. Records link by
+ * columns: a record names the DID by id (did), by number (number, while a job
+ * named by number is unresolved), or only by its job (admin actions) or its
+ * event (event.received, the decision when the event planned several jobs). So
+ * the story is, from the DIDs and numbers the question names:
+ *   links:  the DID ids of the number (records naming both, did_numbers learnt
+ *           by delivery, the number DIDWW reported when delivery read a DID the
+ *           rule named by id) and the numbers of each DID id;
+ *   core:   the records naming one of those ids, or naming no id and one of
+ *           those numbers (jobs queued and dead before the number was resolved);
+ *   jobs:   the records of core's jobs that name no DID (admin.job_retry);
+ *   events: the records of core's events that belong to no job (event.received,
+ *           rule.decided, event.duplicate, admin.reprocess), but not other DIDs'
+ *           jobs of the same event.
+ * Every step uses an index (audit_by_did, audit_by_number, audit_by_read_number,
+ * audit_by_bare_job, did_numbers') or, for events, the blocks whose Bloom filter
+ * may hold one of them (a block is 4096 records: a story whose events lie in
+ * more than SQLITE_STORY_MAX_RANGES blocks reads the whole table for them). */
+#define SQLITE_STORY_MAX_LINKS 64
+#define SQLITE_STORY_MAX_RANGES 512
+
+struct sqlite_story {
+    json_t *dids;    /* DID ids (strings) */
+    json_t *numbers; /* numbers (digit strings) */
+    json_t *events;  /* [source, event_id] of core's events */
+    char *ranges;    /* audit rows that may hold them (sqlite_hash_ranges), "" for all */
+};
+
+static void sqlite_story_free(struct sqlite_story *s)
+{
+    json_decref(s->dids);
+    json_decref(s->numbers);
+    json_decref(s->events);
+    free(s->ranges);
+    memset(s, 0, sizeof *s);
+}
+
+/* Adds s to the string array arr unless it is there or arr is full. */
+static void sqlite_story_add(json_t *arr, const char *s)
+{
+    size_t i;
+    json_t *v;
+    if (!s || !*s || json_array_size(arr) >= SQLITE_STORY_MAX_LINKS)
+        return;
+    json_array_foreach(arr, i, v)
+    {
+        if (strcmp(json_string_value(v), s) == 0)
+            return;
+    }
+    json_array_append_new(arr, json_string(s));
+}
+
+/* Runs sql with ?1 = key and adds each non-NULL first column to arr (numbers
+ * normalised; a value that is no valid number is left out). */
+static int sqlite_story_collect(struct sqlite_backend *be, const char *sql, const char *key,
+                                json_t *arr, bool numbers, char *err, size_t err_len)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(be->rdb, sql, -1, &st, NULL) != SQLITE_OK) {
+        sqlite_err(be->rdb, "audit story query", err, err_len);
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        char num[NUMBER_BUF_LEN];
+        if (!v)
+            continue;
+        if (numbers && number_normalize(v, num, sizeof num, NULL, 0) != NUMBER_OK)
+            continue;
+        sqlite_story_add(arr, numbers ? num : v);
+    }
+    sqlite3_finalize(st);
+    if (s != SQLITE_DONE) {
+        sqlite_err(be->rdb, "audit story query", err, err_len);
+        return -1;
+    }
+    return 0;
+}
+
+/* The records that name the DIDs in ?1 (JSON array) or, naming no DID, the
+ * numbers in ?2: the core of a story. */
+#define SQLITE_STORY_CORE(cols)                                                                    \
+    "SELECT " cols " FROM audit WHERE did IN (SELECT value FROM json_each(?1)) UNION ALL "         \
+    "SELECT " cols " FROM audit WHERE did IS NULL AND number IN (SELECT value FROM json_each(?2))"
+
+/* Finds the story's links, its events and their candidate rows. Reader
+ * connection, under rlock. Returns 0, or -1 with err set (a number that is not
+ * in international form is refused as the rule API refuses it). */
+static int sqlite_story_build(struct sqlite_backend *be, const struct store_audit_filter *f,
+                              struct sqlite_story *s, char *err, size_t err_len)
+{
+    static const char numbers_of_did[] =
+        "SELECT coalesce(number, CASE WHEN kind IN ('job.attempt', 'job.noop') "
+        "THEN " SQLITE_READ_NUMBER " END) FROM audit WHERE did = ?1 "
+        "UNION SELECT number FROM did_numbers WHERE did = ?1";
+    static const char dids_of_number[] =
+        "SELECT did FROM audit WHERE number = ?1 AND did IS NOT NULL "
+        "UNION SELECT did FROM did_numbers WHERE number = ?1 "
+        "UNION SELECT did FROM audit WHERE " SQLITE_READ_NUMBER
+        " = ?1 AND " SQLITE_READ_NUMBER_ROWS;
+    sqlite3_stmt *st = NULL;
+    char *dids = NULL, *numbers = NULL;
+    uint64_t *hashes = NULL;
+    size_t nhashes = 0, cap = 0;
+    int rc = -1;
+
+    s->dids = json_array();
+    s->numbers = json_array();
+    s->events = json_array();
+    if (!s->dids || !s->numbers || !s->events)
+        goto oom;
+    if (f->did) {
+        /* DIDWW's ids are lower case, and so is every id hookline stores. */
+        char *id = strdup(f->did);
+        if (!id)
+            goto oom;
+        for (char *p = id; *p; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a');
+        sqlite_story_add(s->dids, id);
+        free(id);
+    }
+    if (f->number) {
+        char num[NUMBER_BUF_LEN];
+        if (number_normalize(f->number, num, sizeof num, err, err_len) != NUMBER_OK)
+            goto out;
+        sqlite_story_add(s->numbers, num);
+        if (sqlite_story_collect(be, dids_of_number, num, s->dids, false, err, err_len) < 0)
+            goto out;
+    }
+    for (size_t i = 0; i < json_array_size(s->dids); i++)
+        if (sqlite_story_collect(be, numbers_of_did, json_string_value(json_array_get(s->dids, i)),
+                                 s->numbers, true, err, err_len) < 0)
+            goto out;
+
+    dids = json_dumps(s->dids, JSON_COMPACT);
+    numbers = json_dumps(s->numbers, JSON_COMPACT);
+    if (!dids || !numbers)
+        goto oom;
+    if (sqlite3_prepare_v2(
+            be->rdb,
+            "SELECT source, event_id FROM (" SQLITE_STORY_CORE(
+                "source, event_id") ") WHERE event_id IS NOT NULL AND source IS NOT NULL "
+                                    "GROUP BY source, event_id",
+            -1, &st, NULL) != SQLITE_OK) {
+        sqlite_err(be->rdb, "audit story query", err, err_len);
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, dids, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, numbers, -1, SQLITE_STATIC);
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *src = (const char *)sqlite3_column_text(st, 0);
+        const char *eid = (const char *)sqlite3_column_text(st, 1);
+        if (nhashes == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            uint64_t *nh = realloc(hashes, ncap * sizeof *nh);
+            if (!nh)
+                goto oom;
+            hashes = nh;
+            cap = ncap;
+        }
+        hashes[nhashes++] = bloom_hash(eid, (size_t)sqlite3_column_bytes(st, 1));
+        if (json_array_append_new(s->events, json_pack("[ss]", src, eid)) < 0)
+            goto oom;
+    }
+    if (step != SQLITE_DONE) {
+        sqlite_err(be->rdb, "audit story query", err, err_len);
+        goto out;
+    }
+    if (nhashes > 0) {
+        size_t len = SQLITE_STORY_MAX_RANGES * 48 + 64;
+        s->ranges = malloc(len);
+        if (!s->ranges)
+            goto oom;
+        if (sqlite_hash_ranges(be, &be->blooms[SQLITE_BLOOMS_AUDIT], hashes, nhashes,
+                               SQLITE_STORY_MAX_RANGES, s->ranges, len, err, err_len) < 0)
+            goto out;
+    }
+    rc = 0;
+    goto out;
+oom:
+    snprintf(err, err_len, "out of memory building an audit story");
+out:
+    sqlite3_finalize(st);
+    free(dids);
+    free(numbers);
+    free(hashes);
+    return rc;
+}
+
+/* Appends the WITH clause that defines story(seq) for s, with its lists as the
+ * parameters :dids, :numbers and :events. */
+static void sqlite_story_sql(struct sqlite_text *t, const struct sqlite_story *s)
+{
+    sqlite_text_add(t,
+                    "WITH core(seq, job_id) AS MATERIALIZED (%s), story(seq) AS ("
+                    "SELECT seq FROM core "
+                    "UNION SELECT seq FROM audit WHERE job_id IN (SELECT job_id FROM core) "
+                    "AND " SQLITE_BARE_JOB_ROWS,
+                    SQLITE_STORY_CORE("seq, job_id"));
+    if (json_array_size(s->events) > 0) {
+        sqlite_text_add(t, " UNION SELECT a.seq FROM ");
+        if (s->ranges && s->ranges[0])
+            sqlite_text_add(t,
+                            "(VALUES %s) AS er CROSS JOIN audit a ON a.seq BETWEEN er.column1 "
+                            "AND er.column2",
+                            s->ranges);
+        else
+            sqlite_text_add(t, "audit a");
+        sqlite_text_add(t, " WHERE a.job_id IS NULL AND (a.source, a.event_id) IN (SELECT "
+                           "json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM "
+                           "json_each(:events))");
+    }
+    sqlite_text_add(t, ") ");
+}
+
+/* A scan of the whole trail (what `audit verify` reads: no filter but a start
+ * seq, no limit) also checks each record's stored columns against the record:
+ * queries select rows by those columns, so one edited there hides a record
+ * from them (or shows it where it does not belong) while its hash still holds.
+ * The expression names the first column that differs, 'record' when the record
+ * is not JSON (json_valid's parse is the one json_extract reuses), NULL when all
+ * match. A record with a key twice could show json_extract one value and the
+ * hash check another: audit_check refuses such a record. */
+#define SQLITE_COLUMN_CHECK                                                                        \
+    "CASE WHEN json_valid(record) THEN CASE "                                                      \
+    "WHEN seq IS NOT json_extract(record, '$.seq') THEN 'seq' "                                    \
+    "WHEN time IS NOT json_extract(record, '$.time') THEN 'time' "                                 \
+    "WHEN kind IS NOT json_extract(record, '$.kind') THEN 'kind' "                                 \
+    "WHEN source IS NOT json_extract(record, '$.source') THEN 'source' "                           \
+    "WHEN event_id IS NOT json_extract(record, '$.event_id') THEN 'event_id' "                     \
+    "WHEN job_id IS NOT json_extract(record, '$.job_id') THEN 'job_id' "                           \
+    "WHEN did IS NOT json_extract(record, '$.did') THEN 'did' "                                    \
+    "WHEN number IS NOT json_extract(record, '$.number') THEN 'number' END ELSE 'record' END"
+
+static bool sqlite_audit_whole_trail(const struct store_audit_filter *f)
+{
+    return !f->kind && !f->source && !f->event_id && !f->did && !f->number && !f->job_id &&
+           !(f->since > 0) && !(f->until > 0) && f->limit <= 0;
+}
+
+/* A column's value for a message: NULL, an integer, or text quoted, cut and
+ * made printable. */
+static void sqlite_value_text(sqlite3_stmt *st, int i, char *out, size_t len)
+{
+    int type = sqlite3_column_type(st, i);
+    if (type == SQLITE_NULL) {
+        snprintf(out, len, "nothing");
+    } else if (type == SQLITE_INTEGER) {
+        snprintf(out, len, "%lld", (long long)sqlite3_column_int64(st, i));
+    } else {
+        const unsigned char *t = sqlite3_column_text(st, i);
+        char q[48];
+        size_t n = 0;
+        for (; t && t[n] && n < 40; n++)
+            q[n] = t[n] >= 0x20 && t[n] < 0x7f ? (char)t[n] : '?';
+        q[n] = '\0';
+        snprintf(out, len, "'%s%s'", q, t && t[n] ? "..." : "");
+    }
+}
+
+/* Names the record and the column that does not match it in err. */
+static void sqlite_column_mismatch(struct sqlite_backend *be, int64_t seq, const char *column,
+                                   char *err, size_t err_len)
+{
+    static const char *const known[] = {"seq",      "time",   "kind", "source",
+                                        "event_id", "job_id", "did",  "number"};
+    char sql[128], stored[64] = "?", says[64] = "?";
+    sqlite3_stmt *st = NULL;
+    if (strcmp(column, "record") == 0) {
+        snprintf(err, err_len, "record seq %lld is not valid JSON (the record was edited)",
+                 (long long)seq);
+        return;
+    }
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        if (strcmp(column, known[i]) != 0)
+            continue;
+        snprintf(sql, sizeof sql,
+                 "SELECT %s, json_extract(record, '$.%s') FROM audit WHERE seq = ?", known[i],
+                 known[i]);
+        if (sqlite3_prepare_v2(be->rdb, sql, -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_int64(st, 1, seq);
+            if (sqlite3_step(st) == SQLITE_ROW) {
+                sqlite_value_text(st, 0, stored, sizeof stored);
+                sqlite_value_text(st, 1, says, sizeof says);
+            }
+        }
+        sqlite3_finalize(st);
+    }
+    snprintf(err, err_len,
+             "record seq %lld does not match its stored column '%s' (the column holds %s, the "
+             "record %s): the column was edited",
+             (long long)seq, column, stored, says);
+}
+
 static int sqlite_audit_scan(struct store_backend *base, const struct store_audit_filter *f,
                              store_audit_fn fn, void *ctx, char *err, size_t err_len)
 {
     struct sqlite_backend *be = (struct sqlite_backend *)base;
-    char where[1024] = "1=1";
+    struct sqlite_text where = {0}, sql = {0};
+    struct sqlite_story story = {0};
     char ranges[4096] = ""; /* up to SQLITE_BLOOM_MAX_RANGES of about 60 chars */
-    size_t wl = strlen(where);
     char since[32], until[32];
     size_t klen = 0;
     bool kprefix = false;
+    bool by_story = f->did || f->number;
+    bool check_columns = sqlite_audit_whole_trail(f);
+    char *dids = NULL, *numbers = NULL, *events = NULL;
     int rc = -1;
     sqlite3_stmt *st = NULL;
 
-#define SQLITE_WHERE(cond)                                                                         \
-    do {                                                                                           \
-        int w_ = snprintf(where + wl, sizeof where - wl, " AND %s", cond);                         \
-        if (w_ > 0 && (size_t)w_ < sizeof where - wl)                                              \
-            wl += (size_t)w_;                                                                      \
-    } while (0)
+    sqlite_text_add(&where, "1=1");
     if (f->kind) {
         klen = strlen(f->kind);
         kprefix = klen > 0 && f->kind[klen - 1] == '*';
-        SQLITE_WHERE(kprefix ? "substr(kind, 1, :klen) = :kind" : "kind = :kind");
+        sqlite_text_add(&where,
+                        kprefix ? " AND substr(kind, 1, :klen) = :kind" : " AND kind = :kind");
     }
     if (f->source)
-        SQLITE_WHERE("source = :source");
+        sqlite_text_add(&where, " AND source = :source");
     pthread_mutex_lock(&be->rlock);
     if (f->event_id) {
-        SQLITE_WHERE("event_id = :event");
+        sqlite_text_add(&where, " AND event_id = :event");
         if (sqlite_event_ranges(be, &be->blooms[SQLITE_BLOOMS_AUDIT], f->event_id, ranges,
                                 sizeof ranges, err, err_len) < 0)
             goto out;
     }
-    if (f->did)
-        SQLITE_WHERE("did = :did");
-    if (f->number)
-        SQLITE_WHERE("number = :number");
+    if (by_story) {
+        if (sqlite_story_build(be, f, &story, err, err_len) < 0)
+            goto out;
+        dids = json_dumps(story.dids, JSON_COMPACT);
+        numbers = json_dumps(story.numbers, JSON_COMPACT);
+        events = json_dumps(story.events, JSON_COMPACT);
+        if (!dids || !numbers || !events) {
+            snprintf(err, err_len, "out of memory building an audit story");
+            goto out;
+        }
+        sqlite_text_add(&where, " AND seq IN (SELECT seq FROM story)");
+        sqlite_story_sql(&sql, &story);
+    }
     if (f->job_id)
-        SQLITE_WHERE("job_id = :job");
+        sqlite_text_add(&where, " AND job_id = :job");
     if (f->since > 0)
-        SQLITE_WHERE("time >= :since");
+        sqlite_text_add(&where, " AND time >= :since");
     if (f->until > 0)
-        SQLITE_WHERE("time <= :until");
+        sqlite_text_add(&where, " AND time <= :until");
     if (f->after_seq > 0)
-        SQLITE_WHERE("seq > :after");
-#undef SQLITE_WHERE
+        sqlite_text_add(&where, " AND seq > :after");
     /* With ranges, the audit table is only read inside them, by rowid. */
     char from[4200];
     sqlite_ranges_from(from, sizeof from, "audit", "seq", ranges);
-    char sql[9600];
     if (f->limit > 0 && f->oldest_first)
-        snprintf(sql, sizeof sql,
-                 "SELECT seq, record FROM %s WHERE %s ORDER BY seq ASC LIMIT :limit", from, where);
+        sqlite_text_add(&sql, "SELECT seq, record FROM %s WHERE %s ORDER BY seq ASC LIMIT :limit",
+                        from, where.p ? where.p : "");
     else if (f->limit > 0)
-        snprintf(sql, sizeof sql,
-                 "SELECT seq, record FROM (SELECT seq, record FROM %s WHERE %s ORDER BY seq "
-                 "DESC LIMIT :limit) ORDER BY seq ASC",
-                 from, where);
+        sqlite_text_add(&sql,
+                        "SELECT seq, record FROM (SELECT seq, record FROM %s WHERE %s ORDER BY "
+                        "seq DESC LIMIT :limit) ORDER BY seq ASC",
+                        from, where.p ? where.p : "");
     else
-        snprintf(sql, sizeof sql, "SELECT seq, record FROM %s WHERE %s ORDER BY seq ASC", from,
-                 where);
+        sqlite_text_add(&sql, "SELECT seq, record%s FROM %s WHERE %s ORDER BY seq ASC",
+                        check_columns ? ", " SQLITE_COLUMN_CHECK : "", from,
+                        where.p ? where.p : "");
+    if (where.failed || sql.failed) {
+        snprintf(err, err_len, "out of memory building an audit query");
+        goto out;
+    }
 
-    if (sqlite3_prepare_v2(be->rdb, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(be->rdb, sql.p, -1, &st, NULL) != SQLITE_OK) {
         sqlite_err(be->rdb, "audit query", err, err_len);
         goto out;
     }
@@ -1744,8 +2134,12 @@ static int sqlite_audit_scan(struct store_backend *base, const struct store_audi
     }
     SQLITE_BIND_TEXT(":source", f->source);
     SQLITE_BIND_TEXT(":event", f->event_id);
-    SQLITE_BIND_TEXT(":did", f->did);
-    SQLITE_BIND_TEXT(":number", f->number);
+    /* The story's lists: ?1 and ?2 of SQLITE_STORY_CORE, :events. */
+    if (by_story) {
+        sqlite3_bind_text(st, 1, dids, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, numbers, -1, SQLITE_STATIC);
+        SQLITE_BIND_TEXT(":events", events);
+    }
     SQLITE_BIND_INT(":job", f->job_id);
     if (f->since > 0) {
         audit_format_time(f->since, since);
@@ -1761,7 +2155,14 @@ static int sqlite_audit_scan(struct store_backend *base, const struct store_audi
 #undef SQLITE_BIND_INT
     int s;
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (fn((const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 0), ctx) != 0)
+        int64_t seq = sqlite3_column_int64(st, 0);
+        if (check_columns && sqlite3_column_type(st, 2) != SQLITE_NULL) {
+            char column[16];
+            snprintf(column, sizeof column, "%s", (const char *)sqlite3_column_text(st, 2));
+            sqlite_column_mismatch(be, seq, column, err, err_len);
+            goto out;
+        }
+        if (fn((const char *)sqlite3_column_text(st, 1), seq, ctx) != 0)
             break;
     }
     if (s != SQLITE_ROW && s != SQLITE_DONE) {
@@ -1772,6 +2173,12 @@ static int sqlite_audit_scan(struct store_backend *base, const struct store_audi
 out:
     sqlite3_finalize(st);
     pthread_mutex_unlock(&be->rlock);
+    sqlite_story_free(&story);
+    free(where.p);
+    free(sql.p);
+    free(dids);
+    free(numbers);
+    free(events);
     return rc;
 }
 

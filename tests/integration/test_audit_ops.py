@@ -1,8 +1,8 @@
 """Audit operations with the real binary: retention prunes old records and `audit verify`
-still passes from the checkpoint (and still catches tampering after it); the JSON Lines
-mirror holds every record in seq order, survives a restart and a torn last line; `audit
---follow` prints records appended after it started; CSV is RFC 4180; the table fits 100
-columns.
+still passes from the checkpoint (and still catches tampering after it); verify names a
+record whose stored column was edited beside it; the JSON Lines mirror holds every record
+in seq order, survives a restart and a torn last line; `audit --follow` prints records
+appended after it started; CSV is RFC 4180; the table shows whole event ids.
 """
 import csv
 import io
@@ -14,7 +14,10 @@ import sqlite3
 import time
 import unittest
 
-from hookline_harness import HOOKLINE_BIN, base_env, start_server
+from hookline_harness import HOOKLINE_BIN, base_env, make_tmpdir, start_server
+
+DID_A = "f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c"
+DID_B = "1e0c45b1-1fea-4552-b41b-ffa9f5eb44c5"
 
 CT = {"Content-Type": "application/json"}
 
@@ -52,9 +55,12 @@ class AuditOpsTest(unittest.TestCase):
         srv = start_server(self, self.config())
         post_n(srv, 6)
         self.assertEqual(srv.stop(), 0)
-        # age the first four records past the 30-day retention
+        # age the first four records past the 30-day retention (record and column alike:
+        # a column that no longer matches its record stops a reading of the whole trail)
         db = sqlite3.connect(srv.db_path, isolation_level=None)
-        db.execute("UPDATE audit SET time = '2020-01-01T00:00:00.000Z' WHERE seq <= 4")
+        db.execute("UPDATE audit SET time = '2020-01-01T00:00:00.000Z', "
+                   "record = json_set(record, '$.time', '2020-01-01T00:00:00.000Z') "
+                   "WHERE seq <= 4")
         db.close()
         srv.start()
         recs = srv.wait_audit(lambda rs: any(r["kind"] == "audit.pruned" for r in rs))
@@ -96,6 +102,51 @@ class AuditOpsTest(unittest.TestCase):
         v = srv.cli("audit", "verify", "-c", srv.config_path)
         self.assertEqual(v.returncode, 1)
         self.assertIn("seq 4", v.stderr)
+
+    def test_edited_column_is_caught(self):
+        """SPEC section 6: a stored column that no longer matches its record hides the
+        record from the queries that select by it; `audit verify` names the record and
+        the column although the record's own text and hash are untouched."""
+        tmp = make_tmpdir()
+        with open(os.path.join(tmp, "main.lua"), "w") as f:
+            f.write("function on_event(ev)\n"
+                    "  didww.unroute_did{did = ev.body.did}\n"
+                    "end\n")
+        srv = start_server(self, dict(self.config(), rules={"script": "main.lua"}), tmpdir=tmp)
+        for did in (DID_A, DID_B):
+            r = srv.post("zd", json.dumps({"did": did}).encode(), CT)
+            self.assertEqual(r.status, 202, r)
+        self.assertEqual(srv.stop(), 0)
+        queued = srv.query("SELECT seq FROM audit WHERE kind = 'job.queued' AND did = ?",
+                           (DID_A,))
+        self.assertEqual(len(queued), 1)
+        seq = queued[0][0]
+        before = [x["seq"] for x in srv.audit("--did", DID_A)[0]]
+        self.assertIn(seq, before)
+        v = srv.cli("audit", "verify", "-c", srv.config_path)
+        self.assertEqual(v.returncode, 0, v.stderr)
+
+        for column, value in (("did", DID_B), ("job_id", 2), ("kind", "job.done"),
+                              ("number", "4371234567"), ("time", "2020-01-01T00:00:00.000Z")):
+            with self.subTest(column=column):
+                db = sqlite3.connect(srv.db_path, isolation_level=None)
+                (original,), = db.execute("SELECT %s FROM audit WHERE seq = ?" % column,
+                                          (seq,)).fetchall()
+                db.execute("UPDATE audit SET %s = ? WHERE seq = ?" % column, (value, seq))
+                db.close()
+                if column == "did":  # the record is gone from its DID's story
+                    self.assertNotIn(seq, [x["seq"] for x in srv.audit("--did", DID_A)[0]])
+                v = srv.cli("audit", "verify", "-c", srv.config_path)
+                self.assertEqual(v.returncode, 1, v)
+                self.assertRegex(v.stderr, r"\bseq %d\b" % seq)
+                self.assertIn("'%s'" % column, v.stderr)
+                self.assertEqual(len(v.stderr.strip().splitlines()), 1, v.stderr)
+                db = sqlite3.connect(srv.db_path, isolation_level=None)
+                db.execute("UPDATE audit SET %s = ? WHERE seq = ?" % column, (original, seq))
+                db.close()
+                v = srv.cli("audit", "verify", "-c", srv.config_path)
+                self.assertEqual(v.returncode, 0, v.stderr)
+        self.assertEqual([x["seq"] for x in srv.audit("--did", DID_A)[0]], before)
 
     def test_mirror_in_order_and_restart(self):
         srv = start_server(self, self.config())
@@ -151,7 +202,9 @@ class AuditOpsTest(unittest.TestCase):
         self.assertEqual(len(rows), 4)
         t = srv.cli("audit", "-c", srv.config_path, "--format", "table")
         self.assertEqual(t.returncode, 0, t.stderr)
-        self.assertTrue(all(len(line) <= 100 for line in t.stdout.splitlines()), t.stdout)
+        ids = {row[4] for row in rows[1:]}  # whole event ids, as the CSV has them
+        self.assertTrue(all(line.split()[-1] in ids for line in t.stdout.splitlines()[1:]),
+                        t.stdout)
         self.assertEqual(len(t.stdout.splitlines()), 4)
 
 

@@ -82,6 +82,33 @@ static void test_edit_detected(void **state)
     json_decref(a);
 }
 
+/* A key given twice keeps its hash for a reader that keeps the last value, while
+ * SQLite's json_extract (the stored columns' check) reads the first: such a
+ * record is refused, so the two can never disagree about what a record says. */
+static void test_duplicate_key_refused(void **state)
+{
+    char h[AUDIT_HASH_HEX_LEN + 1], hc[AUDIT_HASH_HEX_LEN + 1], why[200];
+    json_t *a = audit_record_new("job.done", "zd", "e1");
+    json_object_set_new(a, "did", json_string("f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c"));
+    char *text = audit_seal(a, 1, AUDIT_GENESIS_HASH, h);
+    assert_int_equal(audit_check(text, 1, AUDIT_GENESIS_HASH, hc, why, sizeof why), 0);
+    /* {"did":"<other>", ...the sealed members...}: the last "did" is the sealed one */
+    char forged[2048];
+    snprintf(forged, sizeof forged, "{\"did\":\"1e0c45b1-1fea-4552-b41b-ffa9f5eb44c5\",%s",
+             text + 1);
+    json_t *last_wins = json_loads(forged, 0, NULL);
+    assert_non_null(last_wins);
+    char *canon = audit_canonical(last_wins), *sealed = audit_canonical(a);
+    assert_string_equal(canon, sealed); /* the hash alone would not notice */
+    assert_int_equal(audit_check(forged, 1, AUDIT_GENESIS_HASH, hc, why, sizeof why), -1);
+    assert_non_null(strstr(why, "key twice"));
+    free(canon);
+    free(sealed);
+    json_decref(last_wins);
+    free(text);
+    json_decref(a);
+}
+
 static void test_canonical_is_order_independent(void **state)
 {
     json_t *x = json_pack("{s:s, s:i, s:{s:s}}", "kind", "k", "seq", 1, "detail", "b", "c");
@@ -144,6 +171,7 @@ int main(void)
         cmocka_unit_test(test_time_format),
         cmocka_unit_test(test_seal_and_check),
         cmocka_unit_test(test_edit_detected),
+        cmocka_unit_test(test_duplicate_key_refused),
         cmocka_unit_test(test_canonical_is_order_independent),
         cmocka_unit_test(test_canonical_matches_jansson),
     };

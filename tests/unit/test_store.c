@@ -202,11 +202,14 @@ static void test_jobs_queued_in_same_transaction(void **state)
     assert_int_equal(store_audit_scan(st, &f, collect_kind, &c, err, sizeof err), 0);
     assert_int_equal(c.n, 2);
     assert_string_equal(c.kinds[0], "job.queued");
-    /* filter by number finds the job of the DID named by number */
+    /* filter by number finds the job of the DID named by number and its event,
+     * not the other DID's job of the same event */
     struct collect c2 = {0};
-    struct store_audit_filter fn = {.number = "4371234567"};
+    struct store_audit_filter fn = {.number = "+43 71 234 567"};
     assert_int_equal(store_audit_scan(st, &fn, collect_kind, &c2, err, sizeof err), 0);
-    assert_int_equal(c2.n, 1);
+    assert_int_equal(c2.n, 2);
+    assert_string_equal(c2.kinds[0], "event.received");
+    assert_string_equal(c2.kinds[1], "job.queued");
     json_decref(ra);
     store_close(st);
 }
@@ -820,7 +823,10 @@ static void test_block_filters_rebuilt_at_open(void **state)
 
     /* A file from before schema 7 (audit_by_event, no filters) is migrated and
      * its complete blocks get their filters. */
-    db_exec("DROP TABLE audit_event_blooms;"
+    db_exec("DROP INDEX audit_by_read_number;"
+            "DROP INDEX audit_by_bare_job;"
+            "DROP INDEX did_numbers_by_did;"
+            "DROP TABLE audit_event_blooms;"
             "DROP TABLE event_id_blooms;"
             "ALTER TABLE events DROP COLUMN key_fp;"
             "CREATE INDEX audit_by_event ON audit (event_id, seq) WHERE event_id IS NOT NULL;"
@@ -858,6 +864,265 @@ static void test_prune_drops_block_filters(void **state)
     st = open_store();
     assert_int_equal(bloom_blocks(), 0x2u);
     assert_event_seqs(st, NEEDLE, 0, false, survivors, 3);
+    store_close(st);
+}
+
+/* ---- a DID's whole story (SPEC section 6) ---- */
+
+#define STORY_X "f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c"
+#define STORY_Y "1e0c45b1-1fea-4552-b41b-ffa9f5eb44c5"
+#define STORY_N "437200000007"
+#define STORY_M "4371234568"
+
+/* Stores event id of source with its rule.decided record (naming decided_did or
+ * decided_number, as ingest does for a one-job plan) and jobs. */
+static void story_event(struct store *st, const char *source, const char *id,
+                        const struct store_job_spec *jobs, size_t njobs, const char *decided_did,
+                        const char *decided_number)
+{
+    struct store_op op;
+    json_t *recs[2];
+    fill_event_from(&op, source, id, wall_now(), &recs[0]);
+    recs[1] = audit_record_new("rule.decided", source, id);
+    if (decided_did)
+        json_object_set_new(recs[1], "did", json_string(decided_did));
+    if (decided_number)
+        json_object_set_new(recs[1], "number", json_string(decided_number));
+    op.audit = recs;
+    op.naudit = 2;
+    op.jobs = jobs;
+    op.njobs = njobs;
+    if (store_submit_wait(st, &op) != 0)
+        fail_msg("story event %s: %s", id, op.error);
+    json_decref(recs[0]);
+    json_decref(recs[1]);
+}
+
+/* Records a job's outcome as delivery does: its state and one record of kind
+ * naming the job's DID as delivery knew it (read_number: the number DIDWW
+ * reported in the before-state of a DID named by id). */
+static void story_job(struct store *st, int64_t job, const char *state, const char *kind,
+                      const char *event_id, const char *did, const char *number,
+                      const char *read_number)
+{
+    json_t *rec = audit_record_new(kind, "zd", event_id);
+    json_object_set_new(rec, "job_id", json_integer(job));
+    if (did)
+        json_object_set_new(rec, "did", json_string(did));
+    if (number)
+        json_object_set_new(rec, "number", json_string(number));
+    if (read_number)
+        json_object_set_new(json_object_get(rec, "detail"), "before",
+                            json_pack("{s:s, s:n}", "number", read_number, "trunk"));
+    struct store_op op = {.kind = STORE_OP_JOB,
+                          .job_id = job,
+                          .job_state = state,
+                          .job_attempts = 1,
+                          .received_at = wall_now(),
+                          .audit = &rec,
+                          .naudit = 1};
+    if (store_submit_wait(st, &op) != 0)
+        fail_msg("job %lld: %s", (long long)job, op.error);
+    json_decref(rec);
+}
+
+struct story {
+    int64_t seq[64];
+    int n;
+};
+
+static int collect_story(const char *text, int64_t seq, void *ctx)
+{
+    struct story *s = ctx;
+    if (s->n < 64)
+        s->seq[s->n++] = seq;
+    return 0;
+}
+
+static void assert_story(struct store *st, const struct store_audit_filter *f, const int64_t *want,
+                         int nwant)
+{
+    struct story got = {0};
+    char err[256];
+    if (store_audit_scan(st, f, collect_story, &got, err, sizeof err) != 0)
+        fail_msg("did %s number %s: %s", f->did ? f->did : "-", f->number ? f->number : "-", err);
+    char g[512] = "", w[512] = "";
+    for (int i = 0; i < got.n; i++)
+        snprintf(g + strlen(g), sizeof g - strlen(g), " %lld", (long long)got.seq[i]);
+    for (int i = 0; i < nwant; i++)
+        snprintf(w + strlen(w), sizeof w - strlen(w), " %lld", (long long)want[i]);
+    if (strcmp(g, w) != 0)
+        fail_msg("did %s number %s kind %s: got seqs%s, wanted%s", f->did ? f->did : "-",
+                 f->number ? f->number : "-", f->kind ? f->kind : "-", g, w);
+}
+
+static void test_did_story_whatever_the_naming(void **state)
+{
+    struct store *st = open_store();
+    char err[256];
+    const struct store_job_spec by_number = {"route_did", "PATCH", "/v3/dids/number:" STORY_N, "{}",
+                                             NULL,        STORY_N, "number:" STORY_N};
+    const struct store_job_spec by_id = {"route_did", "PATCH", "/v3/dids/" STORY_X, "{}",
+                                         STORY_X,     NULL,    "did:" STORY_X};
+    const struct store_job_spec y_by_id = {"route_did", "PATCH", "/v3/dids/" STORY_Y, "{}",
+                                           STORY_Y,     NULL,    "did:" STORY_Y};
+    const struct store_job_spec m_by_number = {
+        "route_did", "PATCH", "/v3/dids/number:" STORY_M, "{}", NULL, STORY_M, "number:" STORY_M};
+
+    /* 1-3: a rule names X by number; job 1 goes dead before the number is
+     * resolved (4) and an operator retries it (5) */
+    story_event(st, "zd", "s-1", &by_number, 1, NULL, STORY_N);
+    story_job(st, 1, "dead", "job.dead", "s-1", NULL, STORY_N, NULL);
+    assert_int_equal(
+        store_job_transition(st, 1, "pending", "dead", "admin.job_retry", "test", err, sizeof err),
+        0);
+    /* 6-8: another rule names X by id; the read before the PATCH records X's
+     * number in the before-state (9) */
+    story_event(st, "zd", "s-2", &by_id, 1, STORY_X, NULL);
+    story_job(st, 2, "done", "job.attempt", "s-2", STORY_X, NULL, STORY_N);
+    /* 10-13: one event for X (by number, job 3) and Y (by id, job 4) */
+    const struct store_job_spec both[2] = {by_number, y_by_id};
+    story_event(st, "zd", "s-3", both, 2, NULL, NULL);
+    /* 14-16: Y alone; 17-18: another source's event with X's event id s-2 */
+    story_event(st, "zd", "s-4", &y_by_id, 1, STORY_Y, NULL);
+    story_event(st, "other", "s-2", NULL, 0, NULL, NULL);
+    /* 19-21: Y by number M, queued before delivery learnt that M is Y */
+    story_event(st, "zd", "s-5", &m_by_number, 1, NULL, STORY_M);
+    struct store_op map = {.kind = STORE_OP_MAP_NUMBER,
+                           .map_number = STORY_M,
+                           .map_did = STORY_Y,
+                           .received_at = wall_now()};
+    assert_int_equal(store_submit_wait(st, &map), 0);
+    assert_int_equal(db_int("SELECT max(seq) FROM audit"), 21);
+
+    static const int64_t x_story[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    static const int64_t y_story[] = {10, 11, 13, 14, 15, 16, 19, 20, 21};
+    struct store_audit_filter f = {.did = STORY_X};
+    assert_story(st, &f, x_story, 12);
+    /* typed in upper case, or by number as a person writes it */
+    f.did = "F10D40C7-FD0B-4D63-BB9B-27810A1A8F5C";
+    assert_story(st, &f, x_story, 12);
+    f = (struct store_audit_filter){.number = "+43 (720) 000-0007"};
+    assert_story(st, &f, x_story, 12);
+    f = (struct store_audit_filter){.number = STORY_N};
+    assert_story(st, &f, x_story, 12);
+    f = (struct store_audit_filter){.did = STORY_Y};
+    assert_story(st, &f, y_story, 9);
+    f = (struct store_audit_filter){.number = "+43 71 234 568"};
+    assert_story(st, &f, y_story, 9);
+    /* other filters narrow the story */
+    f = (struct store_audit_filter){.did = STORY_X, .kind = "job.*"};
+    assert_story(st, &f, (const int64_t[]){3, 4, 8, 9, 12}, 5);
+    f = (struct store_audit_filter){.number = STORY_N, .event_id = "s-2"};
+    assert_story(st, &f, (const int64_t[]){6, 7, 8, 9}, 4);
+    f = (struct store_audit_filter){.did = STORY_X, .limit = 2};
+    assert_story(st, &f, (const int64_t[]){11, 12}, 2);
+    f = (struct store_audit_filter){
+        .did = STORY_X, .limit = 2, .oldest_first = true, .after_seq = 4};
+    assert_story(st, &f, (const int64_t[]){5, 6}, 2);
+    /* a DID or number nothing names has no story */
+    f = (struct store_audit_filter){.did = "00000000-0000-4000-8000-000000000000"};
+    assert_story(st, &f, NULL, 0);
+    f = (struct store_audit_filter){.number = "4399999999"};
+    assert_story(st, &f, NULL, 0);
+    /* a number that is not in international form is refused, saying why */
+    struct story got = {0};
+    f = (struct store_audit_filter){.number = "0043 720 000 0007"};
+    assert_int_equal(store_audit_scan(st, &f, collect_story, &got, err, sizeof err), -1);
+    assert_non_null(strstr(err, "00 form"));
+    assert_non_null(strstr(err, "+437200000007"));
+    f = (struct store_audit_filter){.number = "0720 000 0007"};
+    assert_int_equal(store_audit_scan(st, &f, collect_story, &got, err, sizeof err), -1);
+    assert_non_null(strstr(err, "national form"));
+    assert_int_equal(got.n, 0);
+    store_close(st);
+}
+
+/* A story's events are found through the Bloom blocks, also when they lie in
+ * complete blocks far apart. */
+static void test_did_story_across_blocks(void **state)
+{
+    struct store *st = open_store();
+    const struct store_job_spec by_number = {"route_did", "PATCH", "/v3/dids/number:" STORY_N, "{}",
+                                             NULL,        STORY_N, "number:" STORY_N};
+    story_event(st, "zd", "far-1", &by_number, 1, NULL, NULL); /* 1-3 */
+    append_audit_range(st, 4, 2 * BLOCK + 10, NULL, 0);
+    story_event(st, "zd", "far-2", &by_number, 1, NULL, NULL);
+    int64_t tail = 2 * BLOCK + 11;
+    assert_int_equal(bloom_blocks(), 0x3u);
+    struct store_audit_filter f = {.number = STORY_N};
+    assert_story(st, &f, (const int64_t[]){1, 2, 3, tail, tail + 1, tail + 2}, 6);
+    store_close(st);
+}
+
+/* SPEC section 6: `audit verify` reads the whole trail, and a stored column
+ * that no longer matches its record is named with the record. */
+static void test_whole_trail_checks_columns(void **state)
+{
+    struct store *st = open_store();
+    const struct store_job_spec by_id = {"route_did", "PATCH", "/v3/dids/" STORY_X, "{}",
+                                         STORY_X,     NULL,    "did:" STORY_X};
+    story_event(st, "zd", "c-1", &by_id, 1, STORY_X, NULL); /* 1-3 */
+    story_event(st, "zd", "c-2", &by_id, 1, STORY_X, NULL); /* 4-6 */
+    assert_chain_ok(st, 6);
+    static const struct {
+        const char *edit, *undo, *want;
+    } cases[] = {
+        {"UPDATE audit SET did = '" STORY_Y "' WHERE seq = 3",
+         "UPDATE audit SET did = '" STORY_X "' WHERE seq = 3",
+         "record seq 3 does not match its stored column 'did' (the column holds '" STORY_Y
+         "', the record '" STORY_X "')"},
+        {"UPDATE audit SET did = NULL WHERE seq = 6",
+         "UPDATE audit SET did = '" STORY_X "' WHERE seq = 6",
+         "record seq 6 does not match its stored column 'did' (the column holds nothing"},
+        {"UPDATE audit SET job_id = 7 WHERE seq = 6", "UPDATE audit SET job_id = 2 WHERE seq = 6",
+         "record seq 6 does not match its stored column 'job_id' (the column holds 7, the "
+         "record 2)"},
+        {"UPDATE audit SET event_id = 'c-9' WHERE seq = 1",
+         "UPDATE audit SET event_id = 'c-1' WHERE seq = 1",
+         "seq 1 does not match its stored column 'event_id'"},
+        {"UPDATE audit SET kind = 'job.done' WHERE seq = 5",
+         "UPDATE audit SET kind = 'rule.decided' WHERE seq = 5",
+         "seq 5 does not match its stored column 'kind'"},
+        {"UPDATE audit SET time = '2020-01-01T00:00:00.000Z' WHERE seq = 2",
+         "UPDATE audit SET time = json_extract(record, '$.time') WHERE seq = 2",
+         "seq 2 does not match its stored column 'time'"},
+        {"UPDATE audit SET source = 'other', number = '4371234567' WHERE seq = 4",
+         "UPDATE audit SET source = 'zd', number = NULL WHERE seq = 4",
+         "seq 4 does not match its stored column 'source'"},
+        {"UPDATE audit SET number = '4371234567' WHERE seq = 4",
+         "UPDATE audit SET number = NULL WHERE seq = 4",
+         "seq 4 does not match its stored column 'number'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        db_exec(cases[i].edit);
+        struct chain c = {.next = 1};
+        struct store_audit_filter all = {0};
+        char err[256] = "";
+        memcpy(c.prev, AUDIT_GENESIS_HASH, sizeof c.prev);
+        int rc = store_audit_scan(st, &all, check_chain, &c, err, sizeof err);
+        if (rc != -1 || !strstr(err, cases[i].want))
+            fail_msg("[%s]: rc %d err [%s], wanted [%s]", cases[i].edit, rc, err, cases[i].want);
+        /* the records before it were read and verified */
+        assert_int_equal(c.broken, 0);
+        db_exec(cases[i].undo);
+        assert_chain_ok(st, 6);
+    }
+    /* a query by column still answers (it cannot see what the column hides) */
+    db_exec("UPDATE audit SET did = '" STORY_Y "' WHERE seq = 3");
+    struct collect c = {0};
+    struct store_audit_filter by_kind = {.kind = "job.queued"};
+    char err[256];
+    assert_int_equal(store_audit_scan(st, &by_kind, collect_kind, &c, err, sizeof err), 0);
+    assert_int_equal(c.n, 2);
+    /* a record that is no longer JSON is named too */
+    db_exec("UPDATE audit SET did = '" STORY_X "' WHERE seq = 3;"
+            "UPDATE audit SET record = substr(record, 2) WHERE seq = 2");
+    struct store_audit_filter all = {0};
+    struct chain ch = {.next = 1};
+    memcpy(ch.prev, AUDIT_GENESIS_HASH, sizeof ch.prev);
+    assert_int_equal(store_audit_scan(st, &all, check_chain, &ch, err, sizeof err), -1);
+    assert_non_null(strstr(err, "record seq 2 is not valid JSON"));
     store_close(st);
 }
 
@@ -970,7 +1235,10 @@ static void test_events_by_event_id_across_blocks(void **state)
 
     /* A schema 7 file (no event filters, the events_keys index) is migrated
      * and gets them. */
-    db_exec("DROP TABLE event_id_blooms;"
+    db_exec("DROP INDEX audit_by_read_number;"
+            "DROP INDEX audit_by_bare_job;"
+            "DROP INDEX did_numbers_by_did;"
+            "DROP TABLE event_id_blooms;"
             "CREATE INDEX events_keys ON events (id, received_at, key_fp);"
             "PRAGMA user_version = 7;");
     st = open_store();
@@ -1107,6 +1375,9 @@ int main(void)
         cmocka_unit_test_setup(test_prune_drops_block_filters, setup),
         cmocka_unit_test_setup(test_events_by_event_id_across_blocks, setup),
         cmocka_unit_test_setup(test_preload_reads_block_keys, setup),
+        cmocka_unit_test_setup(test_did_story_whatever_the_naming, setup),
+        cmocka_unit_test_setup(test_did_story_across_blocks, setup),
+        cmocka_unit_test_setup(test_whole_trail_checks_columns, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
