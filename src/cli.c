@@ -26,6 +26,7 @@
 #include "config.h"
 #include "delivery.h"
 #include "ingest.h"
+#include "number.h"
 #include "rules.h"
 #include "store.h"
 
@@ -547,6 +548,7 @@ int cli_audit(int argc, char **argv)
     const char *path = NULL;
     struct store_audit_filter f = {0};
     struct cli_audit_ctx ctx = {.format = CLI_TABLE};
+    char number[NUMBER_BUF_LEN];
     bool follow = false, verify = false;
     int c;
     char *end;
@@ -591,9 +593,15 @@ int cli_audit(int argc, char **argv)
         case 'd':
             f.did = optarg;
             break;
-        case 'n':
-            f.number = optarg[0] == '+' ? optarg + 1 : optarg;
+        case 'n': {
+            char why[256];
+            if (number_normalize(optarg, number, sizeof number, why, sizeof why) != NUMBER_OK) {
+                fprintf(stderr, "hookline audit: --number %s\n", why);
+                return 2;
+            }
+            f.number = number;
             break;
+        }
         case 'k':
             f.kind = optarg;
             break;
@@ -636,7 +644,7 @@ int cli_audit(int argc, char **argv)
     if (cli_open_store(cfg, true, "hookline audit", &st) < 0)
         goto out;
     if (verify) {
-        struct store_audit_filter all = {0};
+        struct store_audit_filter all = {.check_columns = true};
         memcpy(ctx.prev, AUDIT_GENESIS_HASH, sizeof ctx.prev);
         ctx.expect_seq = 1;
         /* Retention leaves a checkpoint: the chain continues from the newest one. */

@@ -28,6 +28,7 @@
 #include "http_gate.h"
 #include "log.h"
 #include "metrics.h"
+#include "number.h"
 #include "verify.h"
 
 #define HTTP_MAX_URI 4096   /* request target, bytes */
@@ -365,9 +366,12 @@ static enum MHD_Result http_admin_audit(struct http_server *srv, struct MHD_Conn
     f.source = http_query(conn, "source");
     f.event_id = http_query(conn, "event");
     f.did = http_query(conn, "did");
-    f.number = http_query(conn, "number");
-    if (f.number && f.number[0] == '+')
-        f.number++;
+    char number[NUMBER_BUF_LEN], why[256];
+    if ((v = http_query(conn, "number")) != NULL) {
+        if (number_normalize(v, number, sizeof number, why, sizeof why) != NUMBER_OK)
+            return http_problem(conn, 400, "bad-query", "Bad query", why, NULL);
+        f.number = number;
+    }
     if ((v = http_query(conn, "job")) && http_parse_positive(v, &f.job_id) < 0)
         return http_problem(conn, 400, "bad-query", "Bad query", "job must be a positive integer",
                             NULL);

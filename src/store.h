@@ -203,14 +203,16 @@ struct store_audit_filter {
     int64_t after_seq;   /* only records with seq > after_seq */
     int64_t limit;       /* 0: no limit; else the newest `limit` matches */
     bool oldest_first;   /* with limit: the first `limit` matches instead (pagination) */
+    bool check_columns;  /* also check each record's stored columns against the record and
+                            fail naming the first that differs (what `audit verify` asks) */
 };
 
 /* Calls fn(record_json, seq, ctx) for each matching record in ascending seq.
  * record_json is borrowed for the call. fn returning non-zero stops the scan.
- * Returns 0, or -1 with err set. A scan of the whole trail (no filter but
- * after_seq, no limit: what `audit verify` reads) also checks each record's
- * stored columns against it and fails naming the first record and column that
- * differ. Any thread. */
+ * Returns 0, or -1 with err set. With filter->check_columns each record's
+ * stored columns are checked against it and the scan fails naming the first
+ * record and column that differ; a listing never fails on a tampered trail
+ * (an operator must be able to look at it). Any thread. */
 typedef int (*store_audit_fn)(const char *record_json, int64_t seq, void *ctx);
 int store_audit_scan(struct store *st, const struct store_audit_filter *filter, store_audit_fn fn,
                      void *ctx, char *err, size_t err_len);

@@ -1958,8 +1958,8 @@ static void sqlite_story_sql(struct sqlite_text *t, const struct sqlite_story *s
     sqlite_text_add(t, ") ");
 }
 
-/* A scan of the whole trail (what `audit verify` reads: no filter but a start
- * seq, no limit) also checks each record's stored columns against the record:
+/* A scan with check_columns (what `audit verify` asks for) also checks each
+ * record's stored columns against the record:
  * queries select rows by those columns, so one edited there hides a record
  * from them (or shows it where it does not belong) while its hash still holds.
  * The expression names the first column that differs, 'record' when the record
@@ -1976,12 +1976,6 @@ static void sqlite_story_sql(struct sqlite_text *t, const struct sqlite_story *s
     "WHEN job_id IS NOT json_extract(record, '$.job_id') THEN 'job_id' "                           \
     "WHEN did IS NOT json_extract(record, '$.did') THEN 'did' "                                    \
     "WHEN number IS NOT json_extract(record, '$.number') THEN 'number' END ELSE 'record' END"
-
-static bool sqlite_audit_whole_trail(const struct store_audit_filter *f)
-{
-    return !f->kind && !f->source && !f->event_id && !f->did && !f->number && !f->job_id &&
-           !(f->since > 0) && !(f->until > 0) && f->limit <= 0;
-}
 
 /* A column's value for a message: NULL, an integer, or text quoted, cut and
  * made printable. */
@@ -2048,7 +2042,7 @@ static int sqlite_audit_scan(struct store_backend *base, const struct store_audi
     size_t klen = 0;
     bool kprefix = false;
     bool by_story = f->did || f->number;
-    bool check_columns = sqlite_audit_whole_trail(f);
+    bool check_columns = f->check_columns;
     char *dids = NULL, *numbers = NULL, *events = NULL;
     int rc = -1;
     sqlite3_stmt *st = NULL;

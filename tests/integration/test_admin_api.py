@@ -64,6 +64,15 @@ class AdminApiTest(unittest.TestCase):
         r = self.get("/v1/audit?kind=rule.*&number=%2B4371234503")
         kinds = [x["kind"] for x in r.json()["records"]]
         self.assertEqual(kinds, ["rule.decided"])
+        # the number as a person types it finds the same; a national or 00 form is a
+        # bad query naming the problem (it was a 503 "store unavailable")
+        r = self.get("/v1/audit?kind=rule.*&number=%2B43%20(712)%2034-5%2003")
+        self.assertEqual([x["kind"] for x in r.json()["records"]], ["rule.decided"])
+        for bad, word in (("0043712345", "00 form"), ("0712345034", "national")):
+            r = self.get("/v1/audit?number=" + bad)
+            self.assertEqual(r.status, 400, r)
+            self.assertEqual(r.headers["Content-Type"], "application/problem+json")
+            self.assertIn(word, r.json()["detail"])
         self.assertEqual(len(self.get("/v1/audit?kind=rule.skipped").json()["records"]), 1)
         # walk the whole trail two records at a time: every seq once, in order
         seen, after = [], None

@@ -136,6 +136,8 @@ class AuditOpsTest(unittest.TestCase):
                 db.close()
                 if column == "did":  # the record is gone from its DID's story
                     self.assertNotIn(seq, [x["seq"] for x in srv.audit("--did", DID_A)[0]])
+                # a listing still shows the tampered trail (an operator must see it)
+                self.assertIn(seq, [x["seq"] for x in srv.audit()[0]])
                 v = srv.cli("audit", "verify", "-c", srv.config_path)
                 self.assertEqual(v.returncode, 1, v)
                 self.assertRegex(v.stderr, r"\bseq %d\b" % seq)

@@ -137,11 +137,13 @@ class StoryTest(unittest.TestCase):
             self.assertEqual(r.status, 200, r)
             self.assertEqual([story_key(x) for x in r.json()["records"]], want_a)
         # a number in 00 or national form is refused, saying so
+        # (a usage error, exit 2, one line naming the option)
         r = srv.cli("audit", "-c", srv.config_path, "--number", "0043 7 1234 567")
-        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(r.returncode, 2, r)
         self.assertIn("00 form", r.stderr)
+        self.assertTrue(r.stderr.startswith("hookline audit: --number "), r.stderr)
         r = srv.cli("audit", "-c", srv.config_path, "--number", "07 1234 567")
-        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(r.returncode, 2, r)
         self.assertIn("national form", r.stderr)
 
     def test_whole_story_of_one_did(self):
