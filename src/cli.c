@@ -1253,11 +1253,13 @@ int cli_jobs(int argc, char **argv)
     for (size_t i = 0; i < ids.n; i++) {
         int m = retry ? cli_job_move(st, ids.ids[i], "pending", "dead", "admin.job_retry")
                       : cli_job_move(st, ids.ids[i], "cancelled", "pending", "job.cancelled");
-        if (m == 0)
+        if (m == STORE_TRANSITION_MOVED)
             printf("job %lld: %s\n", (long long)ids.ids[i], retry ? "queued again" : "cancelled");
-        else if (m == 1)
+        else if (m == STORE_TRANSITION_WRONG_STATE)
             printf("job %lld: not %s, left alone\n", (long long)ids.ids[i],
                    retry ? "dead" : "pending");
+        else if (m == STORE_TRANSITION_NO_JOB)
+            fprintf(stderr, "hookline jobs: job %lld: no such job\n", (long long)ids.ids[i]);
         if (m != 0)
             failed = 1;
     }

@@ -529,7 +529,10 @@ int store_submit_wait(struct store *st, struct store_op *op)
     pthread_cond_destroy(&cond);
     if (rc != 0)
         return -1;
-    return (op->outcome == STORE_STORED || op->outcome == STORE_DUPLICATE) ? 0 : -1;
+    return (op->outcome == STORE_STORED || op->outcome == STORE_DUPLICATE ||
+            op->outcome == STORE_NOT_FOUND)
+               ? 0
+               : -1;
 }
 
 bool store_ready(struct store *st, char *why, size_t why_len)
@@ -630,11 +633,13 @@ int store_job_transition(struct store *st, int64_t id, const char *state, const 
         snprintf(err, err_len, "%s", op.error);
         return -1;
     }
+    if (op.outcome == STORE_NOT_FOUND)
+        return STORE_TRANSITION_NO_JOB;
     if (op.outcome == STORE_DUPLICATE)
-        return 1;
+        return STORE_TRANSITION_WRONG_STATE;
     if (strcmp(state, "pending") == 0 && st->job_listener)
         st->job_listener(st->job_listener_ctx);
-    return 0;
+    return STORE_TRANSITION_MOVED;
 }
 
 void store_set_job_listener(struct store *st, void (*fn)(void *ctx), void *ctx)

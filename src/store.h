@@ -72,7 +72,13 @@ void store_job_clear(struct store_job *job);
  * order key (coalescing). Both borrowed. Supplied by delivery. */
 typedef bool (*store_supersedes_fn)(const struct store_job *later, const struct store_job *earlier);
 
-enum store_outcome { STORE_PENDING = 0, STORE_STORED, STORE_DUPLICATE, STORE_FAILED };
+enum store_outcome {
+    STORE_PENDING = 0,
+    STORE_STORED,
+    STORE_DUPLICATE,
+    STORE_FAILED,
+    STORE_NOT_FOUND /* STORE_OP_JOB: no job has that id */
+};
 
 /* One write operation. The submitter owns the struct and everything it points
  * to until done() has been called (or store_submit_wait returned). */
@@ -123,7 +129,8 @@ struct store_op {
      * job_last_status/job_last_error are recorded; job_did (may be NULL) stores a
      * resolved DID id. job_only_from (may be NULL) restricts the change to jobs
      * currently in that state (e.g. cancel only "pending"): outcome
-     * STORE_DUPLICATE when the job was not in it. The audit records are appended
+     * STORE_DUPLICATE when the job was not in it, STORE_NOT_FOUND when there is
+     * no such job. The audit records are appended
      * in the same transaction. */
     int64_t job_id;
     const char *job_state;
@@ -180,7 +187,8 @@ int store_open(const struct store_options *opts, struct store **out, char *err, 
 int store_submit(struct store *st, struct store_op *op);
 
 /* Submits op and blocks until it is committed or failed. Returns 0 when the
- * outcome is STORE_STORED or STORE_DUPLICATE, else -1 (op->error says why). */
+ * outcome is STORE_STORED, STORE_DUPLICATE or STORE_NOT_FOUND, else -1
+ * (op->error says why). */
 int store_submit_wait(struct store *st, struct store_op *op);
 
 /* True when the store answers a trivial query and the last commit succeeded;
@@ -263,8 +271,13 @@ int store_jobs_scan(struct store *st, const char *state, int64_t limit, store_jo
                     char *err, size_t err_len);
 
 /* Moves job id to state if it is in from_state, appending an audit record of
- * kind with detail.by = by, and waits for the commit. Returns 0 moved, 1 not in
- * from_state (left alone), -1 on a store error (err set). */
+ * kind with detail.by = by, and waits for the commit. Returns a
+ * store_transition value, or -1 on a store error (err set). */
+enum store_transition {
+    STORE_TRANSITION_MOVED = 0,
+    STORE_TRANSITION_WRONG_STATE = 1, /* the job is not in from_state: left alone */
+    STORE_TRANSITION_NO_JOB = 2,      /* no job has that id */
+};
 int store_job_transition(struct store *st, int64_t id, const char *state, const char *from_state,
                          const char *kind, const char *by, char *err, size_t err_len);
 

@@ -1226,7 +1226,12 @@ static int sqlite_job_update(struct sqlite_backend *be, struct store_op *op, cha
         goto out;
     }
     if (sqlite3_changes(be->wdb) == 0) {
-        op->outcome = STORE_DUPLICATE;
+        int64_t exists = 0;
+        char q[64];
+        snprintf(q, sizeof q, "SELECT count(*) FROM jobs WHERE id = %lld", (long long)op->job_id);
+        if (sqlite_query_int64(be->wdb, q, &exists, "updating a job", err, err_len) < 0)
+            goto out;
+        op->outcome = exists ? STORE_DUPLICATE : STORE_NOT_FOUND;
         rc = 0;
         goto out;
     }

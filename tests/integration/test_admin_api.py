@@ -115,10 +115,20 @@ class AdminApiTest(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json(), {"id": job, "state": "cancelled"})
         self.assertEqual(self.post("/v1/jobs/%d/cancel" % job).status, 409)
-        self.assertEqual(self.post("/v1/jobs/999999/cancel").status, 409)
+        # a job that does not exist is not a conflict: 404, for retry and cancel alike
+        for action in ("retry", "cancel"):
+            r = self.post("/v1/jobs/999999/" + action)
+            self.assertEqual(r.status, 404, r)
+            self.assertEqual(r.headers["Content-Type"], "application/problem+json")
+            self.assertIn("no job", r.json()["detail"])
+            # the CLI says the same, not "not dead, left alone" (exit 1)
+            c = self.srv.cli("jobs", "-c", self.srv.config_path, action, "999999")
+            self.assertEqual(c.returncode, 1, c.stdout + c.stderr)
+            self.assertEqual(c.stderr.strip(), "hookline jobs: job 999999: no such job")
+            self.assertNotIn("left alone", c.stdout)
         self.assertEqual(self.get("/v1/jobs/%d/cancel" % job).status, 405)
         recs = self.get("/v1/audit?kind=job.cancelled").json()["records"]
-        self.assertEqual(len(recs), 1)
+        self.assertEqual(len(recs), 1)  # nothing audited for the missing job
         self.assertEqual(recs[0]["job_id"], job)
         self.assertEqual(recs[0]["detail"]["by"], "admin API")
         self.assertEqual(self.srv.query("SELECT state FROM jobs WHERE id = ?", (job,)),
