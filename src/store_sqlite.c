@@ -709,7 +709,7 @@ static int sqlite_load_rows(struct sqlite_backend *be, struct sqlite_load *l, in
     }
     sqlite3_bind_int64(st, 1, lo);
     sqlite3_bind_int64(st, 2, hi);
-    int s;
+    int s = SQLITE_DONE; /* l->done may stop the loop before a step */
     while (!l->done && (s = sqlite3_step(st)) == SQLITE_ROW) {
         /* An event stored before schema 7 has no fingerprint column value. */
         uint64_t fp = sqlite3_column_type(st, 2) == SQLITE_NULL
