@@ -31,7 +31,8 @@
 #define DELIVERY_IDLE_POLL_MS 200
 #define DELIVERY_PAUSE_POLL_MS 500
 #define DELIVERY_CACHE_SIZE 1024
-#define DELIVERY_STOPPED (-2) /* delivery_send: not sent, the service is stopping */
+#define DELIVERY_STOPPED (-2)             /* delivery_send: not sent, the service is stopping */
+#define DELIVERY_THROTTLE_DEFAULT_MS 1000 /* a 429 without a usable Retry-After blocks 1 s */
 
 struct delivery_cache_entry {
     char number[24];
@@ -442,11 +443,15 @@ static void delivery_classify(struct delivery_worker *w, const struct store_job 
     /* Throttling is DIDWW protecting itself, not a failure of the job: a 429 does
      * not use up one of max_attempts (the storm would otherwise kill jobs). */
     bool throttled = resp->status == 429;
-    if (throttled)
+    int64_t ra = resp->retry_after[0] ? backoff_retry_after_ms(resp->retry_after, time(NULL)) : -1;
+    if (throttled) {
         r->attempts = attempt - 1;
+        /* DIDWW throttles the key, not this job: every worker holds back for Retry-After
+         * (or a second) and the shared limiter halves its rate. The lookup and the no-op
+         * read reach this function with their 429s too. */
+        ratelimit_throttle(d->rl, ratelimit_now_ms(), ra >= 0 ? ra : DELIVERY_THROTTLE_DEFAULT_MS);
+    }
     if (cls == BACKOFF_RETRY && (throttled || attempt < d->opts.max_attempts)) {
-        int64_t ra =
-            resp->retry_after[0] ? backoff_retry_after_ms(resp->retry_after, time(NULL)) : -1;
         int64_t delay = backoff_next_ms(attempt, d->opts.backoff_initial_ms, d->opts.backoff_max_ms,
                                         ra, delivery_rand01, &w->rng);
         r->state = "pending";

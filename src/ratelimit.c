@@ -9,6 +9,7 @@
 #include "ratelimit.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -94,9 +95,14 @@ static int64_t ratelimit_try_locked(struct ratelimit *rl, int64_t now_ms)
 void ratelimit_throttle(struct ratelimit *rl, int64_t now_ms, int64_t block_ms)
 {
     pthread_mutex_lock(&rl->mu);
+    /* While a block is in force nothing is sent, so a 429 arriving then answers a request
+     * sent before the block began (the other workers' requests in flight): it extends the
+     * block but is the same throttle, not a new one, and does not halve again. */
+    bool in_block = now_ms < rl->blocked_until;
     if (now_ms + block_ms > rl->blocked_until)
         rl->blocked_until = now_ms + block_ms;
-    rl->eff = rl->eff > 1 ? rl->eff / 2 : 1;
+    if (!in_block)
+        rl->eff = rl->eff > 1 ? rl->eff / 2 : 1;
     /* Recovery counts from the end of the block, not from the 429. */
     rl->last_throttle = rl->blocked_until > now_ms ? rl->blocked_until : now_ms;
     rl->last_raise = rl->last_throttle;

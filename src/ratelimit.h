@@ -28,7 +28,9 @@ int ratelimit_acquire(struct ratelimit *rl, const atomic_int *stop);
 
 /* DIDWW answered 429: nothing is sent before now_ms + block_ms (Retry-After,
  * or a second), and the sends allowed per window are halved, then raised by one
- * per second without a new throttle until back at the configured rate.
+ * per second without a new throttle until back at the configured rate. A 429
+ * reported while a block is in force (the answer to a request already in flight
+ * when the block began) only extends the block: it does not halve again.
  * Thread-safe. */
 void ratelimit_throttle(struct ratelimit *rl, int64_t now_ms, int64_t block_ms);
 

@@ -278,6 +278,32 @@ static void test_throttle_blocks_halves_and_recovers(void **state)
     ratelimit_destroy(rl);
 }
 
+/* The other workers' requests in flight when DIDWW starts throttling are answered 429
+ * too, during the block the first 429 started: they extend the block but are one
+ * throttle, so the rate is halved once, not once per worker. */
+static void test_throttle_during_block_extends_without_halving_again(void **state)
+{
+    (void)state;
+    struct ratelimit *rl = ratelimit_create(40, 20);
+    assert_non_null(rl);
+    ratelimit_throttle(rl, 1000, 1000);
+    assert_int_equal(ratelimit_effective(rl), 20);
+    ratelimit_throttle(rl, 1005, 1000); /* three more 429s, answered within the block */
+    ratelimit_throttle(rl, 1010, 1000);
+    ratelimit_throttle(rl, 1030, 1000);
+    assert_int_equal(ratelimit_effective(rl), 20);
+    assert_int_equal(ratelimit_try(rl, 1500), 530); /* blocked until 2030, the latest end */
+    assert_int_equal(ratelimit_try(rl, 2030), 0);
+    /* a 429 for a request sent after the block is a new throttle: halved again */
+    ratelimit_throttle(rl, 2100, 1000);
+    assert_int_equal(ratelimit_effective(rl), 10);
+    /* a shorter Retry-After within the block does not shorten it */
+    ratelimit_throttle(rl, 2200, 0);
+    assert_int_equal(ratelimit_effective(rl), 10);
+    assert_int_equal(ratelimit_try(rl, 2500), 600);
+    ratelimit_destroy(rl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -290,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_acquire_gives_up_on_stop),
         cmocka_unit_test(test_acquire_shared_by_threads),
         cmocka_unit_test(test_throttle_blocks_halves_and_recovers),
+        cmocka_unit_test(test_throttle_during_block_extends_without_halving_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
