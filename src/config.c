@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -36,6 +37,8 @@ struct config_ctx {
     size_t nlines, caplines;
     int nerrors;
     unsigned flags;
+    int nliterals;      /* literal secrets found in the config text */
+    unsigned file_mode; /* permission bits of the config file; 0 when unknown */
 };
 
 /* ---------- diagnostics ---------- */
@@ -327,8 +330,18 @@ static char *config_abs_path(const struct config *cfg, const char *rel)
     return p;
 }
 
-/* Reads the first line of a secret file into a new buffer. */
-static char *config_read_secret_file(const char *path, int *err)
+/* Who besides the owner may read a file of permission bits mode: "group and
+ * others", "group", "others", or NULL when nobody else may. */
+static const char *config_readable_by(unsigned mode)
+{
+    bool g = mode & S_IRGRP, o = mode & S_IROTH;
+    return g && o ? "group and others" : g ? "group" : o ? "others" : NULL;
+}
+
+/* Reads the first line of a secret file into a new buffer, without its line end
+ * and trailing spaces, tabs and CRs (an editor's or echo's leftovers, never part
+ * of a secret). *mode gets the permission bits of the file that was read. */
+static char *config_read_secret_file(const char *path, int *err, unsigned *mode)
 {
     char buf[CONFIG_MAX_SECRET_BYTES + 2];
     FILE *f = fopen(path, "r");
@@ -336,13 +349,18 @@ static char *config_read_secret_file(const char *path, int *err)
         *err = errno;
         return NULL;
     }
+    struct stat st;
+    *mode = fstat(fileno(f), &st) == 0 ? (unsigned)(st.st_mode & 07777) : 0;
     char *line = fgets(buf, sizeof buf, f);
     fclose(f);
     if (!line) {
         *err = 0;
         return NULL;
     }
-    buf[strcspn(buf, "\r\n")] = '\0';
+    size_t n = strcspn(buf, "\r\n");
+    while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t' || buf[n - 1] == '\r'))
+        n--;
+    buf[n] = '\0';
     char *s = strdup(buf);
     OPENSSL_cleanse(buf, sizeof buf);
     return s;
@@ -375,19 +393,26 @@ static char *config_secret(struct config_ctx *ctx, const char *kp, json_t *v, bo
     } else if (strncmp(s, "file:", 5) == 0) {
         char *p = config_abs_path(ctx->cfg, s + 5);
         int err = 0;
-        out = p ? config_read_secret_file(p, &err) : NULL;
+        unsigned mode = 0;
+        out = p ? config_read_secret_file(p, &err, &mode) : NULL;
         if (!out) {
             config_error(ctx, kp, "cannot read secret file %s: %s", p ? p : s + 5,
                          err ? strerror(err) : "empty file");
         } else if (!*out) {
-            config_error(ctx, kp, "secret file %s has an empty first line", p);
+            config_error(ctx, kp, "secret file %s has no secret on its first line (empty or blank)",
+                         p);
             free(out);
             out = NULL;
         }
+        const char *who = config_readable_by(mode);
+        if (out && who)
+            config_warn(ctx, kp, "secret file %s is readable by %s (mode %04o): chmod 600 it",
+                        s + 5, who, mode);
         free(p);
     } else {
         config_warn(ctx, kp,
                     "literal secret in the config file; prefer \"env:NAME\" or \"file:PATH\"");
+        ctx->nliterals++;
         out = strdup(s);
     }
     return out;
@@ -848,7 +873,9 @@ static void config_parse_log(struct config_ctx *ctx, json_t *root)
 
 /* ---------- entry points ---------- */
 
-static char *config_read_file(const char *path, size_t *len, char *err, size_t err_len)
+/* Reads the whole config file; *mode gets its permission bits (0 when unknown). */
+static char *config_read_file(const char *path, size_t *len, unsigned *mode, char *err,
+                              size_t err_len)
 {
     FILE *f = fopen(path, "rb");
     char *buf = NULL;
@@ -856,6 +883,8 @@ static char *config_read_file(const char *path, size_t *len, char *err, size_t e
         snprintf(err, err_len, "cannot open: %s", strerror(errno));
         return NULL;
     }
+    struct stat st;
+    *mode = fstat(fileno(f), &st) == 0 ? (unsigned)(st.st_mode & 07777) : 0;
     buf = malloc(CONFIG_MAX_FILE_BYTES + 1);
     if (!buf) {
         snprintf(err, err_len, "out of memory");
@@ -884,40 +913,32 @@ struct config *config_load(const char *path, struct config_diags *diags)
     return config_load_opts(path, 0, diags);
 }
 
-struct config *config_load_opts(const char *path, unsigned flags, struct config_diags *diags)
+/* Parses the config text[len] named name; dir (heap, absolute) is the directory
+ * relative paths resolve against and is owned by the result (freed on failure).
+ * file_mode: the permission bits of the file the text came from, 0 when none. */
+static struct config *config_parse_text(const char *name, char *dir, const char *text, size_t len,
+                                        unsigned file_mode, unsigned flags,
+                                        struct config_diags *diags)
 {
     struct config_ctx ctx = {0};
     ctx.flags = flags;
+    ctx.file_mode = file_mode;
     struct config *cfg = calloc(1, sizeof *cfg);
     json_t *root = NULL;
-    char *text = NULL;
-    size_t len = 0;
     char err[256];
 
     ctx.diags = diags;
-    ctx.file = path;
+    ctx.file = name;
     ctx.cfg = cfg;
     if (!cfg) {
+        free(dir);
         config_diag_add(diags, false, 0, "out of memory");
         return NULL;
     }
-    cfg->path = strdup(path);
-    char *real = realpath(path, NULL);
-    if (!real) {
-        snprintf(err, sizeof err, "cannot open config file: %s", strerror(errno));
-        config_diag_add(diags, false, 0, err);
-        goto fail;
-    }
-    char *slash = strrchr(real, '/');
-    if (slash == real)
-        slash[1] = '\0';
-    else
-        *slash = '\0';
-    cfg->dir = real;
-
-    text = config_read_file(path, &len, err, sizeof err);
-    if (!text) {
-        config_diag_add(diags, false, 0, err);
+    cfg->dir = dir;
+    cfg->path = strdup(name);
+    if (!cfg->path || !cfg->dir) {
+        config_diag_add(diags, false, 0, "out of memory");
         goto fail;
     }
     json_error_t jerr;
@@ -946,23 +967,73 @@ struct config *config_load_opts(const char *path, unsigned flags, struct config_
     config_parse_admin(&ctx, root);
     config_parse_audit(&ctx, root);
     config_parse_log(&ctx, root);
+    const char *who = config_readable_by(ctx.file_mode);
+    if (ctx.nliterals > 0 && who)
+        config_warn(&ctx, NULL,
+                    "the config file holds %s and is readable by %s (mode %04o): chmod 600 it, "
+                    "or move the secrets to \"env:NAME\" or \"file:PATH\"",
+                    ctx.nliterals == 1 ? "a literal secret" : "literal secrets", who,
+                    ctx.file_mode);
     if (ctx.nerrors > 0)
         goto fail;
 
     json_decref(root);
-    free(text);
     for (size_t i = 0; i < ctx.nlines; i++)
         free(ctx.lines[i].path);
     free(ctx.lines);
     return cfg;
 fail:
     json_decref(root);
-    free(text);
     for (size_t i = 0; i < ctx.nlines; i++)
         free(ctx.lines[i].path);
     free(ctx.lines);
     config_free(cfg);
     return NULL;
+}
+
+struct config *config_load_opts(const char *path, unsigned flags, struct config_diags *diags)
+{
+    char err[256];
+    char *real = realpath(path, NULL);
+    if (!real) {
+        snprintf(err, sizeof err, "cannot open config file: %s", strerror(errno));
+        config_diag_add(diags, false, 0, err);
+        return NULL;
+    }
+    char *slash = strrchr(real, '/');
+    if (slash == real)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    size_t len = 0;
+    unsigned mode = 0;
+    char *text = config_read_file(path, &len, &mode, err, sizeof err);
+    if (!text) {
+        free(real);
+        config_diag_add(diags, false, 0, err);
+        return NULL;
+    }
+    struct config *cfg = config_parse_text(path, real, text, len, mode, flags, diags);
+    free(text);
+    return cfg;
+}
+
+struct config *config_load_text(const char *name, const char *dir, const char *text, size_t len,
+                                unsigned flags, struct config_diags *diags)
+{
+    char *d = dir ? strdup(dir) : realpath(".", NULL);
+    if (!d) {
+        config_diag_add(diags, false, 0, "out of memory");
+        return NULL;
+    }
+    if (len > CONFIG_MAX_FILE_BYTES) {
+        free(d);
+        char err[64];
+        snprintf(err, sizeof err, "file larger than %u bytes", CONFIG_MAX_FILE_BYTES);
+        config_diag_add(diags, false, 0, err);
+        return NULL;
+    }
+    return config_parse_text(name ? name : "(memory)", d, text, len, 0, flags, diags);
 }
 
 const struct config_source *config_find_source(const struct config *cfg, const char *name)

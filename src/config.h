@@ -108,6 +108,13 @@ struct config *config_load(const char *path, struct config_diags *diags);
  * unresolved and unchecked; the result must not be used to serve). */
 struct config *config_load_opts(const char *path, unsigned flags, struct config_diags *diags);
 
+/* Parses a config from memory: text[len] (need not be NUL-terminated) named name
+ * in diagnostics (NULL: "(memory)"), relative paths resolved against dir (an
+ * absolute directory; NULL: the current one). Otherwise as config_load_opts; the
+ * text has no file mode, so no permission warning is given for it. */
+struct config *config_load_text(const char *name, const char *dir, const char *text, size_t len,
+                                unsigned flags, struct config_diags *diags);
+
 /* Looks up a source by name. Returns a borrowed pointer valid for cfg's life, or NULL. */
 const struct config_source *config_find_source(const struct config *cfg, const char *name);
 

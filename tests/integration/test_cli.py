@@ -240,6 +240,7 @@ class CheckTest(CliTestCase):
         os.makedirs(os.path.join(self.tmp, "secrets"))
         with open(os.path.join(self.tmp, "secrets", "x.txt"), "w") as f:
             f.write(FILE_SECRET + "\nsecond line\n")
+        os.chmod(os.path.join(self.tmp, "secrets", "x.txt"), 0o600)  # else a mode warning
         text = GOOD.replace('"env:HL_CLI_SECRET"', '"file:secrets/x.txt"')
         # run from another directory: the path must resolve against the config's dir
         path, r = self.check(text, cwd="/")
@@ -348,7 +349,9 @@ class CheckTest(CliTestCase):
 
     def test_literal_secret_warns_but_passes(self):
         text = GOOD.replace('"env:HL_CLI_SECRET"', '"%s"' % LITERAL_SECRET)
-        path, r = self.check(text)
+        path = self.write(text)
+        os.chmod(path, 0o600)  # a readable config holding it is a second warning (below)
+        r = run_cli(["check", "-c", path], env=GOOD_ENV)
         self.assertEqual(r.returncode, 0, r)
         lines = self.error_lines(r)
         self.assertEqual(len(lines), 1, r.stderr)
@@ -439,6 +442,111 @@ class ServeConfigTest(CliTestCase):
         self.assertEqual(srv.post("x", b"{}", {"Content-Type": "application/json"}).status, 202)
         srv.signal(signal.SIGINT)
         self.assertEqual(srv.wait_exit(15), 0)
+
+
+# ---- secret files: modes and whitespace (issue 11, item 7) ----
+# A config holding a literal secret, or a file: secret, that group or others may read
+# is a warning from `check` and from `serve` at start (naming the file and its mode,
+# never the value); a file: secret's first line loses trailing spaces, tabs and CRs.
+
+class SecretFileModeTest(CliTestCase):
+    def secret_file(self, name, content, mode):
+        p = os.path.join(self.tmp, name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w") as f:
+            f.write(content)
+        os.chmod(p, mode)
+        return p
+
+    def check_mode(self, text, mode, env=None):
+        path = self.write(text)
+        os.chmod(path, mode)
+        r = run_cli(["check", "-c", path], env=GOOD_ENV if env is None else env)
+        self.assertNoSecrets(r)
+        return path, r
+
+    def test_readable_secret_file_warns_with_name_and_mode(self):
+        text = GOOD.replace('"env:HL_CLI_SECRET"', '"file:var/x.secret"')
+        for mode, who in ((0o644, "group and others"), (0o666, "group and others"),
+                          (0o640, "group"), (0o604, "others")):
+            with self.subTest(mode=oct(mode)):
+                self.secret_file("var/x.secret", FILE_SECRET + "\n", mode)
+                path, r = self.check_mode(text, 0o600)
+                self.assertEqual(r.returncode, 0, r)
+                lines = self.error_lines(r)
+                self.assertEqual(len(lines), 1, r.stderr)
+                self.assertProblemLine(
+                    lines[0], path, line_of(text, '"file:var/x.secret"'),
+                    r"sources\.x\.verify\.secret: secret file var/x\.secret is readable by %s "
+                    r"\(mode %04o\): chmod 600 it$" % (who, mode), kind="warning")
+                self.assertIn("with warnings", r.stdout)
+
+    def test_private_secret_file_is_quiet(self):
+        text = GOOD.replace('"env:HL_CLI_SECRET"', '"file:var/x.secret"')
+        for mode in (0o600, 0o400):
+            with self.subTest(mode=oct(mode)):
+                self.secret_file("var/x.secret", FILE_SECRET + "\n", mode)
+                path, r = self.check_mode(text, 0o644)  # no literal: the config's mode is fine
+                self.assertEqual(r.returncode, 0, r)
+                self.assertEqual(self.error_lines(r), [])
+
+    def test_readable_config_with_literal_secret_warns(self):
+        text = GOOD.replace('"env:HL_CLI_SECRET"', '"%s"' % LITERAL_SECRET)
+        path, r = self.check_mode(text, 0o644)
+        self.assertEqual(r.returncode, 0, r)
+        lines = self.error_lines(r)
+        self.assertEqual(len(lines), 2, r.stderr)
+        self.assertProblemLine(lines[0], path, line_of(text, LITERAL_SECRET),
+                               r"literal secret", kind="warning")
+        self.assertTrue(lines[1].startswith(path + ": warning: "), lines[1])
+        self.assertRegex(lines[1], r"literal secret and is readable by group and others "
+                                   r"\(mode 0644\): chmod 600 it")
+        path, r = self.check_mode(text, 0o660)
+        self.assertRegex(r.stderr, r"readable by group \(mode 0660\)")
+
+    def test_readable_config_without_literal_secret_is_quiet(self):
+        path, r = self.check_mode(GOOD, 0o666)
+        self.assertEqual(r.returncode, 0, r)
+        self.assertEqual(self.error_lines(r), [])
+
+    def test_secret_file_trailing_whitespace_is_stripped(self):
+        # A standard-webhooks key with a trailing space or CR is no valid base64: check
+        # refused it before.
+        whsec = GOOD_ENV["HL_CLI_WHSEC"]
+        text = GOOD.replace('"env:HL_CLI_WHSEC"', '"file:crm.key"')
+        for tail in (" \n", "\t\n", "\r\n", "  \t\r\nnext line\n", " "):
+            with self.subTest(tail=tail):
+                self.secret_file("crm.key", whsec + tail, 0o600)
+                path, r = self.check_mode(text, 0o600)
+                self.assertEqual(r.returncode, 0, r)
+                self.assertEqual(self.error_lines(r), [])
+
+    def test_secret_file_of_only_whitespace_is_an_error_naming_it(self):
+        text = GOOD.replace('"env:HL_CLI_SECRET"', '"file:blank.secret"')
+        self.secret_file("blank.secret", " \t\r\n" + FILE_SECRET + "\n", 0o600)
+        path, r = self.check_mode(text, 0o600)
+        self.assertOneProblem(r, path, line_of(text, '"file:blank.secret"'),
+                              r"sources\.x\.verify\.secret: secret file .*blank\.secret")
+
+    def test_serve_logs_the_mode_warning_and_takes_the_stripped_secret(self):
+        self.secret_file("secrets/tok.txt", FILE_SECRET + " \t\r\n", 0o644)
+        cfg = {"sources": {"x": {"verify": {"scheme": "token", "header": "Authorization",
+                                            "prefix": "Bearer ",
+                                            "secret": "file:secrets/tok.txt"}}}}
+        srv = HooklineServer(cfg, tmpdir=self.tmp)
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        h = {"Content-Type": "application/json"}
+        r = srv.post("x", b'{"a": 1}', dict(h, Authorization="Bearer " + FILE_SECRET))
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(srv.stop(), 0)
+        log = srv.log_text()
+        self.assertNotIn(FILE_SECRET, log)
+        warn = [rec for rec in srv.log_records() if "readable by" in rec.get("problem", "")]
+        self.assertEqual(len(warn), 1, log)
+        self.assertEqual(warn[0].get("level"), "warn", warn[0])
+        self.assertIn("secret file secrets/tok.txt is readable by group and others (mode 0644)",
+                      warn[0].get("problem", ""))
 
 
 # ---- command line answers, audit table ids, run.sh's secrets (issue 11, items 12, 14, 15) ----

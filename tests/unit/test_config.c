@@ -140,6 +140,146 @@ static void test_literal_secret_warns_but_loads(void **state)
     config_diags_free(&d);
 }
 
+/* ---- secret files: permissions and whitespace (issue 11, item 7) ---- */
+
+static struct config *load_mode(const char *text, mode_t mode, struct config_diags *d)
+{
+    char path[700];
+    test_write_file(dir, "c.json", text, path, sizeof path);
+    assert_int_equal(chmod(path, mode), 0);
+    return config_load(path, d);
+}
+
+static void write_secret(const char *name, const char *text, mode_t mode)
+{
+    char path[700];
+    test_write_file(dir, name, text, path, sizeof path);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+/* Counts the diagnostics that contain needle (any kind). */
+static size_t count_diag(const struct config_diags *d, const char *needle)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < d->n; i++)
+        if (strstr(d->items[i].msg, needle))
+            n++;
+    return n;
+}
+
+static void test_secret_file_trailing_whitespace_stripped(void **state)
+{
+    struct config_diags d = {0};
+    write_secret("sp.txt", "tok-space-1  \t \r\nsecond line\n", 0600);
+    write_secret("tab.txt", "tok-tab-22\t\n", 0600);
+    write_secret("nonl.txt", "tok-no-newline-3 ", 0600);
+    struct config *c =
+        load_mode("{\"sources\": {\"a\": {\"verify\": {\"scheme\": \"token\", \"header\": \"X-T\","
+                  " \"secrets\": [\"file:sp.txt\", \"file:tab.txt\", \"file:nonl.txt\"]}}}}",
+                  0600, &d);
+    assert_non_null(c);
+    const struct verify_config *v = &c->sources[0].verify;
+    assert_int_equal(v->nsecrets, 3);
+    assert_int_equal(v->secrets[0].len, 11);
+    assert_memory_equal(v->secrets[0].bytes, "tok-space-1", 11);
+    assert_int_equal(v->secrets[1].len, 10);
+    assert_memory_equal(v->secrets[1].bytes, "tok-tab-22", 10);
+    assert_int_equal(v->secrets[2].len, 16);
+    assert_memory_equal(v->secrets[2].bytes, "tok-no-newline-3", 16);
+    assert_int_equal(d.n, 0);
+    config_free(c);
+    config_diags_free(&d);
+}
+
+static void test_secret_file_only_whitespace_is_an_error(void **state)
+{
+    struct config_diags d = {0};
+    write_secret("blank.txt", " \t \r\nthe-second-line\n", 0600);
+    struct config *c = load_mode("{\"sources\": {\"a\": {\"verify\": {\"scheme\": \"token\","
+                                 " \"header\": \"X-T\", \"secret\": \"file:blank.txt\"}}}}",
+                                 0600, &d);
+    assert_null(c);
+    assert_true(has_diag(&d, "sources.a.verify.secret: secret file ", 0, 0));
+    assert_true(has_diag(&d, "blank.txt", 0, 0));
+    assert_int_equal(count_diag(&d, "the-second-line"), 0);
+    config_diags_free(&d);
+}
+
+static void test_secret_file_readable_by_others_warns(void **state)
+{
+    struct config_diags d = {0};
+    write_secret("s644.txt", "SecretValue-file-644\n", 0644);
+    write_secret("s640.txt", "SecretValue-file-640\n", 0640);
+    write_secret("s604.txt", "SecretValue-file-604\n", 0604);
+    write_secret("s666.txt", "SecretValue-file-666\n", 0666);
+    write_secret("s600.txt", "SecretValue-file-600\n", 0600);
+    write_secret("s400.txt", "SecretValue-file-400\n", 0400);
+    struct config *c =
+        load_mode("{\"sources\": {\"a\": {\"verify\": {\"scheme\": \"token\", \"header\": \"X-T\","
+                  " \"secrets\": [\"file:s644.txt\", \"file:s640.txt\", \"file:s604.txt\","
+                  " \"file:s666.txt\", \"file:s600.txt\", \"file:s400.txt\"]}}},"
+                  " \"admin\": {\"token\": \"file:s644.txt\"}}",
+                  0644, &d);
+    assert_non_null(c); /* a warning, not an error */
+    assert_true(has_diag(&d,
+                         "sources.a.verify.secrets[0]: secret file s644.txt is readable by group "
+                         "and others (mode 0644): chmod 600 it",
+                         0, 1));
+    assert_true(has_diag(&d, "secret file s640.txt is readable by group (mode 0640)", 0, 1));
+    assert_true(has_diag(&d, "secret file s604.txt is readable by others (mode 0604)", 0, 1));
+    assert_true(
+        has_diag(&d, "secret file s666.txt is readable by group and others (mode 0666)", 0, 1));
+    assert_true(has_diag(&d, "admin.token: secret file s644.txt is readable", 0, 1));
+    assert_int_equal(count_diag(&d, "s600.txt"), 0);
+    assert_int_equal(count_diag(&d, "s400.txt"), 0);
+    assert_int_equal(count_diag(&d, "readable"), 5);
+    /* no literal secret in the config: its own mode 0644 is no concern */
+    assert_int_equal(d.n, 5);
+    assert_int_equal(count_diag(&d, "SecretValue"), 0);
+    config_free(c);
+    config_diags_free(&d);
+}
+
+static void test_config_with_literal_secret_readable_warns(void **state)
+{
+    static const char text[] = "{\"sources\": {\"a\": {\"verify\": {\"scheme\": \"basic\","
+                               " \"username\": \"u\", \"password\": \"literal-pass-Qz7\"}}}}";
+    struct config_diags d = {0};
+    struct config *c = load_mode(text, 0644, &d);
+    assert_non_null(c);
+    assert_true(has_diag(&d, "literal secret", 0, 1));
+    assert_true(has_diag(&d, "readable by group and others (mode 0644): chmod 600 it", 0, 1));
+    assert_int_equal(d.n, 2);
+    assert_int_equal(count_diag(&d, "literal-pass-Qz7"), 0);
+    config_free(c);
+    config_diags_free(&d);
+
+    c = load_mode(text, 0640, &d);
+    assert_non_null(c);
+    assert_true(has_diag(&d, "readable by group (mode 0640)", 0, 1));
+    assert_int_equal(d.n, 2);
+    config_free(c);
+    config_diags_free(&d);
+
+    c = load_mode(text, 0600, &d);
+    assert_non_null(c);
+    assert_true(has_diag(&d, "literal secret", 0, 1));
+    assert_int_equal(count_diag(&d, "readable"), 0);
+    assert_int_equal(d.n, 1);
+    config_free(c);
+    config_diags_free(&d);
+
+    /* secrets not resolved (audit readers): no literal, no permission warning */
+    char path[700];
+    snprintf(path, sizeof path, "%s/c.json", dir);
+    assert_int_equal(chmod(path, 0644), 0);
+    c = config_load_opts(path, CONFIG_LOAD_NO_SECRETS, &d);
+    assert_non_null(c);
+    assert_int_equal(count_diag(&d, "readable"), 0);
+    config_free(c);
+    config_diags_free(&d);
+}
+
 static void test_verify_block_errors(void **state)
 {
     struct config_diags d = {0};
@@ -210,6 +350,27 @@ static void test_event_id_forms(void **state)
     config_diags_free(&d);
 }
 
+static void test_load_text_from_memory(void **state)
+{
+    struct config_diags d = {0};
+    static const char text[] = "{\"store\": {\"url\": \"sqlite:var/m.db\"},"
+                               " \"sources\": {\"a\": {\"verify\": {\"scheme\": \"none\","
+                               " \"insecure\": true}}}}TRAILING";
+    /* the length excludes "TRAILING": the text need not be NUL-terminated */
+    struct config *c = config_load_text("mem.json", "/srv/hl", text, sizeof text - 1 - 8, 0, &d);
+    assert_non_null(c);
+    assert_string_equal(c->path, "mem.json");
+    assert_string_equal(c->store_sqlite_path, "/srv/hl/var/m.db");
+    assert_int_equal(c->nsources, 1);
+    config_free(c);
+    config_diags_free(&d);
+
+    c = config_load_text(NULL, NULL, "{\"listen\": {\"port\": \"x\"}}", 25, 0, &d);
+    assert_null(c);
+    assert_true(has_diag(&d, "listen.port: must be an integer", 1, 0));
+    config_diags_free(&d);
+}
+
 static void test_durations(void **state)
 {
     int64_t s;
@@ -238,10 +399,15 @@ int main(void)
         cmocka_unit_test_setup(test_types_and_ranges, setup),
         cmocka_unit_test_setup(test_env_and_file_secrets, setup),
         cmocka_unit_test_setup(test_literal_secret_warns_but_loads, setup),
+        cmocka_unit_test_setup(test_secret_file_trailing_whitespace_stripped, setup),
+        cmocka_unit_test_setup(test_secret_file_only_whitespace_is_an_error, setup),
+        cmocka_unit_test_setup(test_secret_file_readable_by_others_warns, setup),
+        cmocka_unit_test_setup(test_config_with_literal_secret_readable_warns, setup),
         cmocka_unit_test_setup(test_verify_block_errors, setup),
         cmocka_unit_test_setup(test_invalid_json_has_line, setup),
         cmocka_unit_test_setup(test_duplicate_keys_rejected, setup),
         cmocka_unit_test_setup(test_event_id_forms, setup),
+        cmocka_unit_test_setup(test_load_text_from_memory, setup),
         cmocka_unit_test(test_durations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
