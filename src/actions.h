@@ -1,8 +1,8 @@
 /*
- * actions: the `didww` table of the rule API (SPEC section 4). Each call
+ * actions: the `didww` table of the rule API (docs/contract.md section 4). Each call
  * validates its arguments where it is made (a bad one raises a Lua error naming
  * the call, the field and the script's file:line) and appends the exact DIDWW
- * JSON:API request (SPEC section 5, seed 000) to the event's plan, using the
+ * JSON:API request (docs/contract.md section 5, seed 000) to the event's plan, using the
  * relationship names of the configured API version. Runs on the thread that owns
  * the lua_State; holds no global state.
  */
@@ -15,7 +15,7 @@
 
 #define ACTIONS_MAX_JOBS 100
 
-/* Relationship naming generation (see ../shared/reference/didww-api-notes.md). */
+/* Relationship naming generation (DIDWW's API notes; summarised in docs/contract.md section 5). */
 enum actions_naming {
     ACTIONS_NAMING_LEGACY = 0, /* 2017-09-18, 2021-04-19: trunk, trunk_group, trunks */
     ACTIONS_NAMING_VOICE_IN,   /* 2021-12-15 and later: voice_in_trunk, ... */

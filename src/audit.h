@@ -1,5 +1,5 @@
 /*
- * audit: builds audit records (SPEC section 6) and computes their hash chain.
+ * audit: builds audit records (docs/contract.md section 6) and computes their hash chain.
  * A record is a jansson object; the store assigns seq and prev_hash inside its
  * write transaction and calls audit_chain_hash, so the chain stays correct under
  * concurrent writers. Pure functions; any thread may call them. A record must

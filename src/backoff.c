@@ -1,5 +1,5 @@
 /*
- * backoff: retry timing for DIDWW requests (SPEC section 5): classifies an HTTP
+ * backoff: retry timing for DIDWW requests (docs/contract.md section 5): classifies an HTTP
  * outcome into done / retry / final / pause, computes exponential backoff with full
  * jitter, and parses Retry-After (delta-seconds or any of the three HTTP-date forms
  * of RFC 9110 section 5.6.7, parsed by hand so no locale or TZ can change the result).

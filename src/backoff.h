@@ -1,8 +1,8 @@
 /*
  * backoff: retry timing for DIDWW requests: exponential backoff with full
  * jitter, Retry-After parsing (delta-seconds or HTTP-date), and the
- * classification of an HTTP outcome into done / retry / final / pause (SPEC
- * section 5). Pure functions with the clock and random source passed in, so the
+ * classification of an HTTP outcome into done / retry / final / pause
+ * (docs/contract.md section 5). Pure functions with the clock and random source passed in, so the
  * retry logic is tested without sleeping.
  */
 #ifndef HOOKLINE_BACKOFF_H

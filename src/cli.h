@@ -1,5 +1,5 @@
 /*
- * cli: the offline commands of SPEC section 1 that read the config and the
+ * cli: the offline commands of docs/contract.md section 1 that read the config and the
  * store without running the service: `check`, `audit` and `audit verify`.
  * Each returns the process exit code (0 ok, 1 the command's own failure,
  * 2 usage). Main thread only.

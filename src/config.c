@@ -1,6 +1,6 @@
 /*
  * config: reads the JSON config file with jansson, checks every key against the
- * schema of SPEC section 2 and fills struct config. A small scanner over the raw
+ * schema of docs/contract.md section 2 and fills struct config. A small scanner over the raw
  * text maps key paths to line numbers so each problem reads "file:line: path:
  * message". Secrets are resolved from the environment or files and never echoed
  * in a message. Runs on the main thread only, before any other thread starts.

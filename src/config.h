@@ -1,5 +1,5 @@
 /*
- * config: loads and validates hookline's JSON configuration (SPEC section 2).
+ * config: loads and validates hookline's JSON configuration (docs/contract.md section 2).
  * Unknown keys, wrong types and out-of-range values are reported by key path and
  * line; every problem is collected, not just the first. Secrets written as
  * "env:NAME" or "file:PATH" are resolved here; relative paths are made absolute

@@ -1,5 +1,5 @@
 /*
- * ingest: the webhook path of SPEC section 3, independent of the HTTP library.
+ * ingest: the webhook path of docs/contract.md section 3, independent of the HTTP library.
  * It checks the route, method, media type and size, verifies the signature,
  * decodes the body, derives the event id, lets the rule engine plan jobs
  * (through the planner seam) and prepares one store operation; when the store
@@ -113,7 +113,7 @@ void ingest_use_rules(struct ingest *ing, struct rules *rules);
 struct jdoc *ingest_decode_body(const char *content_type, const unsigned char *body, size_t len,
                                 char *why, size_t why_len);
 
-/* The event id of a request to src (SPEC section 2, event_id). Returns a new
+/* The event id of a request to src (docs/contract.md section 2, event_id). Returns a new
  * string, or NULL with why set. */
 char *ingest_derive_event_id(const struct config_source *src, const struct ingest_request *req,
                              const struct jdoc *body, char *why, size_t why_len);

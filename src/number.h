@@ -1,6 +1,6 @@
 /*
  * number: a DID's phone number as people and CRMs write it, normalised to the
- * digits DIDWW stores (SPEC section 4): spaces, dashes, dots, parentheses and
+ * digits DIDWW stores (docs/contract.md section 4): spaces, dashes, dots, parentheses and
  * one leading '+' are dropped ("+43 (720) 000-0007" is "437200000007"), up to
  * 17 digits (DIDWW's sandbox numbers are longer than E.164's 15). National
  * ("0720 ...") and 00 ("0043 ...") forms are refused with a reason that says

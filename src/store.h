@@ -203,9 +203,11 @@ struct store_audit_filter {
     const char *kind; /* exact, or a prefix ending in '*' ("admin.*") */
     const char *source;
     const char *event_id;
-    const char *did;     /* the DID's whole story (SPEC section 6): every record about */
-    const char *number;  /* it however rules named it; number as a person writes it
-                            (number_normalize; another form fails the scan) */
+    /* did and number: the DID's whole story (docs/contract.md section 6), every
+     * record about it however rules named it; number as a person writes it,
+     * already normalised by number_normalize (another form fails the scan). */
+    const char *did;
+    const char *number;
     int64_t job_id;      /* 0: any */
     double since, until; /* Unix seconds; 0: unbounded */
     int64_t after_seq;   /* only records with seq > after_seq */

@@ -231,7 +231,7 @@ static const char *const sqlite_migrations[] = {
     "  keys BLOB);"
     "DROP INDEX events_keys;",
 
-    /* 9: a DID's whole story (SPEC section 6; see struct sqlite_story). The
+    /* 9: a DID's whole story (docs/contract.md section 6; see struct sqlite_story). The
      * number DIDWW reported when delivery read a DID the rule named by id (the
      * record carries it in detail.before or detail.state, and no number column),
      * so `--number` finds that DID; and the records of a job that name no DID
@@ -1743,7 +1743,7 @@ static void sqlite_text_add(struct sqlite_text *t, const char *fmt, ...)
     }
 }
 
-/* A DID's story (SPEC section 6): every record about the DID whichever way it is
+/* A DID's story (docs/contract.md section 6): every record about the DID whichever way it is
  * asked for (--did or --number) and however the rule named it. Records link by
  * columns: a record names the DID by id (did), by number (number, while a job
  * named by number is unresolved), or only by its job (admin actions) or its

@@ -104,7 +104,7 @@ class AuditOpsTest(unittest.TestCase):
         self.assertIn("seq 4", v.stderr)
 
     def test_edited_column_is_caught(self):
-        """SPEC section 6: a stored column that no longer matches its record hides the
+        """docs/contract.md section 6: a stored column that no longer matches its record hides the
         record from the queries that select by it; `audit verify` names the record and
         the column although the record's own text and hash are untouched."""
         tmp = make_tmpdir()

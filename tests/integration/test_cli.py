@@ -333,7 +333,7 @@ class CheckTest(CliTestCase):
     def test_all_problems_reported_when_a_secret_is_also_missing(self):
         """an hmac source without "header" whose secret variable is unset
         reports only the unset variable; the missing header appears only on the next
-        run, although SPEC 1 says check exits 1 "with every problem"."""
+        run, although docs/contract.md section 1 says check exits 1 "with every problem"."""
         text = GOOD.replace('"scheme": "token",\n        "header": "Authorization",\n'
                             '        "prefix": "Bearer ",',
                             '"scheme": "hmac",')

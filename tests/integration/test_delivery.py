@@ -487,7 +487,7 @@ class TestRetries(DeliveryTestCase):
         self.assertEqual(total429, stats["rate_limited"])
 
     def test_429_storm_with_default_max_attempts_every_job_done(self):
-        """Was a service bug (fixed: a 429 throttles every worker): the same storm with the SPEC's default max_attempts (10) and 20 jobs
+        """Was a service bug (fixed: a 429 throttles every worker): the same storm with the contract's default max_attempts (10) and 20 jobs
         kills jobs ("retries exhausted"; 4-9 of 20 in our runs). Every 429 counts as an
         attempt; Retry-After holds back only the job that got it while the other workers
         go on at rate_limit_per_s; the delay is max(jitter, Retry-After), so all throttled

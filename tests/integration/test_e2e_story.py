@@ -35,7 +35,7 @@ def story_key(rec):
 
 class StoryTest(unittest.TestCase):
     def test_whole_story_by_did_and_by_number(self):
-        """SPEC section 6: `--did` and `--number` (as a person types it) both return every
+        """docs/contract.md section 6: `--did` and `--number` (as a person types it) both return every
         record about the DID however rules named it: a job named by number that went dead
         before the number was resolved, its admin retry, a job naming the DID by id (whose
         number only the read before the PATCH recorded), an event that also planned a job

@@ -306,7 +306,7 @@ class RuleErrorTest(unittest.TestCase):
                              "didww.route_did", "didww.route_did:", "'number'")
 
     def test_numbers_as_people_write_them(self):
-        """SPEC section 4: separators and one leading '+' are dropped, up to 17 digits
+        """docs/contract.md section 4: separators and one leading '+' are dropped, up to 17 digits
         (DIDWW's sandbox numbers); rule-test shows the normalised digits."""
         r, _ = self.run_rule("  didww.unroute_did{number = '+43 (720) 000-0007'}\n"
                              "  didww.unroute_did{number = '+44 20 7946 0418'}\n"

@@ -1,7 +1,7 @@
 /*
- * Unit tests for src/backoff.c: the SPEC section 5 classification of every listed status
- * (and of statuses it does not list), full-jitter bounds with a fake random source, the
- * max_ms cap and huge attempt numbers, Retry-After as delta-seconds and as each of the
+ * Unit tests for src/backoff.c: the classification (docs/contract.md section 5)
+ * of every listed status (and of statuses it does not list), full-jitter bounds with a fake random
+ * source, the max_ms cap and huge attempt numbers, Retry-After as delta-seconds and as each of the
  * three HTTP-date forms against a fixed clock, and Retry-After as a floor in
  * backoff_next_ms.
  */

@@ -335,7 +335,7 @@ static void test_update_did_and_clearing(void **state)
     rules_destroy(r);
 }
 
-/* SPEC section 4: a number as people write it, up to 17 digits (DIDWW's sandbox). */
+/* docs/contract.md section 4: a number as people write it, up to 17 digits (DIDWW's sandbox). */
 static void test_numbers_as_people_write_them(void **state)
 {
     struct rules *r =

@@ -867,7 +867,7 @@ static void test_prune_drops_block_filters(void **state)
     store_close(st);
 }
 
-/* ---- a DID's whole story (SPEC section 6) ---- */
+/* ---- a DID's whole story (docs/contract.md section 6) ---- */
 
 #define STORY_X "f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c"
 #define STORY_Y "1e0c45b1-1fea-4552-b41b-ffa9f5eb44c5"
