@@ -309,6 +309,30 @@ class FramingAndNulTest(HardeningBase):
         self.assertEqual(self.srv.count_events("tok"), 0)
 
 
+class NoKeepAliveTest(HardeningBase):
+    """listen.keep_alive false: every answer closes its connection, so every request is
+    the first of its connection and the gate reads all of it byte for byte."""
+    CONFIG = dict(HardeningBase.CONFIG,
+                  listen=dict(HardeningBase.CONFIG["listen"], keep_alive=False))
+
+    def test_every_answer_closes_the_connection(self):
+        with connect(self.srv.port) as s:
+            s.sendall(self.hook("/hooks/ka", body=b'{"closed":"after"}'))
+            resp = read_all(s)  # returns only because the server closes
+            self.assertTrue(resp.startswith(b"HTTP/1.1 202"), resp[:300])
+            self.assertIn(b"connection: close", resp.lower())
+            # a second request on it goes nowhere: the connection is gone
+            try:
+                s.sendall(self.hook("/hooks/ids", body=b'{"n":1}', extra="X-Event-Id: a\0B\r\n"))
+                self.assertEqual(read_all(s), b"")
+            except OSError:
+                pass
+        for path in ("/healthz", "/v1/jobs", "/nope"):
+            resp = raw(self.srv.port, ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+            self.assertIn(b"connection: close", resp.lower(), path)
+        self.assertEqual(self.srv.count_events("ids"), 0)
+
+
 class ProblemJsonEverywhereTest(HardeningBase):
     CASES = [
         (b"HELLO\r\n\r\n", 400),
