@@ -28,7 +28,7 @@
 #include "ingest.h"
 #include "number.h"
 #include "rules.h"
-#include "store.h"
+#include "store/store.h"
 
 /* ---------- development secrets (scripts/run.sh's var/dev-secrets.env) ---------- */
 

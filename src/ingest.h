@@ -15,7 +15,7 @@
 
 #include "config.h"
 #include "jdoc.h"
-#include "store.h"
+#include "store/store.h"
 #include "verify.h"
 
 /* A decoded event as the rule engine sees it. All members borrowed. */

@@ -23,7 +23,7 @@
 
 #include <curl/curl.h>
 #include <sys/time.h>
-#include "store.h"
+#include "store/store.h"
 
 #define MAIN_SHUTDOWN_GRACE_MS 10000
 

@@ -28,7 +28,7 @@
 
 #include "audit.h"
 #include "log.h"
-#include "store.h"
+#include "store/store.h"
 
 #define BENCH_MAX_THREADS 512
 #define BENCH_MAX_ROUNDS 15

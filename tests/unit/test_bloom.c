@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "bloom.h"
+#include "store/sqlite/bloom.h"
 
 #define FILTER_BYTES 8192
 #define FILTER_PROBES 7

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "dedupe.h"
+#include "store/sqlite/dedupe.h"
 
 /* Key i's fingerprint: multiplying by an odd constant is a bijection, so distinct i
  * give distinct fingerprints, and the +1 keeps small i away from 0. */

@@ -19,9 +19,9 @@
 #include <time.h>
 
 #include "audit.h"
-#include "dedupe.h"
+#include "store/sqlite/dedupe.h"
 #include "log.h"
-#include "store.h"
+#include "store/store.h"
 #include "test_util.h"
 
 static char dir[512];

@@ -8,7 +8,7 @@
  * a reader guarded by a mutex for queries from any thread. The schema is versioned by PRAGMA
  * user_version and migrated forward at open.
  */
-#include "store.h"
+#include "store/store.h"
 
 #include <stdarg.h>
 #include <stdio.h>
