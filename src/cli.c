@@ -234,7 +234,7 @@ static int cli_open_store(const struct config *cfg, bool read_only, const char *
                           struct store **st)
 {
     char url[4200], err[300];
-    snprintf(url, sizeof url, "sqlite:%s", cfg->store_sqlite_path ? cfg->store_sqlite_path : "");
+    (void)store_url_make(STORE_SCHEME_SQLITE, cfg->store_sqlite_path, url, sizeof url);
     struct store_options so = {.url = url,
                                .busy_timeout_ms = cfg->store_busy_timeout_ms,
                                .queue_max = 64,

@@ -7,8 +7,11 @@
  * Outcomes are reported through the op's callback only once durable. Locks:
  * st->lock (queue) and st->sync_lock (committed batches), never held together;
  * callbacks run with neither held. Reads are passed straight to the backend.
+ * The backend is found by URL scheme here (store_backend_for_url) and reached
+ * only through its const ops table (store_int.h); this file never sees a
+ * backend's own state, and no backend sees struct store.
  */
-#include "store.h"
+#include "store/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,7 @@
 #include "audit.h"
 #include "log.h"
 #include "metrics.h"
+#include "store/store_int.h"
 
 struct store {
     struct store_backend *be;
@@ -73,6 +77,62 @@ struct store_batch {
 };
 
 static void store_mirror_kick(struct store *st);
+
+/* ---------- the backend registry: store URLs by scheme ---------- */
+
+/* Every scheme a store URL may have, and the backend of this build serving it
+ * (NULL: recognised, so config can say so, but not built yet). */
+static const struct store_scheme_entry {
+    const char *prefix;
+    enum store_scheme scheme;
+    bool rest_is_url; /* the backend is given the whole URL, prefix included */
+    const struct store_backend_ops *ops;
+} store_schemes[] = {
+    {"sqlite:", STORE_SCHEME_SQLITE, false, &store_sqlite_backend},
+    {"postgresql://", STORE_SCHEME_POSTGRESQL, true, NULL},
+    {"postgres://", STORE_SCHEME_POSTGRESQL, true, NULL},
+};
+
+static const struct store_scheme_entry *store_scheme_find(const char *url)
+{
+    for (size_t i = 0; url && i < sizeof store_schemes / sizeof store_schemes[0]; i++)
+        if (strncmp(url, store_schemes[i].prefix, strlen(store_schemes[i].prefix)) == 0)
+            return &store_schemes[i];
+    return NULL;
+}
+
+enum store_scheme store_url_scheme(const char *url, const char **rest)
+{
+    const struct store_scheme_entry *e = store_scheme_find(url);
+    if (rest)
+        *rest = e && !e->rest_is_url ? url + strlen(e->prefix) : url;
+    return e ? e->scheme : STORE_SCHEME_UNKNOWN;
+}
+
+int store_url_make(enum store_scheme scheme, const char *rest, char *out, size_t len)
+{
+    for (size_t i = 0; i < sizeof store_schemes / sizeof store_schemes[0]; i++) {
+        const struct store_scheme_entry *e = &store_schemes[i];
+        if (e->scheme != scheme)
+            continue;
+        int n = snprintf(out, len, "%s%s", e->rest_is_url ? "" : e->prefix, rest ? rest : "");
+        if (n >= 0 && (size_t)n < len)
+            return 0;
+        break;
+    }
+    if (len > 0)
+        out[0] = '\0';
+    return -1;
+}
+
+const struct store_backend_ops *store_backend_for_url(const char *url, const char **rest)
+{
+    const struct store_scheme_entry *e = store_scheme_find(url);
+    if (!e || !e->ops)
+        return NULL;
+    (void)store_url_scheme(url, rest);
+    return e->ops;
+}
 
 static double store_now(void)
 {
@@ -415,14 +475,21 @@ int store_open(const struct store_options *opts, struct store **out, char *err, 
     pthread_cond_init(&st->sync_wake, NULL);
     pthread_cond_init(&st->sync_taken, NULL);
 
-    if (strncmp(opts->url, "sqlite:", 7) == 0) {
-        st->be = store_sqlite_open(opts->url + 7, &st->opts, err, err_len);
-    } else {
+    const char *rest = NULL;
+    const struct store_backend_ops *ops = store_backend_for_url(opts->url, &rest);
+    if (!ops) {
         snprintf(err, err_len, "unsupported store URL scheme (expected sqlite:PATH)");
+        goto fail;
     }
+    if (ops->version != STORE_BACKEND_OPS_VERSION) {
+        snprintf(err, err_len, "the %s store backend was built for interface version %d, not %d",
+                 ops->name, ops->version, STORE_BACKEND_OPS_VERSION);
+        goto fail;
+    }
+    st->be = ops->open(rest, &st->opts, err, err_len);
     if (!st->be)
         goto fail;
-    if (!opts->read_only && st->be->ops->sync) {
+    if (!opts->read_only && st->be->ops->needs_sync_thread) {
         if (pthread_create(&st->syncer, NULL, store_syncer_main, st) != 0) {
             snprintf(err, err_len, "cannot start the store syncer thread");
             goto fail;
@@ -651,7 +718,7 @@ void store_set_job_listener(struct store *st, void (*fn)(void *ctx), void *ctx)
 int store_dedupe_stats(struct store *st, struct store_dedupe_stats *out)
 {
     memset(out, 0, sizeof *out);
-    if (!st->be->ops->dedupe_stats)
+    if (!st->be->ops->has_dedupe_set)
         return -1;
     st->be->ops->dedupe_stats(st->be, out);
     return 0;

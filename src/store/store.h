@@ -1,6 +1,7 @@
 /*
  * store: the durable state of hookline (events, jobs, audit records) behind one
- * interface, whatever the backend (store_sqlite today, store_pg next). Writes go
+ * interface, whatever the backend (src/store/sqlite/ today; the backend
+ * interface itself is private, in store_int.h). Writes go
  * through a single writer thread that groups concurrent operations into one
  * transaction and one fsync ("group commit"); a submitter learns the outcome by
  * callback or by waiting. Reads use a separate connection and may run on any
@@ -18,7 +19,7 @@
 struct store;
 
 struct store_options {
-    const char *url;         /* "sqlite:PATH" (PATH used as given) */
+    const char *url;         /* "sqlite:PATH" (PATH used as given); see store_url_scheme */
     int busy_timeout_ms;     /* how long a write waits for a lock held elsewhere */
     int queue_max;           /* operations waiting for a commit; beyond it submit fails */
     int batch_max;           /* operations in one transaction */
@@ -303,52 +304,26 @@ int64_t store_count_events(struct store *st, const char *source);
  * closes. NULL is a no-op. */
 void store_close(struct store *st);
 
-/* ---- backend interface (implemented by store_sqlite.c; used by store.c) ---- */
-
-struct store_backend;
-
-#define STORE_BATCH_CLEAN 1 /* write_batch: committed, nothing written */
-
-struct store_backend_ops {
-    /* Applies ops[0..n) in one transaction and commits. Sets each op's outcome
-     * (STORE_STORED/DUPLICATE, or FAILED for an op that alone failed and was
-     * rolled back). Returns 0 when the transaction committed (durable after
-     * sync), STORE_BATCH_CLEAN when it committed and wrote nothing (no sync
-     * needed), -1 when it did not commit (then every op counts as failed; err
-     * says why). Writer thread only. */
-    int (*write_batch)(struct store_backend *be, struct store_op **ops, size_t n, char *err,
-                       size_t err_len);
-    /* Makes every batch written so far durable (fsync). NULL when write_batch is
-     * durable by itself. Called on the store's syncer thread, concurrently with
-     * write_batch; returns 0 or -1 with err set. */
-    int (*sync)(struct store_backend *be, char *err, size_t err_len);
-    bool (*ping)(struct store_backend *be, char *why, size_t why_len);
-    int (*audit_scan)(struct store_backend *be, const struct store_audit_filter *filter,
-                      store_audit_fn fn, void *ctx, char *err, size_t err_len);
-    int64_t (*count_events)(struct store_backend *be, const char *source);
-    int (*events_scan)(struct store_backend *be, const struct store_event_filter *filter,
-                       store_event_fn fn, void *ctx, char *err, size_t err_len);
-    int (*control_get)(struct store_backend *be, const char *key, char *out, size_t len);
-    int64_t (*jobs_depth)(struct store_backend *be, const char *state, double now,
-                          double *oldest_age_s);
-    int (*jobs_scan)(struct store_backend *be, const char *state, int64_t limit, store_job_fn fn,
-                     void *ctx, char *err, size_t err_len);
-    bool (*jobs_unresolved_before)(struct store_backend *be, int64_t job_id);
-    /* NULL when the backend keeps no dedupe set. Any thread. */
-    void (*dedupe_stats)(struct store_backend *be, struct store_dedupe_stats *out);
-    void (*close)(struct store_backend *be);
-};
-
-struct store_backend {
-    const struct store_backend_ops *ops;
-};
-
-/* Opens the SQLite backend at path (WAL, synchronous=FULL, migrations applied
- * unless read_only). Returns a new backend or NULL with err set. */
-struct store_backend *store_sqlite_open(const char *path, const struct store_options *opts,
-                                        char *err, size_t err_len);
-
-/* The schema version this build writes (for tests and `hookline version`). */
+/* The schema version this build writes to SQLite files (for tests and
+ * `hookline version`). */
 int store_sqlite_schema_version(void);
+
+/* ---- store URLs: the one place a "scheme:" prefix is read ---- */
+
+enum store_scheme {
+    STORE_SCHEME_UNKNOWN = 0, /* no backend knows this URL */
+    STORE_SCHEME_SQLITE,      /* "sqlite:PATH" */
+    STORE_SCHEME_POSTGRESQL,  /* "postgresql://..." or "postgres://..." (no backend yet) */
+};
+
+/* The scheme of url, and in *rest (when not NULL; borrowed from url) what the
+ * backend is given: the PATH of "sqlite:PATH", the whole URL for PostgreSQL.
+ * *rest is url itself for STORE_SCHEME_UNKNOWN. Any thread. */
+enum store_scheme store_url_scheme(const char *url, const char **rest);
+
+/* Writes into out[len] the URL of scheme with rest (a SQLite path, a
+ * PostgreSQL URL), the inverse of store_url_scheme. Returns 0, or -1 when
+ * scheme is unknown or the URL does not fit (out is then empty). */
+int store_url_make(enum store_scheme scheme, const char *rest, char *out, size_t len);
 
 #endif

@@ -8,7 +8,7 @@
  * a reader guarded by a mutex for queries from any thread. The schema is versioned by PRAGMA
  * user_version and migrated forward at open.
  */
-#include "store/store.h"
+#include "store/store_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -2426,21 +2426,6 @@ static void sqlite_dedupe_stats(struct store_backend *base, struct store_dedupe_
     out->evicted = atomic_load(&be->dd_evicted);
 }
 
-static const struct store_backend_ops sqlite_ops = {
-    .write_batch = sqlite_write_batch,
-    .sync = sqlite_sync,
-    .ping = sqlite_ping,
-    .audit_scan = sqlite_audit_scan,
-    .count_events = sqlite_count_events,
-    .events_scan = sqlite_events_scan,
-    .control_get = sqlite_control_get,
-    .jobs_depth = sqlite_jobs_depth,
-    .jobs_scan = sqlite_jobs_scan,
-    .jobs_unresolved_before = sqlite_jobs_unresolved_before,
-    .dedupe_stats = sqlite_dedupe_stats,
-    .close = sqlite_close,
-};
-
 static int sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err,
                           size_t err_len)
 {
@@ -2544,15 +2529,15 @@ static int sqlite_open_writer(struct sqlite_backend *be, const char *path,
     return sqlite_exec(be->wdb, "COMMIT", err, err_len);
 }
 
-struct store_backend *store_sqlite_open(const char *path, const struct store_options *opts,
-                                        char *err, size_t err_len)
+static struct store_backend *sqlite_open(const char *path, const struct store_options *opts,
+                                         char *err, size_t err_len)
 {
     struct sqlite_backend *be = calloc(1, sizeof *be);
     if (!be) {
         snprintf(err, err_len, "out of memory");
         return NULL;
     }
-    be->base.ops = &sqlite_ops;
+    be->base.ops = &store_sqlite_backend;
     be->wal_fd = -1;
     be->blooms[SQLITE_BLOOMS_AUDIT] = (struct sqlite_blooms){
         .what = "audit",
@@ -2606,3 +2591,24 @@ fail:
     sqlite_close(&be->base);
     return NULL;
 }
+
+/* The SQLite backend's table: the only symbol store.c knows it by. */
+const struct store_backend_ops store_sqlite_backend = {
+    .version = STORE_BACKEND_OPS_VERSION,
+    .name = "sqlite",
+    .has_dedupe_set = true,
+    .needs_sync_thread = true,
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .write_batch = sqlite_write_batch,
+    .sync = sqlite_sync,
+    .ping = sqlite_ping,
+    .audit_scan = sqlite_audit_scan,
+    .events_scan = sqlite_events_scan,
+    .count_events = sqlite_count_events,
+    .control_get = sqlite_control_get,
+    .jobs_depth = sqlite_jobs_depth,
+    .jobs_scan = sqlite_jobs_scan,
+    .jobs_unresolved_before = sqlite_jobs_unresolved_before,
+    .dedupe_stats = sqlite_dedupe_stats,
+};
