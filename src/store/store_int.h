@@ -55,8 +55,9 @@ struct store_backend_ops {
 
     /* ---- writes (the store's writer thread only) ---- */
 
-    /* Applies ops[0..n) in one transaction and commits. Sets each op's outcome
-     * (STORE_FAILED for an op that alone failed and was rolled back). Returns 0 when the
+    /* Applies ops[0..n) in one transaction and commits. Sets each op's result
+     * (its kind's enum, store.h; store_op_set_failed for an op that alone
+     * failed and was rolled back). Returns 0 when the
      * transaction committed (durable after sync), STORE_BATCH_CLEAN when it committed and wrote
      * nothing, -1 when it did not commit (every op then counts as failed; err says why). */
     int (*write_batch)(struct store_backend *be, struct store_op **ops, size_t n, char *err,
@@ -86,6 +87,15 @@ struct store_backend_ops {
     /* NULL unless has_dedupe_set. */
     void (*dedupe_stats)(struct store_backend *be, struct store_dedupe_stats *out);
 };
+
+/* ---- services of store.c to the backends ---- */
+
+/* Sets op's result to its kind's *_FAILED (op->error is left as it is). */
+void store_op_set_failed(struct store_op *op);
+
+/* Sets op's result back to its kind's *_PENDING: a batch is applied again
+ * after another op of it failed. */
+void store_op_reset(struct store_op *op);
 
 /* The backends of this build, one const table each. */
 extern const struct store_backend_ops store_sqlite_backend;

@@ -126,13 +126,13 @@ static int sqlite_delete_through(struct sqlite_backend *be, const char *sql, int
     return rc;
 }
 
-int sqlite_prune(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
+int sqlite_prune(struct sqlite_backend *be, struct store_op_prune *op, char *err, size_t err_len)
 {
     sqlite3_stmt *st = NULL;
     int rc = -1;
     char cutoff[32];
-    audit_format_time(op->prune_before, cutoff);
-    op->pruned_count = 0;
+    audit_format_time(op->before, cutoff);
+    op->deleted = 0;
     if (sqlite3_prepare_v2(be->wdb,
                            "SELECT seq, record FROM audit WHERE seq = (SELECT max(seq) FROM audit "
                            "WHERE time < ?1 AND seq < (SELECT max(seq) FROM audit))",
@@ -143,7 +143,7 @@ int sqlite_prune(struct sqlite_backend *be, struct store_op *op, char *err, size
     sqlite3_bind_text(st, 1, cutoff, -1, SQLITE_STATIC);
     int s = sqlite3_step(st);
     if (s == SQLITE_DONE) { /* nothing old enough */
-        op->outcome = STORE_STORED;
+        op->result = STORE_WRITE_DONE;
         rc = 0;
         goto out;
     }
@@ -163,8 +163,8 @@ int sqlite_prune(struct sqlite_backend *be, struct store_op *op, char *err, size
         snprintf(err, err_len, "audit record %lld has no hash", (long long)through);
         goto out;
     }
-    if (sqlite_delete_through(be, "DELETE FROM audit WHERE seq <= ?", through, &op->pruned_count,
-                              err, err_len) < 0 ||
+    if (sqlite_delete_through(be, "DELETE FROM audit WHERE seq <= ?", through, &op->deleted, err,
+                              err_len) < 0 ||
         sqlite_delete_through(be, "DELETE FROM audit_event_blooms WHERE last_seq <= ?", through,
                               NULL, err, err_len) < 0)
         goto out;
@@ -176,12 +176,12 @@ int sqlite_prune(struct sqlite_backend *be, struct store_op *op, char *err, size
     audit_detail_set_int(rec, "through_seq", (long long)through);
     audit_detail_set_str(rec, "continue_hash", continue_hash);
     audit_detail_set_str(rec, "cutoff", cutoff);
-    audit_detail_set_int(rec, "deleted", (long long)op->pruned_count);
+    audit_detail_set_int(rec, "deleted", (long long)op->deleted);
     int arc = sqlite_append_audit(be, rec, err, err_len);
     json_decref(rec);
     if (arc < 0)
         goto out;
-    op->outcome = STORE_STORED;
+    op->result = STORE_WRITE_DONE;
     rc = 0;
 out:
     sqlite3_finalize(st);

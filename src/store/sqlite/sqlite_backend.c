@@ -90,62 +90,50 @@ double sqlite_wall_now(void)
 static int sqlite_apply_op(struct sqlite_backend *be, struct store_op *op, char *err,
                            size_t err_len)
 {
-    if (op->kind == STORE_OP_REPLAN)
-        return sqlite_replan(be, op, err, err_len);
-    if (op->kind == STORE_OP_CLAIM)
-        return sqlite_claim(be, op, err, err_len);
-    if (op->kind == STORE_OP_JOB)
-        return sqlite_job_update(be, op, err, err_len);
-    if (op->kind == STORE_OP_CONTROL)
-        return sqlite_control_set(be, op, err, err_len);
-    if (op->kind == STORE_OP_PRUNE)
-        return sqlite_prune(be, op, err, err_len);
-    if (op->kind == STORE_OP_MAP_NUMBER)
-        return sqlite_map_number(be, op, err, err_len);
-    if (op->kind == STORE_OP_RELEASE) {
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(be->wdb,
-                               "UPDATE jobs SET state = 'pending', lease_until = NULL, "
-                               "updated_at = ? WHERE state = 'running'",
-                               -1, &st, NULL) != SQLITE_OK) {
-            sqlite_err(be->wdb, "releasing jobs", err, err_len);
+    switch (op->kind) {
+    case STORE_OP_EVENT: {
+        struct store_op_event *ev = &op->u.event;
+        if (sqlite_insert_event(be, ev, err, err_len) < 0)
             return -1;
-        }
-        sqlite3_bind_double(st, 1, op->received_at);
-        int s = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (s != SQLITE_DONE) {
-            sqlite_err(be->wdb, "releasing jobs", err, err_len);
-            return -1;
-        }
-        op->pruned_count = sqlite3_changes(be->wdb);
-        op->outcome = STORE_STORED;
-        return 0;
-    }
-    if (op->kind == STORE_OP_EVENT) {
-        if (sqlite_insert_event(be, op, err, err_len) < 0)
-            return -1;
-        if (op->outcome == STORE_DUPLICATE) {
-            json_t *rec = audit_record_new("event.duplicate", op->source, op->event_id);
+        if (ev->result == STORE_EVENT_DUPLICATE) {
+            json_t *rec = audit_record_new("event.duplicate", ev->source, ev->event_id);
             if (!rec) {
                 snprintf(err, err_len, "out of memory");
                 return -1;
             }
             json_object_set_new(json_object_get(rec, "detail"), "original_row",
-                                json_integer(op->event_row));
+                                json_integer(ev->row));
             int rc = sqlite_append_audit(be, rec, err, err_len);
             json_decref(rec);
             return rc;
         }
-        for (size_t i = 0; i < op->naudit; i++)
-            if (sqlite_append_audit(be, op->audit[i], err, err_len) < 0)
-                return -1;
-        return sqlite_insert_jobs(be, op, err, err_len);
+        if (sqlite_append_op_audit(be, op, err, err_len) < 0)
+            return -1;
+        return sqlite_insert_jobs(be, ev->row, ev->source, ev->event_id, ev->received_at, ev->jobs,
+                                  ev->njobs, err, err_len);
     }
-    if (sqlite_append_op_audit(be, op, err, err_len) < 0)
-        return -1;
-    op->outcome = STORE_STORED;
-    return 0;
+    case STORE_OP_REPLAN:
+        return sqlite_replan(be, op, err, err_len);
+    case STORE_OP_CLAIM:
+        return sqlite_claim(be, &op->u.claim, err, err_len);
+    case STORE_OP_JOB:
+        return sqlite_job_update(be, op, err, err_len);
+    case STORE_OP_CONTROL:
+        return sqlite_control_set(be, op, err, err_len);
+    case STORE_OP_PRUNE:
+        return sqlite_prune(be, &op->u.prune, err, err_len);
+    case STORE_OP_MAP_NUMBER:
+        return sqlite_map_number(be, &op->u.map_number, err, err_len);
+    case STORE_OP_RELEASE:
+        return sqlite_release(be, &op->u.release, err, err_len);
+    case STORE_OP_AUDIT:
+        if (sqlite_append_op_audit(be, op, err, err_len) < 0)
+            return -1;
+        op->u.audit.result = STORE_WRITE_DONE;
+        return 0;
+    }
+    snprintf(err, err_len, "unknown store operation %d", (int)op->kind);
+    return -1;
 }
 
 /* One attempt at the batch: every op not yet failed, in one transaction.
@@ -170,7 +158,7 @@ static int sqlite_try_batch(struct sqlite_backend *be, struct store_op **ops, si
     }
     for (size_t i = 0; i < n; i++) {
         struct store_op *op = ops[i];
-        if (op->outcome == STORE_FAILED)
+        if (store_op_failed(op))
             continue;
         if (sqlite_apply_op(be, op, op->error, sizeof op->error) < 0) {
             *bad = i;
@@ -207,7 +195,7 @@ int sqlite_write_batch(struct store_backend *base, struct store_op **ops, size_t
     struct sqlite_backend *be = (struct sqlite_backend *)base;
     int64_t changes_before = sqlite3_total_changes64(be->wdb);
     for (size_t i = 0; i < n; i++)
-        ops[i]->outcome = STORE_PENDING;
+        store_op_reset(ops[i]);
     /* An op that fails alone (rare: constraint or encoding problems) is marked
      * failed and the rest of the batch is tried again without it. */
     for (size_t attempt = 0; attempt <= n; attempt++) {
@@ -221,10 +209,10 @@ int sqlite_write_batch(struct store_backend *base, struct store_op **ops, size_t
                 return STORE_BATCH_CLEAN;
             return rc;
         }
-        ops[bad]->outcome = STORE_FAILED;
+        store_op_set_failed(ops[bad]);
         for (size_t i = 0; i < n; i++)
-            if (ops[i]->outcome != STORE_FAILED)
-                ops[i]->outcome = STORE_PENDING;
+            if (!store_op_failed(ops[i]))
+                store_op_reset(ops[i]);
     }
     snprintf(err, err_len, "batch could not be applied");
     return -1;

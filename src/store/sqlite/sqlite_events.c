@@ -330,8 +330,8 @@ int sqlite_dedupe_catch_up(struct sqlite_backend *be, char *err, size_t err_len)
 
 /* 1 when event row `row` is (source, event_id) and was received less than
  * window_s before `at` (its receive time in *row_at), 0 when not, -1 on error. */
-static int sqlite_dedupe_confirm(struct sqlite_backend *be, int64_t row, const struct store_op *op,
-                                 char *err, size_t err_len)
+static int sqlite_dedupe_confirm(struct sqlite_backend *be, int64_t row,
+                                 const struct store_op_event *op, char *err, size_t err_len)
 {
     sqlite3_stmt *st = be->sel_event_key;
     sqlite3_bind_int64(st, 1, row);
@@ -353,10 +353,11 @@ static int sqlite_dedupe_confirm(struct sqlite_backend *be, int64_t row, const s
 }
 
 /* Inserts the event, or finds the stored event it duplicates (same source and
- * event id, received inside the source's window). Returns 0 with op->outcome
+ * event id, received inside the source's window). Returns 0 with op->result
  * set. The dedupe set narrows the candidates to rows with the same key
  * fingerprint; each candidate is confirmed against its row. */
-int sqlite_insert_event(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
+int sqlite_insert_event(struct sqlite_backend *be, struct store_op_event *op, char *err,
+                        size_t err_len)
 {
     if (!be->dd_loaded && sqlite_dedupe_load(be, err, err_len) < 0)
         return -1;
@@ -369,8 +370,8 @@ int sqlite_insert_event(struct sqlite_backend *be, struct store_op *op, char *er
         if (m < 0)
             return -1;
         if (m) {
-            op->outcome = STORE_DUPLICATE;
-            op->event_row = be->dd_new[i].row;
+            op->result = STORE_EVENT_DUPLICATE;
+            op->row = be->dd_new[i].row;
             return 0;
         }
     }
@@ -383,8 +384,8 @@ int sqlite_insert_event(struct sqlite_backend *be, struct store_op *op, char *er
         if (m < 0)
             return -1;
         if (m) {
-            op->outcome = STORE_DUPLICATE;
-            op->event_row = rows[i];
+            op->result = STORE_EVENT_DUPLICATE;
+            op->row = rows[i];
             return 0;
         }
     }
@@ -418,14 +419,14 @@ int sqlite_insert_event(struct sqlite_backend *be, struct store_op *op, char *er
         sqlite_err(be->wdb, "inserting the event", err, err_len);
         return -1;
     }
-    op->outcome = STORE_STORED;
-    op->event_row = sqlite3_last_insert_rowid(be->wdb);
+    op->result = STORE_EVENT_STORED;
+    op->row = sqlite3_last_insert_rowid(be->wdb);
     be->dd_new[be->dd_nnew++] =
-        (struct sqlite_new_key){.fp = fp, .row = op->event_row, .at = op->received_at};
+        (struct sqlite_new_key){.fp = fp, .row = op->row, .at = op->received_at};
     /* The event just stored completed its block: file the block's filter. */
-    if (op->event_row % SQLITE_BLOOM_BLOCK == 0 &&
-        sqlite_bloom_build(be, &be->blooms[SQLITE_BLOOMS_EVENTS],
-                           op->event_row / SQLITE_BLOOM_BLOCK - 1, err, err_len) < 0)
+    if (op->row % SQLITE_BLOOM_BLOCK == 0 &&
+        sqlite_bloom_build(be, &be->blooms[SQLITE_BLOOMS_EVENTS], op->row / SQLITE_BLOOM_BLOCK - 1,
+                           err, err_len) < 0)
         return -1;
     return 0;
 }

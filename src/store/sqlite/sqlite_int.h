@@ -141,7 +141,7 @@ int sqlite_load_tip(struct sqlite_backend *be, char *err, size_t err_len);
 int sqlite_append_audit(struct sqlite_backend *be, json_t *rec, char *err, size_t err_len);
 int sqlite_append_op_audit(struct sqlite_backend *be, struct store_op *op, char *err,
                            size_t err_len);
-int sqlite_prune(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len);
+int sqlite_prune(struct sqlite_backend *be, struct store_op_prune *op, char *err, size_t err_len);
 int sqlite_audit_scan(struct store_backend *base, const struct store_audit_filter *f,
                       store_audit_fn fn, void *ctx, char *err, size_t err_len);
 
@@ -156,7 +156,8 @@ void sqlite_dedupe_add(struct sqlite_backend *be, uint64_t fp, int64_t row, doub
                        double cutoff);
 int sqlite_dedupe_load(struct sqlite_backend *be, char *err, size_t err_len);
 int sqlite_dedupe_catch_up(struct sqlite_backend *be, char *err, size_t err_len);
-int sqlite_insert_event(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len);
+int sqlite_insert_event(struct sqlite_backend *be, struct store_op_event *op, char *err,
+                        size_t err_len);
 int sqlite_hash_ranges(struct sqlite_backend *be, const struct sqlite_blooms *bs,
                        const uint64_t *hashes, size_t n, size_t max_ranges, char *cond, size_t len,
                        char *err, size_t err_len);
@@ -170,14 +171,20 @@ int sqlite_events_scan(struct store_backend *base, const struct store_event_filt
 void sqlite_dedupe_stats(struct store_backend *base, struct store_dedupe_stats *out);
 
 /* ---- sqlite_jobs.c: op appliers on the writer inside its transaction (set
- * op->outcome, return 0, or -1 with err set); queries on the reader ---- */
+ * the op's result, return 0, or -1 with err set); queries on the reader ---- */
 
-int sqlite_insert_jobs(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len);
-int sqlite_claim(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len);
+/* Inserts jobs[0..njobs) of event event_row (each with its job.queued record). */
+int sqlite_insert_jobs(struct sqlite_backend *be, int64_t event_row, const char *source,
+                       const char *event_id, double created_at, const struct store_job_spec *jobs,
+                       size_t njobs, char *err, size_t err_len);
+int sqlite_claim(struct sqlite_backend *be, struct store_op_claim *op, char *err, size_t err_len);
 int sqlite_job_update(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len);
-int sqlite_map_number(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len);
+int sqlite_map_number(struct sqlite_backend *be, struct store_op_map_number *op, char *err,
+                      size_t err_len);
 bool sqlite_jobs_unresolved_before(struct store_backend *base, int64_t job_id);
 int sqlite_control_set(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len);
+int sqlite_release(struct sqlite_backend *be, struct store_op_release *op, char *err,
+                   size_t err_len);
 int sqlite_replan(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len);
 int sqlite_control_get(struct store_backend *base, const char *key, char *out, size_t len);
 int64_t sqlite_jobs_depth(struct store_backend *base, const char *state, double now,

@@ -40,10 +40,12 @@ static bool sqlite_mapped_did(struct sqlite_backend *be, const char *number, cha
     return found;
 }
 
-int sqlite_insert_jobs(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
+int sqlite_insert_jobs(struct sqlite_backend *be, int64_t event_row, const char *source,
+                       const char *event_id, double created_at, const struct store_job_spec *jobs,
+                       size_t njobs, char *err, size_t err_len)
 {
-    for (size_t i = 0; i < op->njobs; i++) {
-        const struct store_job_spec *j = &op->jobs[i];
+    for (size_t i = 0; i < njobs; i++) {
+        const struct store_job_spec *j = &jobs[i];
         sqlite3_stmt *st = be->ins_job;
         char mapped[64], key[96];
         const char *did = j->did, *order_key = j->order_key;
@@ -52,9 +54,9 @@ int sqlite_insert_jobs(struct sqlite_backend *be, struct store_op *op, char *err
             snprintf(key, sizeof key, "did:%s", mapped);
             order_key = key;
         }
-        sqlite3_bind_int64(st, 1, op->event_row);
-        sqlite3_bind_text(st, 2, op->source, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, op->event_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 1, event_row);
+        sqlite3_bind_text(st, 2, source, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, event_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 4, j->action, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 5, j->method, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 6, j->path, -1, SQLITE_STATIC);
@@ -62,7 +64,7 @@ int sqlite_insert_jobs(struct sqlite_backend *be, struct store_op *op, char *err
         sqlite_bind_text_or_null(st, 8, did);
         sqlite_bind_text_or_null(st, 9, j->number);
         sqlite3_bind_text(st, 10, order_key, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_double(st, 11, op->received_at);
+        sqlite3_bind_double(st, 11, created_at);
         int rc = sqlite3_step(st);
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
@@ -70,7 +72,7 @@ int sqlite_insert_jobs(struct sqlite_backend *be, struct store_op *op, char *err
             sqlite_err(be->wdb, "inserting a job", err, err_len);
             return -1;
         }
-        json_t *rec = audit_record_new("job.queued", op->source, op->event_id);
+        json_t *rec = audit_record_new("job.queued", source, event_id);
         if (!rec) {
             snprintf(err, err_len, "out of memory");
             return -1;
@@ -215,19 +217,19 @@ static bool sqlite_job_state_is(struct sqlite_backend *be, int64_t id, const cha
 
 /* Claims due jobs: the head (lowest id unfinished) of each order key, when it is
  * due and no job of the key is running under a live lease. */
-int sqlite_claim(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
+int sqlite_claim(struct sqlite_backend *be, struct store_op_claim *op, char *err, size_t err_len)
 {
     sqlite3_stmt *heads = NULL, *take = NULL, *row = NULL;
     int rc = -1;
-    int cap = op->claim_max > 0 ? op->claim_max : 1;
-    double now = op->claim_now;
+    int cap = op->max > 0 ? op->max : 1;
+    double now = op->now;
     /* A batch retried after another op failed runs this again: start clean. */
-    for (int i = 0; i < op->claim_n; i++)
-        store_job_clear(&op->claim_jobs[i]);
-    free(op->claim_jobs);
-    op->claim_n = 0;
-    op->claim_jobs = calloc((size_t)cap, sizeof *op->claim_jobs);
-    if (!op->claim_jobs) {
+    for (int i = 0; i < op->n; i++)
+        store_job_clear(&op->jobs[i]);
+    free(op->jobs);
+    op->n = 0;
+    op->jobs = calloc((size_t)cap, sizeof *op->jobs);
+    if (!op->jobs) {
         snprintf(err, err_len, "out of memory");
         return -1;
     }
@@ -264,8 +266,8 @@ int sqlite_claim(struct sqlite_backend *be, struct store_op *op, char *err, size
     int nids = 0;
     int crc = 0;
     for (int i = 0; i < ncand; i++) {
-        if (crc == 0 && op->claim_supersedes && cand_key[i])
-            crc = sqlite_coalesce(be, cand_key[i], now, op->claim_supersedes, err, err_len);
+        if (crc == 0 && op->supersedes && cand_key[i])
+            crc = sqlite_coalesce(be, cand_key[i], now, op->supersedes, err, err_len);
         if (crc == 0 && sqlite_job_state_is(be, cand[i], "pending", "running"))
             ids[nids++] = cand[i];
         free(cand_key[i]);
@@ -273,7 +275,7 @@ int sqlite_claim(struct sqlite_backend *be, struct store_op *op, char *err, size
     if (crc < 0)
         goto out;
     for (int i = 0; i < nids; i++) {
-        sqlite3_bind_double(take, 1, now + op->claim_lease_s);
+        sqlite3_bind_double(take, 1, now + op->lease_s);
         sqlite3_bind_double(take, 2, now);
         sqlite3_bind_int64(take, 3, ids[i]);
         int s = sqlite3_step(take);
@@ -284,27 +286,28 @@ int sqlite_claim(struct sqlite_backend *be, struct store_op *op, char *err, size
         }
         sqlite3_bind_int64(row, 1, ids[i]);
         if (sqlite3_step(row) == SQLITE_ROW)
-            sqlite_job_from_row(row, &op->claim_jobs[op->claim_n++]);
+            sqlite_job_from_row(row, &op->jobs[op->n++]);
         sqlite3_reset(row);
     }
-    op->outcome = STORE_STORED;
+    op->result = op->n > 0 ? STORE_CLAIM_CLAIMED : STORE_CLAIM_NONE;
     rc = 0;
 out:
     sqlite3_finalize(heads);
     sqlite3_finalize(take);
     sqlite3_finalize(row);
     if (rc < 0) {
-        for (int i = 0; i < op->claim_n; i++)
-            store_job_clear(&op->claim_jobs[i]);
-        free(op->claim_jobs);
-        op->claim_jobs = NULL;
-        op->claim_n = 0;
+        for (int i = 0; i < op->n; i++)
+            store_job_clear(&op->jobs[i]);
+        free(op->jobs);
+        op->jobs = NULL;
+        op->n = 0;
     }
     return rc;
 }
 
 int sqlite_job_update(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
 {
+    struct store_op_job *job = &op->u.job;
     sqlite3_stmt *st = NULL;
     int rc = -1;
     if (sqlite3_prepare_v2(be->wdb,
@@ -316,17 +319,17 @@ int sqlite_job_update(struct sqlite_backend *be, struct store_op *op, char *err,
         sqlite_err(be->wdb, "updating a job", err, err_len);
         return -1;
     }
-    sqlite3_bind_text(st, 1, op->job_state, -1, SQLITE_STATIC);
-    if (op->job_next_at > 0)
-        sqlite3_bind_double(st, 2, op->job_next_at);
-    sqlite3_bind_int(st, 3, op->job_attempts);
-    if (op->job_last_status)
-        sqlite3_bind_int(st, 4, op->job_last_status);
-    sqlite_bind_text_or_null(st, 5, op->job_last_error);
-    sqlite_bind_text_or_null(st, 6, op->job_did);
-    sqlite3_bind_double(st, 7, op->received_at);
-    sqlite3_bind_int64(st, 8, op->job_id);
-    sqlite_bind_text_or_null(st, 9, op->job_only_from);
+    sqlite3_bind_text(st, 1, job->state, -1, SQLITE_STATIC);
+    if (job->next_at > 0)
+        sqlite3_bind_double(st, 2, job->next_at);
+    sqlite3_bind_int(st, 3, job->attempts);
+    if (job->last_status)
+        sqlite3_bind_int(st, 4, job->last_status);
+    sqlite_bind_text_or_null(st, 5, job->last_error);
+    sqlite_bind_text_or_null(st, 6, job->did);
+    sqlite3_bind_double(st, 7, job->at);
+    sqlite3_bind_int64(st, 8, job->id);
+    sqlite_bind_text_or_null(st, 9, job->only_from);
     if (sqlite3_step(st) != SQLITE_DONE) {
         sqlite_err(be->wdb, "updating a job", err, err_len);
         goto out;
@@ -334,37 +337,38 @@ int sqlite_job_update(struct sqlite_backend *be, struct store_op *op, char *err,
     if (sqlite3_changes(be->wdb) == 0) {
         int64_t exists = 0;
         char q[64];
-        snprintf(q, sizeof q, "SELECT count(*) FROM jobs WHERE id = %lld", (long long)op->job_id);
+        snprintf(q, sizeof q, "SELECT count(*) FROM jobs WHERE id = %lld", (long long)job->id);
         if (sqlite_query_int64(be->wdb, q, &exists, "updating a job", err, err_len) < 0)
             goto out;
-        op->outcome = exists ? STORE_DUPLICATE : STORE_NOT_FOUND;
+        job->result = exists ? STORE_JOB_WRONG_STATE : STORE_JOB_NOT_FOUND;
         rc = 0;
         goto out;
     }
     if (sqlite_append_op_audit(be, op, err, err_len) < 0)
         goto out;
-    op->outcome = STORE_STORED;
+    job->result = STORE_JOB_MOVED;
     rc = 0;
 out:
     sqlite3_finalize(st);
     return rc;
 }
 
-int sqlite_map_number(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
+int sqlite_map_number(struct sqlite_backend *be, struct store_op_map_number *op, char *err,
+                      size_t err_len)
 {
     sqlite3_stmt *st = NULL;
     int rc = -1;
     char numkey[64], didkey[96];
-    snprintf(numkey, sizeof numkey, "number:%s", op->map_number);
-    snprintf(didkey, sizeof didkey, "did:%s", op->map_did);
+    snprintf(numkey, sizeof numkey, "number:%s", op->number);
+    snprintf(didkey, sizeof didkey, "did:%s", op->did);
     if (sqlite3_prepare_v2(be->wdb,
                            "INSERT INTO did_numbers (number, did, updated_at) VALUES (?1, ?2, ?3) "
                            "ON CONFLICT (number) DO UPDATE SET did = ?2, updated_at = ?3",
                            -1, &st, NULL) != SQLITE_OK)
         goto sqlerr;
-    sqlite3_bind_text(st, 1, op->map_number, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, op->map_did, -1, SQLITE_STATIC);
-    sqlite3_bind_double(st, 3, op->received_at);
+    sqlite3_bind_text(st, 1, op->number, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, op->did, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 3, op->at);
     if (sqlite3_step(st) != SQLITE_DONE)
         goto sqlerr;
     sqlite3_finalize(st);
@@ -374,13 +378,13 @@ int sqlite_map_number(struct sqlite_backend *be, struct store_op *op, char *err,
                            -1, &st, NULL) != SQLITE_OK)
         goto sqlerr;
     sqlite3_bind_text(st, 1, didkey, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, op->map_did, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, op->did, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, numkey, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
         goto sqlerr;
     sqlite3_finalize(st);
     st = NULL;
-    op->outcome = STORE_STORED;
+    op->result = STORE_MAP_MAPPED;
     if (op->job_id > 0) {
         /* An earlier job of the merged key goes first: this one waits its turn. */
         if (sqlite3_prepare_v2(be->wdb,
@@ -395,7 +399,7 @@ int sqlite_map_number(struct sqlite_backend *be, struct store_op *op, char *err,
         if (sqlite3_step(st) != SQLITE_DONE)
             goto sqlerr;
         if (sqlite3_changes(be->wdb) > 0)
-            op->outcome = STORE_DUPLICATE;
+            op->result = STORE_MAP_MUST_WAIT;
     }
     rc = 0;
     goto out;
@@ -427,19 +431,19 @@ bool sqlite_jobs_unresolved_before(struct store_backend *base, int64_t job_id)
 
 int sqlite_control_set(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
 {
+    struct store_op_control *c = &op->u.control;
     sqlite3_stmt *st = NULL;
-    const char *sql = op->control_value
-                          ? "INSERT INTO control (key, value, updated_at) VALUES (?1, ?2, ?3) "
-                            "ON CONFLICT (key) DO UPDATE SET value = ?2, updated_at = ?3"
-                          : "DELETE FROM control WHERE key = ?1";
+    const char *sql = c->value ? "INSERT INTO control (key, value, updated_at) VALUES (?1, ?2, ?3) "
+                                 "ON CONFLICT (key) DO UPDATE SET value = ?2, updated_at = ?3"
+                               : "DELETE FROM control WHERE key = ?1";
     if (sqlite3_prepare_v2(be->wdb, sql, -1, &st, NULL) != SQLITE_OK) {
         sqlite_err(be->wdb, "control", err, err_len);
         return -1;
     }
-    sqlite3_bind_text(st, 1, op->control_key, -1, SQLITE_STATIC);
-    if (op->control_value) {
-        sqlite3_bind_text(st, 2, op->control_value, -1, SQLITE_STATIC);
-        sqlite3_bind_double(st, 3, op->received_at);
+    sqlite3_bind_text(st, 1, c->key, -1, SQLITE_STATIC);
+    if (c->value) {
+        sqlite3_bind_text(st, 2, c->value, -1, SQLITE_STATIC);
+        sqlite3_bind_double(st, 3, c->at);
     }
     int s = sqlite3_step(st);
     sqlite3_finalize(st);
@@ -449,18 +453,44 @@ int sqlite_control_set(struct sqlite_backend *be, struct store_op *op, char *err
     }
     if (sqlite_append_op_audit(be, op, err, err_len) < 0)
         return -1;
-    op->outcome = STORE_STORED;
+    c->result = STORE_WRITE_DONE;
+    return 0;
+}
+
+/* Every running job back to pending (a process starting after another was
+ * killed mid-request). */
+int sqlite_release(struct sqlite_backend *be, struct store_op_release *op, char *err,
+                   size_t err_len)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(be->wdb,
+                           "UPDATE jobs SET state = 'pending', lease_until = NULL, "
+                           "updated_at = ? WHERE state = 'running'",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite_err(be->wdb, "releasing jobs", err, err_len);
+        return -1;
+    }
+    sqlite3_bind_double(st, 1, op->at);
+    int s = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (s != SQLITE_DONE) {
+        sqlite_err(be->wdb, "releasing jobs", err, err_len);
+        return -1;
+    }
+    op->released = sqlite3_changes(be->wdb);
+    op->result = STORE_WRITE_DONE;
     return 0;
 }
 
 /* Re-plans a rule_failed event: only the first reprocess of it wins. */
 int sqlite_replan(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len)
 {
+    struct store_op_replan *r = &op->u.replan;
     sqlite3_stmt *st = be->replan;
-    sqlite3_bind_text(st, 1, op->status ? op->status : "accepted", -1, SQLITE_STATIC);
-    sqlite_bind_text_or_null(st, 2, op->rule_version);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)op->njobs);
-    sqlite3_bind_int64(st, 4, op->event_row);
+    sqlite3_bind_text(st, 1, r->status ? r->status : "accepted", -1, SQLITE_STATIC);
+    sqlite_bind_text_or_null(st, 2, r->rule_version);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)r->njobs);
+    sqlite3_bind_int64(st, 4, r->row);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -469,14 +499,15 @@ int sqlite_replan(struct sqlite_backend *be, struct store_op *op, char *err, siz
         return -1;
     }
     if (sqlite3_changes(be->wdb) == 0) {
-        op->outcome = STORE_DUPLICATE;
+        r->result = STORE_REPLAN_NOT_RULE_FAILED;
         return 0;
     }
     if (sqlite_append_op_audit(be, op, err, err_len) < 0)
         return -1;
-    if (sqlite_insert_jobs(be, op, err, err_len) < 0)
+    if (sqlite_insert_jobs(be, r->row, r->source, r->event_id, r->received_at, r->jobs, r->njobs,
+                           err, err_len) < 0)
         return -1;
-    op->outcome = STORE_STORED;
+    r->result = STORE_REPLAN_REPLANNED;
     return 0;
 }
 
