@@ -7,17 +7,7 @@
  */
 #include "sqlite_int.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 /* Each entry moves the schema from version i to i+1. Never edit a shipped entry:
  * append a new one. */
