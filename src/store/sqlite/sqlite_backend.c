@@ -55,7 +55,7 @@ int sqlite_query_int64(sqlite3 *db, const char *sql, int64_t *out, const char *w
     return rc;
 }
 
-int sqlite_data_version(sqlite3 *db)
+static int sqlite_data_version(sqlite3 *db)
 {
     sqlite3_stmt *st;
     int v = -1;
@@ -185,8 +185,8 @@ fail:
     return -1;
 }
 
-int sqlite_write_batch(struct store_backend *base, struct store_op **ops, size_t n, char *err,
-                       size_t err_len)
+static int sqlite_write_batch(struct store_backend *base, struct store_op **ops, size_t n,
+                              char *err, size_t err_len)
 {
     struct sqlite_backend *be = (struct sqlite_backend *)base;
     int64_t changes_before = sqlite3_total_changes64(be->wdb);
@@ -214,7 +214,7 @@ int sqlite_write_batch(struct store_backend *base, struct store_op **ops, size_t
     return -1;
 }
 
-bool sqlite_ping(struct store_backend *base, char *why, size_t why_len)
+static bool sqlite_ping(struct store_backend *base, char *why, size_t why_len)
 {
     struct sqlite_backend *be = (struct sqlite_backend *)base;
     pthread_mutex_lock(&be->rlock);
@@ -225,7 +225,7 @@ bool sqlite_ping(struct store_backend *base, char *why, size_t why_len)
     return rc == SQLITE_OK;
 }
 
-void sqlite_close(struct store_backend *base)
+static void sqlite_close(struct store_backend *base)
 {
     struct sqlite_backend *be = (struct sqlite_backend *)base;
     if (!be)

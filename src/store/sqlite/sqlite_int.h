@@ -114,13 +114,8 @@ void sqlite_err(sqlite3 *db, const char *what, char *err, size_t err_len);
 int sqlite_exec(sqlite3 *db, const char *sql, char *err, size_t err_len);
 int sqlite_query_int64(sqlite3 *db, const char *sql, int64_t *out, const char *what, char *err,
                        size_t err_len);
-int sqlite_data_version(sqlite3 *db);
 void sqlite_bind_text_or_null(sqlite3_stmt *st, int i, const char *s);
 double sqlite_wall_now(void);
-int sqlite_write_batch(struct store_backend *base, struct store_op **ops, size_t n, char *err,
-                       size_t err_len);
-bool sqlite_ping(struct store_backend *base, char *why, size_t why_len);
-void sqlite_close(struct store_backend *base);
 
 /* ---- sqlite_schema.c: migrations, on the opening thread ---- */
 
