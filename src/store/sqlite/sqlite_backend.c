@@ -230,13 +230,7 @@ static void sqlite_close(struct store_backend *base)
     struct sqlite_backend *be = (struct sqlite_backend *)base;
     if (!be)
         return;
-    if (be->have_checkpointer) {
-        pthread_mutex_lock(&be->ck_lock);
-        be->ck_stop = true;
-        pthread_cond_signal(&be->ck_wake);
-        pthread_mutex_unlock(&be->ck_lock);
-        pthread_join(be->checkpointer, NULL);
-    }
+    sqlite_checkpointer_stop(be);
     sqlite3_stmt *all[] = {be->ins_event,
                            be->ins_job,
                            be->ins_audit,
@@ -398,9 +392,8 @@ static struct store_backend *sqlite_open(const char *path, const struct store_op
     }
     if (!opts->read_only && sqlite_open_writer(be, path, opts, err, err_len) < 0)
         goto fail;
-    if (!opts->read_only &&
-        pthread_create(&be->checkpointer, NULL, sqlite_checkpoint_main, be) == 0)
-        be->have_checkpointer = true;
+    if (!opts->read_only)
+        sqlite_checkpointer_start(be);
     int flags =
         (opts->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &be->rdb, flags, NULL) != SQLITE_OK) {

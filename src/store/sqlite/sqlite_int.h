@@ -126,7 +126,12 @@ int sqlite_migrate(sqlite3 *db, char *err, size_t err_len);
 
 int sqlite_wal_hook(void *ud, sqlite3 *db, const char *name, int frames);
 void sqlite_maybe_checkpoint(struct sqlite_backend *be);
-void *sqlite_checkpoint_main(void *arg);
+/* Starts the checkpointer thread (a writer's open); when it cannot start, the
+ * writer's own checkpoints still keep the WAL bounded. */
+void sqlite_checkpointer_start(struct sqlite_backend *be);
+/* Stops and joins it; its last checkpoint truncates the WAL. No-op when it
+ * never started. */
+void sqlite_checkpointer_stop(struct sqlite_backend *be);
 int sqlite_sync(struct store_backend *base, char *err, size_t err_len);
 
 /* ---- sqlite_audit.c: appends and prune on the writer inside its transaction;

@@ -51,7 +51,7 @@ void sqlite_maybe_checkpoint(struct sqlite_backend *be)
     pthread_mutex_unlock(&be->ck_lock);
 }
 
-void *sqlite_checkpoint_main(void *arg)
+static void *sqlite_checkpoint_main(void *arg)
 {
     struct sqlite_backend *be = arg;
     pthread_setname_np(pthread_self(), "sqlite-ckpt");
@@ -85,6 +85,24 @@ void *sqlite_checkpoint_main(void *arg)
     }
     sqlite3_close(db);
     return NULL;
+}
+
+void sqlite_checkpointer_start(struct sqlite_backend *be)
+{
+    if (pthread_create(&be->checkpointer, NULL, sqlite_checkpoint_main, be) == 0)
+        be->have_checkpointer = true;
+}
+
+void sqlite_checkpointer_stop(struct sqlite_backend *be)
+{
+    if (!be->have_checkpointer)
+        return;
+    pthread_mutex_lock(&be->ck_lock);
+    be->ck_stop = true;
+    pthread_cond_signal(&be->ck_wake);
+    pthread_mutex_unlock(&be->ck_lock);
+    pthread_join(be->checkpointer, NULL);
+    be->have_checkpointer = false;
 }
 
 /* Makes every committed transaction durable: fdatasync of the WAL file (any fd
