@@ -1343,6 +1343,95 @@ static void test_preload_reads_block_keys(void **state)
     store_close(st);
 }
 
+/* Store URLs: the one reader of a scheme prefix, and its inverse. */
+static void test_store_urls(void **state)
+{
+    const char *rest = NULL;
+    assert_int_equal(store_url_scheme("sqlite:/var/h.db", &rest), STORE_SCHEME_SQLITE);
+    assert_string_equal(rest, "/var/h.db");
+    assert_int_equal(store_url_scheme("sqlite:", &rest), STORE_SCHEME_SQLITE);
+    assert_string_equal(rest, "");
+    assert_int_equal(store_url_scheme("postgresql://db/hl", &rest), STORE_SCHEME_POSTGRESQL);
+    assert_string_equal(rest, "postgresql://db/hl");
+    assert_int_equal(store_url_scheme("postgres://db/hl", NULL), STORE_SCHEME_POSTGRESQL);
+    assert_int_equal(store_url_scheme("SQLITE:x", &rest), STORE_SCHEME_UNKNOWN);
+    assert_string_equal(rest, "SQLITE:x");
+    assert_int_equal(store_url_scheme("var/h.db", NULL), STORE_SCHEME_UNKNOWN);
+    char out[24];
+    assert_int_equal(store_url_make(STORE_SCHEME_SQLITE, "/var/h.db", out, sizeof out), 0);
+    assert_string_equal(out, "sqlite:/var/h.db");
+    assert_int_equal(store_url_make(STORE_SCHEME_POSTGRESQL, "postgres://db/hl", out, sizeof out),
+                     0);
+    assert_string_equal(out, "postgres://db/hl");
+    assert_int_equal(
+        store_url_make(STORE_SCHEME_SQLITE, "/longer/than/the/buffer.db", out, sizeof out), -1);
+    assert_string_equal(out, "");
+    assert_int_equal(store_url_make(STORE_SCHEME_UNKNOWN, "x", out, sizeof out), -1);
+}
+
+/* A URL no backend of this build serves is refused at open. */
+static void test_open_refuses_unserved_scheme(void **state)
+{
+    const char *urls[] = {"postgresql://localhost/hookline", "mysql://localhost/h", "var/h.db"};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        struct store_options o = {.url = urls[i]};
+        struct store *st = NULL;
+        char err[256] = "";
+        assert_int_equal(store_open(&o, &st, err, sizeof err), -1);
+        assert_null(st);
+        assert_non_null(strstr(err, "unsupported store URL scheme"));
+    }
+}
+
+/* Each outcome of a job change, a claim and a re-plan has its own name. */
+static void test_op_results_are_named(void **state)
+{
+    struct store *st = open_store();
+    const struct store_job_spec spec = {"route_did", "PATCH", "/v3/dids/d-1", "{}",
+                                        "d-1",       NULL,    "did:d-1"};
+    story_event(st, "zd", "jr-1", &spec, 1, NULL, NULL);
+    char err[200];
+    /* job 1 is pending, not dead: a retry leaves it alone */
+    assert_int_equal(
+        store_job_transition(st, 1, "pending", "dead", "admin.job_retry", "test", err, sizeof err),
+        STORE_JOB_WRONG_STATE);
+    assert_int_equal(store_job_transition(st, 99, "cancelled", "pending", "job.cancelled", "test",
+                                          err, sizeof err),
+                     STORE_JOB_NOT_FOUND);
+    struct store_op claim = {.kind = STORE_OP_CLAIM,
+                             .u.claim = {.now = wall_now(), .lease_s = 60, .max = 1}};
+    assert_int_equal(store_submit_wait(st, &claim), 0);
+    assert_int_equal(claim.u.claim.result, STORE_CLAIM_CLAIMED);
+    assert_int_equal(claim.u.claim.n, 1);
+    assert_int_equal(claim.u.claim.jobs[0].id, 1);
+    store_job_clear(&claim.u.claim.jobs[0]);
+    free(claim.u.claim.jobs);
+    /* running now: a cancel (only from pending) leaves it alone; once it is
+     * done nothing is due */
+    assert_int_equal(store_job_transition(st, 1, "cancelled", "pending", "job.cancelled", "test",
+                                          err, sizeof err),
+                     STORE_JOB_WRONG_STATE);
+    struct store_op done = {.kind = STORE_OP_JOB,
+                            .u.job = {.id = 1, .state = "done", .attempts = 1, .at = wall_now()}};
+    assert_int_equal(store_submit_wait(st, &done), 0);
+    assert_int_equal(done.u.job.result, STORE_JOB_MOVED);
+    claim = (struct store_op){.kind = STORE_OP_CLAIM,
+                              .u.claim = {.now = wall_now(), .lease_s = 60, .max = 1}};
+    assert_int_equal(store_submit_wait(st, &claim), 0);
+    assert_int_equal(claim.u.claim.result, STORE_CLAIM_NONE);
+    free(claim.u.claim.jobs);
+    /* the event was accepted, not rule_failed: a re-plan leaves it alone */
+    struct store_op replan = {.kind = STORE_OP_REPLAN,
+                              .u.replan = {.row = 1,
+                                           .source = "zd",
+                                           .event_id = "jr-1",
+                                           .received_at = wall_now(),
+                                           .status = "accepted"}};
+    assert_int_equal(store_submit_wait(st, &replan), 0);
+    assert_int_equal(replan.u.replan.result, STORE_REPLAN_NOT_RULE_FAILED);
+    store_close(st);
+}
+
 static int setup(void **state)
 {
     test_tmpdir(dir, sizeof dir);
@@ -1378,6 +1467,9 @@ int main(void)
         cmocka_unit_test_setup(test_did_story_whatever_the_naming, setup),
         cmocka_unit_test_setup(test_did_story_across_blocks, setup),
         cmocka_unit_test_setup(test_whole_trail_checks_columns, setup),
+        cmocka_unit_test(test_store_urls),
+        cmocka_unit_test_setup(test_open_refuses_unserved_scheme, setup),
+        cmocka_unit_test_setup(test_op_results_are_named, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
