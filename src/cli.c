@@ -28,7 +28,7 @@
 #include "ingest.h"
 #include "number.h"
 #include "rules.h"
-#include "store.h"
+#include "store/store.h"
 
 /* ---------- development secrets (scripts/run.sh's var/dev-secrets.env) ---------- */
 
@@ -234,7 +234,7 @@ static int cli_open_store(const struct config *cfg, bool read_only, const char *
                           struct store **st)
 {
     char url[4200], err[300];
-    snprintf(url, sizeof url, "sqlite:%s", cfg->store_sqlite_path ? cfg->store_sqlite_path : "");
+    (void)store_url_make(STORE_SCHEME_SQLITE, cfg->store_sqlite_path, url, sizeof url);
     struct store_options so = {.url = url,
                                .busy_timeout_ms = cfg->store_busy_timeout_ms,
                                .queue_max = 64,
@@ -1231,8 +1231,7 @@ int cli_jobs(int argc, char **argv)
         json_t *rec = audit_record_new("delivery.resumed", NULL, NULL);
         audit_detail_set_str(rec, "by", "hookline jobs resume");
         struct store_op op = {.kind = STORE_OP_CONTROL,
-                              .control_key = DELIVERY_PAUSE_KEY,
-                              .received_at = cli_now(),
+                              .u.control = {.key = DELIVERY_PAUSE_KEY, .at = cli_now()},
                               .audit = &rec,
                               .naudit = 1};
         int src = store_submit_wait(st, &op);
@@ -1253,14 +1252,14 @@ int cli_jobs(int argc, char **argv)
     for (size_t i = 0; i < ids.n; i++) {
         int m = retry ? cli_job_move(st, ids.ids[i], "pending", "dead", "admin.job_retry")
                       : cli_job_move(st, ids.ids[i], "cancelled", "pending", "job.cancelled");
-        if (m == STORE_TRANSITION_MOVED)
+        if (m == STORE_JOB_MOVED)
             printf("job %lld: %s\n", (long long)ids.ids[i], retry ? "queued again" : "cancelled");
-        else if (m == STORE_TRANSITION_WRONG_STATE)
+        else if (m == STORE_JOB_WRONG_STATE)
             printf("job %lld: not %s, left alone\n", (long long)ids.ids[i],
                    retry ? "dead" : "pending");
-        else if (m == STORE_TRANSITION_NO_JOB)
+        else if (m == STORE_JOB_NOT_FOUND)
             fprintf(stderr, "hookline jobs: job %lld: no such job\n", (long long)ids.ids[i]);
-        if (m != 0)
+        if (m != STORE_JOB_MOVED)
             failed = 1;
     }
     rc = failed;

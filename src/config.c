@@ -20,6 +20,8 @@
 
 #include <openssl/crypto.h>
 
+#include "store/store.h"
+
 #define CONFIG_MAX_FILE_BYTES (1u << 20)
 #define CONFIG_MAX_SECRET_BYTES 4096
 #define CONFIG_SCAN_MAX_DEPTH 64
@@ -480,10 +482,11 @@ static void config_parse_store(struct config_ctx *ctx, json_t *root)
         config_get_int32(ctx, s, "store", "dedupe_max_keys", 2000000, 1000, 100000000);
     if (!cfg->store_url)
         return;
-    if (strncmp(cfg->store_url, "sqlite:", 7) == 0 && cfg->store_url[7]) {
-        cfg->store_sqlite_path = config_abs_path(cfg, cfg->store_url + 7);
-    } else if (strncmp(cfg->store_url, "postgresql://", 13) == 0 ||
-               strncmp(cfg->store_url, "postgres://", 11) == 0) {
+    const char *rest = NULL;
+    enum store_scheme scheme = store_url_scheme(cfg->store_url, &rest);
+    if (scheme == STORE_SCHEME_SQLITE && rest[0]) {
+        cfg->store_sqlite_path = config_abs_path(cfg, rest);
+    } else if (scheme == STORE_SCHEME_POSTGRESQL) {
         config_error(ctx, "store.url",
                      "the PostgreSQL store is not available in this build yet; "
                      "use sqlite:PATH");

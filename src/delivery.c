@@ -208,12 +208,11 @@ static int delivery_control(struct delivery *d, const char *value, const char *k
     audit_detail_set_str(rec, key, text);
     if (rec && errors)
         json_object_set_new(json_object_get(rec, "detail"), "errors", json_deep_copy(errors));
-    struct store_op op = {.kind = STORE_OP_CONTROL,
-                          .control_key = DELIVERY_PAUSE_KEY,
-                          .control_value = value,
-                          .received_at = delivery_wall(),
-                          .audit = &rec,
-                          .naudit = rec ? 1 : 0};
+    struct store_op op = {
+        .kind = STORE_OP_CONTROL,
+        .u.control = {.key = DELIVERY_PAUSE_KEY, .value = value, .at = delivery_wall()},
+        .audit = &rec,
+        .naudit = rec ? 1 : 0};
     int rc = store_submit_wait(d->st, &op);
     if (rc < 0)
         log_write(LOG_ERROR, "could not record a delivery pause change",
@@ -530,12 +529,12 @@ static int delivery_resolve(struct delivery_worker *w, const struct store_job *j
 static void delivery_requeue(struct delivery *d, const struct store_job *job, double delay_s)
 {
     struct store_op op = {.kind = STORE_OP_JOB,
-                          .job_id = job->id,
-                          .job_state = "pending",
-                          .job_only_from = "running",
-                          .job_next_at = delivery_wall() + delay_s,
-                          .job_attempts = job->attempts,
-                          .received_at = delivery_wall()};
+                          .u.job = {.id = job->id,
+                                    .state = "pending",
+                                    .only_from = "running",
+                                    .next_at = delivery_wall() + delay_s,
+                                    .attempts = job->attempts,
+                                    .at = delivery_wall()}};
     (void)store_submit_wait(d->st, &op);
 }
 
@@ -544,14 +543,13 @@ static void delivery_requeue(struct delivery *d, const struct store_job *job, do
  * job of that DID (it was put back in the queue). */
 static bool delivery_join_did_key(struct delivery *d, const struct store_job *job, const char *did)
 {
-    struct store_op op = {.kind = STORE_OP_MAP_NUMBER,
-                          .map_number = job->number,
-                          .map_did = did,
-                          .job_id = job->id,
-                          .received_at = delivery_wall()};
+    struct store_op op = {
+        .kind = STORE_OP_MAP_NUMBER,
+        .u.map_number = {
+            .number = job->number, .did = did, .job_id = job->id, .at = delivery_wall()}};
     if (store_submit_wait(d->st, &op) < 0)
         return false; /* ordering by the old key still holds for this job */
-    return op.outcome == STORE_DUPLICATE;
+    return op.u.map_number.result == STORE_MAP_MUST_WAIT;
 }
 
 static void delivery_process(struct delivery_worker *w, struct store_job *job)
@@ -656,15 +654,15 @@ record:
     if (r.nrec > 0 || strcmp(r.state, "pending") != 0)
         metrics_job_state(r.state);
     struct store_op op = {.kind = STORE_OP_JOB,
-                          .job_id = job->id,
-                          .job_state = r.state,
-                          .job_only_from = "running",
-                          .job_next_at = r.next_at,
-                          .job_attempts = r.attempts,
-                          .job_last_status = r.status,
-                          .job_last_error = r.error[0] ? r.error : NULL,
-                          .job_did = r.did[0] ? r.did : NULL,
-                          .received_at = delivery_wall(),
+                          .u.job = {.id = job->id,
+                                    .state = r.state,
+                                    .only_from = "running",
+                                    .next_at = r.next_at,
+                                    .attempts = r.attempts,
+                                    .last_status = r.status,
+                                    .last_error = r.error[0] ? r.error : NULL,
+                                    .did = r.did[0] ? r.did : NULL,
+                                    .at = delivery_wall()},
                           .audit = r.records,
                           .naudit = r.nrec};
     if (store_submit_wait(d->st, &op) < 0) {
@@ -696,20 +694,21 @@ static void *delivery_worker_main(void *arg)
         }
         uint64_t seen = delivery_wake_seq(d);
         struct store_op op = {.kind = STORE_OP_CLAIM,
-                              .claim_now = delivery_wall(),
-                              .claim_lease_s = lease,
-                              .claim_max = 1,
-                              .claim_supersedes = delivery_supersedes};
-        if (store_submit_wait(d->st, &op) < 0 || op.claim_n == 0) {
-            free(op.claim_jobs);
+                              .u.claim = {.now = delivery_wall(),
+                                          .lease_s = lease,
+                                          .max = 1,
+                                          .supersedes = delivery_supersedes}};
+        struct store_op_claim *claim = &op.u.claim;
+        if (store_submit_wait(d->st, &op) < 0 || claim->result != STORE_CLAIM_CLAIMED) {
+            free(claim->jobs);
             delivery_wait(d, seen, DELIVERY_IDLE_POLL_MS);
             continue;
         }
-        for (int i = 0; i < op.claim_n; i++) {
-            delivery_process(w, &op.claim_jobs[i]);
-            store_job_clear(&op.claim_jobs[i]);
+        for (int i = 0; i < claim->n; i++) {
+            delivery_process(w, &claim->jobs[i]);
+            store_job_clear(&claim->jobs[i]);
         }
-        free(op.claim_jobs);
+        free(claim->jobs);
     }
     return NULL;
 }
@@ -742,10 +741,10 @@ int delivery_start(const struct delivery_options *opts, struct store *st, struct
     /* Jobs a previous process left running (killed mid-request) go back to the
      * queue now instead of waiting for their lease: with SQLite, this process is
      * the only one that claims. */
-    struct store_op rel = {.kind = STORE_OP_RELEASE, .received_at = delivery_wall()};
-    if (store_submit_wait(st, &rel) == 0 && rel.pruned_count > 0) {
+    struct store_op rel = {.kind = STORE_OP_RELEASE, .u.release = {.at = delivery_wall()}};
+    if (store_submit_wait(st, &rel) == 0 && rel.u.release.released > 0) {
         char n[32];
-        snprintf(n, sizeof n, "%lld", (long long)rel.pruned_count);
+        snprintf(n, sizeof n, "%lld", (long long)rel.u.release.released);
         log_write(LOG_WARN, "jobs left running by the previous process are queued again",
                   (const char *[]){"count", n, NULL});
     }

@@ -545,9 +545,9 @@ static enum MHD_Result http_admin(struct http_server *srv, struct MHD_Connection
                                               "admin API", err, sizeof err);
         if (rc < 0)
             return http_problem(conn, 503, "store-unavailable", "Service unavailable", err, NULL);
-        if (rc == STORE_TRANSITION_NO_JOB)
+        if (rc == STORE_JOB_NOT_FOUND)
             return http_problem(conn, 404, "not-found", "Not found", "no job has this id", NULL);
-        if (rc == STORE_TRANSITION_WRONG_STATE)
+        if (rc == STORE_JOB_WRONG_STATE)
             return http_problem(conn, 409, "job-state", "Conflict",
                                 retry ? "only a dead job can be retried"
                                       : "only a pending job can be cancelled",

@@ -11,7 +11,7 @@
 
 #include "config.h"
 #include "ingest.h"
-#include "store.h"
+#include "store/store.h"
 
 struct http_server;
 

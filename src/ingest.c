@@ -100,7 +100,7 @@ struct ingest_async_audit {
 static void ingest_async_done(struct store_op *op, void *ctx)
 {
     struct ingest_async_audit *a = ctx;
-    if (op->outcome == STORE_FAILED)
+    if (store_op_failed(op))
         log_write(LOG_WARN, "audit record not stored", (const char *[]){"error", op->error, NULL});
     json_decref(a->rec);
     free(a);
@@ -502,18 +502,19 @@ bool ingest_prepare(struct ingest *ing, const struct ingest_request *req, struct
 
     struct store_op *op = &p->op;
     op->kind = STORE_OP_EVENT;
-    op->source = src->name;
-    op->event_id = p->event_id;
-    op->received_at = req->now;
-    op->dedupe_window_s = src->dedupe_window_s;
-    op->status = p->plan.rule_failed ? "rule_failed" : "accepted";
-    op->content_type = p->content_type;
-    op->headers_json = p->headers_json;
-    op->body = req->body;
-    op->body_len = req->body_len;
-    op->rule_version = p->plan.rule_version;
-    op->jobs = p->plan.jobs;
-    op->njobs = p->plan.njobs;
+    struct store_op_event *ev = &op->u.event;
+    ev->source = src->name;
+    ev->event_id = p->event_id;
+    ev->received_at = req->now;
+    ev->dedupe_window_s = src->dedupe_window_s;
+    ev->status = p->plan.rule_failed ? "rule_failed" : "accepted";
+    ev->content_type = p->content_type;
+    ev->headers_json = p->headers_json;
+    ev->body = req->body;
+    ev->body_len = req->body_len;
+    ev->rule_version = p->plan.rule_version;
+    ev->jobs = p->plan.jobs;
+    ev->njobs = p->plan.njobs;
     op->audit = p->audit;
     op->naudit = 1 + p->plan.naudit;
     return true;
@@ -522,18 +523,19 @@ bool ingest_prepare(struct ingest *ing, const struct ingest_request *req, struct
 void ingest_complete(struct ingest *ing, struct ingest_pending *p, struct ingest_response *resp)
 {
     const char *source = p->src ? p->src->name : "unknown";
-    switch (p->op.outcome) {
-    case STORE_STORED: {
+    switch (p->op.u.event.result) {
+    case STORE_EVENT_STORED: {
         const char *status = p->plan.rule_failed ? "rule_failed" : "accepted";
         metrics_event_received(source, status);
         ingest_event_answer(resp, 202, p->event_id, status, (long long)p->plan.njobs);
         break;
     }
-    case STORE_DUPLICATE:
+    case STORE_EVENT_DUPLICATE:
         metrics_event_received(source, "duplicate");
         ingest_event_answer(resp, 200, p->event_id, "duplicate", -1);
         break;
-    default:
+    case STORE_EVENT_PENDING: /* not submitted: cannot happen */
+    case STORE_EVENT_FAILED:
         metrics_event_received(source, "store_unavailable");
         log_write(LOG_WARN, "event not stored",
                   (const char *[]){"source", source, "error", p->op.error, NULL});
@@ -672,14 +674,14 @@ int ingest_reprocess(struct ingest *ing, const struct store_event_row *row, char
         audit[1 + i] = plan.audit[i];
     struct store_op op = {
         .kind = STORE_OP_REPLAN,
-        .source = row->source,
-        .event_id = row->event_id,
-        .received_at = row->received_at,
-        .event_row = row->row,
-        .status = plan.rule_failed ? "rule_failed" : "accepted",
-        .rule_version = plan.rule_version,
-        .jobs = plan.jobs,
-        .njobs = plan.njobs,
+        .u.replan = {.row = row->row,
+                     .source = row->source,
+                     .event_id = row->event_id,
+                     .received_at = row->received_at,
+                     .status = plan.rule_failed ? "rule_failed" : "accepted",
+                     .rule_version = plan.rule_version,
+                     .jobs = plan.jobs,
+                     .njobs = plan.njobs},
         .audit = audit,
         .naudit = 1 + plan.naudit,
     };
@@ -689,10 +691,10 @@ int ingest_reprocess(struct ingest *ing, const struct store_event_row *row, char
         goto out;
     }
     free(audit);
-    if (op.outcome == STORE_DUPLICATE)
+    if (op.u.replan.result == STORE_REPLAN_NOT_RULE_FAILED)
         snprintf(outcome, outcome_len, "already_reprocessed");
     else
-        snprintf(outcome, outcome_len, "%s", op.status);
+        snprintf(outcome, outcome_len, "%s", op.u.replan.status);
     rc = 0;
 out:
     if (plan.release)

@@ -15,7 +15,7 @@
 
 #include "config.h"
 #include "jdoc.h"
-#include "store.h"
+#include "store/store.h"
 #include "verify.h"
 
 /* A decoded event as the rule engine sees it. All members borrowed. */
@@ -143,7 +143,7 @@ bool ingest_prepare(struct ingest *ing, const struct ingest_request *req, struct
                     struct ingest_response *resp);
 
 /* Builds the answer after the store reported on p->op (or after store_submit
- * failed, with p->op.outcome == STORE_FAILED). */
+ * failed, with p->op.u.event.result == STORE_EVENT_FAILED). */
 void ingest_complete(struct ingest *ing, struct ingest_pending *p, struct ingest_response *resp);
 
 /* Releases what p holds (not p itself). */

@@ -23,7 +23,7 @@
 
 #include <curl/curl.h>
 #include <sys/time.h>
-#include "store.h"
+#include "store/store.h"
 
 #define MAIN_SHUTDOWN_GRACE_MS 10000
 
@@ -253,7 +253,7 @@ static int main_serve(int argc, char **argv)
         goto out;
     }
     char url[4200];
-    snprintf(url, sizeof url, "sqlite:%s", cfg->store_sqlite_path ? cfg->store_sqlite_path : "");
+    (void)store_url_make(STORE_SCHEME_SQLITE, cfg->store_sqlite_path, url, sizeof url);
     if (cfg->audit_jsonl_path && cli_prepare_store_dir(cfg->audit_jsonl_path) < 0) {
         log_write(LOG_ERROR, "cannot create the audit mirror directory",
                   (const char *[]){"path", cfg->audit_jsonl_path, NULL});

@@ -1,6 +1,6 @@
 /*
- * store_bench: events per second through hookline's store (src/store.c +
- * src/store_sqlite.c: group commit, dedupe, audit chain, fsync'd WAL) against a
+ * store_bench: events per second through hookline's store (src/store/store.c +
+ * src/store/sqlite/: group commit, dedupe, audit chain, fsync'd WAL) against a
  * baseline in the same run: the same bytes per event (redacted headers, body,
  * sealed-size audit record) appended to a plain file by one group-commit thread
  * with one write() and one fdatasync() per batch, the floor for "durable before
@@ -28,7 +28,7 @@
 
 #include "audit.h"
 #include "log.h"
-#include "store.h"
+#include "store/store.h"
 
 #define BENCH_MAX_THREADS 512
 #define BENCH_MAX_ROUNDS 15
@@ -203,18 +203,19 @@ static void *bench_submitter(void *arg)
         int rc;
         if (r->use_store) {
             struct store_op op = {.kind = STORE_OP_EVENT,
-                                  .source = "bench",
-                                  .event_id = e.id,
-                                  .received_at = bench_wall(),
-                                  .dedupe_window_s = 604800,
-                                  .status = "accepted",
-                                  .content_type = "application/json",
-                                  .headers_json = bench_headers,
-                                  .body = (const unsigned char *)e.body,
-                                  .body_len = (size_t)e.body_len,
+                                  .u.event = {.source = "bench",
+                                              .event_id = e.id,
+                                              .received_at = bench_wall(),
+                                              .dedupe_window_s = 604800,
+                                              .status = "accepted",
+                                              .content_type = "application/json",
+                                              .headers_json = bench_headers,
+                                              .body = (const unsigned char *)e.body,
+                                              .body_len = (size_t)e.body_len},
                                   .audit = &e.rec,
                                   .naudit = 1};
-            rc = store_submit_wait(r->st, &op) == 0 && op.outcome == STORE_STORED ? 0 : -1;
+            rc = store_submit_wait(r->st, &op) == 0 && op.u.event.result == STORE_EVENT_STORED ? 0
+                                                                                               : -1;
         } else {
             rc = bench_append(r, &e);
         }

@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/bloom.c: no false negatives for 4096 event-id-like keys, an empty
+ * Unit tests for src/store/sqlite/bloom.c: no false negatives for 4096 event-id-like keys, an empty
  * filter that holds nothing, a measured false-positive rate near the theory for 8192
  * bytes / 7 probes, the hash and the probe layout pinned to fixed values (both are part
  * of the SQLite store's on-disk format), and the hash's sensitivity to every byte and to
@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "bloom.h"
+#include "store/sqlite/bloom.h"
 
 #define FILTER_BYTES 8192
 #define FILTER_PROBES 7

@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/dedupe.c: the key fingerprint (never 0, source/event_id boundary
+ * Unit tests for src/store/sqlite/dedupe.c: the key fingerprint (never 0, source/event_id boundary
  * kept), add and find, several rows under one fingerprint returned newest first with the
  * full count, growth to 100,000 keys, expiry by receive time (explicit and while adding),
  * the max_keys bound evicting the oldest keys first, dedupe_oldest and destroy(NULL).
@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "dedupe.h"
+#include "store/sqlite/dedupe.h"
 
 /* Key i's fingerprint: multiplying by an odd constant is a bijection, so distinct i
  * give distinct fingerprints, and the +1 keeps small i away from 0. */

@@ -19,9 +19,9 @@
 #include <time.h>
 
 #include "audit.h"
-#include "dedupe.h"
+#include "store/sqlite/dedupe.h"
 #include "log.h"
-#include "store.h"
+#include "store/store.h"
 #include "test_util.h"
 
 static char dir[512];
@@ -68,15 +68,15 @@ static void fill_event_from(struct store_op *op, const char *source, const char 
 {
     memset(op, 0, sizeof *op);
     op->kind = STORE_OP_EVENT;
-    op->source = source;
-    op->event_id = id;
-    op->received_at = at;
-    op->dedupe_window_s = 60;
-    op->status = "accepted";
-    op->content_type = "application/json";
-    op->headers_json = "{}";
-    op->body = (const unsigned char *)"{\"a\":1}";
-    op->body_len = 7;
+    op->u.event.source = source;
+    op->u.event.event_id = id;
+    op->u.event.received_at = at;
+    op->u.event.dedupe_window_s = 60;
+    op->u.event.status = "accepted";
+    op->u.event.content_type = "application/json";
+    op->u.event.headers_json = "{}";
+    op->u.event.body = (const unsigned char *)"{\"a\":1}";
+    op->u.event.body_len = 7;
     *rec = audit_record_new("event.received", source, id);
     op->audit = rec;
     op->naudit = 1;
@@ -145,10 +145,10 @@ static void test_store_once_then_duplicate(void **state)
     fill_event(&a, "evt-1", now, &ra);
     fill_event(&b, "evt-1", now + 1, &rb);
     assert_int_equal(store_submit_wait(st, &a), 0);
-    assert_int_equal(a.outcome, STORE_STORED);
+    assert_int_equal(a.u.event.result, STORE_EVENT_STORED);
     assert_int_equal(store_submit_wait(st, &b), 0);
-    assert_int_equal(b.outcome, STORE_DUPLICATE);
-    assert_int_equal(b.event_row, a.event_row);
+    assert_int_equal(b.u.event.result, STORE_EVENT_DUPLICATE);
+    assert_int_equal(b.u.event.row, a.u.event.row);
     assert_int_equal(store_count_events(st, "zd"), 1);
     assert_int_equal(store_count_events(st, "other"), 0);
 
@@ -173,8 +173,8 @@ static void test_key_released_after_window(void **state)
     fill_event(&b, "evt-2", 1000.0 + 61, &rb); /* window is 60 s */
     assert_int_equal(store_submit_wait(st, &a), 0);
     assert_int_equal(store_submit_wait(st, &b), 0);
-    assert_int_equal(b.outcome, STORE_STORED);
-    assert_int_not_equal(b.event_row, a.event_row);
+    assert_int_equal(b.u.event.result, STORE_EVENT_STORED);
+    assert_int_not_equal(b.u.event.row, a.u.event.row);
     assert_int_equal(store_count_events(st, "zd"), 2);
     json_decref(ra);
     json_decref(rb);
@@ -193,8 +193,8 @@ static void test_jobs_queued_in_same_transaction(void **state)
          "number:4371234567"},
     };
     fill_event(&a, "evt-jobs", (double)time(NULL), &ra);
-    a.jobs = jobs;
-    a.njobs = 2;
+    a.u.event.jobs = jobs;
+    a.u.event.njobs = 2;
     assert_int_equal(store_submit_wait(st, &a), 0);
     struct collect c = {0};
     struct store_audit_filter f = {.kind = "job.*"};
@@ -233,7 +233,7 @@ static void test_chain_survives_reopen(void **state)
     assert_int_equal(store_submit_wait(st, &more), 0);
     assert_chain_ok(st, 6);
     for (int i = 0; i < 5; i++) {
-        free((char *)ops[i].event_id);
+        free((char *)ops[i].u.event.event_id);
         json_decref(recs[i]);
     }
     json_decref(rm);
@@ -294,7 +294,7 @@ static void test_migrates_old_file(void **state)
     json_t *r;
     fill_event(&dup, "old-1", (double)time(NULL), &r);
     assert_int_equal(store_submit_wait(st, &dup), 0);
-    assert_int_equal(dup.outcome, STORE_DUPLICATE);
+    assert_int_equal(dup.u.event.result, STORE_EVENT_DUPLICATE);
     json_decref(r);
     store_close(st);
 
@@ -330,7 +330,7 @@ static void test_locked_database_fails_batch(void **state)
     json_t *ra;
     fill_event(&a, "locked-1", (double)time(NULL), &ra);
     assert_int_equal(store_submit_wait(st, &a), -1);
-    assert_int_equal(a.outcome, STORE_FAILED);
+    assert_int_equal(a.u.event.result, STORE_EVENT_FAILED);
     assert_non_null(strstr(a.error, "store unavailable"));
     char why[200];
     assert_false(store_ready(st, why, sizeof why));
@@ -341,7 +341,7 @@ static void test_locked_database_fails_batch(void **state)
     json_t *rb;
     fill_event(&b, "locked-1", (double)time(NULL), &rb);
     assert_int_equal(store_submit_wait(st, &b), 0);
-    assert_int_equal(b.outcome, STORE_STORED);
+    assert_int_equal(b.u.event.result, STORE_EVENT_STORED);
     assert_true(store_ready(st, why, sizeof why));
     assert_chain_ok(st, 1);
     json_decref(ra);
@@ -415,8 +415,8 @@ static void submit_async(struct store *st, struct store_op *op, struct waiter *w
 
 /* Submits one event (source, id) received at `at` and returns its outcome;
  * the row stored or duplicated goes to *row. */
-static enum store_outcome submit_event(struct store *st, const char *source, const char *id,
-                                       double at, int64_t *row)
+static enum store_event_result submit_event(struct store *st, const char *source, const char *id,
+                                            double at, int64_t *row)
 {
     struct store_op op;
     json_t *rec;
@@ -426,8 +426,8 @@ static enum store_outcome submit_event(struct store *st, const char *source, con
         fprintf(stderr, "submit %s/%s: %s\n", source, id, op.error);
     assert_int_equal(rc, 0);
     json_decref(rec);
-    *row = op.event_row;
-    return op.outcome;
+    *row = op.u.event.row;
+    return op.u.event.result;
 }
 
 static double wall_now(void)
@@ -583,14 +583,14 @@ static void test_duplicate_found_after_restart(void **state)
     double now = wall_now();
     int64_t first, row;
     struct store *st = open_store();
-    assert_int_equal(submit_event(st, "zd", "r-1", now, &first), STORE_STORED);
+    assert_int_equal(submit_event(st, "zd", "r-1", now, &first), STORE_EVENT_STORED);
     store_close(st);
 
     st = open_store();
-    assert_int_equal(submit_event(st, "zd", "r-1", now + 1, &row), STORE_DUPLICATE);
+    assert_int_equal(submit_event(st, "zd", "r-1", now + 1, &row), STORE_EVENT_DUPLICATE);
     assert_int_equal(row, first);
     /* The key is (source, event id): another source's event of that id is new. */
-    assert_int_equal(submit_event(st, "other", "r-1", now + 2, &row), STORE_STORED);
+    assert_int_equal(submit_event(st, "other", "r-1", now + 2, &row), STORE_EVENT_STORED);
     assert_int_not_equal(row, first);
     assert_int_equal(store_count_events(st, "zd"), 1);
     assert_int_equal(store_count_events(st, "other"), 1);
@@ -604,16 +604,16 @@ static void test_preloaded_set_catches_up(void **state)
     double now = wall_now();
     int64_t first, later, row;
     struct store *st = open_store();
-    assert_int_equal(submit_event(st, "zd", "p-1", now, &first), STORE_STORED);
+    assert_int_equal(submit_event(st, "zd", "p-1", now, &first), STORE_EVENT_STORED);
     store_close(st);
 
     struct store *serve = open_store_preloaded();
     struct store *other = open_store();
-    assert_int_equal(submit_event(other, "zd", "p-2", now + 1, &later), STORE_STORED);
+    assert_int_equal(submit_event(other, "zd", "p-2", now + 1, &later), STORE_EVENT_STORED);
     store_close(other);
-    assert_int_equal(submit_event(serve, "zd", "p-1", now + 2, &row), STORE_DUPLICATE);
+    assert_int_equal(submit_event(serve, "zd", "p-1", now + 2, &row), STORE_EVENT_DUPLICATE);
     assert_int_equal(row, first);
-    assert_int_equal(submit_event(serve, "zd", "p-2", now + 3, &row), STORE_DUPLICATE);
+    assert_int_equal(submit_event(serve, "zd", "p-2", now + 3, &row), STORE_EVENT_DUPLICATE);
     assert_int_equal(row, later);
     assert_int_equal(store_count_events(serve, "zd"), 2);
     store_close(serve);
@@ -626,13 +626,13 @@ static void test_preload_skips_a_mis_stamped_event(void **state)
     double now = wall_now();
     int64_t first, row;
     struct store *st = open_store();
-    assert_int_equal(submit_event(st, "zd", "s-1", now - 30, &first), STORE_STORED);
-    assert_int_equal(submit_event(st, "zd", "s-2", 1.0, &row), STORE_STORED);
-    assert_int_equal(submit_event(st, "zd", "s-3", now - 10, &row), STORE_STORED);
+    assert_int_equal(submit_event(st, "zd", "s-1", now - 30, &first), STORE_EVENT_STORED);
+    assert_int_equal(submit_event(st, "zd", "s-2", 1.0, &row), STORE_EVENT_STORED);
+    assert_int_equal(submit_event(st, "zd", "s-3", now - 10, &row), STORE_EVENT_STORED);
     store_close(st);
 
     st = open_store_preloaded();
-    assert_int_equal(submit_event(st, "zd", "s-1", now, &row), STORE_DUPLICATE);
+    assert_int_equal(submit_event(st, "zd", "s-1", now, &row), STORE_EVENT_DUPLICATE);
     assert_int_equal(row, first);
     assert_int_equal(store_count_events(st, "zd"), 3);
     store_close(st);
@@ -646,12 +646,12 @@ static void test_duplicate_across_two_handles(void **state)
     struct store *b = open_store();
     /* a has stored an event already, so it holds a loaded key set and must
      * learn b's events from the file. */
-    assert_int_equal(submit_event(a, "zd", "warm", now, &row), STORE_STORED);
-    assert_int_equal(submit_event(b, "zd", "shared-1", now, &r1), STORE_STORED);
-    assert_int_equal(submit_event(a, "zd", "shared-1", now + 1, &row), STORE_DUPLICATE);
+    assert_int_equal(submit_event(a, "zd", "warm", now, &row), STORE_EVENT_STORED);
+    assert_int_equal(submit_event(b, "zd", "shared-1", now, &r1), STORE_EVENT_STORED);
+    assert_int_equal(submit_event(a, "zd", "shared-1", now + 1, &row), STORE_EVENT_DUPLICATE);
     assert_int_equal(row, r1);
-    assert_int_equal(submit_event(a, "zd", "shared-2", now + 2, &r2), STORE_STORED);
-    assert_int_equal(submit_event(b, "zd", "shared-2", now + 3, &row), STORE_DUPLICATE);
+    assert_int_equal(submit_event(a, "zd", "shared-2", now + 2, &r2), STORE_EVENT_STORED);
+    assert_int_equal(submit_event(b, "zd", "shared-2", now + 3, &row), STORE_EVENT_DUPLICATE);
     assert_int_equal(row, r2);
     assert_int_equal(store_count_events(a, "zd"), 3);
     /* Both wrote to one chain: received, received, duplicate, received, duplicate. */
@@ -689,10 +689,10 @@ static void test_duplicate_inside_one_batch(void **state)
     sqlite3_close(db);
     waiter_wait(&w, 3);
 
-    assert_int_equal(x.outcome, STORE_STORED);
-    assert_int_equal(a.outcome, STORE_STORED);
-    assert_int_equal(b.outcome, STORE_DUPLICATE);
-    assert_int_equal(b.event_row, a.event_row);
+    assert_int_equal(x.u.event.result, STORE_EVENT_STORED);
+    assert_int_equal(a.u.event.result, STORE_EVENT_STORED);
+    assert_int_equal(b.u.event.result, STORE_EVENT_DUPLICATE);
+    assert_int_equal(b.u.event.row, a.u.event.row);
     assert_int_equal(store_count_events(st, "zd"), 2);
     struct collect c = {0};
     struct store_audit_filter f = {.event_id = "batch-dup"};
@@ -712,20 +712,20 @@ static void test_newest_copy_decides_after_window(void **state)
     double t0 = wall_now() - 300; /* the window is 60 s */
     int64_t first, second, row;
     struct store *st = open_store();
-    assert_int_equal(submit_event(st, "zd", "win-1", t0, &first), STORE_STORED);
+    assert_int_equal(submit_event(st, "zd", "win-1", t0, &first), STORE_EVENT_STORED);
     /* Its twin is older than the window: stored again. */
-    assert_int_equal(submit_event(st, "zd", "win-1", t0 + 61, &second), STORE_STORED);
+    assert_int_equal(submit_event(st, "zd", "win-1", t0 + 61, &second), STORE_EVENT_STORED);
     assert_int_not_equal(second, first);
     /* A third copy is inside the second's window (not the first's). */
-    assert_int_equal(submit_event(st, "zd", "win-1", t0 + 62, &row), STORE_DUPLICATE);
+    assert_int_equal(submit_event(st, "zd", "win-1", t0 + 62, &row), STORE_EVENT_DUPLICATE);
     assert_int_equal(row, second);
     store_close(st);
 
     /* The same after a restart, from the keys loaded from the file. */
     st = open_store();
-    assert_int_equal(submit_event(st, "zd", "win-1", t0 + 90, &row), STORE_DUPLICATE);
+    assert_int_equal(submit_event(st, "zd", "win-1", t0 + 90, &row), STORE_EVENT_DUPLICATE);
     assert_int_equal(row, second);
-    assert_int_equal(submit_event(st, "zd", "win-1", t0 + 200, &row), STORE_STORED);
+    assert_int_equal(submit_event(st, "zd", "win-1", t0 + 200, &row), STORE_EVENT_STORED);
     assert_int_not_equal(row, first);
     assert_int_not_equal(row, second);
     assert_int_equal(store_count_events(st, "zd"), 3);
@@ -755,13 +755,13 @@ static void test_bounded_key_set_never_loses_an_event(void **state)
     waiter_wait(&w, N);
     int stored = 0;
     for (int i = 0; i < N; i++)
-        stored += ops[i].outcome == STORE_STORED;
+        stored += ops[i].u.event.result == STORE_EVENT_STORED;
     assert_int_equal(stored, N);
     assert_int_equal(store_count_events(st, "zd"), N);
     /* The bound forgets the oldest keys first: the newest still dedupes. */
     int64_t row;
-    assert_int_equal(submit_event(st, "zd", ids[N - 1], now, &row), STORE_DUPLICATE);
-    assert_int_equal(row, ops[N - 1].event_row);
+    assert_int_equal(submit_event(st, "zd", ids[N - 1], now, &row), STORE_EVENT_DUPLICATE);
+    assert_int_equal(row, ops[N - 1].u.event.row);
     assert_int_equal(store_count_events(st, "zd"), N);
     /* What /metrics shows the operator: the bound held, and keys were dropped. */
     struct store_dedupe_stats ds;
@@ -849,9 +849,9 @@ static void test_prune_drops_block_filters(void **state)
     /* Records 1..4200 are old (a record's time is the wall clock at append). */
     db_exec("UPDATE audit SET time = '2020-01-01T00:00:00.000Z' WHERE seq <= 4200");
 
-    struct store_op op = {.kind = STORE_OP_PRUNE, .prune_before = wall_now() - 86400};
+    struct store_op op = {.kind = STORE_OP_PRUNE, .u.prune = {.before = wall_now() - 86400}};
     assert_int_equal(store_submit_wait(st, &op), 0);
-    assert_int_equal(op.pruned_count, 4200);
+    assert_int_equal(op.u.prune.deleted, 4200);
     assert_int_equal(db_int("SELECT min(seq) FROM audit"), 4201);
     /* Block 0 is gone with its records; block 1 keeps its filter. */
     assert_int_equal(bloom_blocks(), 0x2u);
@@ -890,8 +890,8 @@ static void story_event(struct store *st, const char *source, const char *id,
         json_object_set_new(recs[1], "number", json_string(decided_number));
     op.audit = recs;
     op.naudit = 2;
-    op.jobs = jobs;
-    op.njobs = njobs;
+    op.u.event.jobs = jobs;
+    op.u.event.njobs = njobs;
     if (store_submit_wait(st, &op) != 0)
         fail_msg("story event %s: %s", id, op.error);
     json_decref(recs[0]);
@@ -915,10 +915,7 @@ static void story_job(struct store *st, int64_t job, const char *state, const ch
         json_object_set_new(json_object_get(rec, "detail"), "before",
                             json_pack("{s:s, s:n}", "number", read_number, "trunk"));
     struct store_op op = {.kind = STORE_OP_JOB,
-                          .job_id = job,
-                          .job_state = state,
-                          .job_attempts = 1,
-                          .received_at = wall_now(),
+                          .u.job = {.id = job, .state = state, .attempts = 1, .at = wall_now()},
                           .audit = &rec,
                           .naudit = 1};
     if (store_submit_wait(st, &op) != 0)
@@ -975,7 +972,7 @@ static void test_did_story_whatever_the_naming(void **state)
     story_job(st, 1, "dead", "job.dead", "s-1", NULL, STORY_N, NULL);
     assert_int_equal(
         store_job_transition(st, 1, "pending", "dead", "admin.job_retry", "test", err, sizeof err),
-        0);
+        STORE_JOB_MOVED);
     /* 6-8: another rule names X by id; the read before the PATCH records X's
      * number in the before-state (9) */
     story_event(st, "zd", "s-2", &by_id, 1, STORY_X, NULL);
@@ -989,9 +986,7 @@ static void test_did_story_whatever_the_naming(void **state)
     /* 19-21: Y by number M, queued before delivery learnt that M is Y */
     story_event(st, "zd", "s-5", &m_by_number, 1, NULL, STORY_M);
     struct store_op map = {.kind = STORE_OP_MAP_NUMBER,
-                           .map_number = STORY_M,
-                           .map_did = STORY_Y,
-                           .received_at = wall_now()};
+                           .u.map_number = {.number = STORY_M, .did = STORY_Y, .at = wall_now()}};
     assert_int_equal(store_submit_wait(st, &map), 0);
     assert_int_equal(db_int("SELECT max(seq) FROM audit"), 21);
 
@@ -1169,9 +1164,9 @@ static void store_event_range(struct store *st, int64_t from, int64_t to, const 
     }
     waiter_wait(&w, (int)n);
     for (size_t i = 0; i < n; i++) {
-        assert_int_equal(ops[i].outcome, STORE_STORED);
+        assert_int_equal(ops[i].u.event.result, STORE_EVENT_STORED);
         /* Submitted in order to one writer: row ids follow. */
-        assert_int_equal(ops[i].event_row, from + (int64_t)i);
+        assert_int_equal(ops[i].u.event.row, from + (int64_t)i);
         json_decref(recs[i]);
     }
     free(ops);
@@ -1259,7 +1254,7 @@ static void test_events_by_event_id_across_blocks(void **state)
 static void assert_duplicate_of(struct store *st, const char *source, const char *id, int64_t want)
 {
     int64_t row = 0;
-    assert_int_equal(submit_event(st, source, id, wall_now(), &row), STORE_DUPLICATE);
+    assert_int_equal(submit_event(st, source, id, wall_now(), &row), STORE_EVENT_DUPLICATE);
     assert_int_equal(row, want);
 }
 
@@ -1348,6 +1343,95 @@ static void test_preload_reads_block_keys(void **state)
     store_close(st);
 }
 
+/* Store URLs: the one reader of a scheme prefix, and its inverse. */
+static void test_store_urls(void **state)
+{
+    const char *rest = NULL;
+    assert_int_equal(store_url_scheme("sqlite:/var/h.db", &rest), STORE_SCHEME_SQLITE);
+    assert_string_equal(rest, "/var/h.db");
+    assert_int_equal(store_url_scheme("sqlite:", &rest), STORE_SCHEME_SQLITE);
+    assert_string_equal(rest, "");
+    assert_int_equal(store_url_scheme("postgresql://db/hl", &rest), STORE_SCHEME_POSTGRESQL);
+    assert_string_equal(rest, "postgresql://db/hl");
+    assert_int_equal(store_url_scheme("postgres://db/hl", NULL), STORE_SCHEME_POSTGRESQL);
+    assert_int_equal(store_url_scheme("SQLITE:x", &rest), STORE_SCHEME_UNKNOWN);
+    assert_string_equal(rest, "SQLITE:x");
+    assert_int_equal(store_url_scheme("var/h.db", NULL), STORE_SCHEME_UNKNOWN);
+    char out[24];
+    assert_int_equal(store_url_make(STORE_SCHEME_SQLITE, "/var/h.db", out, sizeof out), 0);
+    assert_string_equal(out, "sqlite:/var/h.db");
+    assert_int_equal(store_url_make(STORE_SCHEME_POSTGRESQL, "postgres://db/hl", out, sizeof out),
+                     0);
+    assert_string_equal(out, "postgres://db/hl");
+    assert_int_equal(
+        store_url_make(STORE_SCHEME_SQLITE, "/longer/than/the/buffer.db", out, sizeof out), -1);
+    assert_string_equal(out, "");
+    assert_int_equal(store_url_make(STORE_SCHEME_UNKNOWN, "x", out, sizeof out), -1);
+}
+
+/* A URL no backend of this build serves is refused at open. */
+static void test_open_refuses_unserved_scheme(void **state)
+{
+    const char *urls[] = {"postgresql://localhost/hookline", "mysql://localhost/h", "var/h.db"};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        struct store_options o = {.url = urls[i]};
+        struct store *st = NULL;
+        char err[256] = "";
+        assert_int_equal(store_open(&o, &st, err, sizeof err), -1);
+        assert_null(st);
+        assert_non_null(strstr(err, "unsupported store URL scheme"));
+    }
+}
+
+/* Each outcome of a job change, a claim and a re-plan has its own name. */
+static void test_op_results_are_named(void **state)
+{
+    struct store *st = open_store();
+    const struct store_job_spec spec = {"route_did", "PATCH", "/v3/dids/d-1", "{}",
+                                        "d-1",       NULL,    "did:d-1"};
+    story_event(st, "zd", "jr-1", &spec, 1, NULL, NULL);
+    char err[200];
+    /* job 1 is pending, not dead: a retry leaves it alone */
+    assert_int_equal(
+        store_job_transition(st, 1, "pending", "dead", "admin.job_retry", "test", err, sizeof err),
+        STORE_JOB_WRONG_STATE);
+    assert_int_equal(store_job_transition(st, 99, "cancelled", "pending", "job.cancelled", "test",
+                                          err, sizeof err),
+                     STORE_JOB_NOT_FOUND);
+    struct store_op claim = {.kind = STORE_OP_CLAIM,
+                             .u.claim = {.now = wall_now(), .lease_s = 60, .max = 1}};
+    assert_int_equal(store_submit_wait(st, &claim), 0);
+    assert_int_equal(claim.u.claim.result, STORE_CLAIM_CLAIMED);
+    assert_int_equal(claim.u.claim.n, 1);
+    assert_int_equal(claim.u.claim.jobs[0].id, 1);
+    store_job_clear(&claim.u.claim.jobs[0]);
+    free(claim.u.claim.jobs);
+    /* running now: a cancel (only from pending) leaves it alone; once it is
+     * done nothing is due */
+    assert_int_equal(store_job_transition(st, 1, "cancelled", "pending", "job.cancelled", "test",
+                                          err, sizeof err),
+                     STORE_JOB_WRONG_STATE);
+    struct store_op done = {.kind = STORE_OP_JOB,
+                            .u.job = {.id = 1, .state = "done", .attempts = 1, .at = wall_now()}};
+    assert_int_equal(store_submit_wait(st, &done), 0);
+    assert_int_equal(done.u.job.result, STORE_JOB_MOVED);
+    claim = (struct store_op){.kind = STORE_OP_CLAIM,
+                              .u.claim = {.now = wall_now(), .lease_s = 60, .max = 1}};
+    assert_int_equal(store_submit_wait(st, &claim), 0);
+    assert_int_equal(claim.u.claim.result, STORE_CLAIM_NONE);
+    free(claim.u.claim.jobs);
+    /* the event was accepted, not rule_failed: a re-plan leaves it alone */
+    struct store_op replan = {.kind = STORE_OP_REPLAN,
+                              .u.replan = {.row = 1,
+                                           .source = "zd",
+                                           .event_id = "jr-1",
+                                           .received_at = wall_now(),
+                                           .status = "accepted"}};
+    assert_int_equal(store_submit_wait(st, &replan), 0);
+    assert_int_equal(replan.u.replan.result, STORE_REPLAN_NOT_RULE_FAILED);
+    store_close(st);
+}
+
 static int setup(void **state)
 {
     test_tmpdir(dir, sizeof dir);
@@ -1383,6 +1467,9 @@ int main(void)
         cmocka_unit_test_setup(test_did_story_whatever_the_naming, setup),
         cmocka_unit_test_setup(test_did_story_across_blocks, setup),
         cmocka_unit_test_setup(test_whole_trail_checks_columns, setup),
+        cmocka_unit_test(test_store_urls),
+        cmocka_unit_test_setup(test_open_refuses_unserved_scheme, setup),
+        cmocka_unit_test_setup(test_op_results_are_named, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

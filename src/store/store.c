@@ -7,8 +7,11 @@
  * Outcomes are reported through the op's callback only once durable. Locks:
  * st->lock (queue) and st->sync_lock (committed batches), never held together;
  * callbacks run with neither held. Reads are passed straight to the backend.
+ * The backend is found by URL scheme here (store_backend_for_url) and reached
+ * only through its const ops table (store_int.h); this file never sees a
+ * backend's own state, and no backend sees struct store.
  */
-#include "store.h"
+#include "store/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,7 @@
 #include "audit.h"
 #include "log.h"
 #include "metrics.h"
+#include "store/store_int.h"
 
 struct store {
     struct store_backend *be;
@@ -74,6 +78,62 @@ struct store_batch {
 
 static void store_mirror_kick(struct store *st);
 
+/* ---------- the backend registry: store URLs by scheme ---------- */
+
+/* Every scheme a store URL may have, and the backend of this build serving it
+ * (NULL: recognised, so config can say so, but not built yet). */
+static const struct store_scheme_entry {
+    const char *prefix;
+    enum store_scheme scheme;
+    bool rest_is_url; /* the backend is given the whole URL, prefix included */
+    const struct store_backend_ops *ops;
+} store_schemes[] = {
+    {"sqlite:", STORE_SCHEME_SQLITE, false, &store_sqlite_backend},
+    {"postgresql://", STORE_SCHEME_POSTGRESQL, true, NULL},
+    {"postgres://", STORE_SCHEME_POSTGRESQL, true, NULL},
+};
+
+static const struct store_scheme_entry *store_scheme_find(const char *url)
+{
+    for (size_t i = 0; url && i < sizeof store_schemes / sizeof store_schemes[0]; i++)
+        if (strncmp(url, store_schemes[i].prefix, strlen(store_schemes[i].prefix)) == 0)
+            return &store_schemes[i];
+    return NULL;
+}
+
+enum store_scheme store_url_scheme(const char *url, const char **rest)
+{
+    const struct store_scheme_entry *e = store_scheme_find(url);
+    if (rest)
+        *rest = e && !e->rest_is_url ? url + strlen(e->prefix) : url;
+    return e ? e->scheme : STORE_SCHEME_UNKNOWN;
+}
+
+int store_url_make(enum store_scheme scheme, const char *rest, char *out, size_t len)
+{
+    for (size_t i = 0; i < sizeof store_schemes / sizeof store_schemes[0]; i++) {
+        const struct store_scheme_entry *e = &store_schemes[i];
+        if (e->scheme != scheme)
+            continue;
+        int n = snprintf(out, len, "%s%s", e->rest_is_url ? "" : e->prefix, rest ? rest : "");
+        if (n >= 0 && (size_t)n < len)
+            return 0;
+        break;
+    }
+    if (len > 0)
+        out[0] = '\0';
+    return -1;
+}
+
+const struct store_backend_ops *store_backend_for_url(const char *url, const char **rest)
+{
+    const struct store_scheme_entry *e = store_scheme_find(url);
+    if (!e || !e->ops)
+        return NULL;
+    (void)store_url_scheme(url, rest);
+    return e->ops;
+}
+
 static double store_now(void)
 {
     struct timespec ts;
@@ -107,21 +167,103 @@ static void store_note_commit(struct store *st, int rc, const char *err)
     pthread_mutex_unlock(&st->lock);
 }
 
-/* Finishes every op of b: stored when rc == 0, failed with err otherwise. */
+/* ---------- results: the one place that knows where each kind keeps its own ---------- */
+
+/* Sets op's result to its kind's *_FAILED (failed) or *_PENDING. */
+static void store_op_set(struct store_op *op, bool failed)
+{
+    switch (op->kind) {
+    case STORE_OP_EVENT:
+        op->u.event.result = failed ? STORE_EVENT_FAILED : STORE_EVENT_PENDING;
+        break;
+    case STORE_OP_REPLAN:
+        op->u.replan.result = failed ? STORE_REPLAN_FAILED : STORE_REPLAN_PENDING;
+        break;
+    case STORE_OP_CLAIM:
+        op->u.claim.result = failed ? STORE_CLAIM_FAILED : STORE_CLAIM_PENDING;
+        break;
+    case STORE_OP_JOB:
+        op->u.job.result = failed ? STORE_JOB_FAILED : STORE_JOB_PENDING;
+        break;
+    case STORE_OP_MAP_NUMBER:
+        op->u.map_number.result = failed ? STORE_MAP_FAILED : STORE_MAP_PENDING;
+        break;
+    case STORE_OP_CONTROL:
+        op->u.control.result = failed ? STORE_WRITE_FAILED : STORE_WRITE_PENDING;
+        break;
+    case STORE_OP_PRUNE:
+        op->u.prune.result = failed ? STORE_WRITE_FAILED : STORE_WRITE_PENDING;
+        break;
+    case STORE_OP_RELEASE:
+        op->u.release.result = failed ? STORE_WRITE_FAILED : STORE_WRITE_PENDING;
+        break;
+    case STORE_OP_AUDIT:
+        op->u.audit.result = failed ? STORE_WRITE_FAILED : STORE_WRITE_PENDING;
+        break;
+    }
+}
+
+void store_op_set_failed(struct store_op *op)
+{
+    store_op_set(op, true);
+}
+
+void store_op_reset(struct store_op *op)
+{
+    store_op_set(op, false);
+}
+
+bool store_op_failed(const struct store_op *op)
+{
+    switch (op->kind) {
+    case STORE_OP_EVENT:
+        return op->u.event.result == STORE_EVENT_FAILED;
+    case STORE_OP_REPLAN:
+        return op->u.replan.result == STORE_REPLAN_FAILED;
+    case STORE_OP_CLAIM:
+        return op->u.claim.result == STORE_CLAIM_FAILED;
+    case STORE_OP_JOB:
+        return op->u.job.result == STORE_JOB_FAILED;
+    case STORE_OP_MAP_NUMBER:
+        return op->u.map_number.result == STORE_MAP_FAILED;
+    case STORE_OP_CONTROL:
+        return op->u.control.result == STORE_WRITE_FAILED;
+    case STORE_OP_PRUNE:
+        return op->u.prune.result == STORE_WRITE_FAILED;
+    case STORE_OP_RELEASE:
+        return op->u.release.result == STORE_WRITE_FAILED;
+    case STORE_OP_AUDIT:
+        return op->u.audit.result == STORE_WRITE_FAILED;
+    }
+    return true; /* an unknown kind is never applied */
+}
+
+/* True when op stored new jobs (delivery is woken once they are durable). */
+static bool store_op_queued_jobs(const struct store_op *op)
+{
+    if (op->kind == STORE_OP_EVENT)
+        return op->u.event.result == STORE_EVENT_STORED && op->u.event.njobs > 0;
+    if (op->kind == STORE_OP_REPLAN)
+        return op->u.replan.result == STORE_REPLAN_REPLANNED && op->u.replan.njobs > 0;
+    return false;
+}
+
+/* Finishes every op of b: as the backend decided when rc == 0, failed with err
+ * otherwise. */
 static void store_finish_batch(struct store *st, struct store_batch *b, int rc, const char *err)
 {
     if (rc == 0)
         store_mirror_kick(st);
     bool new_jobs = false;
     for (size_t i = 0; i < b->n; i++)
-        if (rc == 0 && b->ops[i]->outcome == STORE_STORED && b->ops[i]->njobs > 0)
+        if (rc == 0 && store_op_queued_jobs(b->ops[i]))
             new_jobs = true;
     if (new_jobs && st->job_listener)
         st->job_listener(st->job_listener_ctx);
     for (size_t i = 0; i < b->n; i++) {
         struct store_op *op = b->ops[i];
         if (rc != 0) {
-            op->outcome = STORE_FAILED;
+            store_op_set_failed(op);
             snprintf(op->error, sizeof op->error, "store unavailable: %s", err);
         }
         store_finish(op);
@@ -241,16 +383,17 @@ static void store_prune(struct store *st)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    struct store_op op = {.kind = STORE_OP_PRUNE,
-                          .prune_before = (double)ts.tv_sec - 86400.0 * st->opts.retention_days};
+    struct store_op op = {
+        .kind = STORE_OP_PRUNE,
+        .u.prune = {.before = (double)ts.tv_sec - 86400.0 * st->opts.retention_days}};
     if (store_submit_wait(st, &op) < 0) {
         log_write(LOG_WARN, "audit retention run failed",
                   (const char *[]){"error", op.error, NULL});
         return;
     }
-    if (op.pruned_count > 0) {
+    if (op.u.prune.deleted > 0) {
         char n[32];
-        snprintf(n, sizeof n, "%lld", (long long)op.pruned_count);
+        snprintf(n, sizeof n, "%lld", (long long)op.u.prune.deleted);
         log_write(LOG_INFO, "audit records pruned by retention",
                   (const char *[]){"count", n, NULL});
     }
@@ -415,14 +558,21 @@ int store_open(const struct store_options *opts, struct store **out, char *err, 
     pthread_cond_init(&st->sync_wake, NULL);
     pthread_cond_init(&st->sync_taken, NULL);
 
-    if (strncmp(opts->url, "sqlite:", 7) == 0) {
-        st->be = store_sqlite_open(opts->url + 7, &st->opts, err, err_len);
-    } else {
+    const char *rest = NULL;
+    const struct store_backend_ops *ops = store_backend_for_url(opts->url, &rest);
+    if (!ops) {
         snprintf(err, err_len, "unsupported store URL scheme (expected sqlite:PATH)");
+        goto fail;
     }
+    if (ops->version != STORE_BACKEND_OPS_VERSION) {
+        snprintf(err, err_len, "the %s store backend was built for interface version %d, not %d",
+                 ops->name, ops->version, STORE_BACKEND_OPS_VERSION);
+        goto fail;
+    }
+    st->be = ops->open(rest, &st->opts, err, err_len);
     if (!st->be)
         goto fail;
-    if (!opts->read_only && st->be->ops->sync) {
+    if (!opts->read_only && st->be->ops->needs_sync_thread) {
         if (pthread_create(&st->syncer, NULL, store_syncer_main, st) != 0) {
             snprintf(err, err_len, "cannot start the store syncer thread");
             goto fail;
@@ -481,21 +631,21 @@ fail:
 
 int store_submit(struct store *st, struct store_op *op)
 {
-    op->outcome = STORE_PENDING;
+    store_op_reset(op);
     op->error[0] = '\0';
     op->next_ = NULL;
     pthread_mutex_lock(&st->lock);
     if (!st->have_writer || st->closing) {
         pthread_mutex_unlock(&st->lock);
         snprintf(op->error, sizeof op->error, "store is shutting down");
-        op->outcome = STORE_FAILED;
+        store_op_set_failed(op);
         return -1;
     }
     if (st->pending >= (size_t)st->opts.queue_max) {
         pthread_mutex_unlock(&st->lock);
         snprintf(op->error, sizeof op->error, "store write queue is full (%d operations)",
                  st->opts.queue_max);
-        op->outcome = STORE_FAILED;
+        store_op_set_failed(op);
         return -1;
     }
     if (st->tail)
@@ -527,12 +677,9 @@ int store_submit_wait(struct store *st, struct store_op *op)
     op->wait_cond_ = NULL;
     pthread_mutex_destroy(&lock);
     pthread_cond_destroy(&cond);
-    if (rc != 0)
+    if (rc != 0 || store_op_failed(op))
         return -1;
-    return (op->outcome == STORE_STORED || op->outcome == STORE_DUPLICATE ||
-            op->outcome == STORE_NOT_FOUND)
-               ? 0
-               : -1;
+    return 0;
 }
 
 bool store_ready(struct store *st, char *why, size_t why_len)
@@ -619,12 +766,12 @@ int store_job_transition(struct store *st, int64_t id, const char *state, const 
     audit_detail_set_str(rec, "by", by);
     audit_detail_set_str(rec, "state", state);
     struct store_op op = {.kind = STORE_OP_JOB,
-                          .job_id = id,
-                          .job_state = state,
-                          .job_only_from = from_state,
-                          .job_next_at = now,
-                          .job_attempts = 0,
-                          .received_at = now,
+                          .u.job = {.id = id,
+                                    .state = state,
+                                    .only_from = from_state,
+                                    .next_at = now,
+                                    .attempts = 0,
+                                    .at = now},
                           .audit = &rec,
                           .naudit = 1};
     int rc = store_submit_wait(st, &op);
@@ -633,13 +780,11 @@ int store_job_transition(struct store *st, int64_t id, const char *state, const 
         snprintf(err, err_len, "%s", op.error);
         return -1;
     }
-    if (op.outcome == STORE_NOT_FOUND)
-        return STORE_TRANSITION_NO_JOB;
-    if (op.outcome == STORE_DUPLICATE)
-        return STORE_TRANSITION_WRONG_STATE;
+    if (op.u.job.result != STORE_JOB_MOVED)
+        return (int)op.u.job.result; /* STORE_JOB_NOT_FOUND or STORE_JOB_WRONG_STATE */
     if (strcmp(state, "pending") == 0 && st->job_listener)
         st->job_listener(st->job_listener_ctx);
-    return STORE_TRANSITION_MOVED;
+    return STORE_JOB_MOVED;
 }
 
 void store_set_job_listener(struct store *st, void (*fn)(void *ctx), void *ctx)
@@ -651,7 +796,7 @@ void store_set_job_listener(struct store *st, void (*fn)(void *ctx), void *ctx)
 int store_dedupe_stats(struct store *st, struct store_dedupe_stats *out)
 {
     memset(out, 0, sizeof *out);
-    if (!st->be->ops->dedupe_stats)
+    if (!st->be->ops->has_dedupe_set)
         return -1;
     st->be->ops->dedupe_stats(st->be, out);
     return 0;

@@ -1,6 +1,7 @@
 /*
  * store: the durable state of hookline (events, jobs, audit records) behind one
- * interface, whatever the backend (store_sqlite today, store_pg next). Writes go
+ * interface, whatever the backend (src/store/sqlite/ today; the backend
+ * interface itself is private, in store_int.h). Writes go
  * through a single writer thread that groups concurrent operations into one
  * transaction and one fsync ("group commit"); a submitter learns the outcome by
  * callback or by waiting. Reads use a separate connection and may run on any
@@ -18,7 +19,7 @@
 struct store;
 
 struct store_options {
-    const char *url;         /* "sqlite:PATH" (PATH used as given) */
+    const char *url;         /* "sqlite:PATH" (PATH used as given); see store_url_scheme */
     int busy_timeout_ms;     /* how long a write waits for a lock held elsewhere */
     int queue_max;           /* operations waiting for a commit; beyond it submit fails */
     int batch_max;           /* operations in one transaction */
@@ -45,15 +46,15 @@ struct store_job_spec {
 };
 
 enum store_op_kind {
-    STORE_OP_EVENT = 1,  /* a new event, its jobs and audit records */
-    STORE_OP_AUDIT,      /* audit records only */
-    STORE_OP_REPLAN,     /* a stored rule_failed event planned again: new status, jobs, audit */
-    STORE_OP_CLAIM,      /* claim due jobs for delivery (see claim_* members) */
-    STORE_OP_JOB,        /* record a job's new state (see job_* members) */
-    STORE_OP_CONTROL,    /* set a control value (delivery pause) */
-    STORE_OP_PRUNE,      /* delete audit records older than prune_before, chain checkpoint */
-    STORE_OP_RELEASE,    /* every running job back to pending (at start); count in pruned_count */
-    STORE_OP_MAP_NUMBER, /* number -> did learnt: remember it, re-key that number's jobs */
+    STORE_OP_EVENT = 1,  /* a new event, its jobs and audit records: u.event */
+    STORE_OP_AUDIT,      /* audit records only: u.audit */
+    STORE_OP_REPLAN,     /* a stored rule_failed event planned again: u.replan */
+    STORE_OP_CLAIM,      /* claim due jobs for delivery: u.claim */
+    STORE_OP_JOB,        /* record a job's new state: u.job */
+    STORE_OP_CONTROL,    /* set a control value (delivery pause): u.control */
+    STORE_OP_PRUNE,      /* delete old audit records, chain checkpoint: u.prune */
+    STORE_OP_RELEASE,    /* every running job back to pending (at start): u.release */
+    STORE_OP_MAP_NUMBER, /* number -> did learnt: remember it, re-key its jobs: u.map_number */
 };
 
 /* A job as delivery works on it. Strings are owned by the struct
@@ -72,20 +73,62 @@ void store_job_clear(struct store_job *job);
  * order key (coalescing). Both borrowed. Supplied by delivery. */
 typedef bool (*store_supersedes_fn)(const struct store_job *later, const struct store_job *earlier);
 
-enum store_outcome {
-    STORE_PENDING = 0,
-    STORE_STORED,
-    STORE_DUPLICATE,
-    STORE_FAILED,
-    STORE_NOT_FOUND /* STORE_OP_JOB: no job has that id */
+/* ---- the outcome of each kind of operation: one name per outcome ----
+ * Each enum starts at *_PENDING (0: not decided yet) and has its own *_FAILED:
+ * the operation was not applied (op->error says why; nothing it asked for was
+ * written). Set when done() runs or store_submit_wait returns. */
+
+enum store_event_result {
+    STORE_EVENT_PENDING = 0,
+    STORE_EVENT_STORED,    /* stored with its jobs and records (u.event.row: its row) */
+    STORE_EVENT_DUPLICATE, /* the same source and event id inside the window: not stored
+                              again, an event.duplicate record instead (row: the original) */
+    STORE_EVENT_FAILED,
 };
 
-/* One write operation. The submitter owns the struct and everything it points
- * to until done() has been called (or store_submit_wait returned). */
-struct store_op {
-    enum store_op_kind kind;
+enum store_replan_result {
+    STORE_REPLAN_PENDING = 0,
+    STORE_REPLAN_REPLANNED,       /* new status, jobs and records stored */
+    STORE_REPLAN_NOT_RULE_FAILED, /* the event is no longer rule_failed (another
+                                      reprocess got there first): left alone */
+    STORE_REPLAN_FAILED,
+};
 
-    /* STORE_OP_EVENT */
+enum store_claim_result {
+    STORE_CLAIM_PENDING = 0,
+    STORE_CLAIM_CLAIMED, /* u.claim.jobs[0..n) leased to the caller */
+    STORE_CLAIM_NONE,    /* no job is due (n == 0) */
+    STORE_CLAIM_FAILED,
+};
+
+enum store_job_result {
+    STORE_JOB_PENDING = 0,
+    STORE_JOB_MOVED,       /* the job is in its new state, the records appended */
+    STORE_JOB_WRONG_STATE, /* the job is not in only_from: left alone, nothing appended */
+    STORE_JOB_NOT_FOUND,   /* no job has that id */
+    STORE_JOB_FAILED,
+};
+
+enum store_map_result {
+    STORE_MAP_PENDING = 0,
+    STORE_MAP_MAPPED,    /* remembered; the number's jobs now share the DID's key */
+    STORE_MAP_MUST_WAIT, /* ... and u.map_number.job_id went back to pending behind an
+                             earlier job of the DID: it must wait its turn */
+    STORE_MAP_FAILED,
+};
+
+/* AUDIT, CONTROL, PRUNE and RELEASE: written or not. */
+enum store_write_result {
+    STORE_WRITE_PENDING = 0,
+    STORE_WRITE_DONE,
+    STORE_WRITE_FAILED,
+};
+
+/* ---- the operations: inputs, then results ---- */
+
+/* STORE_OP_EVENT. The op's audit records are written only when the event is
+ * stored (a duplicate gets its own event.duplicate record instead). */
+struct store_op_event {
     const char *source;
     const char *event_id;    /* the sender's id, or the body hash: dedupe key */
     double received_at;      /* Unix seconds */
@@ -99,71 +142,133 @@ struct store_op {
     const struct store_job_spec *jobs;
     size_t njobs;
 
-    /* Audit records appended in the same transaction. For STORE_OP_EVENT they are
-     * written only when the event is stored (a duplicate gets its own
-     * event.duplicate record instead). Borrowed; the store adds seq/prev_hash/hash
-     * to them while sealing. */
+    enum store_event_result result;
+    int64_t row; /* row id of the stored (or original) event */
+};
+
+/* STORE_OP_REPLAN: event row is planned again; source and event_id name it for
+ * the job rows, received_at is their creation time. */
+struct store_op_replan {
+    int64_t row;
+    const char *source;
+    const char *event_id;
+    double received_at;
+    const char *status;       /* "accepted" or "rule_failed" */
+    const char *rule_version; /* may be NULL */
+    const struct store_job_spec *jobs;
+    size_t njobs;
+
+    enum store_replan_result result;
+};
+
+/* STORE_OP_CLAIM: claims up to max due jobs whose order key has no earlier
+ * unfinished job and no running one, leasing them until now + lease_s; first
+ * supersedes earlier pending jobs that a later pending job of the same key
+ * fully replaces (audited job.superseded). The claimed jobs are returned in
+ * jobs (caller frees each with store_job_clear and the array with free, also
+ * when n == 0), their count in n. */
+struct store_op_claim {
+    double now;
+    double lease_s;
+    int max;
+    store_supersedes_fn supersedes;
+
+    enum store_claim_result result;
+    struct store_job *jobs;
+    int n;
+};
+
+/* STORE_OP_JOB: job id moves to state ("done", "dead", "pending" for a retry at
+ * next_at, "cancelled", "superseded"); attempts, last_status and last_error are
+ * recorded; did (may be NULL) stores a resolved DID id; at is the update time.
+ * only_from (may be NULL) restricts the change to a job currently in that state
+ * (e.g. cancel only "pending"). The op's audit records are appended in the same
+ * transaction when the job moved. */
+struct store_op_job {
+    int64_t id;
+    const char *state;
+    const char *only_from;
+    double next_at;
+    int attempts;
+    int last_status;
+    const char *last_error;
+    const char *did;
+    double at;
+
+    enum store_job_result result;
+};
+
+/* STORE_OP_CONTROL: key = value (NULL deletes) at time at, with the op's audit
+ * records. */
+struct store_op_control {
+    const char *key;
+    const char *value;
+    double at;
+
+    enum store_write_result result;
+};
+
+/* STORE_OP_PRUNE: deletes audit records whose time is before `before` (Unix
+ * seconds) and appends an audit.pruned record {through_seq, continue_hash} from
+ * which `audit verify` continues; deleted says how many went. The newest record
+ * is never pruned. */
+struct store_op_prune {
+    double before;
+
+    enum store_write_result result;
+    int64_t deleted;
+};
+
+/* STORE_OP_RELEASE: every running job back to pending at time at; released
+ * says how many. */
+struct store_op_release {
+    double at;
+
+    enum store_write_result result;
+    int64_t released;
+};
+
+/* STORE_OP_MAP_NUMBER: number (digits) is DID did. Stores the mapping and moves
+ * every unfinished job keyed "number:<digits>" to "did:<id>" so one DID has one
+ * FIFO whichever way rules name it. job_id (0: none) is the job being
+ * delivered: see STORE_MAP_MUST_WAIT. */
+struct store_op_map_number {
+    const char *number;
+    const char *did;
+    int64_t job_id;
+    double at;
+
+    enum store_map_result result;
+};
+
+/* STORE_OP_AUDIT: the op's audit records only. */
+struct store_op_audit {
+    enum store_write_result result;
+};
+
+/* One write operation: kind says which member of u it is. The submitter owns
+ * the struct and everything it points to until done() has been called (or
+ * store_submit_wait returned). */
+struct store_op {
+    enum store_op_kind kind;
+    union {
+        struct store_op_event event;
+        struct store_op_audit audit;
+        struct store_op_replan replan;
+        struct store_op_claim claim;
+        struct store_op_job job;
+        struct store_op_control control;
+        struct store_op_prune prune;
+        struct store_op_release release;
+        struct store_op_map_number map_number;
+    } u;
+
+    /* Audit records appended in the same transaction (see each kind for when).
+     * Borrowed; the store adds seq/prev_hash/hash to them while sealing. */
     json_t **audit;
     size_t naudit;
 
-    /* STORE_OP_REPLAN: event_row names the event (source and event_id must be set
-     * too, for the job rows); status/rule_version/jobs/audit as for an event. The
-     * outcome is STORE_DUPLICATE when the event is no longer rule_failed (another
-     * reprocess got there first). */
-
-    /* STORE_OP_CLAIM: claims up to claim_max due jobs whose order key has no
-     * earlier unfinished job and no running one, leasing them until
-     * claim_now + claim_lease_s; first supersedes earlier pending jobs that a
-     * later pending job of the same key fully replaces (audited job.superseded).
-     * The claimed jobs are returned in claim_jobs (caller frees each with
-     * store_job_clear and the array with free), their count in claim_n. */
-    double claim_now;
-    double claim_lease_s;
-    int claim_max;
-    store_supersedes_fn claim_supersedes;
-    struct store_job *claim_jobs;
-    int claim_n;
-
-    /* STORE_OP_JOB: job_id moves to job_state ("done", "dead", "pending" for a
-     * retry at job_next_at, "cancelled", "superseded"); job_attempts and
-     * job_last_status/job_last_error are recorded; job_did (may be NULL) stores a
-     * resolved DID id. job_only_from (may be NULL) restricts the change to jobs
-     * currently in that state (e.g. cancel only "pending"): outcome
-     * STORE_DUPLICATE when the job was not in it, STORE_NOT_FOUND when there is
-     * no such job. The audit records are appended
-     * in the same transaction. */
-    int64_t job_id;
-    const char *job_state;
-    const char *job_only_from;
-    double job_next_at;
-    int job_attempts;
-    int job_last_status;
-    const char *job_last_error;
-    const char *job_did;
-
-    /* STORE_OP_PRUNE: deletes audit records whose time is before prune_before
-     * (Unix seconds) and appends an audit.pruned record {through_seq,
-     * continue_hash} from which `audit verify` continues; pruned_count says how
-     * many were deleted. The newest record is never pruned. */
-    double prune_before;
-    int64_t pruned_count;
-
-    /* STORE_OP_MAP_NUMBER: map_number (digits) is DID map_did. Stores the mapping
-     * and moves every unfinished job keyed "number:<digits>" to "did:<id>" so one
-     * DID has one FIFO whichever way rules name it. When job_id is set and an
-     * earlier unfinished job now shares its key, job_id goes back to pending and
-     * the outcome is STORE_DUPLICATE (it must wait its turn). */
-    const char *map_number;
-    const char *map_did;
-
-    /* STORE_OP_CONTROL: control_key = control_value (NULL deletes). */
-    const char *control_key;
-    const char *control_value;
-
-    /* Result, valid when done() runs. */
-    enum store_outcome outcome;
-    int64_t event_row; /* row id of the stored (or original) event */
-    char error[160];   /* when STORE_FAILED: why, no secrets */
+    char error[160]; /* when the result is *_FAILED: why, no secrets */
 
     /* Completion: called once on the writer thread; must not block or submit. */
     void (*done)(struct store_op *op, void *ctx);
@@ -176,6 +281,9 @@ struct store_op {
     bool finished_;
 };
 
+/* True when op's result is its kind's *_FAILED. */
+bool store_op_failed(const struct store_op *op);
+
 /* Opens (and migrates, unless read_only) the store at opts->url. Returns 0 and a
  * new handle in *out (caller closes with store_close), or -1 with a one-line
  * reason in err[err_len]. */
@@ -183,12 +291,12 @@ int store_open(const struct store_options *opts, struct store **out, char *err, 
 
 /* Queues op for the next group commit. Returns 0 (op->done will be called
  * exactly once, on the writer thread), or -1 when the queue is full or the store
- * is closing (op->done is not called; op->error says why). */
+ * is closing (op->done is not called; the result is *_FAILED and op->error
+ * says why). */
 int store_submit(struct store *st, struct store_op *op);
 
-/* Submits op and blocks until it is committed or failed. Returns 0 when the
- * outcome is STORE_STORED, STORE_DUPLICATE or STORE_NOT_FOUND, else -1
- * (op->error says why). */
+/* Submits op and blocks until it is committed or failed. Returns 0 when op's
+ * result is any but *_FAILED (read it for which), else -1 (op->error says why). */
 int store_submit_wait(struct store *st, struct store_op *op);
 
 /* True when the store answers a trivial query and the last commit succeeded;
@@ -273,13 +381,9 @@ int store_jobs_scan(struct store *st, const char *state, int64_t limit, store_jo
                     char *err, size_t err_len);
 
 /* Moves job id to state if it is in from_state, appending an audit record of
- * kind with detail.by = by, and waits for the commit. Returns a
- * store_transition value, or -1 on a store error (err set). */
-enum store_transition {
-    STORE_TRANSITION_MOVED = 0,
-    STORE_TRANSITION_WRONG_STATE = 1, /* the job is not in from_state: left alone */
-    STORE_TRANSITION_NO_JOB = 2,      /* no job has that id */
-};
+ * kind with detail.by = by, and waits for the commit. Returns STORE_JOB_MOVED,
+ * STORE_JOB_WRONG_STATE (left alone) or STORE_JOB_NOT_FOUND, or -1 on a store
+ * error (err set). */
 int store_job_transition(struct store *st, int64_t id, const char *state, const char *from_state,
                          const char *kind, const char *by, char *err, size_t err_len);
 
@@ -303,52 +407,26 @@ int64_t store_count_events(struct store *st, const char *source);
  * closes. NULL is a no-op. */
 void store_close(struct store *st);
 
-/* ---- backend interface (implemented by store_sqlite.c; used by store.c) ---- */
-
-struct store_backend;
-
-#define STORE_BATCH_CLEAN 1 /* write_batch: committed, nothing written */
-
-struct store_backend_ops {
-    /* Applies ops[0..n) in one transaction and commits. Sets each op's outcome
-     * (STORE_STORED/DUPLICATE, or FAILED for an op that alone failed and was
-     * rolled back). Returns 0 when the transaction committed (durable after
-     * sync), STORE_BATCH_CLEAN when it committed and wrote nothing (no sync
-     * needed), -1 when it did not commit (then every op counts as failed; err
-     * says why). Writer thread only. */
-    int (*write_batch)(struct store_backend *be, struct store_op **ops, size_t n, char *err,
-                       size_t err_len);
-    /* Makes every batch written so far durable (fsync). NULL when write_batch is
-     * durable by itself. Called on the store's syncer thread, concurrently with
-     * write_batch; returns 0 or -1 with err set. */
-    int (*sync)(struct store_backend *be, char *err, size_t err_len);
-    bool (*ping)(struct store_backend *be, char *why, size_t why_len);
-    int (*audit_scan)(struct store_backend *be, const struct store_audit_filter *filter,
-                      store_audit_fn fn, void *ctx, char *err, size_t err_len);
-    int64_t (*count_events)(struct store_backend *be, const char *source);
-    int (*events_scan)(struct store_backend *be, const struct store_event_filter *filter,
-                       store_event_fn fn, void *ctx, char *err, size_t err_len);
-    int (*control_get)(struct store_backend *be, const char *key, char *out, size_t len);
-    int64_t (*jobs_depth)(struct store_backend *be, const char *state, double now,
-                          double *oldest_age_s);
-    int (*jobs_scan)(struct store_backend *be, const char *state, int64_t limit, store_job_fn fn,
-                     void *ctx, char *err, size_t err_len);
-    bool (*jobs_unresolved_before)(struct store_backend *be, int64_t job_id);
-    /* NULL when the backend keeps no dedupe set. Any thread. */
-    void (*dedupe_stats)(struct store_backend *be, struct store_dedupe_stats *out);
-    void (*close)(struct store_backend *be);
-};
-
-struct store_backend {
-    const struct store_backend_ops *ops;
-};
-
-/* Opens the SQLite backend at path (WAL, synchronous=FULL, migrations applied
- * unless read_only). Returns a new backend or NULL with err set. */
-struct store_backend *store_sqlite_open(const char *path, const struct store_options *opts,
-                                        char *err, size_t err_len);
-
-/* The schema version this build writes (for tests and `hookline version`). */
+/* The schema version this build writes to SQLite files (for tests and
+ * `hookline version`). */
 int store_sqlite_schema_version(void);
+
+/* ---- store URLs: the one place a "scheme:" prefix is read ---- */
+
+enum store_scheme {
+    STORE_SCHEME_UNKNOWN = 0, /* no backend knows this URL */
+    STORE_SCHEME_SQLITE,      /* "sqlite:PATH" */
+    STORE_SCHEME_POSTGRESQL,  /* "postgresql://..." or "postgres://..." (no backend yet) */
+};
+
+/* The scheme of url, and in *rest (when not NULL; borrowed from url) what the
+ * backend is given: the PATH of "sqlite:PATH", the whole URL for PostgreSQL.
+ * *rest is url itself for STORE_SCHEME_UNKNOWN. Any thread. */
+enum store_scheme store_url_scheme(const char *url, const char **rest);
+
+/* Writes into out[len] the URL of scheme with rest (a SQLite path, a
+ * PostgreSQL URL), the inverse of store_url_scheme. Returns 0, or -1 when
+ * scheme is unknown or the URL does not fit (out is then empty). */
+int store_url_make(enum store_scheme scheme, const char *rest, char *out, size_t len);
 
 #endif

@@ -1,0 +1,108 @@
+/*
+ * store_int.h: the store's backend interface, private to the files under
+ * src/store/ (nothing outside the store includes it). A backend is one const
+ * table of callbacks, struct store_backend_ops, exported under one name
+ * (store_sqlite_backend) and found by URL scheme in one place,
+ * store_backend_for_url in store.c. store.c (queue, group commit, syncer,
+ * mirror and retention) reaches a backend only through this table; a backend
+ * never sees struct store. The way PostgreSQL's tableam.h and curl's
+ * vtls_int.h do it: grouped callbacks, capabilities next to them, a version.
+ */
+#ifndef HOOKLINE_STORE_INT_H
+#define HOOKLINE_STORE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "store/store.h"
+
+/* The version of struct store_backend_ops below. A table states the version
+ * it was written against; store_open refuses any other. */
+#define STORE_BACKEND_OPS_VERSION 1
+
+/* write_batch: the transaction committed and wrote nothing (no sync needed). */
+#define STORE_BATCH_CLEAN 1
+
+/* An open backend. Each backend's own state struct starts with this member,
+ * so a callback receives it and casts to its own type. */
+struct store_backend {
+    const struct store_backend_ops *ops;
+};
+
+struct store_backend_ops {
+    int version;      /* STORE_BACKEND_OPS_VERSION */
+    const char *name; /* "sqlite": for messages */
+
+    /* ---- capabilities ---- */
+
+    /* The backend keeps an in-memory dedupe set: dedupe_stats is set. */
+    bool has_dedupe_set;
+    /* A commit is not durable by itself: sync is set, and the store runs a
+     * syncer thread that calls it after each committed batch, telling the
+     * submitters only once it returned. */
+    bool needs_sync_thread;
+
+    /* ---- lifecycle (the thread that opens and closes the store) ---- */
+
+    /* Opens (and unless opts->read_only migrates) the database named by rest,
+     * the URL without what store_url_scheme strips. Returns a new backend
+     * (caller closes it with close) or NULL with err set. */
+    struct store_backend *(*open)(const char *rest, const struct store_options *opts, char *err,
+                                  size_t err_len);
+    /* Frees everything be holds; the writer and syncer threads are stopped
+     * before. NULL is a no-op. */
+    void (*close)(struct store_backend *be);
+
+    /* ---- writes (the store's writer thread only) ---- */
+
+    /* Applies ops[0..n) in one transaction and commits. Sets each op's result
+     * (its kind's enum, store.h; store_op_set_failed for an op that alone
+     * failed and was rolled back). Returns 0 when the
+     * transaction committed (durable after sync), STORE_BATCH_CLEAN when it committed and wrote
+     * nothing, -1 when it did not commit (every op then counts as failed; err says why). */
+    int (*write_batch)(struct store_backend *be, struct store_op **ops, size_t n, char *err,
+                       size_t err_len);
+
+    /* ---- durability (the store's syncer thread) ---- */
+
+    /* Makes every batch written so far durable (fsync). Runs concurrently with
+     * write_batch. Returns 0 or -1 with err set. NULL unless needs_sync_thread. */
+    int (*sync)(struct store_backend *be, char *err, size_t err_len);
+
+    /* ---- reads (any thread; the semantics of the store.h function of the
+     * same name) ---- */
+
+    bool (*ping)(struct store_backend *be, char *why, size_t why_len);
+    int (*audit_scan)(struct store_backend *be, const struct store_audit_filter *filter,
+                      store_audit_fn fn, void *ctx, char *err, size_t err_len);
+    int (*events_scan)(struct store_backend *be, const struct store_event_filter *filter,
+                       store_event_fn fn, void *ctx, char *err, size_t err_len);
+    int64_t (*count_events)(struct store_backend *be, const char *source);
+    int (*control_get)(struct store_backend *be, const char *key, char *out, size_t len);
+    int64_t (*jobs_depth)(struct store_backend *be, const char *state, double now,
+                          double *oldest_age_s);
+    int (*jobs_scan)(struct store_backend *be, const char *state, int64_t limit, store_job_fn fn,
+                     void *ctx, char *err, size_t err_len);
+    bool (*jobs_unresolved_before)(struct store_backend *be, int64_t job_id);
+    /* NULL unless has_dedupe_set. */
+    void (*dedupe_stats)(struct store_backend *be, struct store_dedupe_stats *out);
+};
+
+/* ---- services of store.c to the backends ---- */
+
+/* Sets op's result to its kind's *_FAILED (op->error is left as it is). */
+void store_op_set_failed(struct store_op *op);
+
+/* Sets op's result back to its kind's *_PENDING: a batch is applied again
+ * after another op of it failed. */
+void store_op_reset(struct store_op *op);
+
+/* The backends of this build, one const table each. */
+extern const struct store_backend_ops store_sqlite_backend;
+
+/* The backend of url's scheme, with *rest set as store_url_scheme does; NULL
+ * when no backend of this build serves the scheme. store.c, the one place
+ * backends are looked up. */
+const struct store_backend_ops *store_backend_for_url(const char *url, const char **rest);
+
+#endif
