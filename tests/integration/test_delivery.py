@@ -655,7 +655,9 @@ class TestPause(DeliveryTestCase):
         sim.restart(key=KEY)
         self.post(srv, "r-2", route(did=DID_B, trunk=TRUNK_SUP_B))
         self.wait_audit_kind(srv, "delivery.paused", count=2)
-        self.assertEqual(srv.get("/readyz").status, 503)
+        # The record is readable once committed, a moment before delivery's own
+        # paused flag is set: poll (bounded) rather than read /readyz once.
+        self.assertTrue(deadline_poll(lambda: srv.get("/readyz").status == 503, 3))
         job2 = self.job_of_event(srv, "r-2")
         r = srv.request("POST", "/v1/delivery/resume")
         self.assertEqual(r.status, 401, r)
