@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
-# ingest.sh: ingest throughput of hookline against a bare libmicrohttpd baseline.
+# ingest.sh: ingest throughput of hookline against two libmicrohttpd baselines.
 #
-# Runs wrk (same script, connections, threads and duration) first against
-# scripts/bench/baseline.c (answers 202, does no work) and then against
-# hookline's POST /hooks/bench (token auth, fsync'd SQLite group commit), prints
-# both rates, p50/p99 latencies and the ratio hookline/baseline (target >= 0.5),
-# and checks that every 202 hookline counted is a row in the events table.
+# Runs wrk (same script, connections, threads and duration, a distinct body per
+# request) first against scripts/bench/baseline.c (answers 202, does no work),
+# then against the durable floor, scripts/bench/durable_floor.c (appends each
+# body to a file, one fdatasync per group commit, then answers 202: the least
+# work that can honestly say "stored"), then against hookline's POST
+# /hooks/bench (token auth, fsync'd SQLite group commit). Prints the rates,
+# p50/p99 latencies and the ratios hookline/bare and hookline/floor (targets
+# >= 0.5; the floor's is issue 12's), and checks that every 202 hookline counted
+# is a row in the events table and every 202 the floor sent is a record in its file.
 #
 # Environment: DURATION [10s], CONNECTIONS [50], THREADS [2] (wrk threads),
 #   HOOKLINE_BENCH_EXTRA_CONFIG (JSON object deep-merged into the top level of
 #   the generated config, e.g. '{"audit": {"jsonl_path": "audit.jsonl"}}';
 #   relative paths land in the run's temp dir); AUDIT_RUN [1]: after the plain run,
-#   run everything again with the audit JSONL mirror on (0 skips it).
-# Exit: 0 ok (even below the ratio target: the figures are printed), 1 a failed
+#   run everything again with the audit JSONL mirror on (0 skips it);
+#   FLOOR_RUN [1]: 0 skips the durable floor (and its ratio).
+# Exit: 0 ok (even below the ratio targets: the figures are printed), 1 a failed
 #   check or a setup error. Checks: every 202 counted by hookline is a row in the
 #   events table; rows exceed the 202s by at most CONNECTIONS (events in flight
 #   when wrk stops are stored but never answered); no non-2xx answers or socket
-#   errors against hookline.
+#   errors against hookline; the same three for the floor (its 202s sent in full
+#   against the records in its file, which must parse whole; no failed write or
+#   fdatasync).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,6 +34,7 @@ LUA="$SCRIPT_DIR/ingest.lua"
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-50}
 THREADS=${THREADS:-2}
+FLOOR_RUN=${FLOOR_RUN:-1}
 TARGET_RATIO=0.5
 PORT_WAIT_S=15     # bounded wait for a server to listen
 SETTLE_WAIT_S=15   # bounded wait for hookline's counters to settle after wrk
@@ -41,6 +49,7 @@ die() {
 [[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a positive integer"
 [[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a positive integer"
 ((THREADS <= CONNECTIONS)) || die "THREADS ($THREADS) must not exceed CONNECTIONS ($CONNECTIONS)"
+[[ $FLOOR_RUN == 0 || $FLOOR_RUN == 1 ]] || die "FLOOR_RUN must be 0 or 1"
 for tool in wrk cc pkg-config curl python3; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required (wrk: apt-get install -y wrk)"
 done
@@ -149,6 +158,43 @@ fetch_metrics() {
     curl -fsS --max-time 5 "http://127.0.0.1:$1/metrics"
 }
 
+# count_records FILE: the number of "LEN SP BODY LF" records in the durable
+# floor's file; fails on a record that does not parse whole.
+count_records() {
+    python3 - "$1" <<'EOF'
+import mmap, os, sys
+
+path = sys.argv[1]
+n = i = 0
+if os.path.getsize(path) > 0:
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        size = len(m)
+        while i < size:
+            sp = m.find(b" ", i, i + 24)
+            head = m[i:sp] if sp > i else b""
+            if not head.isdigit():
+                sys.exit("%s: no record length at byte %d" % (path, i))
+            end = sp + 1 + int(head)
+            if end >= size or m[end] != 0x0A:
+                sys.exit("%s: torn record at byte %d" % (path, i))
+            i = end + 1
+            n += 1
+print(n)
+EOF
+}
+
+# wrk_errors NAME: " key=value" for each non-zero error count of wrk's run, or "".
+wrk_errors() {
+    local k v errs=""
+    for k in status connect read write timeout; do
+        v=$(result_field "$TMP/$1.wrk" "$k")
+        if [[ ${v:-0} != 0 ]]; then
+            errs+=" $k=$v"
+        fi
+    done
+    printf '%s' "$errs"
+}
+
 # ---------------------------------------------------------------- build
 if [[ ! -x $HOOKLINE ]]; then
     echo "building hookline in $REPO/build ..."
@@ -162,6 +208,11 @@ mhd_flags=$(pkg-config --cflags --libs libmicrohttpd) || die "pkg-config cannot 
 # shellcheck disable=SC2086 # the flags are a word list
 cc -std=c11 -O2 -Wall -o "$TMP/baseline" "$SCRIPT_DIR/baseline.c" $mhd_flags ||
     die "compiling baseline.c failed"
+if [[ $FLOOR_RUN == 1 ]]; then
+    # shellcheck disable=SC2086 # the flags are a word list
+    cc -std=c11 -O2 -Wall -pthread -o "$TMP/durable_floor" "$SCRIPT_DIR/durable_floor.c" \
+        $mhd_flags || die "compiling durable_floor.c failed"
+fi
 
 BENCH_TOKEN=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
 BENCH_RUN_ID=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
@@ -181,8 +232,39 @@ BASE_PORT=${line##*:}
 curl -fsS --max-time 5 -o /dev/null -X POST -H 'Content-Type: application/json' \
     --data '{}' "http://127.0.0.1:$BASE_PORT/hooks/bench" || die "baseline does not answer"
 run_wrk baseline "http://127.0.0.1:$BASE_PORT/hooks/bench" "$BASE_PID"
-stop_pid "$BASE_PID"   # alone on the CPUs for the hookline run
+stop_pid "$BASE_PID"   # alone on the CPUs for the next run
 PIDS=()
+
+# ---------------------------------------------------------------- durable floor
+# Same requests; each body appended to $TMP/floor.log and fdatasync'd (group
+# commit) before its 202. On SIGTERM it prints "stats answered=N records=R
+# syncs=S errors=E" (N: 202s sent in full).
+if [[ $FLOOR_RUN == 1 ]]; then
+    FLOOR_FILE="$TMP/floor.log"
+    "$TMP/durable_floor" 0 "$FLOOR_FILE" >"$TMP/floor.out" 2>"$TMP/floor.err" &
+    FLOOR_PID=$!
+    PIDS+=("$FLOOR_PID")
+    line=$(wait_for_line "$FLOOR_PID" "$TMP/floor.out" '^listening 127\.0\.0\.1:[0-9]+$') || {
+        cat "$TMP/floor.err" >&2
+        die "durable floor did not listen within ${PORT_WAIT_S}s"
+    }
+    FLOOR_PORT=${line##*:}
+    curl -fsS --max-time 5 -o /dev/null -X POST -H 'Content-Type: application/json' \
+        --data '{}' "http://127.0.0.1:$FLOOR_PORT/hooks/bench" || die "durable floor does not answer"
+    run_wrk floor "http://127.0.0.1:$FLOOR_PORT/hooks/bench" "$FLOOR_PID"
+    stop_pid "$FLOOR_PID" # it stores what is queued, then prints its stats
+    PIDS=()
+    line=$(grep -m1 '^stats ' "$TMP/floor.out") || {
+        cat "$TMP/floor.err" >&2
+        die "the durable floor printed no stats line when stopped"
+    }
+    f_field() { sed -n "s/.*\b$1=\([0-9]*\).*/\1/p" <<<"$line"; }
+    f_answered=$(f_field answered)
+    f_syncs=$(f_field syncs)
+    f_errors=$(f_field errors)
+    f_records=$(count_records "$FLOOR_FILE") || die "the durable floor's file does not parse"
+    rm -f "$FLOOR_FILE" # not needed any more; keep the disk as it was for hookline
+fi
 
 # ---------------------------------------------------------------- hookline
 DB="$TMP/bench.db"
@@ -274,42 +356,76 @@ if grep -q '"level":"\(warn\|error\)"' "$TMP/hookline.err"; then
 fi
 
 # ---------------------------------------------------------------- summary
+# run_cpu NAME: "wrk_cores server_cores wrk_us_per_req server_us_per_req" of a wrk run
+# (CPU per answered request: what a ratio target has to fit into on these cores).
+run_cpu() {
+    local wrk_s srv_s
+    read -r wrk_s srv_s <"$TMP/$1.cpu"
+    awk -v w="$wrk_s" -v s="$srv_s" -v n="$(result_field "$TMP/$1.wrk" requests)" \
+        -v d="$(result_field "$TMP/$1.wrk" duration_us)" 'BEGIN {
+        t = d / 1e6
+        printf "%.2f %.2f %.1f %.1f\n", (t > 0 ? w / t : 0), (t > 0 ? s / t : 0),
+            (n > 0 ? w * 1e6 / n : 0), (n > 0 ? s * 1e6 / n : 0) }'
+}
+ratio_of() { # ratio_of A B -> A/B with 2 decimals and its target marker
+    awk -v a="$1" -v b="$2" -v t="$TARGET_RATIO" 'BEGIN {
+        r = sprintf("%.2f", (b > 0 ? a / b : 0)); printf "%s (target >= %s%s)\n", r, t,
+            (r + 0 >= t ? "" : ": BELOW TARGET") }'
+}
+# stored_text ANSWERED STORED WHAT: "202s stored: ..." (STORED may exceed ANSWERED
+# by the requests in flight when wrk stopped: stored, never answered).
+stored_text() {
+    local d=$(($2 - $1))
+    if ((d == 0)); then
+        printf '202s stored: %s = %s %s' "$1" "$3" "$2"
+    else
+        printf '202s stored: %s, %s %s: %+d unanswered' "$1" "$3" "$2" "$d"
+    fi
+}
+
 read -r b_rps b_p50 b_p99 < <(summary_fields baseline)
 read -r h_rps h_p50 h_p99 < <(summary_fields hookline)
-read -r b_wrk_cpu b_srv_cpu <"$TMP/baseline.cpu"
-read -r h_wrk_cpu h_srv_cpu <"$TMP/hookline.cpu"
-ratio=$(awk -v h="$h_rps" -v b="$b_rps" 'BEGIN { printf "%.2f", (b > 0 ? h / b : 0) }')
-met=$(awk -v r="$ratio" -v t="$TARGET_RATIO" 'BEGIN { print (r >= t ? "" : ": BELOW TARGET") }')
-wall_s=$(awk -v d="$(result_field "$TMP/hookline.wrk" duration_us)" 'BEGIN { print d / 1e6 }')
-wall_b=$(awk -v d="$(result_field "$TMP/baseline.wrk" duration_us)" 'BEGIN { print d / 1e6 }')
+read -r b_wrk_c b_srv_c b_wrk_us b_srv_us < <(run_cpu baseline)
+read -r h_wrk_c h_srv_c h_wrk_us h_srv_us < <(run_cpu hookline)
+if [[ $FLOOR_RUN == 1 ]]; then
+    read -r f_rps f_p50 f_p99 < <(summary_fields floor)
+    read -r f_wrk_c f_srv_c f_wrk_us f_srv_us < <(run_cpu floor)
+fi
 
 echo
 echo "==== ingest benchmark summary ===="
 printf 'baseline: %s req/s  p50 %s ms  p99 %s ms\n' "$b_rps" "$b_p50" "$b_p99"
+if [[ $FLOOR_RUN == 1 ]]; then
+    printf 'floor:    %s req/s  p50 %s ms  p99 %s ms  (%s)\n' "$f_rps" "$f_p50" "$f_p99" \
+        "$(stored_text "$f_answered" "$f_records" records)"
+fi
 # Rows may exceed the 202s counted by at most the connections in flight when wrk
 # stopped: wrk closes them, hookline still stores (and does not count) those
 # events because no answer was sent. A 202 without a row is never acceptable.
+# The same holds for the floor's records.
 unanswered=$((rows - accepted))
-if ((unanswered == 0)); then
-    stored="202s stored: $accepted = rows $rows"
-else
-    stored="202s stored: $accepted, rows $rows: $(printf '%+d' "$unanswered") unanswered"
+printf 'hookline: %s req/s  p50 %s ms  p99 %s ms  (%s)\n' "$h_rps" "$h_p50" "$h_p99" \
+    "$(stored_text "$accepted" "$rows" rows)"
+printf 'ratio:    hookline/baseline %s\n' "$(ratio_of "$h_rps" "$b_rps")"
+if [[ $FLOOR_RUN == 1 ]]; then
+    printf 'ratio:    hookline/floor    %s\n' "$(ratio_of "$h_rps" "$f_rps")"
 fi
-printf 'hookline: %s req/s  p50 %s ms  p99 %s ms  (%s)\n' "$h_rps" "$h_p50" "$h_p99" "$stored"
-printf 'ratio:    %s (target >= %s%s)\n' "$ratio" "$TARGET_RATIO" "$met"
-awk -v bw="$b_wrk_cpu" -v bs="$b_srv_cpu" -v hw="$h_wrk_cpu" -v hs="$h_srv_cpu" \
-    -v tb="$wall_b" -v th="$wall_s" -v n="$(nproc)" 'BEGIN {
-    printf "cpu:      baseline run: wrk %.2f + server %.2f cores; hookline run: wrk %.2f + server %.2f cores (of %d)\n",
-        (tb > 0 ? bw / tb : 0), (tb > 0 ? bs / tb : 0), (th > 0 ? hw / th : 0), (th > 0 ? hs / th : 0), n }'
-# CPU per answered request: what a ratio target has to fit into on these cores.
-awk -v bs="$b_srv_cpu" -v hs="$h_srv_cpu" -v bw="$b_wrk_cpu" -v hw="$h_wrk_cpu" \
-    -v br="$b_rps" -v hr="$h_rps" -v tb="$wall_b" -v th="$wall_s" 'BEGIN {
-    bn = br * tb; hn = hr * th
-    printf "cpu/req:  baseline server %.1f us, hookline %.1f us; wrk %.1f / %.1f us\n",
-        (bn > 0 ? bs * 1e6 / bn : 0), (hn > 0 ? hs * 1e6 / hn : 0),
-        (bn > 0 ? bw * 1e6 / bn : 0), (hn > 0 ? hw * 1e6 / hn : 0) }'
+cpu="cpu:      baseline run: wrk $b_wrk_c + server $b_srv_c cores;"
+cpr="cpu/req:  baseline server $b_srv_us us,"
+wrk_us="$b_wrk_us"
+if [[ $FLOOR_RUN == 1 ]]; then
+    cpu+=" floor run: wrk $f_wrk_c + server $f_srv_c cores;"
+    cpr+=" floor $f_srv_us us,"
+    wrk_us+=" / $f_wrk_us"
+fi
+printf '%s hookline run: wrk %s + server %s cores (of %d)\n' "$cpu" "$h_wrk_c" "$h_srv_c" "$(nproc)"
+printf '%s hookline %s us; wrk %s / %s us\n' "$cpr" "$h_srv_us" "$wrk_us" "$h_wrk_us"
 awk -v c="$commits" -v o="$ops" 'BEGIN {
     printf "store:    %d group commits, %.1f events per commit on average\n", c, (c > 0 ? o / c : 0) }'
+if [[ $FLOOR_RUN == 1 ]]; then
+    awk -v s="$f_syncs" -v r="$f_records" 'BEGIN {
+    printf "floor io: %d fdatasyncs, %.1f records per fdatasync on average\n", s, (s > 0 ? r / s : 0) }'
+fi
 
 fail=0
 if ((unanswered < 0)); then
@@ -330,17 +446,34 @@ if [[ -n $other ]]; then
     printf '  %s\n' "$other" >&2
     fail=1
 fi
-errs=""
-for k in status connect read write timeout; do
-    v=$(result_field "$TMP/hookline.wrk" "$k")
-    if [[ ${v:-0} != 0 ]]; then
-        errs+=" $k=$v"
-    fi
-done
+errs=$(wrk_errors hookline)
 if [[ -n $errs ]]; then
     echo "FAIL: wrk against hookline reported errors (status = non-2xx/3xx):$errs" >&2
     grep -E 'Non-2xx|Socket errors' "$TMP/hookline.wrk" >&2 || true
     fail=1
+fi
+if [[ $FLOOR_RUN == 1 ]]; then
+    f_extra=$((f_records - f_answered))
+    if ((f_extra < 0)); then
+        echo "FAIL: the durable floor sent $f_answered x 202 but its file holds only" \
+            "$f_records records" >&2
+        fail=1
+    elif ((f_extra > CONNECTIONS)); then
+        echo "FAIL: the durable floor's file holds $f_records records, $f_extra more than the" \
+            "$f_answered 202s sent; at most $CONNECTIONS can be in flight when wrk stops" >&2
+        fail=1
+    fi
+    if ((f_errors > 0)); then
+        echo "FAIL: the durable floor's write or fdatasync failed ($f_errors batches):" >&2
+        cat "$TMP/floor.err" >&2
+        fail=1
+    fi
+    errs=$(wrk_errors floor)
+    if [[ -n $errs ]]; then
+        echo "FAIL: wrk against the durable floor reported errors:$errs" >&2
+        grep -E 'Non-2xx|Socket errors' "$TMP/floor.wrk" >&2 || true
+        fail=1
+    fi
 fi
 # Issue "Audit trail and operations": the same measurement with the audit chain and the
 # JSON Lines mirror on must keep the ratio. Run once more (with its own baseline, so the
