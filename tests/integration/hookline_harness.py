@@ -402,7 +402,10 @@ class HooklineServer:
         self._reader.start()
         listening.wait(START_TIMEOUT_S)
         if self.port is None:
-            rc = self.proc.poll()
+            try:  # stderr closes a moment before the exit status is there to read
+                rc = self.proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                rc = None
             self.kill()
             raise RuntimeError("hookline did not start (rc=%r); stderr:\n%s"
                                % (rc, "\n".join(self.stderr_lines[first_line:])))
