@@ -36,7 +36,9 @@ case "$cmd" in start | stop) ;; *) usage ;; esac
 pg_bindir() {
     local d best=""
     for d in /usr/lib/postgresql/*/bin; do
-        [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/postgres" ] || continue
+        if [ ! -x "$d/initdb" ] || [ ! -x "$d/pg_ctl" ] || [ ! -x "$d/postgres" ]; then
+            continue
+        fi
         best=$(printf '%s\n%s\n' "$best" "$d" | sed '/^$/d' | sort -V | tail -n 1)
     done
     [ -n "$best" ] || return 1
