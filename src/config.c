@@ -441,6 +441,7 @@ static void config_parse_listen(struct config_ctx *ctx, json_t *root)
                                        "header_timeout_ms",
                                        "body_timeout_ms",
                                        "idle_timeout_s",
+                                       "keep_alive",
                                        NULL};
     struct config *cfg = ctx->cfg;
     json_t *s = config_section(ctx, root, "listen");
@@ -461,6 +462,7 @@ static void config_parse_listen(struct config_ctx *ctx, json_t *root)
     cfg->listen_body_timeout_ms =
         config_get_int32(ctx, s, "listen", "body_timeout_ms", 60000, 100, 3600000);
     cfg->listen_idle_timeout_s = config_get_int32(ctx, s, "listen", "idle_timeout_s", 30, 1, 3600);
+    cfg->listen_keep_alive = config_get_bool(ctx, s, "listen", "keep_alive", true);
 }
 
 static void config_parse_store(struct config_ctx *ctx, json_t *root)

@@ -47,6 +47,7 @@ struct config {
     int listen_header_timeout_ms; /* a head complete after connect or the previous answer */
     int listen_body_timeout_ms;   /* a whole body after its head */
     int listen_idle_timeout_s;    /* no byte either way for this long closes a connection */
+    bool listen_keep_alive;       /* false: every answer closes its connection */
 
     char *store_url;         /* as written */
     char *store_sqlite_path; /* absolute, for sqlite: URLs; NULL otherwise */

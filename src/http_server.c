@@ -72,6 +72,11 @@ static double http_now(void)
     return (double)tv.tv_sec + tv.tv_usec / 1e6;
 }
 
+/* listen.keep_alive false: every answer closes its connection, so every request
+ * is the first of its connection and passes the gate's byte-exact checks. Set
+ * once by http_server_start before the library runs; one server per process. */
+static atomic_bool http_close_each;
+
 static enum MHD_Result http_send(struct MHD_Connection *conn, int status, const char *ctype,
                                  const char *body, size_t len, int retry_after, const char *allow)
 {
@@ -81,6 +86,8 @@ static enum MHD_Result http_send(struct MHD_Connection *conn, int status, const 
         return MHD_NO;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(r, "Cache-Control", "no-store");
+    if (atomic_load_explicit(&http_close_each, memory_order_relaxed))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     if (retry_after > 0) {
         char ra[16];
         snprintf(ra, sizeof ra, "%d", retry_after);
@@ -453,6 +460,9 @@ static enum MHD_Result http_admin(struct http_server *srv, struct MHD_Connection
         if (r) {
             MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/problem+json");
             MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+            MHD_add_response_header(r, "Cache-Control", "no-store");
+            if (atomic_load_explicit(&http_close_each, memory_order_relaxed))
+                MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
             rc = MHD_queue_response(conn, 401, r);
             MHD_destroy_response(r);
         }
@@ -913,6 +923,7 @@ struct http_server *http_server_start(const struct config *cfg, struct ingest *i
     srv->st = st;
     if (admin)
         srv->admin = *admin;
+    atomic_store(&http_close_each, !cfg->listen_keep_alive);
     struct http_gate_limits lim = {
         .max_connections = (unsigned)cfg->listen_max_connections,
         .max_per_address = (unsigned)cfg->listen_max_connections_per_address,
