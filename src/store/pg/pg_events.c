@@ -1,0 +1,140 @@
+/*
+ * pg_events: events in PostgreSQL. An event is stored together with its key in
+ * event_keys, whose primary key (source, event_id) is the dedupe: one statement
+ * inserts the key, or moves it to the new event when the stored one is older
+ * than the window, and inserts the event only then; nothing is held in memory,
+ * so every process on the database dedupes alike. Inserts run on the writer
+ * thread inside its transaction; scans on the reader connection under rlock.
+ */
+#include "pg_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int pg_insert_event(struct pg_backend *be, struct store_op_event *op, char *err, size_t err_len)
+{
+    /* $1 source, $2 event_id, $3 received_at, $4 window, $5.. the event. The
+     * key's row lock (ON CONFLICT) orders concurrent writers of one key. */
+    static const char sql[] =
+        "WITH k AS (INSERT INTO event_keys AS o (source, event_id, event_row, received_at) "
+        "VALUES ($1, $2, nextval(pg_get_serial_sequence('events', 'id')), $3) "
+        "ON CONFLICT (source, event_id) DO UPDATE SET event_row = EXCLUDED.event_row, "
+        "received_at = EXCLUDED.received_at WHERE EXCLUDED.received_at - o.received_at >= $4 "
+        "RETURNING event_row) "
+        "INSERT INTO events (id, source, event_id, received_at, status, content_type, headers, "
+        "body, rule_version, jobs) SELECT event_row, $1, $2, $3, $5, $6, $7, $8, $9, $10 FROM k "
+        "RETURNING id";
+    struct pg_params p = {0};
+    pg_params_text(&p, op->source);
+    pg_params_text(&p, op->event_id);
+    pg_params_double(&p, op->received_at);
+    pg_params_double(&p, (double)op->dedupe_window_s);
+    pg_params_text(&p, op->status ? op->status : "accepted");
+    pg_params_text(&p, op->content_type ? op->content_type : "");
+    pg_params_text(&p, op->headers_json ? op->headers_json : "{}");
+    pg_params_bytes(&p, op->body, op->body_len);
+    pg_params_text(&p, op->rule_version);
+    pg_params_int(&p, (int64_t)op->njobs);
+    PGresult *r = pg_run(be->w.c, sql, &p, PGRES_TUPLES_OK, "inserting the event", err, err_len);
+    if (!r)
+        return -1;
+    if (PQntuples(r) == 1) {
+        op->result = STORE_EVENT_STORED;
+        op->row = pg_get_int(r, 0, 0);
+        PQclear(r);
+        return 0;
+    }
+    PQclear(r);
+    /* A duplicate: the key names the original. */
+    p = (struct pg_params){0};
+    pg_params_text(&p, op->source);
+    pg_params_text(&p, op->event_id);
+    r = pg_run(be->w.c, "SELECT event_row FROM event_keys WHERE source = $1 AND event_id = $2", &p,
+               PGRES_TUPLES_OK, "looking up a duplicate", err, err_len);
+    if (!r)
+        return -1;
+    op->result = STORE_EVENT_DUPLICATE;
+    op->row = PQntuples(r) == 1 ? pg_get_int(r, 0, 0) : 0;
+    PQclear(r);
+    return 0;
+}
+
+int64_t pg_count_events(struct store_backend *base, const char *source)
+{
+    struct pg_backend *be = (struct pg_backend *)base;
+    char err[200];
+    int64_t n = -1;
+    pthread_mutex_lock(&be->rlock);
+    PGconn *c = pg_reader(be, err, sizeof err);
+    if (c) {
+        struct pg_params p = {0};
+        pg_params_text(&p, source);
+        PGresult *r = pg_run(c, "SELECT count(*) FROM events WHERE $1::text IS NULL OR source = $1",
+                             &p, PGRES_TUPLES_OK, "counting events", err, sizeof err);
+        if (r)
+            n = pg_get_int(r, 0, 0);
+        else
+            pg_reader_check(be);
+        PQclear(r);
+    }
+    pthread_mutex_unlock(&be->rlock);
+    return n;
+}
+
+int pg_events_scan(struct store_backend *base, const struct store_event_filter *f,
+                   store_event_fn fn, void *ctx, char *err, size_t err_len)
+{
+    struct pg_backend *be = (struct pg_backend *)base;
+    int rc = -1;
+    PGresult *r = NULL;
+    pthread_mutex_lock(&be->rlock);
+    PGconn *c = pg_reader(be, err, err_len);
+    if (!c)
+        goto out;
+    struct pg_params p = {0};
+    pg_params_text(&p, f->status);
+    pg_params_text(&p, f->source);
+    pg_params_text(&p, f->event_id);
+    if (f->limit > 0)
+        pg_params_int(&p, f->limit);
+    else
+        pg_params_text(&p, NULL);
+    r = pg_run(c,
+               "SELECT id, source, event_id, received_at, status, content_type, headers, body "
+               "FROM events WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR "
+               "source = $2) AND ($3::text IS NULL OR event_id = $3) ORDER BY id LIMIT $4::bigint",
+               &p, PGRES_TUPLES_OK, "event query", err, err_len);
+    if (!r) {
+        pg_reader_check(be);
+        goto out;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        size_t blen = 0;
+        unsigned char *body = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 7), &blen);
+        if (!body) {
+            snprintf(err, err_len, "out of memory reading an event body");
+            goto out;
+        }
+        struct store_event_row row = {
+            .row = pg_get_int(r, i, 0),
+            .source = pg_get_str(r, i, 1),
+            .event_id = pg_get_str(r, i, 2),
+            .received_at = pg_get_double(r, i, 3),
+            .status = pg_get_str(r, i, 4),
+            .content_type = pg_get_str(r, i, 5),
+            .headers_json = pg_get_str(r, i, 6),
+            .body = body,
+            .body_len = blen,
+        };
+        int stop = fn(&row, ctx);
+        PQfreemem(body);
+        if (stop)
+            break;
+    }
+    rc = 0;
+out:
+    PQclear(r);
+    pthread_mutex_unlock(&be->rlock);
+    return rc;
+}
