@@ -445,6 +445,22 @@ static int pg_check_row(const PGresult *r, int i, char *err, size_t err_len)
     return -1;
 }
 
+struct pg_audit_rows {
+    store_audit_fn fn;
+    void *ctx;
+    bool check;
+    char *err;
+    size_t err_len;
+};
+
+static int pg_audit_row(const PGresult *r, void *vctx)
+{
+    struct pg_audit_rows *a = vctx;
+    if (a->check && pg_check_row(r, 0, a->err, a->err_len) < 0)
+        return -1;
+    return a->fn(PQgetvalue(r, 0, 1), pg_get_int(r, 0, 0), a->ctx) != 0 ? 1 : 0;
+}
+
 int pg_audit_scan(struct store_backend *base, const struct store_audit_filter *f, store_audit_fn fn,
                   void *ctx, char *err, size_t err_len)
 {
@@ -454,7 +470,6 @@ int pg_audit_scan(struct store_backend *base, const struct store_audit_filter *f
     char since[32], until[32], kbuf[128];
     char *dids_text = NULL, *numbers_text = NULL;
     json_t *dids = json_array(), *numbers = json_array();
-    PGresult *r = NULL;
     int rc = -1;
 
     pthread_mutex_lock(&be->rlock);
@@ -556,20 +571,12 @@ int pg_audit_scan(struct store_backend *base, const struct store_audit_filter *f
         snprintf(err, err_len, "audit query too long");
         goto out;
     }
-    r = pg_run(c, sql->p, &p, PGRES_TUPLES_OK, "audit query", err, err_len);
-    if (!r) {
+    struct pg_audit_rows rows = {
+        .fn = fn, .ctx = ctx, .check = f->check_columns, .err = err, .err_len = err_len};
+    rc = pg_stream(c, sql->p, &p, pg_audit_row, &rows, "audit query", err, err_len);
+    if (rc < 0)
         pg_reader_check(be);
-        goto out;
-    }
-    for (int i = 0; i < PQntuples(r); i++) {
-        if (f->check_columns && pg_check_row(r, i, err, err_len) < 0)
-            goto out;
-        if (fn(PQgetvalue(r, i, 1), pg_get_int(r, i, 0), ctx) != 0)
-            break;
-    }
-    rc = 0;
 out:
-    PQclear(r);
     pthread_mutex_unlock(&be->rlock);
     free(sql);
     free(dids_text);

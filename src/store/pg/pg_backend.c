@@ -87,6 +87,38 @@ int pg_cmd(PGconn *c, const char *sql, const struct pg_params *p, int64_t *chang
     return 0;
 }
 
+int pg_stream(PGconn *c, const char *sql, const struct pg_params *p, pg_row_fn fn, void *ctx,
+              const char *what, char *err, size_t err_len)
+{
+    if (!PQsendQueryParams(c, sql, p ? p->n : 0, NULL, p ? p->v : NULL, p ? p->len : NULL,
+                           p ? p->fmt : NULL, 0)) {
+        pg_error(c, NULL, what, err, err_len);
+        return -1;
+    }
+    (void)PQsetSingleRowMode(c);
+    int rc = 0, stop = 0;
+    PGresult *r;
+    /* Every result is read, also after fn stopped or failed: the connection
+     * must be idle again for the next statement. */
+    while ((r = PQgetResult(c)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_SINGLE_TUPLE && !stop) {
+            int f = fn(r, ctx);
+            if (f != 0) {
+                stop = 1;
+                if (f < 0)
+                    rc = -1;
+            }
+        } else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && rc == 0) {
+            pg_error(c, r, what, err, err_len);
+            rc = -1;
+            stop = 1;
+        }
+        PQclear(r);
+    }
+    return rc;
+}
+
 const char *pg_get_str(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);

@@ -82,12 +82,43 @@ int64_t pg_count_events(struct store_backend *base, const char *source)
     return n;
 }
 
+struct pg_event_rows {
+    store_event_fn fn;
+    void *ctx;
+    char *err;
+    size_t err_len;
+};
+
+static int pg_event_row(const PGresult *r, void *vctx)
+{
+    struct pg_event_rows *e = vctx;
+    size_t blen = 0;
+    unsigned char *body = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 7), &blen);
+    if (!body) {
+        snprintf(e->err, e->err_len, "out of memory reading an event body");
+        return -1;
+    }
+    struct store_event_row row = {
+        .row = pg_get_int(r, 0, 0),
+        .source = pg_get_str(r, 0, 1),
+        .event_id = pg_get_str(r, 0, 2),
+        .received_at = pg_get_double(r, 0, 3),
+        .status = pg_get_str(r, 0, 4),
+        .content_type = pg_get_str(r, 0, 5),
+        .headers_json = pg_get_str(r, 0, 6),
+        .body = body,
+        .body_len = blen,
+    };
+    int stop = e->fn(&row, e->ctx);
+    PQfreemem(body);
+    return stop != 0 ? 1 : 0;
+}
+
 int pg_events_scan(struct store_backend *base, const struct store_event_filter *f,
                    store_event_fn fn, void *ctx, char *err, size_t err_len)
 {
     struct pg_backend *be = (struct pg_backend *)base;
     int rc = -1;
-    PGresult *r = NULL;
     pthread_mutex_lock(&be->rlock);
     PGconn *c = pg_reader(be, err, err_len);
     if (!c)
@@ -100,41 +131,16 @@ int pg_events_scan(struct store_backend *base, const struct store_event_filter *
         pg_params_int(&p, f->limit);
     else
         pg_params_text(&p, NULL);
-    r = pg_run(c,
-               "SELECT id, source, event_id, received_at, status, content_type, headers, body "
-               "FROM events WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR "
-               "source = $2) AND ($3::text IS NULL OR event_id = $3) ORDER BY id LIMIT $4::bigint",
-               &p, PGRES_TUPLES_OK, "event query", err, err_len);
-    if (!r) {
+    struct pg_event_rows rows = {.fn = fn, .ctx = ctx, .err = err, .err_len = err_len};
+    rc = pg_stream(c,
+                   "SELECT id, source, event_id, received_at, status, content_type, headers, body "
+                   "FROM events WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR "
+                   "source = $2) AND ($3::text IS NULL OR event_id = $3) ORDER BY id LIMIT "
+                   "$4::bigint",
+                   &p, pg_event_row, &rows, "event query", err, err_len);
+    if (rc < 0)
         pg_reader_check(be);
-        goto out;
-    }
-    for (int i = 0; i < PQntuples(r); i++) {
-        size_t blen = 0;
-        unsigned char *body = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 7), &blen);
-        if (!body) {
-            snprintf(err, err_len, "out of memory reading an event body");
-            goto out;
-        }
-        struct store_event_row row = {
-            .row = pg_get_int(r, i, 0),
-            .source = pg_get_str(r, i, 1),
-            .event_id = pg_get_str(r, i, 2),
-            .received_at = pg_get_double(r, i, 3),
-            .status = pg_get_str(r, i, 4),
-            .content_type = pg_get_str(r, i, 5),
-            .headers_json = pg_get_str(r, i, 6),
-            .body = body,
-            .body_len = blen,
-        };
-        int stop = fn(&row, ctx);
-        PQfreemem(body);
-        if (stop)
-            break;
-    }
-    rc = 0;
 out:
-    PQclear(r);
     pthread_mutex_unlock(&be->rlock);
     return rc;
 }

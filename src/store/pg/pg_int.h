@@ -93,6 +93,13 @@ PGresult *pg_run(PGconn *c, const char *sql, const struct pg_params *p, ExecStat
 /* pg_run for a statement without rows; *changed (may be NULL) gets the row count. */
 int pg_cmd(PGconn *c, const char *sql, const struct pg_params *p, int64_t *changed,
            const char *what, char *err, size_t err_len);
+/* Runs a query and calls fn with each row as it arrives (libpq's single-row
+ * mode: a scan of millions of rows holds one at a time), the row being row 0
+ * of the result, borrowed for the call. fn returns 0 to go on, 1 to stop, -1
+ * to stop and fail (fn set err). Returns 0, or -1 with err set. */
+typedef int (*pg_row_fn)(const PGresult *row, void *ctx);
+int pg_stream(PGconn *c, const char *sql, const struct pg_params *p, pg_row_fn fn, void *ctx,
+              const char *what, char *err, size_t err_len);
 /* Column values of a result; pg_get_str is NULL for SQL NULL. */
 const char *pg_get_str(const PGresult *r, int row, int col);
 int64_t pg_get_int(const PGresult *r, int row, int col);
