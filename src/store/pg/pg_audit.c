@@ -31,15 +31,15 @@ static int pg_chain_begin(struct pg_backend *be, char *err, size_t err_len)
 {
     if (be->chain_locked)
         return 0;
-    char sql[96];
-    snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%lld)", (long long)PG_CHAIN_LOCK_KEY);
-    PGresult *r =
-        pg_run(be->w.c, sql, NULL, PGRES_TUPLES_OK, "locking the audit chain", err, err_len);
-    if (!r)
-        return -1;
-    PQclear(r);
-    r = pg_run(be->w.c, "SELECT seq, record FROM audit ORDER BY seq DESC LIMIT 1", NULL,
-               PGRES_TUPLES_OK, "reading the audit tip", err, err_len);
+    /* One round trip, two statements: the tip is read after the lock is held
+     * (each statement of a query string takes its own snapshot). */
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "SELECT pg_advisory_xact_lock(%lld); "
+             "SELECT seq, record FROM audit ORDER BY seq DESC LIMIT 1",
+             (long long)PG_CHAIN_LOCK_KEY);
+    PGresult *r = pg_run(be->w.c, sql, NULL, PGRES_TUPLES_OK,
+                         "reading the audit tip under its lock", err, err_len);
     if (!r)
         return -1;
     be->next_seq = 1;

@@ -225,6 +225,7 @@ static PGconn *pg_conn_get(struct pg_backend *be, struct pg_conn *pc, char *err,
     }
     pc->backoff_s = 0;
     pc->retry_at = 0;
+    pc->prepared = false;
     return pc->c;
 }
 
@@ -253,30 +254,34 @@ void pg_reader_check(struct pg_backend *be)
 
 /* ---------- writes: the batch engine (writer thread) ---------- */
 
+/* What follows an event's insert: its records (or event.duplicate) and jobs. */
+static int pg_event_finish(struct pg_backend *be, struct store_op *op, char *err, size_t err_len)
+{
+    struct store_op_event *ev = &op->u.event;
+    if (ev->result == STORE_EVENT_DUPLICATE) {
+        json_t *rec = audit_record_new("event.duplicate", ev->source, ev->event_id);
+        if (!rec) {
+            snprintf(err, err_len, "out of memory");
+            return -1;
+        }
+        json_object_set_new(json_object_get(rec, "detail"), "original_row", json_integer(ev->row));
+        int rc = pg_append_audit(be, rec, err, err_len);
+        json_decref(rec);
+        return rc;
+    }
+    if (pg_append_op_audit(be, op, err, err_len) < 0)
+        return -1;
+    return pg_insert_jobs(be, ev->row, ev->source, ev->event_id, ev->received_at, ev->jobs,
+                          ev->njobs, err, err_len);
+}
+
+/* Applies one op (not an event: those go through pg_insert_events) inside the
+ * open transaction. */
 static int pg_apply_op(struct pg_backend *be, struct store_op *op, char *err, size_t err_len)
 {
     switch (op->kind) {
-    case STORE_OP_EVENT: {
-        struct store_op_event *ev = &op->u.event;
-        if (pg_insert_event(be, ev, err, err_len) < 0)
-            return -1;
-        if (ev->result == STORE_EVENT_DUPLICATE) {
-            json_t *rec = audit_record_new("event.duplicate", ev->source, ev->event_id);
-            if (!rec) {
-                snprintf(err, err_len, "out of memory");
-                return -1;
-            }
-            json_object_set_new(json_object_get(rec, "detail"), "original_row",
-                                json_integer(ev->row));
-            int rc = pg_append_audit(be, rec, err, err_len);
-            json_decref(rec);
-            return rc;
-        }
-        if (pg_append_op_audit(be, op, err, err_len) < 0)
-            return -1;
-        return pg_insert_jobs(be, ev->row, ev->source, ev->event_id, ev->received_at, ev->jobs,
-                              ev->njobs, err, err_len);
-    }
+    case STORE_OP_EVENT:
+        break;
     case STORE_OP_REPLAN:
         return pg_replan(be, op, err, err_len);
     case STORE_OP_CLAIM:
@@ -321,28 +326,58 @@ static int pg_try_batch(struct pg_backend *be, struct store_op **ops, size_t n, 
         return -1;
     if (pg_cmd(c, "BEGIN", NULL, NULL, "starting a transaction", err, err_len) < 0)
         goto fail;
-    for (size_t i = 0; i < n; i++) {
-        struct store_op *op = ops[i];
-        if (store_op_failed(op))
+    for (size_t i = 0; i < n;) {
+        if (store_op_failed(ops[i])) {
+            i++;
             continue;
-        if (pg_apply_op(be, op, op->error, sizeof op->error) < 0) {
-            if (PQstatus(c) == CONNECTION_BAD) {
-                snprintf(err, err_len, "%s", op->error);
-                op->error[0] = '\0';
-                goto fail;
-            }
-            *bad = i;
-            pg_rollback(be);
-            return 1;
         }
+        if (ops[i]->kind != STORE_OP_EVENT) {
+            if (pg_apply_op(be, ops[i], ops[i]->error, sizeof ops[i]->error) < 0) {
+                *bad = i;
+                goto op_failed;
+            }
+            i++;
+            continue;
+        }
+        /* A run of events: inserted in one pipeline, then each one's records
+         * and jobs in order (the chain's order is the batch's). */
+        struct store_op *run[PG_EVENTS_PER_PIPELINE];
+        size_t at[PG_EVENTS_PER_PIPELINE], nrun = 0, failed = 0;
+        for (; i < n && nrun < PG_EVENTS_PER_PIPELINE; i++) {
+            if (store_op_failed(ops[i]))
+                continue;
+            if (ops[i]->kind != STORE_OP_EVENT)
+                break;
+            at[nrun] = i;
+            run[nrun++] = ops[i];
+        }
+        if (pg_insert_events(be, run, nrun, &failed, err, err_len) < 0) {
+            if (failed >= nrun)
+                goto fail;
+            *bad = at[failed];
+            goto op_failed;
+        }
+        for (size_t k = 0; k < nrun; k++)
+            if (pg_event_finish(be, run[k], run[k]->error, sizeof run[k]->error) < 0) {
+                *bad = at[k];
+                goto op_failed;
+            }
     }
     if (pg_audit_flush(be, err, err_len) < 0)
         goto fail;
     /* With synchronous_commit on, COMMIT returns once the WAL is flushed. */
-    if (pg_cmd(c, "COMMIT", NULL, NULL, "commit", err, err_len) < 0)
+    if (pg_cmd(be->w.c, "COMMIT", NULL, NULL, "commit", err, err_len) < 0)
         goto fail;
     be->chain_locked = false;
     return 0;
+op_failed:
+    /* An op that failed alone, unless the connection itself went. */
+    if (be->w.c && PQstatus(be->w.c) != CONNECTION_BAD) {
+        pg_rollback(be);
+        return 1;
+    }
+    snprintf(err, err_len, "%s", ops[*bad]->error);
+    ops[*bad]->error[0] = '\0';
 fail:
     pg_rollback(be);
     pg_conn_check(&be->w, err);

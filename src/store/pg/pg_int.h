@@ -50,6 +50,7 @@ struct pg_conn {
     double retry_at;  /* monotonic seconds: no attempt before */
     double backoff_s; /* the next delay */
     char why[160];    /* why the last attempt or statement failed; no secrets */
+    bool prepared;    /* the writer's named statements exist on c */
 };
 
 /* An audit record sealed in the open transaction and not yet sent: the writer
@@ -134,7 +135,12 @@ int pg_audit_scan(struct store_backend *base, const struct store_audit_filter *f
 
 /* ---- pg_events.c ---- */
 
-int pg_insert_event(struct pg_backend *be, struct store_op_event *op, char *err, size_t err_len);
+/* Inserts the events of ops[0..n) (all STORE_OP_EVENT) in order, setting each
+ * one's result and row. Returns 0, or -1 with err set and *bad the index of the
+ * op that failed (its error set; n when the connection or the pipeline failed). */
+#define PG_EVENTS_PER_PIPELINE 256
+int pg_insert_events(struct pg_backend *be, struct store_op **ops, size_t n, size_t *bad, char *err,
+                     size_t err_len);
 int64_t pg_count_events(struct store_backend *base, const char *source);
 int pg_events_scan(struct store_backend *base, const struct store_event_filter *f,
                    store_event_fn fn, void *ctx, char *err, size_t err_len);
