@@ -2,8 +2,12 @@
 # Installs what the build and the tests need (Debian 12), builds hookline with
 # -Werror and runs every test (cmocka unit tests and the integration tests that
 # drive the real binary over loopback HTTP) through ctest.
+# The integration tests run twice: on SQLite (integration.*) and on a real PostgreSQL
+# (integration_pg.*), which this script starts once for the whole ctest run
+# (scripts/pg.sh, in a temp dir under the build dir) and stops on exit.
 # Environment: HOOKLINE_BUILD_TYPE (RelWithDebInfo; Asan for the sanitizer build),
-# HOOKLINE_BUILD_DIR (build), HOOKLINE_CTEST_ARGS (extra ctest arguments, e.g. "-L unit").
+# HOOKLINE_BUILD_DIR (build), HOOKLINE_CTEST_ARGS (extra ctest arguments, e.g. "-L unit"),
+# HOOKLINE_PG (1; 0 starts no PostgreSQL and leaves the integration_pg tests out).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/deps.sh
@@ -18,5 +22,26 @@ cmake -S "$repo" -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" -DHOOKLINE_WER
     -DHOOKLINE_TESTS=ON >/dev/null
 cmake --build "$build_dir" -j"$(nproc)"
 rm -rf "$build_dir/testtmp"
+
+pg_args=()
+if [ "${HOOKLINE_PG:-1}" = 0 ]; then
+    pg_args=(-LE integration_pg)
+else
+    pg_dir=$(mktemp -d "$build_dir/pg.XXXXXX")
+    stop_pg() {
+        bash "$repo/scripts/pg.sh" stop "$pg_dir" || echo "hookline: PostgreSQL under $pg_dir did not stop" >&2
+        rm -rf "$pg_dir"
+    }
+    trap stop_pg EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    # A server that does not start fails the run: the PostgreSQL variants are not optional.
+    if ! pg_env=$(bash "$repo/scripts/pg.sh" start "$pg_dir"); then
+        echo "hookline: PostgreSQL did not start; HOOKLINE_PG=0 runs the SQLite tests only" >&2
+        exit 1
+    fi
+    eval "$pg_env"
+    export HOOKLINE_TEST_PG_URL HOOKLINE_TEST_PG_PASSFILE
+fi
 # shellcheck disable=SC2086
-ctest --test-dir "$build_dir" --output-on-failure -j2 ${HOOKLINE_CTEST_ARGS:-}
+ctest --test-dir "$build_dir" --output-on-failure -j2 "${pg_args[@]}" ${HOOKLINE_CTEST_ARGS:-}

@@ -228,14 +228,23 @@ struct config *cli_load_config(const char *path, int *warnings)
     return cli_load_config_flags(path, 0, warnings);
 }
 
+void cli_store_url(const struct config *cfg, char *out, size_t len)
+{
+    if (cfg->store_sqlite_path)
+        (void)store_url_make(STORE_SCHEME_SQLITE, cfg->store_sqlite_path, out, len);
+    else
+        snprintf(out, len, "%s", cfg->store_url ? cfg->store_url : "");
+}
+
 /* Opens the store the config names (read_only for readers). Returns 0, or -1
  * after printing the reason prefixed with who. */
 static int cli_open_store(const struct config *cfg, bool read_only, const char *who,
                           struct store **st)
 {
     char url[4200], err[300];
-    (void)store_url_make(STORE_SCHEME_SQLITE, cfg->store_sqlite_path, url, sizeof url);
+    cli_store_url(cfg, url, sizeof url);
     struct store_options so = {.url = url,
+                               .password = cfg->store_password,
                                .busy_timeout_ms = cfg->store_busy_timeout_ms,
                                .queue_max = 64,
                                .batch_max = 16,
@@ -342,8 +351,23 @@ int cli_check(int argc, char **argv)
     char version[24] = "none";
     if (rules)
         rules_version(rules, version, sizeof version);
+    /* A store on a server: connect, and say which schema it holds. */
+    char url[4200];
+    int schema = 0, build = 0;
+    cli_store_url(cfg, url, sizeof url);
+    struct store_options so = {.url = url, .password = cfg->store_password, .read_only = true};
+    int info = store_schema_info(&so, &schema, &build, err, sizeof err);
+    if (info < 0) {
+        fprintf(stderr, "%s: store: %s\n", path, err);
+        rules_destroy(rules);
+        config_free(cfg);
+        return 1;
+    }
     printf("%s: ok (%zu sources, rules %s%s)\n", path, cfg->nsources, version,
            warnings ? ", with warnings" : "");
+    if (info > 0)
+        printf("store: connected, schema version %d (this build: %d%s)\n", schema, build,
+               schema == 0 ? "; `hookline serve` creates it" : "");
     rules_destroy(rules);
     config_free(cfg);
     return 0;

@@ -47,6 +47,10 @@ struct cli_dev_secrets {
  * take, or -1 when the file exists but was ignored (out->warning says why). */
 int cli_dev_secrets_load(const char *config_path, struct cli_dev_secrets *out);
 
+/* Writes the store URL cfg names into out[len]: the absolute "sqlite:PATH" of a
+ * SQLite store, the URI as written for PostgreSQL. */
+void cli_store_url(const struct config *cfg, char *out, size_t len);
+
 /* Creates the directory that will hold the SQLite file of url, if missing. */
 int cli_prepare_store_dir(const char *sqlite_path);
 

@@ -467,8 +467,8 @@ static void config_parse_listen(struct config_ctx *ctx, json_t *root)
 
 static void config_parse_store(struct config_ctx *ctx, json_t *root)
 {
-    static const char *const keys[] = {"url",       "busy_timeout_ms", "queue_max",
-                                       "batch_max", "dedupe_max_keys", NULL};
+    static const char *const keys[] = {
+        "url", "password", "busy_timeout_ms", "queue_max", "batch_max", "dedupe_max_keys", NULL};
     struct config *cfg = ctx->cfg;
     json_t *s = config_section(ctx, root, "store");
     if (s)
@@ -484,14 +484,26 @@ static void config_parse_store(struct config_ctx *ctx, json_t *root)
         return;
     const char *rest = NULL;
     enum store_scheme scheme = store_url_scheme(cfg->store_url, &rest);
+    json_t *password = s ? json_object_get(s, "password") : NULL;
     if (scheme == STORE_SCHEME_SQLITE && rest[0]) {
         cfg->store_sqlite_path = config_abs_path(cfg, rest);
+        if (password)
+            config_error(ctx, "store.password", "only a PostgreSQL store takes a password");
     } else if (scheme == STORE_SCHEME_POSTGRESQL) {
-        config_error(ctx, "store.url",
-                     "the PostgreSQL store is not available in this build yet; "
-                     "use sqlite:PATH");
+        char why[200];
+        if (store_url_check(cfg->store_url, why, sizeof why) < 0)
+            config_error(ctx, "store.url", "%s", why);
+        /* The store's own secret: every command that reads the store needs it,
+         * so it is resolved even when other secrets are not. */
+        if (password) {
+            unsigned flags = ctx->flags;
+            ctx->flags &= ~CONFIG_LOAD_NO_SECRETS;
+            cfg->store_password = config_secret(ctx, "store.password", password, false);
+            ctx->flags = flags;
+        }
     } else {
-        config_error(ctx, "store.url", "must be sqlite:PATH or postgresql://...");
+        config_error(ctx, "store.url",
+                     "must be sqlite:PATH or postgresql://USER@HOST:PORT/DATABASE");
     }
 }
 
@@ -1074,6 +1086,7 @@ void config_free(struct config *cfg)
     free(cfg->listen_host);
     free(cfg->store_url);
     free(cfg->store_sqlite_path);
+    config_free_secret(cfg->store_password);
     free(cfg->didww_base_url);
     config_free_secret(cfg->didww_api_key);
     free(cfg->didww_api_version);

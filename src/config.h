@@ -51,6 +51,7 @@ struct config {
 
     char *store_url;         /* as written */
     char *store_sqlite_path; /* absolute, for sqlite: URLs; NULL otherwise */
+    char *store_password;    /* PostgreSQL: resolved store.password, NULL: libpq's own */
     int store_busy_timeout_ms;
     int store_queue_max;       /* operations waiting for a commit before 503 */
     int store_batch_max;       /* operations in one group commit */

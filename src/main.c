@@ -253,13 +253,14 @@ static int main_serve(int argc, char **argv)
         goto out;
     }
     char url[4200];
-    (void)store_url_make(STORE_SCHEME_SQLITE, cfg->store_sqlite_path, url, sizeof url);
+    cli_store_url(cfg, url, sizeof url);
     if (cfg->audit_jsonl_path && cli_prepare_store_dir(cfg->audit_jsonl_path) < 0) {
         log_write(LOG_ERROR, "cannot create the audit mirror directory",
                   (const char *[]){"path", cfg->audit_jsonl_path, NULL});
         goto out;
     }
     struct store_options so = {.url = url,
+                               .password = cfg->store_password,
                                .busy_timeout_ms = cfg->store_busy_timeout_ms,
                                .queue_max = cfg->store_queue_max,
                                .batch_max = cfg->store_batch_max,
@@ -276,14 +277,17 @@ static int main_serve(int argc, char **argv)
     }
     metrics_set_gauge("hookline_store_write_queue", "Operations waiting for the next group commit.",
                       main_store_pending, st);
-    metrics_set_gauge(
-        "hookline_dedupe_keys",
-        "Event keys held in memory for deduplication (store.dedupe_max_keys bounds it).",
-        main_dedupe_keys, st);
-    metrics_set_counter_fn("hookline_dedupe_evicted_total",
-                           "Event keys dropped before their dedupe window ended because the set "
-                           "was full.",
-                           main_dedupe_evicted, st);
+    struct store_dedupe_stats dds;
+    if (store_dedupe_stats(st, &dds) == 0) { /* a backend with an in-memory dedupe set */
+        metrics_set_gauge(
+            "hookline_dedupe_keys",
+            "Event keys held in memory for deduplication (store.dedupe_max_keys bounds it).",
+            main_dedupe_keys, st);
+        metrics_set_counter_fn("hookline_dedupe_evicted_total",
+                               "Event keys dropped before their dedupe window ended because the "
+                               "set was full.",
+                               main_dedupe_evicted, st);
+    }
 
     char rerr[600];
     if (cli_rules_create(cfg, &rules, rerr, sizeof rerr) < 0) {

@@ -89,8 +89,8 @@ static const struct store_scheme_entry {
     const struct store_backend_ops *ops;
 } store_schemes[] = {
     {"sqlite:", STORE_SCHEME_SQLITE, false, &store_sqlite_backend},
-    {"postgresql://", STORE_SCHEME_POSTGRESQL, true, NULL},
-    {"postgres://", STORE_SCHEME_POSTGRESQL, true, NULL},
+    {"postgresql://", STORE_SCHEME_POSTGRESQL, true, &store_pg_backend},
+    {"postgres://", STORE_SCHEME_POSTGRESQL, true, &store_pg_backend},
 };
 
 static const struct store_scheme_entry *store_scheme_find(const char *url)
@@ -132,6 +132,31 @@ const struct store_backend_ops *store_backend_for_url(const char *url, const cha
         return NULL;
     (void)store_url_scheme(url, rest);
     return e->ops;
+}
+
+int store_url_check(const char *url, char *err, size_t err_len)
+{
+    const char *rest = NULL;
+    const struct store_backend_ops *ops = store_backend_for_url(url, &rest);
+    if (!ops) {
+        snprintf(err, err_len, "must be sqlite:PATH or postgresql://USER@HOST:PORT/DATABASE");
+        return -1;
+    }
+    return ops->check_url ? ops->check_url(rest, err, err_len) : 0;
+}
+
+int store_schema_info(const struct store_options *opts, int *version, int *build, char *err,
+                      size_t err_len)
+{
+    const char *rest = NULL;
+    const struct store_backend_ops *ops = store_backend_for_url(opts->url, &rest);
+    if (!ops) {
+        snprintf(err, err_len, "unsupported store URL scheme");
+        return -1;
+    }
+    if (!ops->schema_info)
+        return 0;
+    return ops->schema_info(rest, opts, version, build, err, err_len) < 0 ? -1 : 1;
 }
 
 static double store_now(void)
@@ -561,7 +586,8 @@ int store_open(const struct store_options *opts, struct store **out, char *err, 
     const char *rest = NULL;
     const struct store_backend_ops *ops = store_backend_for_url(opts->url, &rest);
     if (!ops) {
-        snprintf(err, err_len, "unsupported store URL scheme (expected sqlite:PATH)");
+        snprintf(err, err_len,
+                 "unsupported store URL scheme (expected sqlite:PATH or postgresql://...)");
         goto fail;
     }
     if (ops->version != STORE_BACKEND_OPS_VERSION) {

@@ -1,7 +1,7 @@
 /*
  * store: the durable state of hookline (events, jobs, audit records) behind one
- * interface, whatever the backend (src/store/sqlite/ today; the backend
- * interface itself is private, in store_int.h). Writes go
+ * interface, whatever the backend (src/store/sqlite/, src/store/pg/; the
+ * backend interface itself is private, in store_int.h). Writes go
  * through a single writer thread that groups concurrent operations into one
  * transaction and one fsync ("group commit"); a submitter learns the outcome by
  * callback or by waiting. Reads use a separate connection and may run on any
@@ -19,7 +19,10 @@
 struct store;
 
 struct store_options {
-    const char *url;         /* "sqlite:PATH" (PATH used as given); see store_url_scheme */
+    const char *url;         /* "sqlite:PATH" (PATH used as given) or a PostgreSQL URI
+                                without a password; see store_url_scheme */
+    const char *password;    /* PostgreSQL: the password (borrowed; NULL: libpq's own
+                                PGPASSFILE or ~/.pgpass); never logged */
     int busy_timeout_ms;     /* how long a write waits for a lock held elsewhere */
     int queue_max;           /* operations waiting for a commit; beyond it submit fails */
     int batch_max;           /* operations in one transaction */
@@ -416,7 +419,7 @@ int store_sqlite_schema_version(void);
 enum store_scheme {
     STORE_SCHEME_UNKNOWN = 0, /* no backend knows this URL */
     STORE_SCHEME_SQLITE,      /* "sqlite:PATH" */
-    STORE_SCHEME_POSTGRESQL,  /* "postgresql://..." or "postgres://..." (no backend yet) */
+    STORE_SCHEME_POSTGRESQL,  /* "postgresql://..." or "postgres://..." */
 };
 
 /* The scheme of url, and in *rest (when not NULL; borrowed from url) what the
@@ -428,5 +431,17 @@ enum store_scheme store_url_scheme(const char *url, const char **rest);
  * PostgreSQL URL), the inverse of store_url_scheme. Returns 0, or -1 when
  * scheme is unknown or the URL does not fit (out is then empty). */
 int store_url_make(enum store_scheme scheme, const char *rest, char *out, size_t len);
+
+/* Checks url without opening it: 0, or -1 with err[err_len] saying what
+ * follows "store.url " in a message (a PostgreSQL URI that holds a password is
+ * refused; the message never repeats it). Any thread. */
+int store_url_check(const char *url, char *err, size_t err_len);
+
+/* Connects to the store at opts->url (with opts->password) without migrating
+ * and reports the schema version the database holds in *version (0: none yet)
+ * and this build's in *build. Returns 1 when done, 0 when the backend has no
+ * such report (SQLite), or -1 with err set (cannot connect). */
+int store_schema_info(const struct store_options *opts, int *version, int *build, char *err,
+                      size_t err_len);
 
 #endif

@@ -2,7 +2,7 @@
  * store_int.h: the store's backend interface, private to the files under
  * src/store/ (nothing outside the store includes it). A backend is one const
  * table of callbacks, struct store_backend_ops, exported under one name
- * (store_sqlite_backend) and found by URL scheme in one place,
+ * (store_sqlite_backend, store_pg_backend) and found by URL scheme in one place,
  * store_backend_for_url in store.c. store.c (queue, group commit, syncer,
  * mirror and retention) reaches a backend only through this table; a backend
  * never sees struct store. The way PostgreSQL's tableam.h and curl's
@@ -18,7 +18,7 @@
 
 /* The version of struct store_backend_ops below. A table states the version
  * it was written against; store_open refuses any other. */
-#define STORE_BACKEND_OPS_VERSION 1
+#define STORE_BACKEND_OPS_VERSION 2
 
 /* write_batch: the transaction committed and wrote nothing (no sync needed). */
 #define STORE_BATCH_CLEAN 1
@@ -31,7 +31,7 @@ struct store_backend {
 
 struct store_backend_ops {
     int version;      /* STORE_BACKEND_OPS_VERSION */
-    const char *name; /* "sqlite": for messages */
+    const char *name; /* "sqlite", "postgresql": for messages */
 
     /* ---- capabilities ---- */
 
@@ -52,6 +52,16 @@ struct store_backend_ops {
     /* Frees everything be holds; the writer and syncer threads are stopped
      * before. NULL is a no-op. */
     void (*close)(struct store_backend *be);
+    /* Checks rest (as open gets it) without connecting: 0, or -1 with err set
+     * to what follows "store.url " in a message (never echoing a secret). NULL:
+     * every rest the scheme's prefix admits is fine. */
+    int (*check_url)(const char *rest, char *err, size_t err_len);
+    /* Connects without migrating and reports the schema version the database
+     * holds (0: none yet) and the one this build writes. Returns 0, or -1 with
+     * err set. NULL when the backend has no such report (SQLite: `hookline
+     * version` names its schema). */
+    int (*schema_info)(const char *rest, const struct store_options *opts, int *version, int *build,
+                       char *err, size_t err_len);
 
     /* ---- writes (the store's writer thread only) ---- */
 
@@ -99,6 +109,7 @@ void store_op_reset(struct store_op *op);
 
 /* The backends of this build, one const table each. */
 extern const struct store_backend_ops store_sqlite_backend;
+extern const struct store_backend_ops store_pg_backend;
 
 /* The backend of url's scheme, with *rest set as store_url_scheme does; NULL
  * when no backend of this build serves the scheme. store.c, the one place

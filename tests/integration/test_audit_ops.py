@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sqlite3
 import time
 import unittest
 
@@ -57,11 +56,16 @@ class AuditOpsTest(unittest.TestCase):
         self.assertEqual(srv.stop(), 0)
         # age the first four records past the 30-day retention (record and column alike:
         # a column that no longer matches its record stops a reading of the whole trail)
-        db = sqlite3.connect(srv.db_path, isolation_level=None)
-        db.execute("UPDATE audit SET time = '2020-01-01T00:00:00.000Z', "
-                   "record = json_set(record, '$.time', '2020-01-01T00:00:00.000Z') "
-                   "WHERE seq <= 4")
-        db.close()
+        # (the record's "time" member edited in place, as SQLite's json_set would: the
+        # record is compact JSON with sorted keys, so its text stays canonical)
+        old = "2020-01-01T00:00:00.000Z"
+        aged = srv.query("SELECT seq, record FROM audit WHERE seq <= 4 ORDER BY seq")
+        self.assertEqual([seq for seq, _ in aged], [1, 2, 3, 4])
+        for seq, record in aged:
+            needle = '"time":' + json.dumps(json.loads(record)["time"])
+            self.assertEqual(record.count(needle), 1, record)
+            srv.execute("UPDATE audit SET time = ?, record = ? WHERE seq = ?",
+                        (old, record.replace(needle, '"time":"%s"' % old), seq))
         srv.start()
         recs = srv.wait_audit(lambda rs: any(r["kind"] == "audit.pruned" for r in rs))
         pruned = [r for r in recs if r["kind"] == "audit.pruned"][0]
@@ -74,10 +78,8 @@ class AuditOpsTest(unittest.TestCase):
         self.assertIn("pruned by retention", v.stdout)
         self.assertEqual(srv.stop(), 0)
         # tampering after the checkpoint is still caught, naming the record
-        db = sqlite3.connect(srv.db_path, isolation_level=None)
-        db.execute("UPDATE audit SET record = replace(record, '\"bytes\":', '\"bytes\":1') "
-                   "WHERE seq = 6")
-        db.close()
+        srv.execute("UPDATE audit SET record = replace(record, '\"bytes\":', '\"bytes\":1') "
+                    "WHERE seq = 6")
         v = srv.cli("audit", "verify", "-c", srv.config_path)
         self.assertEqual(v.returncode, 1)
         self.assertIn("seq 6", v.stderr)
@@ -86,7 +88,7 @@ class AuditOpsTest(unittest.TestCase):
         srv = start_server(self, self.config())
         post_n(srv, 5)
         self.assertEqual(srv.stop(), 0)
-        db = sqlite3.connect(srv.db_path, isolation_level=None)
+        db = srv.db(write=True)
         rows = db.execute("SELECT seq, record FROM audit ORDER BY seq").fetchall()
         # make room after seq 3 and insert a forged record that copies seq 3's links
         for seq, _ in reversed(rows):
@@ -129,7 +131,7 @@ class AuditOpsTest(unittest.TestCase):
         for column, value in (("did", DID_B), ("job_id", 2), ("kind", "job.done"),
                               ("number", "4371234567"), ("time", "2020-01-01T00:00:00.000Z")):
             with self.subTest(column=column):
-                db = sqlite3.connect(srv.db_path, isolation_level=None)
+                db = srv.db(write=True)
                 (original,), = db.execute("SELECT %s FROM audit WHERE seq = ?" % column,
                                           (seq,)).fetchall()
                 db.execute("UPDATE audit SET %s = ? WHERE seq = ?" % column, (value, seq))
@@ -143,7 +145,7 @@ class AuditOpsTest(unittest.TestCase):
                 self.assertRegex(v.stderr, r"\bseq %d\b" % seq)
                 self.assertIn("'%s'" % column, v.stderr)
                 self.assertEqual(len(v.stderr.strip().splitlines()), 1, v.stderr)
-                db = sqlite3.connect(srv.db_path, isolation_level=None)
+                db = srv.db(write=True)
                 db.execute("UPDATE audit SET %s = ? WHERE seq = ?" % column, (original, seq))
                 db.close()
                 v = srv.cli("audit", "verify", "-c", srv.config_path)

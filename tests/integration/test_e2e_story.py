@@ -1,14 +1,14 @@
 """End to end with the real binary and didww-sim: signed webhooks, a rule, PATCHes to the
 simulator, a retry after a 503, a job that DIDWW refuses (dead), a rule reload through the
 admin API. Then the audit tells that DID's whole story in order, the chain verifies, and
-no secret (API key, webhook token, admin token) appears in the audit output, the JSONL
-mirror, the logs, the metrics or any HTTP answer.
+no secret (API key, webhook token, admin token; on PostgreSQL runs the store's password)
+appears in the audit output, the JSONL mirror, the logs, the metrics or any HTTP answer.
 """
 import json
 import os
 import unittest
 
-from hookline_harness import HooklineServer
+from hookline_harness import HooklineServer, store_secrets
 from sim_harness import (DID_A, DID_A_NUMBER, DID_B, DID_B_NUMBER, TRUNK_OFFICE, TRUNK_VIP,
                          UNKNOWN_UUID, deadline_poll, start_sim)
 
@@ -239,6 +239,11 @@ class StoryTest(unittest.TestCase):
                                ("metrics", metrics), ("answers", answers),
                                ("sim request log", sim_log)):
                 self.assertNotIn(secret, text, "%s leaks into %s" % (secret[:8], name))
+        for secret in store_secrets():  # PostgreSQL runs: the store's password (never shown)
+            for name, text in (("audit json", audit_json), ("audit table", audit_table),
+                               ("mirror", mirror), ("log", srv.log_text()),
+                               ("metrics", metrics), ("answers", answers)):
+                self.assertFalse(secret in text, "the store password leaks into %s" % name)
 
 
 if __name__ == "__main__":

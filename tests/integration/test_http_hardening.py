@@ -15,7 +15,7 @@ import threading
 import time
 import unittest
 
-from hookline_harness import make_tmpdir, start_server
+from hookline_harness import make_tmpdir, sqlite_only, start_server
 
 TOKEN = "hardening-token-5c1d0e9a7b"
 HEAD_MS = 1500
@@ -395,6 +395,8 @@ class LogFloodTest(HardeningBase):
         self.assertEqual(self.srv.get("/healthz").status, 200)
 
 
+@sqlite_only("fills a 3 MiB tmpfs holding the SQLite file; the PostgreSQL server's disk is "
+             "not the test's to fill")
 @unittest.skipUnless(os.geteuid() == 0, "mounting a tmpfs needs root (CI runs as root)")
 class FullDiskTest(unittest.TestCase):
     def test_full_disk_answers_503_keeps_every_202_and_logs_little(self):

@@ -75,7 +75,7 @@ class SendExampleTest(unittest.TestCase):
         cls.sim.start()
 
         cfg = json.loads(json.dumps(cls.conf))
-        cfg["store"] = {"url": "sqlite:events.db"}
+        cfg["store"] = {}  # the harness's store: SQLite in the temp dir, or PostgreSQL
         cfg["didww"]["base_url"] = cls.sim.base_url
         rules = os.path.join(SOURCE_DIR, "conf", cfg["rules"]["script"])
         cfg["rules"]["script"] = rules
