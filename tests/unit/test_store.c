@@ -1372,7 +1372,7 @@ static void test_store_urls(void **state)
 /* A URL no backend of this build serves is refused at open. */
 static void test_open_refuses_unserved_scheme(void **state)
 {
-    const char *urls[] = {"postgresql://localhost/hookline", "mysql://localhost/h", "var/h.db"};
+    const char *urls[] = {"mysql://localhost/h", "redis://127.0.0.1/0", "var/h.db"};
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         struct store_options o = {.url = urls[i]};
         struct store *st = NULL;
