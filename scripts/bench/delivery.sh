@@ -18,7 +18,10 @@
 #
 # Environment: LATENCY_MS [20], RATE_LIMIT [20], WORKERS [4] (delivery.workers),
 #   IDLE_N [200] (webhooks per (c) run), A_SKIP_NOOP [false] (false|true|both:
-#   skip_noop of the (a) run(s); true doubles its requests and ~30 s more each).
+#   skip_noop of the (a) run(s); true doubles its requests and ~30 s more each),
+#   STORE [sqlite]: `pg` runs every scenario on a PostgreSQL store: a server of its own
+#   (scripts/pg.sh start in the temp dir, stopped on exit), a fresh database per run,
+#   the job states read through psql; the same figures and targets.
 # Exit: 0 when every run completed and its checks passed (a figure below target is
 #   marked BELOW TARGET; it is a measurement, not a gate), 1 on a build or setup
 #   error or a failed check. ~85 s with the defaults.
@@ -33,6 +36,7 @@ RATE_LIMIT=${RATE_LIMIT:-20}
 WORKERS=${WORKERS:-4}
 IDLE_N=${IDLE_N:-200}
 A_SKIP_NOOP=${A_SKIP_NOOP:-false}
+STORE=${STORE:-sqlite}
 
 die() {
     echo "delivery.sh: $*" >&2
@@ -48,6 +52,7 @@ if ! [[ $WORKERS =~ ^[1-9][0-9]?$ ]] || ((WORKERS > 64)); then
 fi
 [[ $IDLE_N =~ ^[1-9][0-9]*$ ]] || die "IDLE_N must be a positive integer (got '$IDLE_N')"
 [[ $A_SKIP_NOOP =~ ^(false|true|both)$ ]] || die "A_SKIP_NOOP must be false, true or both"
+[[ $STORE == sqlite || $STORE == pg ]] || die "STORE must be sqlite or pg (got '$STORE')"
 for tool in cmake python3; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
 done
@@ -57,6 +62,7 @@ done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hookline-delivery-bench.XXXXXX")
 DRIVER_PID=""
+PG_DIR="" # set while our PostgreSQL (scripts/pg.sh) may run
 # The driver stops the processes it started (try/finally, also on SIGINT/SIGTERM);
 # this stops the driver and removes the databases, configs and logs.
 # shellcheck disable=SC2317 # invoked by the EXIT trap
@@ -66,6 +72,9 @@ cleanup() {
     if [[ -n $DRIVER_PID ]] && kill -0 "$DRIVER_PID" 2>/dev/null; then
         kill -TERM "$DRIVER_PID" 2>/dev/null || true
         wait "$DRIVER_PID" 2>/dev/null || true # bounded: the driver's stops time out
+    fi
+    if [[ -n $PG_DIR ]]; then # after the driver: hookline is stopped by then
+        "$REPO/scripts/pg.sh" stop "$PG_DIR" >&2 || echo "delivery.sh: stopping PostgreSQL failed" >&2
     fi
     rm -rf "$TMP"
     exit "$rc"
@@ -81,12 +90,25 @@ if ! cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$TMP/build
     die "build failed"
 fi
 
+store_args=()
+if [[ $STORE == pg ]]; then
+    # As root, pg.sh runs the server as `postgres`, which must traverse $TMP.
+    if [[ $(id -u) == 0 ]]; then chmod 711 "$TMP"; fi
+    PG_DIR="$TMP/pg"
+    pg_env=$("$REPO/scripts/pg.sh" start "$PG_DIR") || die "scripts/pg.sh start failed"
+    pg_url=$(sed -n 's/^HOOKLINE_TEST_PG_URL=//p' <<<"$pg_env")
+    pg_passfile=$(sed -n 's/^HOOKLINE_TEST_PG_PASSFILE=//p' <<<"$pg_env")
+    [[ -n $pg_url && -f $pg_passfile ]] || die "unexpected output from scripts/pg.sh start"
+    psql_bin=$(command -v psql) || die "psql is required for STORE=pg"
+    store_args=(--store pg --pg-url "$pg_url" --pg-passfile "$pg_passfile" --psql "$psql_bin")
+fi
+
 # In the background so that a signal to this shell runs the trap at once (bash
 # delays traps while a foreground child runs).
 python3 "$SCRIPT_DIR/delivery_bench.py" --hookline "$BUILD/hookline" --sim "$BUILD/didww-sim" \
     --rule "$SCRIPT_DIR/delivery_rule.lua" --workdir "$TMP" --latency-ms "$LATENCY_MS" \
     --rate-limit "$RATE_LIMIT" --workers "$WORKERS" --idle-n "$IDLE_N" \
-    --a-skip-noop "$A_SKIP_NOOP" &
+    --a-skip-noop "$A_SKIP_NOOP" "${store_args[@]}" &
 DRIVER_PID=$!
 rc=0
 wait "$DRIVER_PID" || rc=$?

@@ -20,6 +20,11 @@ A backlog is "queued at once" like this: hookline first runs without didww.api_k
 stopped (SIGTERM) and restarted on the same database with the key; the measurement
 runs until hookline_queue_depth is 0.
 
+With --store pg (delivery.sh STORE=pg) every run gets a fresh database on the
+PostgreSQL server of --pg-url (created here, superuser password read from
+--pg-passfile, handed to hookline as store.password file:... and to psql through its
+environment, never printed); the job states are read through psql.
+
 Every wait is bounded; every process started here is stopped in a finally block.
 Exit: 0 when all runs completed and their checks passed (figures below target are
 marked BELOW TARGET), 1 on an error or a failed check.
@@ -36,9 +41,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 
 START_TIMEOUT_S = 15.0
+PSQL_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 HTTP_TIMEOUT_S = 10.0
 
@@ -180,6 +187,46 @@ class Bench:
         self.dids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(300)]
         self.sim = None
         self.sim_port = None
+        self.pg = None
+        if args.store == "pg":
+            u = urllib.parse.urlsplit(args.pg_url)
+            if u.scheme != "postgresql" or not u.hostname or not u.port or not u.username:
+                raise BenchError("--pg-url must look like postgresql://USER@HOST:PORT/DB")
+            with open(args.pg_passfile) as f:
+                pw = f.read().strip()
+            self.pg = {"host": u.hostname, "port": u.port, "user": u.username,
+                       "env": dict(self.env, PGPASSWORD=pw, PGCONNECT_TIMEOUT="5",
+                                   PGOPTIONS="-c statement_timeout=30000")}
+            del self.pg["env"]["BENCH_TOKEN"], self.pg["env"]["BENCH_DIDWW_KEY"]
+
+    # ---- PostgreSQL (--store pg)
+    def psql(self, db, sql):
+        argv = [self.a.psql, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", self.pg["host"],
+                "-p", str(self.pg["port"]), "-U", self.pg["user"], "-d", db, "-c", sql]
+        try:
+            r = subprocess.run(argv, env=self.pg["env"], stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, timeout=PSQL_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise BenchError("psql on %s did not finish within %.0f s" % (db, PSQL_TIMEOUT_S))
+        if r.returncode != 0:
+            raise BenchError("psql on %s failed: %s" % (db, r.stderr.strip()[-500:]))
+        return r.stdout
+
+    def new_db(self, name):
+        """A fresh store for one run: a SQLite path, or a new PostgreSQL database's name."""
+        if self.pg is None:
+            return os.path.join(self.work, name + ".db")
+        db = "bench_" + name.replace("-", "_")
+        self.psql("postgres", "DROP DATABASE IF EXISTS %s; " % db)
+        self.psql("postgres", "CREATE DATABASE %s;" % db)
+        return db
+
+    def store_url(self, db):
+        if self.pg is None:
+            return {"url": "sqlite:" + db}
+        return {"url": "postgresql://%s@%s:%d/%s" % (self.pg["user"], self.pg["host"],
+                                                     self.pg["port"], db),
+                "password": "file:" + self.a.pg_passfile}
 
     # ---- simulator
     def write_state(self):
@@ -227,7 +274,7 @@ class Bench:
             didww["api_key"] = "env:BENCH_DIDWW_KEY"
         cfg = {
             "listen": {"host": "127.0.0.1", "port": 0},
-            "store": {"url": "sqlite:" + db},
+            "store": self.store_url(db),
             "didww": didww,
             "delivery": {"workers": self.a.workers, "skip_noop": skip_noop},
             "rules": {"script": self.a.rule},
@@ -301,8 +348,10 @@ class Bench:
         if errors:
             raise BenchError("posting webhooks: %s" % errors[0])
 
-    @staticmethod
-    def job_states(db):
+    def job_states(self, db):
+        if self.pg is not None:
+            out = self.psql(db, "SELECT state, count(*) FROM jobs GROUP BY state")
+            return {st: int(n) for st, n in (ln.split("|") for ln in out.split())}
         c = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
         try:
             return dict(c.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
@@ -323,7 +372,7 @@ class Bench:
         """Queues the streams' webhooks with delivery off, then delivers them.
         Returns (seconds from the restart to an empty queue, job states, CPU cores the
         delivering hookline used meanwhile)."""
-        db = os.path.join(self.work, name + ".db")
+        db = self.new_db(name)
         p, port = self.start_hookline(name + "-queue", self.config(name + "-queue", db, False,
                                                                     skip_noop))
         self.post_streams(port, streams)
@@ -356,7 +405,7 @@ class Bench:
 
     def live(self, name, streams, skip_noop, timeout_s):
         """Posts the streams to a delivering hookline; waits for an empty queue."""
-        db = os.path.join(self.work, name + ".db")
+        db = self.new_db(name)
         self.sim_reset()
         p, port = self.start_hookline(name, self.config(name, db, True, skip_noop))
         t0 = time.monotonic()
@@ -463,7 +512,7 @@ class Bench:
     # ---- (c)
     def run_c(self, skip_noop):
         name = "c-skip%s" % ("1" if skip_noop else "0")
-        db = os.path.join(self.work, name + ".db")
+        db = self.new_db(name)
         p, port = self.start_hookline(name, self.config(name, db, True, skip_noop))
         n = self.a.idle_n
         # Spacing keeps hookline's own limiter out of the way: at most
@@ -555,7 +604,15 @@ def main():
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--idle-n", type=int, default=200)
     ap.add_argument("--a-skip-noop", choices=["false", "true", "both"], default="false")
+    ap.add_argument("--store", choices=["sqlite", "pg"], default="sqlite")
+    ap.add_argument("--pg-url", help="postgresql://USER@127.0.0.1:PORT/DB of a superuser")
+    ap.add_argument("--pg-passfile", help="file holding that user's password")
+    ap.add_argument("--psql", default="psql")
     a = ap.parse_args()
+    if a.store == "pg" and not (a.pg_url and a.pg_passfile):
+        ap.error("--store pg needs --pg-url and --pg-passfile")
+    if a.pg_passfile:
+        a.pg_passfile = os.path.abspath(a.pg_passfile)
     for k in ("hookline", "sim", "rule", "workdir"):  # the children run in workdir
         setattr(a, k, os.path.abspath(getattr(a, k)))
 
@@ -572,8 +629,9 @@ def main():
         b = Bench(a, procs)
         b.start_sim()
         log("delivery benchmark: didww-sim --latency-ms %d --rate-limit %d, "
-            "didww.rate_limit_per_s %d, delivery.workers %d, %d CPUs, 127.0.0.1 only" % (
-                lat, a.rate_limit, a.rate_limit, a.workers, os.cpu_count() or 0))
+            "didww.rate_limit_per_s %d, delivery.workers %d, %d CPUs, 127.0.0.1 only%s" % (
+                lat, a.rate_limit, a.rate_limit, a.workers, os.cpu_count() or 0,
+                ", store PostgreSQL" if a.store == "pg" else ""))
 
         a_runs = []
         for sn in {"false": [False], "true": [True], "both": [False, True]}[a.a_skip_noop]:
@@ -630,7 +688,8 @@ def main():
             return "" if ok else ": BELOW TARGET"
 
         log("")
-        log("==== delivery benchmark summary ====")
+        log("==== delivery benchmark summary%s ====" % (
+            " (PostgreSQL store)" if a.store == "pg" else ""))
         for r in a_runs:
             ok = r["ratio"] >= 0.95 and r["n429"] == 0
             log("(a) backlog 600 jobs / 300 DIDs%s: %.1f req/s achieved = %.2f of limit %d "

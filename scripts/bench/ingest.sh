@@ -16,7 +16,12 @@
 #   the generated config, e.g. '{"audit": {"jsonl_path": "audit.jsonl"}}';
 #   relative paths land in the run's temp dir); AUDIT_RUN [1]: after the plain run,
 #   run everything again with the audit JSONL mirror on (0 skips it);
-#   FLOOR_RUN [1]: 0 skips the durable floor (and its ratio).
+#   FLOOR_RUN [1]: 0 skips the durable floor (and its ratio);
+#   STORE [sqlite]: `pg` also runs hookline on a PostgreSQL store in the same invocation
+#   (a server of its own, `scripts/pg.sh start` in the temp dir, stopped on exit; a
+#   fresh database; the same wrk load right after the SQLite run) and prints
+#   `ratio pg/sqlite` (issue 12's target >= 0.35) with the same checks, the rows
+#   counted through psql.
 # Exit: 0 ok (even below the ratio targets: the figures are printed), 1 a failed
 #   check or a setup error. Checks: every 202 counted by hookline is a row in the
 #   events table; rows exceed the 202s by at most CONNECTIONS (events in flight
@@ -35,7 +40,9 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-50}
 THREADS=${THREADS:-2}
 FLOOR_RUN=${FLOOR_RUN:-1}
+STORE=${STORE:-sqlite}
 TARGET_RATIO=0.5
+TARGET_PG_RATIO=0.35 # issue 12: PostgreSQL ingest against SQLite ingest, same run
 PORT_WAIT_S=15     # bounded wait for a server to listen
 SETTLE_WAIT_S=15   # bounded wait for hookline's counters to settle after wrk
 STOP_WAIT_S=10     # bounded wait for a server to exit after SIGTERM
@@ -50,6 +57,7 @@ die() {
 [[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a positive integer"
 ((THREADS <= CONNECTIONS)) || die "THREADS ($THREADS) must not exceed CONNECTIONS ($CONNECTIONS)"
 [[ $FLOOR_RUN == 0 || $FLOOR_RUN == 1 ]] || die "FLOOR_RUN must be 0 or 1"
+[[ $STORE == sqlite || $STORE == pg ]] || die "STORE must be sqlite or pg (got '$STORE')"
 for tool in wrk cc pkg-config curl python3; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required (wrk: apt-get install -y wrk)"
 done
@@ -57,6 +65,7 @@ done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hookline-bench.XXXXXX")
 PIDS=()
+PG_DIR=""  # set while our PostgreSQL (scripts/pg.sh) may run
 
 # Sends SIGTERM to one process we started, waits a bounded time, then SIGKILL.
 stop_pid() {
@@ -80,6 +89,9 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         stop_pid "$pid"
     done
+    if [[ -n $PG_DIR ]]; then
+        "$REPO/scripts/pg.sh" stop "$PG_DIR" >&2 || echo "ingest.sh: stopping PostgreSQL failed" >&2
+    fi
     rm -rf "$TMP"
     exit "$rc"
 }
@@ -195,6 +207,42 @@ wrk_errors() {
     printf '%s' "$errs"
 }
 
+# pg_psql DB SQL: runs SQL on our PostgreSQL as its superuser (the password from the
+# file pg.sh wrote, through the environment: never on a command line or printed); bounded.
+pg_psql() {
+    PGPASSWORD=$(cat "$PG_PASSFILE") PGCONNECT_TIMEOUT=5 PGOPTIONS='-c statement_timeout=60000' \
+        timeout 90 psql -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U hookline \
+        -d "$1" -c "$2"
+}
+
+# CPU seconds (user+system) our PostgreSQL has used so far: the postmaster, its
+# children that exited (cutime/cstime) and the live ones (backends, WAL writer, ...).
+pg_cpu_s() {
+    local pm
+    pm=$(head -n 1 "$PG_DIR/data/postmaster.pid" 2>/dev/null) || { echo 0; return; }
+    [[ $pm =~ ^[0-9]+$ ]] || { echo 0; return; }
+    python3 - "$pm" <<'EOF'
+import os, sys
+
+pm = sys.argv[1]
+tck = os.sysconf("SC_CLK_TCK")
+total = 0
+for pid in os.listdir("/proc"):
+    if not pid.isdigit():
+        continue
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        continue
+    if pid == pm:  # fields after "(comm)": state ppid ... utime(12) stime(13) cutime cstime
+        total += sum(int(x) for x in fields[11:15])
+    elif fields[1] == pm:
+        total += int(fields[11]) + int(fields[12])
+print("%.3f" % (total / tck))
+EOF
+}
+
 # ---------------------------------------------------------------- build
 if [[ ! -x $HOOKLINE ]]; then
     echo "building hookline in $REPO/build ..."
@@ -212,6 +260,24 @@ if [[ $FLOOR_RUN == 1 ]]; then
     # shellcheck disable=SC2086 # the flags are a word list
     cc -std=c11 -O2 -Wall -pthread -o "$TMP/durable_floor" "$SCRIPT_DIR/durable_floor.c" \
         $mhd_flags || die "compiling durable_floor.c failed"
+fi
+
+# ---------------------------------------------------------------- PostgreSQL
+# Started before any measurement (initdb's writes are done by then), idle until
+# hookline's PostgreSQL run; stopped by the EXIT trap.
+if [[ $STORE == pg ]]; then
+    # As root, pg.sh runs the server as `postgres`, which must traverse $TMP.
+    if [[ $(id -u) == 0 ]]; then chmod 711 "$TMP"; fi
+    PG_DIR="$TMP/pg"
+    pg_env=$("$REPO/scripts/pg.sh" start "$PG_DIR") || die "scripts/pg.sh start failed"
+    PG_URL=$(sed -n 's/^HOOKLINE_TEST_PG_URL=//p' <<<"$pg_env")
+    PG_PASSFILE=$(sed -n 's/^HOOKLINE_TEST_PG_PASSFILE=//p' <<<"$pg_env")
+    PG_PORT=$(sed -n 's|^postgresql://[^@]*@127\.0\.0\.1:\([0-9]*\)/.*|\1|p' <<<"$PG_URL")
+    [[ -n $PG_PORT && -f $PG_PASSFILE ]] || die "unexpected output from scripts/pg.sh start"
+    command -v psql >/dev/null 2>&1 || die "psql is required for STORE=pg"
+    PG_DB=hookline_bench
+    pg_psql postgres "CREATE DATABASE $PG_DB;" || die "cannot create database $PG_DB"
+    PG_URL="postgresql://hookline@127.0.0.1:$PG_PORT/$PG_DB"
 fi
 
 BENCH_TOKEN=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
@@ -267,21 +333,29 @@ if [[ $FLOOR_RUN == 1 ]]; then
 fi
 
 # ---------------------------------------------------------------- hookline
-DB="$TMP/bench.db"
-CONFIG="$TMP/hookline.json"
-# The "listening" line (with the port chosen for "port": 0) is logged at info;
-# hookline logs nothing per request at info, so this costs nothing in the run.
-python3 - "$CONFIG" "$DB" <<'EOF' || die "cannot write the config (bad HOOKLINE_BENCH_EXTRA_CONFIG?)"
+# run_hookline NAME STORE_URL [PASSWORD_REF]: writes $TMP/NAME.json (store.url STORE_URL,
+# store.password PASSWORD_REF when given), checks it, serves it, runs wrk against it
+# ($TMP/NAME.wrk, .cpu, .err), waits for the counters to settle and counts the events
+# (SQLite: the file; PostgreSQL: through psql). Sets R_ACCEPTED, R_ROWS, R_OTHER,
+# R_COMMITS, R_OPS and R_DBCPU (CPU seconds PostgreSQL used during the wrk run; 0 on SQLite).
+run_hookline() {
+    local name=$1 url=$2 pwref=${3:-} config="$TMP/$1.json" line port hl_pid prev i m queued
+    local db_cpu0=0 db_cpu1=0
+    # The "listening" line (with the port chosen for "port": 0) is logged at info;
+    # hookline logs nothing per request at info, so this costs nothing in the run.
+    python3 - "$config" "$url" "$pwref" <<'EOF' || die "cannot write the config (bad HOOKLINE_BENCH_EXTRA_CONFIG?)"
 import json, os, sys
 
-path, db = sys.argv[1], sys.argv[2]
+path, url, pwref = sys.argv[1], sys.argv[2], sys.argv[3]
 cfg = {
     "listen": {"host": "127.0.0.1", "port": 0},
     "sources": {"bench": {"verify": {"scheme": "token", "header": "Authorization",
                                      "prefix": "Bearer ", "secret": "env:BENCH_TOKEN"}}},
-    "store": {"url": "sqlite:" + db},
+    "store": {"url": url},
     "log": {"level": "info"},
 }
+if pwref:
+    cfg["store"]["password"] = pwref
 
 def merge(dst, src):
     for k, v in src.items():
@@ -301,58 +375,77 @@ if extra:
     merge(cfg, e)
     # The benchmark relies on these; an override would make it measure nothing.
     cfg["listen"]["host"] = "127.0.0.1"
+    cfg["store"]["url"] = url
 with open(path, "w") as f:
     json.dump(cfg, f, indent=2)
 EOF
+    "$HOOKLINE" check -c "$config" >"$TMP/$name.check.log" 2>&1 || {
+        cat "$TMP/$name.check.log" >&2
+        die "hookline check rejected the generated config ($name)"
+    }
+
+    (cd "$TMP" && exec "$HOOKLINE" serve -c "$config") >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    hl_pid=$!
+    PIDS+=("$hl_pid")
+    line=$(wait_for_line "$hl_pid" "$TMP/$name.err" '"msg":"listening"') || {
+        cat "$TMP/$name.err" >&2
+        die "hookline ($name) did not listen within ${PORT_WAIT_S}s"
+    }
+    port=$(sed -n 's/.*"port":"\([0-9]*\)".*/\1/p' <<<"$line")
+    [[ -n $port ]] || die "no port in hookline's listening line: $line"
+    curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:$port/healthz" ||
+        die "hookline ($name) /healthz fails"
+    [[ $url != postgresql:* ]] || db_cpu0=$(pg_cpu_s)
+    run_wrk "$name" "http://127.0.0.1:$port/hooks/bench" "$hl_pid"
+    [[ $url != postgresql:* ]] || db_cpu1=$(pg_cpu_s)
+    R_DBCPU=$(awk -v a="$db_cpu0" -v b="$db_cpu1" 'BEGIN { printf "%.3f\n", b - a }')
+
+    # Wait until the counters stop moving (in-flight group commits finish).
+    prev=-1
+    R_ACCEPTED=0
+    for ((i = 0; i < SETTLE_WAIT_S * 4; i++)); do
+        m=$(fetch_metrics "$port") || die "GET /metrics failed"
+        R_ACCEPTED=$(metrics_value "$m" "$S_ACC")
+        queued=$(metrics_value "$m" hookline_store_write_queue)
+        if [[ $R_ACCEPTED == "$prev" && $queued == 0 ]]; then
+            break
+        fi
+        prev=$R_ACCEPTED
+        sleep 0.25
+    done
+    if [[ $url == postgresql:* ]]; then
+        R_ROWS=$(pg_psql "$PG_DB" 'SELECT count(*) FROM events;') ||
+            die "counting the events in PostgreSQL failed"
+    elif command -v sqlite3 >/dev/null 2>&1; then
+        R_ROWS=$(sqlite3 -readonly "$DB" 'SELECT count(*) FROM events;')
+    else
+        R_ROWS=$(python3 -c 'import sqlite3, sys
+c = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+print(c.execute("SELECT count(*) FROM events").fetchone()[0])' "$DB")
+    fi
+    R_OTHER=$(awk '/^hookline_events_received_total\{/ && $1 !~ /status="accepted"/ && $2 != 0' <<<"$m")
+    R_COMMITS=$(metrics_value "$m" 'hookline_store_commits_total{result="ok"}')
+    R_OPS=$(metrics_value "$m" hookline_store_committed_operations_total)
+    stop_pid "$hl_pid"
+    PIDS=()
+    if grep -q '"level":"\(warn\|error\)"' "$TMP/$name.err"; then
+        echo "---- $name warnings/errors (first 10) ----"
+        grep '"level":"\(warn\|error\)"' "$TMP/$name.err" | head -n 10
+    fi
+}
+
+S_ACC='hookline_events_received_total{source="bench",status="accepted"}'
+DB="$TMP/bench.db"
 if [[ -n ${HOOKLINE_BENCH_EXTRA_CONFIG:-} ]]; then
     echo "extra config: $HOOKLINE_BENCH_EXTRA_CONFIG"
 fi
-"$HOOKLINE" check -c "$CONFIG" >"$TMP/check.log" 2>&1 || {
-    cat "$TMP/check.log" >&2
-    die "hookline check rejected the generated config"
-}
-
-(cd "$TMP" && exec "$HOOKLINE" serve -c "$CONFIG") >"$TMP/hookline.out" 2>"$TMP/hookline.err" &
-HL_PID=$!
-PIDS+=("$HL_PID")
-line=$(wait_for_line "$HL_PID" "$TMP/hookline.err" '"msg":"listening"') || {
-    cat "$TMP/hookline.err" >&2
-    die "hookline did not listen within ${PORT_WAIT_S}s"
-}
-HL_PORT=$(sed -n 's/.*"port":"\([0-9]*\)".*/\1/p' <<<"$line")
-[[ -n $HL_PORT ]] || die "no port in hookline's listening line: $line"
-curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:$HL_PORT/healthz" || die "hookline /healthz fails"
-run_wrk hookline "http://127.0.0.1:$HL_PORT/hooks/bench" "$HL_PID"
-
-# Wait until the counters stop moving (in-flight group commits finish).
-S_ACC='hookline_events_received_total{source="bench",status="accepted"}'
-prev=-1
-accepted=0
-for ((i = 0; i < SETTLE_WAIT_S * 4; i++)); do
-    m=$(fetch_metrics "$HL_PORT") || die "GET /metrics failed"
-    accepted=$(metrics_value "$m" "$S_ACC")
-    queued=$(metrics_value "$m" hookline_store_write_queue)
-    if [[ $accepted == "$prev" && $queued == 0 ]]; then
-        break
-    fi
-    prev=$accepted
-    sleep 0.25
-done
-if command -v sqlite3 >/dev/null 2>&1; then
-    rows=$(sqlite3 -readonly "$DB" 'SELECT count(*) FROM events;')
-else
-    rows=$(python3 -c 'import sqlite3, sys
-c = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
-print(c.execute("SELECT count(*) FROM events").fetchone()[0])' "$DB")
-fi
-other=$(awk '/^hookline_events_received_total\{/ && $1 !~ /status="accepted"/ && $2 != 0' <<<"$m")
-commits=$(metrics_value "$m" 'hookline_store_commits_total{result="ok"}')
-ops=$(metrics_value "$m" hookline_store_committed_operations_total)
-stop_pid "$HL_PID"
-PIDS=()
-if grep -q '"level":"\(warn\|error\)"' "$TMP/hookline.err"; then
-    echo "---- hookline warnings/errors (first 10) ----"
-    grep '"level":"\(warn\|error\)"' "$TMP/hookline.err" | head -n 10
+run_hookline hookline "sqlite:$DB"
+accepted=$R_ACCEPTED rows=$R_ROWS other=$R_OTHER commits=$R_COMMITS ops=$R_OPS
+if [[ $STORE == pg ]]; then
+    rm -f "$DB" "$DB-wal" "$DB-shm" # keep the disk as it was for PostgreSQL
+    run_hookline hookline-pg "$PG_URL" "file:$PG_PASSFILE"
+    pg_accepted=$R_ACCEPTED pg_rows=$R_ROWS pg_other=$R_OTHER pg_commits=$R_COMMITS
+    pg_ops=$R_OPS pg_dbcpu=$R_DBCPU
 fi
 
 # ---------------------------------------------------------------- summary
@@ -367,8 +460,8 @@ run_cpu() {
         printf "%.2f %.2f %.1f %.1f\n", (t > 0 ? w / t : 0), (t > 0 ? s / t : 0),
             (n > 0 ? w * 1e6 / n : 0), (n > 0 ? s * 1e6 / n : 0) }'
 }
-ratio_of() { # ratio_of A B -> A/B with 2 decimals and its target marker
-    awk -v a="$1" -v b="$2" -v t="$TARGET_RATIO" 'BEGIN {
+ratio_of() { # ratio_of A B [TARGET] -> A/B with 2 decimals and its target marker
+    awk -v a="$1" -v b="$2" -v t="${3:-$TARGET_RATIO}" 'BEGIN {
         r = sprintf("%.2f", (b > 0 ? a / b : 0)); printf "%s (target >= %s%s)\n", r, t,
             (r + 0 >= t ? "" : ": BELOW TARGET") }'
 }
@@ -391,6 +484,15 @@ if [[ $FLOOR_RUN == 1 ]]; then
     read -r f_rps f_p50 f_p99 < <(summary_fields floor)
     read -r f_wrk_c f_srv_c f_wrk_us f_srv_us < <(run_cpu floor)
 fi
+if [[ $STORE == pg ]]; then
+    read -r p_rps p_p50 p_p99 < <(summary_fields hookline-pg)
+    read -r p_wrk_c p_srv_c p_wrk_us p_srv_us < <(run_cpu hookline-pg)
+    # PostgreSQL's own CPU during the pg run (its backends do the inserts).
+    read -r p_db_c p_db_us < <(awk -v s="$pg_dbcpu" \
+        -v n="$(result_field "$TMP/hookline-pg.wrk" requests)" \
+        -v d="$(result_field "$TMP/hookline-pg.wrk" duration_us)" 'BEGIN {
+        t = d / 1e6; printf "%.2f %.1f\n", (t > 0 ? s / t : 0), (n > 0 ? s * 1e6 / n : 0) }')
+fi
 
 echo
 echo "==== ingest benchmark summary ===="
@@ -406,9 +508,16 @@ fi
 unanswered=$((rows - accepted))
 printf 'hookline: %s req/s  p50 %s ms  p99 %s ms  (%s)\n' "$h_rps" "$h_p50" "$h_p99" \
     "$(stored_text "$accepted" "$rows" rows)"
+if [[ $STORE == pg ]]; then
+    printf 'pg:       %s req/s  p50 %s ms  p99 %s ms  (%s)\n' "$p_rps" "$p_p50" "$p_p99" \
+        "$(stored_text "$pg_accepted" "$pg_rows" rows)"
+fi
 printf 'ratio:    hookline/baseline %s\n' "$(ratio_of "$h_rps" "$b_rps")"
 if [[ $FLOOR_RUN == 1 ]]; then
     printf 'ratio:    hookline/floor    %s\n' "$(ratio_of "$h_rps" "$f_rps")"
+fi
+if [[ $STORE == pg ]]; then
+    printf 'ratio pg/sqlite: %s\n' "$(ratio_of "$p_rps" "$h_rps" "$TARGET_PG_RATIO")"
 fi
 cpu="cpu:      baseline run: wrk $b_wrk_c + server $b_srv_c cores;"
 cpr="cpu/req:  baseline server $b_srv_us us,"
@@ -420,8 +529,17 @@ if [[ $FLOOR_RUN == 1 ]]; then
 fi
 printf '%s hookline run: wrk %s + server %s cores (of %d)\n' "$cpu" "$h_wrk_c" "$h_srv_c" "$(nproc)"
 printf '%s hookline %s us; wrk %s / %s us\n' "$cpr" "$h_srv_us" "$wrk_us" "$h_wrk_us"
+if [[ $STORE == pg ]]; then
+    printf 'cpu pg:   pg run: wrk %s + hookline %s + postgres %s cores (of %d); per request:' \
+        "$p_wrk_c" "$p_srv_c" "$p_db_c" "$(nproc)"
+    printf ' hookline %s us, postgres %s us, wrk %s us\n' "$p_srv_us" "$p_db_us" "$p_wrk_us"
+fi
 awk -v c="$commits" -v o="$ops" 'BEGIN {
     printf "store:    %d group commits, %.1f events per commit on average\n", c, (c > 0 ? o / c : 0) }'
+if [[ $STORE == pg ]]; then
+    awk -v c="$pg_commits" -v o="$pg_ops" 'BEGIN {
+    printf "store pg: %d group commits, %.1f events per commit on average\n", c, (c > 0 ? o / c : 0) }'
+fi
 if [[ $FLOOR_RUN == 1 ]]; then
     awk -v s="$f_syncs" -v r="$f_records" 'BEGIN {
     printf "floor io: %d fdatasyncs, %.1f records per fdatasync on average\n", s, (s > 0 ? r / s : 0) }'
@@ -452,6 +570,33 @@ if [[ -n $errs ]]; then
     grep -E 'Non-2xx|Socket errors' "$TMP/hookline.wrk" >&2 || true
     fail=1
 fi
+if [[ $STORE == pg ]]; then
+    # The same checks for the PostgreSQL run (rows counted through psql).
+    unanswered=$((pg_rows - pg_accepted))
+    if ((unanswered < 0)); then
+        echo "FAIL: hookline on PostgreSQL counted $pg_accepted x 202 but its events table has" \
+            "only $pg_rows rows: $((-unanswered)) answered events are not stored" >&2
+        fail=1
+    elif ((unanswered > CONNECTIONS)); then
+        echo "FAIL: PostgreSQL's events table has $pg_rows rows, $unanswered more than the" \
+            "$pg_accepted 202s counted; at most $CONNECTIONS can be in flight when wrk stops" >&2
+        fail=1
+    elif ((unanswered > 0)); then
+        echo "note: pg run: $unanswered events were stored but never answered (wrk closed" \
+            "their connections when it stopped)"
+    fi
+    if [[ -n $pg_other ]]; then
+        echo "FAIL: hookline on PostgreSQL answered other than 202 accepted:" >&2
+        printf '  %s\n' "$pg_other" >&2
+        fail=1
+    fi
+    errs=$(wrk_errors hookline-pg)
+    if [[ -n $errs ]]; then
+        echo "FAIL: wrk against hookline on PostgreSQL reported errors:$errs" >&2
+        grep -E 'Non-2xx|Socket errors' "$TMP/hookline-pg.wrk" >&2 || true
+        fail=1
+    fi
+fi
 if [[ $FLOOR_RUN == 1 ]]; then
     f_extra=$((f_records - f_answered))
     if ((f_extra < 0)); then
@@ -480,6 +625,10 @@ fi
 # ratio is again from one invocation) unless this already is that run or AUDIT_RUN=0.
 if [[ $fail == 0 && -z ${HOOKLINE_BENCH_EXTRA_CONFIG:-} && ${AUDIT_RUN:-1} == 1 ]]; then
     echo
+    if [[ -n $PG_DIR ]]; then # the next run starts a PostgreSQL of its own
+        "$REPO/scripts/pg.sh" stop "$PG_DIR" >&2 || die "stopping PostgreSQL failed"
+        PG_DIR=""
+    fi
     echo "==== again with the audit JSONL mirror on (AUDIT_RUN=0 skips this) ===="
     HOOKLINE_BENCH_EXTRA_CONFIG='{"audit": {"jsonl_path": "audit.jsonl"}}' "$0" || fail=1
 fi
