@@ -1369,10 +1369,11 @@ static void test_store_urls(void **state)
     assert_int_equal(store_url_make(STORE_SCHEME_UNKNOWN, "x", out, sizeof out), -1);
 }
 
-/* A URL no backend of this build serves is refused at open. */
+/* A URL no backend of this build serves is refused at open (postgresql:// is
+ * served since the PostgreSQL backend: test_pg covers it). */
 static void test_open_refuses_unserved_scheme(void **state)
 {
-    const char *urls[] = {"postgresql://localhost/hookline", "mysql://localhost/h", "var/h.db"};
+    const char *urls[] = {"mysql://localhost/h", "redis://localhost/0", "var/h.db"};
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         struct store_options o = {.url = urls[i]};
         struct store *st = NULL;
