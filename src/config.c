@@ -552,8 +552,13 @@ static void config_parse_didww(struct config_ctx *ctx, json_t *root)
 
 static void config_parse_delivery(struct config_ctx *ctx, json_t *root)
 {
-    static const char *const keys[] = {"workers",        "max_attempts", "backoff_initial_ms",
-                                       "backoff_max_ms", "skip_noop",    NULL};
+    static const char *const keys[] = {"workers",
+                                       "max_attempts",
+                                       "backoff_initial_ms",
+                                       "backoff_max_ms",
+                                       "skip_noop",
+                                       "idle_poll_ms",
+                                       NULL};
     struct config *cfg = ctx->cfg;
     json_t *s = config_section(ctx, root, "delivery");
     if (s)
@@ -567,6 +572,8 @@ static void config_parse_delivery(struct config_ctx *ctx, json_t *root)
     if (cfg->delivery_backoff_max_ms < cfg->delivery_backoff_initial_ms)
         config_error(ctx, "delivery.backoff_max_ms", "must not be less than backoff_initial_ms");
     cfg->delivery_skip_noop = config_get_bool(ctx, s, "delivery", "skip_noop", true);
+    cfg->delivery_idle_poll_ms =
+        config_get_int32(ctx, s, "delivery", "idle_poll_ms", 200, 50, 60000);
 }
 
 static void config_parse_rules(struct config_ctx *ctx, json_t *root)

@@ -68,6 +68,7 @@ struct config {
     int64_t delivery_backoff_initial_ms;
     int64_t delivery_backoff_max_ms;
     bool delivery_skip_noop;
+    int delivery_idle_poll_ms; /* an idle worker looks for due jobs this often */
 
     char *rules_script; /* absolute; NULL when not configured */
     struct config_data_file *rules_data;

@@ -28,7 +28,7 @@
 #include "metrics.h"
 #include "ratelimit.h"
 
-#define DELIVERY_IDLE_POLL_MS 200
+#define DELIVERY_IDLE_POLL_MS 200 /* delivery.idle_poll_ms unset */
 #define DELIVERY_PAUSE_POLL_MS 500
 #define DELIVERY_CACHE_SIZE 1024
 #define DELIVERY_STOPPED (-2)             /* delivery_send: not sent, the service is stopping */
@@ -701,7 +701,8 @@ static void *delivery_worker_main(void *arg)
         struct store_op_claim *claim = &op.u.claim;
         if (store_submit_wait(d->st, &op) < 0 || claim->result != STORE_CLAIM_CLAIMED) {
             free(claim->jobs);
-            delivery_wait(d, seen, DELIVERY_IDLE_POLL_MS);
+            delivery_wait(d, seen,
+                          d->opts.idle_poll_ms > 0 ? d->opts.idle_poll_ms : DELIVERY_IDLE_POLL_MS);
             continue;
         }
         for (int i = 0; i < claim->n; i++) {

@@ -27,6 +27,7 @@ struct delivery_options {
     int64_t backoff_max_ms;
     bool skip_noop;
     int number_cache_ttl_s; /* 0: 300 */
+    int idle_poll_ms;       /* an idle worker looks for due jobs this often; 0: 200 */
 };
 
 struct delivery;

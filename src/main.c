@@ -314,7 +314,8 @@ static int main_serve(int argc, char **argv)
                                          .max_attempts = cfg->delivery_max_attempts,
                                          .backoff_initial_ms = cfg->delivery_backoff_initial_ms,
                                          .backoff_max_ms = cfg->delivery_backoff_max_ms,
-                                         .skip_noop = cfg->delivery_skip_noop};
+                                         .skip_noop = cfg->delivery_skip_noop,
+                                         .idle_poll_ms = cfg->delivery_idle_poll_ms};
         if (delivery_start(&dopts, st, &delivery, err, sizeof err) < 0) {
             log_write(LOG_ERROR, "cannot start delivery", (const char *[]){"error", err, NULL});
             goto out;

@@ -53,6 +53,7 @@ struct store {
 
     void (*job_listener)(void *ctx); /* set before serving */
     void *job_listener_ctx;
+    bool watching; /* the backend's watch_jobs calls job_listener (opening thread) */
 
     /* The maintenance thread: JSONL mirror and retention. */
     pthread_mutex_t mirror_lock;
@@ -813,10 +814,30 @@ int store_job_transition(struct store *st, int64_t id, const char *state, const 
     return STORE_JOB_MOVED;
 }
 
+/* Stops the backend's watch: once it returns, the backend calls no listener. */
+static void store_unwatch_jobs(struct store *st)
+{
+    if (!st->watching)
+        return;
+    (void)st->be->ops->watch_jobs(st->be, NULL, NULL, NULL, 0);
+    st->watching = false;
+}
+
 void store_set_job_listener(struct store *st, void (*fn)(void *ctx), void *ctx)
 {
+    store_unwatch_jobs(st); /* first: it may be calling the old listener */
     st->job_listener = fn;
     st->job_listener_ctx = ctx;
+    /* A serving store also hears of jobs other processes made claimable, where
+     * the backend can tell (PostgreSQL's LISTEN/NOTIFY); else the poll finds them. */
+    if (!fn || st->opts.read_only || !st->be->ops->watch_jobs)
+        return;
+    char err[200];
+    if (st->be->ops->watch_jobs(st->be, fn, ctx, err, sizeof err) == 0)
+        st->watching = true;
+    else
+        log_write(LOG_WARN, "store: not watching for jobs of other processes, polling",
+                  (const char *[]){"error", err, NULL});
 }
 
 int store_dedupe_stats(struct store *st, struct store_dedupe_stats *out)
@@ -837,7 +858,8 @@ void store_close(struct store *st)
 {
     if (!st)
         return;
-    if (st->have_mirror) { /* first: it may submit; its last run mirrors the tail */
+    store_unwatch_jobs(st); /* before the backend closes: it calls the listener */
+    if (st->have_mirror) {  /* it may submit; its last run mirrors the tail */
         atomic_store_explicit(&st->mirror_wanted, false, memory_order_release);
         pthread_mutex_lock(&st->mirror_lock);
         st->mirror_stop = true;

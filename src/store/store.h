@@ -390,8 +390,12 @@ int store_jobs_scan(struct store *st, const char *state, int64_t limit, store_jo
 int store_job_transition(struct store *st, int64_t id, const char *state, const char *from_state,
                          const char *kind, const char *by, char *err, size_t err_len);
 
-/* Called by the writer (or syncer) thread after a commit that queued new jobs
- * became durable, so delivery can start at once. Must not block. */
+/* fn(ctx) is called by the writer (or syncer) thread after a commit that queued
+ * new jobs became durable, so delivery can start at once, and on a serving
+ * store whose backend can tell (PostgreSQL), by the backend's own thread when
+ * any process (a CLI command, another instance) made a job claimable. Must not
+ * block. Set and cleared by the thread that opened st; NULL stops the watch
+ * (no call after this returns). fn and ctx borrowed until cleared or closed. */
 void store_set_job_listener(struct store *st, void (*fn)(void *ctx), void *ctx);
 
 /* The dedupe set of a backend that keeps one (SQLite): keys held, its bound,

@@ -18,7 +18,7 @@
 
 /* The version of struct store_backend_ops below. A table states the version
  * it was written against; store_open refuses any other. */
-#define STORE_BACKEND_OPS_VERSION 2
+#define STORE_BACKEND_OPS_VERSION 3 /* 3: watch_jobs */
 
 /* write_batch: the transaction committed and wrote nothing (no sync needed). */
 #define STORE_BATCH_CLEAN 1
@@ -96,6 +96,18 @@ struct store_backend_ops {
     bool (*jobs_unresolved_before)(struct store_backend *be, int64_t job_id);
     /* NULL unless has_dedupe_set. */
     void (*dedupe_stats)(struct store_backend *be, struct store_dedupe_stats *out);
+
+    /* ---- optional: jobs made claimable by any process (the thread that
+     * opens and closes the store) ---- */
+
+    /* Starts calling fn(ctx) from a thread of the backend's own each time a
+     * transaction of any process (this one, a CLI command, another instance)
+     * that made a job claimable commits; fn must not block. fn NULL stops it
+     * and returns once fn can no longer be called. Polling stays the fallback:
+     * while the backend cannot watch (a lost connection) it just calls nothing.
+     * Returns 0, or -1 with err set. NULL: the backend cannot tell (SQLite). */
+    int (*watch_jobs)(struct store_backend *be, void (*fn)(void *ctx), void *ctx, char *err,
+                      size_t err_len);
 };
 
 /* ---- services of store.c to the backends ---- */

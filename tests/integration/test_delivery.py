@@ -20,7 +20,9 @@ that turns the webhook body's "actions" list into didww.* calls. What is checked
   a changed key resumes it on restart; `jobs resume` and POST /v1/delivery/resume lift it;
 - per-DID FIFO with four workers, parallelism across DIDs;
 - coalescing of superseded jobs; no-op skipping;
-- `jobs list/retry/cancel`; delivery metrics.
+- `jobs list/retry/cancel`; delivery metrics;
+- on PostgreSQL only: a job retried by the CLI (another process) wakes the idle workers at
+  once through LISTEN/NOTIFY, with the workers' poll (`delivery.idle_poll_ms`) at 60 s.
 
 Three tests were written as expected failures for service bugs, since fixed (see their
 docstrings): mixed number/id naming of one DID lost FIFO order; a 429 storm with the
@@ -41,7 +43,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from hookline_harness import run_cli  # noqa: E402
+from hookline_harness import STORE_BACKEND, run_cli  # noqa: E402
 from sim_harness import (  # noqa: E402
     DID_A,
     DID_A_NUMBER,
@@ -408,6 +410,37 @@ class TestJobsCli(DeliveryTestCase):
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn("left alone", r.stdout)
         self.assertEqual(self.jobs(srv)[job_id]["state"], "done")
+
+
+@unittest.skipUnless(STORE_BACKEND == "pg", "PostgreSQL only: run with HOOKLINE_TEST_STORE=pg")
+class TestNotify(DeliveryTestCase):
+
+    def test_cli_retry_wakes_idle_workers_through_notify(self):
+        """A job made claimable by another process (`hookline jobs retry`) reaches DIDWW at
+        once: its transaction commits with NOTIFY hookline_jobs and serve's pg-listen thread
+        wakes the workers. The workers' poll is set to 60 s, so it cannot explain a pickup
+        within 2 s (on SQLite the job would wait for that poll)."""
+        sim = self.sim()
+        srv = self.hookline(sim, workers=2, extra={"delivery": {"idle_poll_ms": 60000}})
+        self.post(srv, "notify-1", route(did=DID_A, trunk=UNKNOWN_UUID))
+        js = self.wait_jobs_final(srv, 1, 10)  # woken by serve's own commit
+        job_id = list(js)[0]
+        self.assertEqual(js[job_id]["state"], "dead")
+        state = load_example_state()
+        state["trunks"].append({"id": UNKNOWN_UUID, "name": "Created later"})
+        sim.put_state(state)
+        time.sleep(0.5)  # the workers are idle, each in its 60 s wait
+        before = len(self.patches(sim))
+        r = srv.cli("jobs", "-c", srv.config_path, "retry", str(job_id))
+        committed = time.monotonic()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        sent = deadline_poll(lambda: len(self.patches(sim)) > before, 5.0, 0.01)
+        waited = time.monotonic() - committed
+        self.assertTrue(sent, "the retried job was not sent within 5 s (poll: 60 s)\n%s"
+                        % "\n".join(srv.stderr_lines[-15:]))
+        self.assertLess(waited, 2.0, "the retried job was sent %.2f s after the CLI's commit"
+                        % waited)
+        self.wait_job_state(srv, job_id, "done", 10)
 
 
 class TestRetries(DeliveryTestCase):

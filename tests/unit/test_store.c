@@ -1369,7 +1369,8 @@ static void test_store_urls(void **state)
     assert_int_equal(store_url_make(STORE_SCHEME_UNKNOWN, "x", out, sizeof out), -1);
 }
 
-/* A URL no backend of this build serves is refused at open. */
+/* A URL no backend of this build serves is refused at open (postgresql:// is
+ * served since the PostgreSQL backend: test_pg covers it). */
 static void test_open_refuses_unserved_scheme(void **state)
 {
     const char *urls[] = {"mysql://localhost/h", "redis://127.0.0.1/0", "var/h.db"};

@@ -195,8 +195,7 @@ static PGconn *pg_connect(const char *url, const char *password, char *err, size
     return c;
 }
 
-/* The connection of pc, reconnecting when the backoff allows. */
-static PGconn *pg_conn_get(struct pg_backend *be, struct pg_conn *pc, char *err, size_t err_len)
+PGconn *pg_conn_get(struct pg_backend *be, struct pg_conn *pc, char *err, size_t err_len)
 {
     /* A server that went away closed the socket: reading what is pending sees
      * it without a round trip, and the connection is made again at once. */
@@ -229,17 +228,22 @@ static PGconn *pg_conn_get(struct pg_backend *be, struct pg_conn *pc, char *err,
     return pc->c;
 }
 
+void pg_conn_drop(struct pg_conn *pc, const char *why)
+{
+    snprintf(pc->why, sizeof pc->why, "%s", why && *why ? why : "connection lost");
+    if (pc->c)
+        PQfinish(pc->c);
+    pc->c = NULL;
+    pc->backoff_s = PG_RECONNECT_MIN_S;
+    pc->retry_at = pg_mono_now() + pc->backoff_s;
+}
+
 /* Drops pc's connection when it is broken (a restart, a network cut): the next
  * use reconnects. */
 static void pg_conn_check(struct pg_conn *pc, const char *why)
 {
-    if (pc->c && PQstatus(pc->c) == CONNECTION_BAD) {
-        snprintf(pc->why, sizeof pc->why, "%s", why && *why ? why : "connection lost");
-        PQfinish(pc->c);
-        pc->c = NULL;
-        pc->backoff_s = PG_RECONNECT_MIN_S;
-        pc->retry_at = pg_mono_now() + pc->backoff_s;
-    }
+    if (pc->c && PQstatus(pc->c) == CONNECTION_BAD)
+        pg_conn_drop(pc, why);
 }
 
 PGconn *pg_reader(struct pg_backend *be, char *err, size_t err_len)
@@ -309,6 +313,7 @@ static int pg_apply_op(struct pg_backend *be, struct store_op *op, char *err, si
 static void pg_rollback(struct pg_backend *be)
 {
     pg_audit_discard(be);
+    be->notify_jobs = false;
     if (be->w.c && PQstatus(be->w.c) == CONNECTION_OK) {
         PGresult *r = PQexec(be->w.c, "ROLLBACK");
         PQclear(r);
@@ -322,8 +327,10 @@ static int pg_try_batch(struct pg_backend *be, struct store_op **ops, size_t n, 
                         char *err, size_t err_len)
 {
     PGconn *c = pg_conn_get(be, &be->w, err, err_len);
+    atomic_store(&be->writer_pid, c ? PQbackendPID(c) : 0);
     if (!c)
         return -1;
+    be->notify_jobs = false;
     if (pg_cmd(c, "BEGIN", NULL, NULL, "starting a transaction", err, err_len) < 0)
         goto fail;
     for (size_t i = 0; i < n;) {
@@ -365,10 +372,13 @@ static int pg_try_batch(struct pg_backend *be, struct store_op **ops, size_t n, 
     }
     if (pg_audit_flush(be, err, err_len) < 0)
         goto fail;
-    /* With synchronous_commit on, COMMIT returns once the WAL is flushed. */
-    if (pg_cmd(be->w.c, "COMMIT", NULL, NULL, "commit", err, err_len) < 0)
+    /* With synchronous_commit on, COMMIT returns once the WAL is flushed. A
+     * notification goes out only if it commits (one round trip for both). */
+    if (pg_cmd(be->w.c, be->notify_jobs ? "NOTIFY " PG_JOBS_CHANNEL "; COMMIT" : "COMMIT", NULL,
+               NULL, "commit", err, err_len) < 0)
         goto fail;
     be->chain_locked = false;
+    be->notify_jobs = false;
     return 0;
 op_failed:
     /* An op that failed alone, unless the connection itself went. */
@@ -441,6 +451,7 @@ static void pg_close(struct store_backend *base)
     struct pg_backend *be = (struct pg_backend *)base;
     if (!be)
         return;
+    (void)pg_watch_jobs(base, NULL, NULL, NULL, 0); /* store.c stopped it already */
     pg_audit_discard(be);
     free(be->rows);
     if (be->w.c)
@@ -494,6 +505,7 @@ static struct store_backend *pg_open(const char *url, const struct store_options
         return NULL;
     }
     be->base.ops = &store_pg_backend;
+    be->listen_pipe[0] = be->listen_pipe[1] = -1;
     be->read_only = opts->read_only;
     pthread_mutex_init(&be->rlock, NULL);
     be->url = strdup(url);
@@ -562,4 +574,5 @@ const struct store_backend_ops store_pg_backend = {
     .jobs_scan = pg_jobs_scan,
     .jobs_unresolved_before = pg_jobs_unresolved_before,
     .dedupe_stats = NULL,
+    .watch_jobs = pg_watch_jobs,
 };

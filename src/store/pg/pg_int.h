@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +27,9 @@
 #define PG_CHAIN_LOCK_KEY 7201560101
 /* The key of the session-level advisory lock that serialises migrations. */
 #define PG_MIGRATE_LOCK_KEY 7201560100
+/* The channel every transaction that made a job claimable notifies on commit
+ * (new jobs, a retry due now, a release, a re-plan); pg_listen.c listens. */
+#define PG_JOBS_CHANNEL "hookline_jobs"
 
 /* Parameters of one statement: at most PG_MAX_PARAMS, texts borrowed unless
  * copied into buf (numbers). */
@@ -78,6 +82,23 @@ struct pg_backend {
     char tip[AUDIT_HASH_HEX_LEN + 1];
     struct pg_audit_row *rows;
     size_t nrows, rows_cap;
+
+    /* Writer thread only: the open transaction made a job claimable, so its
+     * COMMIT goes with NOTIFY PG_JOBS_CHANNEL. */
+    bool notify_jobs;
+    /* The writer connection's server process id (0: none): its notifications
+     * are skipped by the listener, store.c already woke delivery for them. */
+    atomic_int writer_pid;
+
+    /* The watch (pg_listen.c): the thread pg-listen and its own connection,
+     * started and stopped by the thread that opens and closes the store. */
+    struct pg_conn l; /* the pg-listen thread only */
+    pthread_t listener;
+    bool have_listener;
+    atomic_bool listen_stop;
+    int listen_pipe[2]; /* a byte in [1] wakes the thread to stop */
+    void (*listen_fn)(void *ctx);
+    void *listen_ctx;
 };
 
 /* ---- pg_backend.c: helpers, connections, the batch engine ---- */
@@ -109,11 +130,23 @@ char *pg_get_dup(const PGresult *r, int row, int col); /* new string or NULL */
 
 double pg_mono_now(void);
 
+/* pc's connection, (re)connected when the backoff allows; NULL with err set
+ * when PostgreSQL cannot be reached. The thread that owns pc only. */
+PGconn *pg_conn_get(struct pg_backend *be, struct pg_conn *pc, char *err, size_t err_len);
+/* Drops pc's connection and waits the shortest backoff before the next
+ * attempt (a lost connection, or one that failed a statement it needs). */
+void pg_conn_drop(struct pg_conn *pc, const char *why);
+
 /* The reader connection, connected when needed; call under rlock. NULL with
  * why set when PostgreSQL cannot be reached (no attempt before the backoff). */
 PGconn *pg_reader(struct pg_backend *be, char *err, size_t err_len);
 /* After a failed statement on the reader: drops it when the connection is gone. */
 void pg_reader_check(struct pg_backend *be);
+
+/* ---- pg_listen.c: the watch (store_backend_ops.watch_jobs) ---- */
+
+int pg_watch_jobs(struct store_backend *base, void (*fn)(void *ctx), void *ctx, char *err,
+                  size_t err_len);
 
 /* ---- pg_schema.c: migrations, on the opening thread ---- */
 

@@ -67,6 +67,8 @@ int pg_insert_jobs(struct pg_backend *be, int64_t event_row, const char *source,
         if (arc < 0)
             return -1;
     }
+    if (njobs > 0)
+        be->notify_jobs = true; /* new jobs: wake the listeners on commit */
     return 0;
 }
 
@@ -265,6 +267,10 @@ int pg_job_update(struct pg_backend *be, struct store_op *op, char *err, size_t 
     if (pg_append_op_audit(be, op, err, err_len) < 0)
         return -1;
     job->result = STORE_JOB_MOVED;
+    /* Back to pending and due now (jobs retry): wake the listeners on commit. A
+     * retry scheduled for later is found by the workers' poll. */
+    if (strcmp(job->state, "pending") == 0 && job->next_at <= job->at)
+        be->notify_jobs = true;
     return 0;
 }
 
@@ -342,6 +348,8 @@ int pg_release(struct pg_backend *be, struct store_op_release *op, char *err, si
                "state = 'running'",
                &p, &op->released, "releasing jobs", err, err_len) < 0)
         return -1;
+    if (op->released > 0)
+        be->notify_jobs = true;
     op->result = STORE_WRITE_DONE;
     return 0;
 }

@@ -440,4 +440,5 @@ const struct store_backend_ops store_sqlite_backend = {
     .jobs_scan = sqlite_jobs_scan,
     .jobs_unresolved_before = sqlite_jobs_unresolved_before,
     .dedupe_stats = sqlite_dedupe_stats,
+    .watch_jobs = NULL, /* another process's jobs wait for the workers' poll */
 };
