@@ -229,6 +229,28 @@ static void store_op_set(struct store_op *op, bool failed)
     }
 }
 
+json_t *store_duplicate_record(const struct store_op_event *ev)
+{
+    json_t *rec = audit_record_new("event.duplicate", ev->source, ev->event_id);
+    if (rec)
+        json_object_set_new(json_object_get(rec, "detail"), "original_row", json_integer(ev->row));
+    return rec;
+}
+
+json_t *store_job_record(const char *kind, const struct store_job *j)
+{
+    json_t *rec = audit_record_new(kind, j->source, j->event_id);
+    if (!rec)
+        return NULL;
+    json_object_set_new(rec, "job_id", json_integer(j->id));
+    if (j->did)
+        json_object_set_new(rec, "did", json_string(j->did));
+    if (j->number)
+        json_object_set_new(rec, "number", json_string(j->number));
+    audit_detail_set_str(rec, "action", j->action);
+    return rec;
+}
+
 void store_op_set_failed(struct store_op *op)
 {
     store_op_set(op, true);
@@ -491,6 +513,30 @@ static void *store_syncer_main(void *arg)
     return NULL;
 }
 
+/* A group commit: the backend's attempts, each without the ops that failed
+ * alone in the ones before (a constraint, bad input), so one bad webhook
+ * never fails the others. Returns what try_batch returned for the attempt
+ * that committed (0 or STORE_BATCH_CLEAN), or -1 (every op then failed).
+ * Writer thread. */
+static int store_write_batch(struct store_backend *be, struct store_op **ops, size_t n, char *err,
+                             size_t err_len)
+{
+    for (size_t i = 0; i < n; i++)
+        store_op_reset(ops[i]);
+    for (size_t attempt = 0; attempt <= n; attempt++) {
+        size_t bad = 0;
+        int rc = be->ops->try_batch(be, ops, n, &bad, err, err_len);
+        if (rc != STORE_BATCH_OP_FAILED)
+            return rc;
+        store_op_set_failed(ops[bad]);
+        for (size_t i = 0; i < n; i++)
+            if (!store_op_failed(ops[i]))
+                store_op_reset(ops[i]);
+    }
+    snprintf(err, err_len, "batch could not be applied");
+    return -1;
+}
+
 static void *store_writer_main(void *arg)
 {
     struct store *st = arg;
@@ -533,7 +579,7 @@ static void *store_writer_main(void *arg)
         b->n = n;
         b->next = NULL;
         b->started = store_now();
-        int rc = st->be->ops->write_batch(st->be, batch, n, err, sizeof err);
+        int rc = store_write_batch(st->be, batch, n, err, sizeof err);
         bool clean = rc == STORE_BATCH_CLEAN;
         if (clean)
             rc = 0;

@@ -14,14 +14,18 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "store/store.h"
 
 /* The version of struct store_backend_ops below. A table states the version
  * it was written against; store_open refuses any other. */
-#define STORE_BACKEND_OPS_VERSION 3 /* 3: watch_jobs */
+#define STORE_BACKEND_OPS_VERSION 4 /* 3: watch_jobs; 4: try_batch replaces write_batch */
 
-/* write_batch: the transaction committed and wrote nothing (no sync needed). */
+/* try_batch: the transaction committed and wrote nothing (no sync needed). */
 #define STORE_BATCH_CLEAN 1
+/* try_batch: ops[*bad] failed alone; the transaction was rolled back. */
+#define STORE_BATCH_OP_FAILED 2
 
 /* An open backend. Each backend's own state struct starts with this member,
  * so a callback receives it and casts to its own type. */
@@ -65,18 +69,21 @@ struct store_backend_ops {
 
     /* ---- writes (the store's writer thread only) ---- */
 
-    /* Applies ops[0..n) in one transaction and commits. Sets each op's result
-     * (its kind's enum, store.h; store_op_set_failed for an op that alone
-     * failed and was rolled back). Returns 0 when the
-     * transaction committed (durable after sync), STORE_BATCH_CLEAN when it committed and wrote
-     * nothing, -1 when it did not commit (every op then counts as failed; err says why). */
-    int (*write_batch)(struct store_backend *be, struct store_op **ops, size_t n, char *err,
-                       size_t err_len);
+    /* One attempt at a group commit: applies every op of ops[0..n) not already
+     * failed (store_op_failed) in one transaction, setting each op's result
+     * (its kind's enum, store.h), and commits. Returns 0 when the transaction
+     * committed (durable after sync), STORE_BATCH_CLEAN when it committed and
+     * wrote nothing, STORE_BATCH_OP_FAILED when ops[*bad] failed alone (its
+     * error in ops[*bad]->error; everything rolled back), -1 when it did not
+     * commit (err says why). store.c marks the failed op and tries the rest
+     * again (store_write_batch), so a backend never loops itself. */
+    int (*try_batch)(struct store_backend *be, struct store_op **ops, size_t n, size_t *bad,
+                     char *err, size_t err_len);
 
     /* ---- durability (the store's syncer thread) ---- */
 
     /* Makes every batch written so far durable (fsync). Runs concurrently with
-     * write_batch. Returns 0 or -1 with err set. NULL unless needs_sync_thread. */
+     * try_batch. Returns 0 or -1 with err set. NULL unless needs_sync_thread. */
     int (*sync)(struct store_backend *be, char *err, size_t err_len);
 
     /* ---- reads (any thread; the semantics of the store.h function of the
@@ -118,6 +125,16 @@ void store_op_set_failed(struct store_op *op);
 /* Sets op's result back to its kind's *_PENDING: a batch is applied again
  * after another op of it failed. */
 void store_op_reset(struct store_op *op);
+
+/* Domain records every backend appends the same way (written once here).
+ * Each returns a new reference (caller decrefs) or NULL when out of memory. */
+
+/* event.duplicate for an event found stored already (ev->row: the original). */
+json_t *store_duplicate_record(const struct store_op_event *ev);
+
+/* A record of kind about job j (job.superseded, ...): job id, DID, number,
+ * detail.action. */
+json_t *store_job_record(const char *kind, const struct store_job *j);
 
 /* The backends of this build, one const table each. */
 extern const struct store_backend_ops store_sqlite_backend;

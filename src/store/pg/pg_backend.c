@@ -263,12 +263,11 @@ static int pg_event_finish(struct pg_backend *be, struct store_op *op, char *err
 {
     struct store_op_event *ev = &op->u.event;
     if (ev->result == STORE_EVENT_DUPLICATE) {
-        json_t *rec = audit_record_new("event.duplicate", ev->source, ev->event_id);
+        json_t *rec = store_duplicate_record(ev);
         if (!rec) {
             snprintf(err, err_len, "out of memory");
             return -1;
         }
-        json_object_set_new(json_object_get(rec, "detail"), "original_row", json_integer(ev->row));
         int rc = pg_append_audit(be, rec, err, err_len);
         json_decref(rec);
         return rc;
@@ -394,26 +393,12 @@ fail:
     return -1;
 }
 
-static int pg_write_batch(struct store_backend *base, struct store_op **ops, size_t n, char *err,
-                          size_t err_len)
+/* The backend's try_batch (store_int.h): one attempt at the batch. */
+static int pg_try_batch_op(struct store_backend *base, struct store_op **ops, size_t n, size_t *bad,
+                           char *err, size_t err_len)
 {
-    struct pg_backend *be = (struct pg_backend *)base;
-    for (size_t i = 0; i < n; i++)
-        store_op_reset(ops[i]);
-    /* An op that fails alone (a constraint, bad input) is marked failed and the
-     * rest of the batch is tried again without it. */
-    for (size_t attempt = 0; attempt <= n; attempt++) {
-        size_t bad = 0;
-        int rc = pg_try_batch(be, ops, n, &bad, err, err_len);
-        if (rc <= 0)
-            return rc;
-        store_op_set_failed(ops[bad]);
-        for (size_t i = 0; i < n; i++)
-            if (!store_op_failed(ops[i]))
-                store_op_reset(ops[i]);
-    }
-    snprintf(err, err_len, "batch could not be applied");
-    return -1;
+    int rc = pg_try_batch((struct pg_backend *)base, ops, n, bad, err, err_len);
+    return rc == 1 ? STORE_BATCH_OP_FAILED : rc;
 }
 
 /* ---------- reads, open, close ---------- */
@@ -563,7 +548,7 @@ const struct store_backend_ops store_pg_backend = {
     .close = pg_close,
     .check_url = pg_check_url,
     .schema_info = pg_schema_info,
-    .write_batch = pg_write_batch,
+    .try_batch = pg_try_batch_op,
     .sync = NULL,
     .ping = pg_ping,
     .audit_scan = pg_audit_scan,

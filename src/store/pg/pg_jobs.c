@@ -92,20 +92,6 @@ static void pg_job_from_row(const PGresult *r, int i, struct store_job *j)
     j->created_at = pg_get_double(r, i, 11);
 }
 
-static json_t *pg_job_record(const char *kind, const struct store_job *j)
-{
-    json_t *rec = audit_record_new(kind, j->source, j->event_id);
-    if (!rec)
-        return NULL;
-    json_object_set_new(rec, "job_id", json_integer(j->id));
-    if (j->did)
-        json_object_set_new(rec, "did", json_string(j->did));
-    if (j->number)
-        json_object_set_new(rec, "number", json_string(j->number));
-    audit_detail_set_str(rec, "action", j->action);
-    return rec;
-}
-
 /* Marks the pending jobs of key that a later pending job fully replaces. */
 static int pg_coalesce(struct pg_backend *be, const char *key, double now,
                        store_supersedes_fn supersedes, char *err, size_t err_len)
@@ -139,7 +125,7 @@ static int pg_coalesce(struct pg_backend *be, const char *key, double now,
                        "state = 'pending'",
                        &u, NULL, "superseding a job", err, err_len) < 0)
                 goto out;
-            json_t *rec = pg_job_record("job.superseded", &jobs[i]);
+            json_t *rec = store_job_record("job.superseded", &jobs[i]);
             audit_detail_set_int(rec, "superseded_by", (long long)jobs[k].id);
             int arc = rec ? pg_append_audit(be, rec, err, err_len) : -1;
             json_decref(rec);

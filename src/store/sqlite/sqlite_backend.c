@@ -92,13 +92,11 @@ static int sqlite_apply_op(struct sqlite_backend *be, struct store_op *op, char 
         if (sqlite_insert_event(be, ev, err, err_len) < 0)
             return -1;
         if (ev->result == STORE_EVENT_DUPLICATE) {
-            json_t *rec = audit_record_new("event.duplicate", ev->source, ev->event_id);
+            json_t *rec = store_duplicate_record(ev);
             if (!rec) {
                 snprintf(err, err_len, "out of memory");
                 return -1;
             }
-            json_object_set_new(json_object_get(rec, "detail"), "original_row",
-                                json_integer(ev->row));
             int rc = sqlite_append_audit(be, rec, err, err_len);
             json_decref(rec);
             return rc;
@@ -185,33 +183,21 @@ fail:
     return -1;
 }
 
-static int sqlite_write_batch(struct store_backend *base, struct store_op **ops, size_t n,
-                              char *err, size_t err_len)
+/* The backend's try_batch (store_int.h): one attempt, then the post-commit
+ * work (a checkpoint when the WAL is long), and CLEAN when nothing was written
+ * (an idle claim needs no fsync). */
+static int sqlite_try_batch_op(struct store_backend *base, struct store_op **ops, size_t n,
+                               size_t *bad, char *err, size_t err_len)
 {
     struct sqlite_backend *be = (struct sqlite_backend *)base;
     int64_t changes_before = sqlite3_total_changes64(be->wdb);
-    for (size_t i = 0; i < n; i++)
-        store_op_reset(ops[i]);
-    /* An op that fails alone (rare: constraint or encoding problems) is marked
-     * failed and the rest of the batch is tried again without it. */
-    for (size_t attempt = 0; attempt <= n; attempt++) {
-        size_t bad = 0;
-        int rc = sqlite_try_batch(be, ops, n, &bad, err, err_len);
-        if (rc <= 0) {
-            if (rc == 0)
-                sqlite_maybe_checkpoint(be);
-            /* A transaction that wrote nothing (an idle claim) needs no fsync. */
-            if (rc == 0 && sqlite3_total_changes64(be->wdb) == changes_before)
-                return STORE_BATCH_CLEAN;
-            return rc;
-        }
-        store_op_set_failed(ops[bad]);
-        for (size_t i = 0; i < n; i++)
-            if (!store_op_failed(ops[i]))
-                store_op_reset(ops[i]);
-    }
-    snprintf(err, err_len, "batch could not be applied");
-    return -1;
+    int rc = sqlite_try_batch(be, ops, n, bad, err, err_len);
+    if (rc == 1)
+        return STORE_BATCH_OP_FAILED;
+    if (rc < 0)
+        return rc;
+    sqlite_maybe_checkpoint(be);
+    return sqlite3_total_changes64(be->wdb) == changes_before ? STORE_BATCH_CLEAN : 0;
 }
 
 static bool sqlite_ping(struct store_backend *base, char *why, size_t why_len)
@@ -429,7 +415,7 @@ const struct store_backend_ops store_sqlite_backend = {
     .needs_sync_thread = true,
     .open = sqlite_open,
     .close = sqlite_close,
-    .write_batch = sqlite_write_batch,
+    .try_batch = sqlite_try_batch_op,
     .sync = sqlite_sync,
     .ping = sqlite_ping,
     .audit_scan = sqlite_audit_scan,

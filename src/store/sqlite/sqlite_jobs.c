@@ -111,20 +111,6 @@ static void sqlite_job_from_row(sqlite3_stmt *st, struct store_job *j)
     j->created_at = sqlite3_column_double(st, 11);
 }
 
-static json_t *sqlite_job_record(const char *kind, const struct store_job *j)
-{
-    json_t *rec = audit_record_new(kind, j->source, j->event_id);
-    if (!rec)
-        return NULL;
-    json_object_set_new(rec, "job_id", json_integer(j->id));
-    if (j->did)
-        json_object_set_new(rec, "did", json_string(j->did));
-    if (j->number)
-        json_object_set_new(rec, "number", json_string(j->number));
-    audit_detail_set_str(rec, "action", j->action);
-    return rec;
-}
-
 /* Marks the pending jobs of key that a later pending job fully replaces. */
 static int sqlite_coalesce(struct sqlite_backend *be, const char *key, double now,
                            store_supersedes_fn supersedes, char *err, size_t err_len)
@@ -171,7 +157,7 @@ static int sqlite_coalesce(struct sqlite_backend *be, const char *key, double no
                 sqlite_err(be->wdb, "superseding a job", err, err_len);
                 goto out;
             }
-            json_t *rec = sqlite_job_record("job.superseded", &jobs[i]);
+            json_t *rec = store_job_record("job.superseded", &jobs[i]);
             audit_detail_set_int(rec, "superseded_by", (long long)jobs[k].id);
             int arc = rec ? sqlite_append_audit(be, rec, err, err_len) : -1;
             json_decref(rec);
