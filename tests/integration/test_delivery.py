@@ -569,6 +569,8 @@ class TestPause(DeliveryTestCase):
         self.assertIn("401", paused[0]["detail"]["reason"])
         self.assertNotIn(WRONG_KEY, json.dumps(paused))
 
+        # The record commits a moment before delivery's paused flag is set: poll.
+        self.assertTrue(deadline_poll(lambda: srv.get("/readyz").status == 503, 3))
         r = srv.get("/readyz")
         self.assertEqual(r.status, 503, r)
         self.assertIn("paused", r.json()["detail"])
