@@ -4,7 +4,10 @@
 # drive the real binary over loopback HTTP) through ctest.
 # The integration tests run twice: on SQLite (integration.*) and on a real PostgreSQL
 # (integration_pg.*), which this script starts once for the whole ctest run
-# (scripts/pg.sh, in a temp dir under the build dir) and stops on exit.
+# (scripts/pg.sh, in a temp dir under the build dir) and stops on exit, unless the
+# caller already started one and exported HOOKLINE_TEST_PG_URL and
+# HOOKLINE_TEST_PG_PASSFILE (.ci/run does: one server for all its runs; every test
+# creates a database of its own on it, so runs cannot see each other's data).
 # Environment: HOOKLINE_BUILD_TYPE (RelWithDebInfo; Asan for the sanitizer build),
 # HOOKLINE_BUILD_DIR (build), HOOKLINE_CTEST_ARGS (extra ctest arguments, e.g. "-L unit"),
 # HOOKLINE_PG (1; 0 starts no PostgreSQL and leaves the integration_pg tests out).
@@ -26,6 +29,8 @@ rm -rf "$build_dir/testtmp"
 pg_args=()
 if [ "${HOOKLINE_PG:-1}" = 0 ]; then
     pg_args=(-LE integration_pg)
+elif [ -n "${HOOKLINE_TEST_PG_URL:-}" ] && [ -n "${HOOKLINE_TEST_PG_PASSFILE:-}" ]; then
+    echo "hookline: using the PostgreSQL the caller started (HOOKLINE_TEST_PG_URL)" >&2
 else
     pg_dir=$(mktemp -d "$build_dir/pg.XXXXXX")
     stop_pg() {
