@@ -59,6 +59,7 @@ struct parse_state {
     json_t *body;
     json_t *notifications;
     bool seen_notifications;
+    bool session_seen;
     XML_Index session_start, session_end; /* byte range of the SessionId's text; -1: none */
     char why[160];
 };
@@ -136,8 +137,13 @@ static enum frame_kind child_kind(struct parse_state *st, enum frame_kind parent
                 return FRAME_SCALAR;
             }
         }
-        if (is_name(name, SFDC_OUTBOUND_NS, "SessionId"))
+        if (is_name(name, SFDC_OUTBOUND_NS, "SessionId")) {
+            /* Only one range is redacted: a second SessionId would be stored as sent. */
+            if (st->session_seen)
+                fail(st, "more than one SessionId");
+            st->session_seen = true;
             return FRAME_SESSION;
+        }
         if (is_name(name, SFDC_OUTBOUND_NS, "Notification"))
             return FRAME_NOTIFICATION;
         return FRAME_SKIP;

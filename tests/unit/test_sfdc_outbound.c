@@ -198,6 +198,10 @@ static void test_refuses_bad_shape(void **state)
     expect_refused(ENV_OPEN ORG ENV_CLOSE, "no Notification");
     expect_refused(ENV_OPEN ORG "<Notification><sObject/></Notification>" ENV_CLOSE,
                    "Notification 1 has no Id");
+    expect_refused(ENV_OPEN ORG
+                   "<SessionId>a</SessionId><SessionId>b</SessionId>" NOTE("04l5g00000Hd7XzAAJ")
+                       ENV_CLOSE,
+                   "more than one SessionId");
     expect_refused(ENV_OPEN ORG "<Notification>", "XML error");
     expect_refused("", "XML error");
     expect_refused("{\"json\": true}", "XML error");
