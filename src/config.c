@@ -760,6 +760,12 @@ static void config_parse_verify(struct config_ctx *ctx, json_t *vobj, const char
     v->insecure = config_get_bool(ctx, vobj, path, "insecure", false);
     v->trust_forwarded = config_get_bool(ctx, vobj, path, "trust_forwarded", false);
 
+    if (v->trust_forwarded && v->scheme != VERIFY_SCHEME_HMAC &&
+        v->scheme != VERIFY_SCHEME_HUBSPOT_V2 && v->scheme != VERIFY_SCHEME_HUBSPOT_V3) {
+        config_keypath(kp, sizeof kp, path, "trust_forwarded");
+        config_warn(ctx, kp, "has no effect: scheme %s does not sign the URL",
+                    verify_scheme_name(v->scheme));
+    }
     if (v->scheme == VERIFY_SCHEME_NONE && v->insecure) {
         config_warn(ctx, path, "scheme none accepts unauthenticated webhooks (\"insecure\": true)");
     }

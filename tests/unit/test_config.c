@@ -313,6 +313,8 @@ static void test_sender_keys(void **state)
         "                       \"trust_forwarded\": true}},"
         " \"hs1\": {\"verify\": {\"scheme\": \"hubspot-v1\", \"secret\": \"env:HL_T_SECRET\"}},"
         " \"hs2\": {\"verify\": {\"scheme\": \"hubspot-v2\", \"secret\": \"env:HL_T_SECRET\"}},"
+        " \"tok\": {\"verify\": {\"scheme\": \"token\", \"query\": \"t\","
+        "                        \"secret\": \"env:HL_T_SECRET\", \"trust_forwarded\": true}},"
         " \"sf\": {\"format\": \"salesforce-outbound\", \"organization_id\": \"00D5g000004ElSm\","
         "          \"verify\": {\"scheme\": \"token\", \"query\": \"token\","
         "                       \"secret\": \"env:HL_T_SECRET\"}}}}",
@@ -331,6 +333,8 @@ static void test_sender_keys(void **state)
     assert_int_equal(config_find_source(c, "hs2")->verify.scheme, VERIFY_SCHEME_HUBSPOT_V2);
     assert_int_equal(config_find_source(c, "sf")->format, CONFIG_FORMAT_SALESFORCE_OUTBOUND);
     assert_string_equal(config_find_source(c, "sf")->organization_id, "00D5g000004ElSm");
+    assert_true(has_diag(&d, "sources.tok.verify.trust_forwarded: has no effect", 0, 1));
+    assert_false(has_diag(&d, "sources.hs.verify.trust_forwarded", 0, 1));
     config_free(c);
     config_diags_free(&d);
 
