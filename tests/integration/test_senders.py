@@ -348,6 +348,13 @@ class SalesforceTest(unittest.TestCase):
         self.assertIn(ORG_ID, p["detail"])
         self.assertEqual(self.srv.count_events("other-org"), 0)
         self.assertNotIn(SESSION_MARK.encode(), r.body)
+        records = self.srv.wait_audit(
+            lambda recs: any(x.get("kind") == "event.rejected" for x in recs),
+            "--source", "other-org")
+        rejected = [x for x in records if x.get("kind") == "event.rejected"]
+        self.assertEqual(len(rejected), 1, records)
+        self.assertEqual(rejected[0]["detail"]["status"], 403)
+        self.assertNotIn(SESSION_MARK, json.dumps(records))
 
     def test_dtd_and_entities_refused(self):
         bomb = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
