@@ -12,7 +12,8 @@ hashlib/hmac, independent of the C code):
   acknowledgement; stored durably with the SessionId redacted; the rule
   (conf/rules/salesforce.lua) sees the notifications as tables and plans its job;
   a redelivery is acknowledged as a duplicate; a wrong OrganizationId is 403 with nothing
-  stored; a DOCTYPE / entity bomb is 400; the wrong media type is 415.
+  stored; a DOCTYPE / entity bomb is 400; the wrong media type is 415; a message whose
+  rule failed is reprocessed from the stored (redacted) copy once the rule is fixed.
 
 Run: HOOKLINE_BIN=build/hookline python3 tests/integration/test_senders.py -v
 """
@@ -25,6 +26,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import sys
 import threading
 import time
@@ -32,7 +34,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from hookline_harness import start_server  # noqa: E402
+from hookline_harness import make_tmpdir, start_server  # noqa: E402
 
 SOURCE_DIR = os.environ.get("HOOKLINE_SOURCE_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -389,6 +391,51 @@ class SalesforceTest(unittest.TestCase):
         # Without the token: 401, nothing parsed or stored.
         r = self.srv.post("salesforce", xml, {"Content-Type": "text/xml"})
         self.assertEqual(r.status, 401, r)
+
+
+class SalesforceReprocessTest(unittest.TestCase):
+    """A stored message is re-read from the store: a rule that failed on it runs again
+    after the fix, on the redacted copy, and still sees the notifications as tables."""
+
+    FIXED = """
+function on_event(ev)
+    assert(ev.body.session_id == nil, "session id given to the rule")
+    assert(ev.raw:find("<SessionId>[redacted]</SessionId>", 1, true), "raw not redacted")
+    local so = ev.body.notifications[1].sobject
+    assert(so.type == "Account" and so.Fax == json.null, "not the Account table")
+    didww.route_did{number = so.Phone, trunk_group = "9e4d31fe-21ac-409c-8ca3-3d0fe1eee2b2"}
+end
+"""
+
+    def test_rule_failed_then_reprocessed(self):
+        tmp = make_tmpdir()
+        self.addCleanup(shutil.rmtree, tmp, True)
+        rule = os.path.join(tmp, "sf.lua")
+        with open(rule, "w") as f:
+            f.write('function on_event(ev) error("mapping not deployed yet") end\n')
+        srv = start_server(self, {
+            "didww": {"base_url": "http://127.0.0.1:9/v3"},
+            "rules": {"script": rule},
+            "sources": {"sf": {"format": "salesforce-outbound", "organization_id": ORG_ID,
+                               "verify": {"scheme": "token", "query": "token",
+                                          "secret": SF_TOKEN}}}}, tmpdir=tmp)
+        r = srv.post("sf", read_fixture("account_outbound.xml"), {"Content-Type": "text/xml"},
+                     query="?token=" + SF_TOKEN)
+        self.assertEqual(r.status, 200, r)  # stored (rule_failed): acknowledged
+        self.assertEqual(r.body.decode(), SOAP_ACK)
+        self.assertEqual(srv.query("SELECT status FROM events WHERE source = ?", ("sf",)),
+                         [("rule_failed",)])
+
+        with open(rule, "w") as f:
+            f.write(self.FIXED)
+        res = srv.cli("events", "-c", srv.config_path, "reprocess")
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertIn("04l5g00000Hd7XzAAJ: accepted", res.stdout)
+        jobs = srv.query("SELECT path, body FROM jobs")
+        self.assertEqual(len(jobs), 1, jobs)
+        self.assertEqual(jobs[0][0], "/v3/dids/number:4930901820")
+        self.assertIn("9e4d31fe-21ac-409c-8ca3-3d0fe1eee2b2", jobs[0][1])
+        self.assertNotIn(SESSION_MARK, res.stdout + res.stderr + srv.log_text())
 
 
 if __name__ == "__main__":
