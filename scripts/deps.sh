@@ -4,8 +4,9 @@
 # hookline_install_deps run|test; hookline_install_missing PACKAGE...
 hookline_install_deps() {
     # libpq-dev: the binary links libpq (the PostgreSQL store backend).
+    # libexpat1-dev: the Salesforce Outbound Message (SOAP) parser.
     local want=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev
-        libcurl4-openssl-dev liblua5.4-dev libsqlite3-dev libssl-dev libpq-dev)
+        libcurl4-openssl-dev liblua5.4-dev libsqlite3-dev libssl-dev libpq-dev libexpat1-dev)
     if [ "${1:-run}" = test ]; then
         # postgresql, postgresql-client: the real server the PostgreSQL test runs
         # start (scripts/pg.sh); nothing mocks the database.

@@ -628,8 +628,13 @@ static void config_parse_rules(struct config_ctx *ctx, json_t *root)
 
 static int config_parse_scheme(const char *s, enum verify_scheme *out)
 {
-    static const enum verify_scheme all[] = {VERIFY_SCHEME_STANDARD_WEBHOOKS, VERIFY_SCHEME_HMAC,
-                                             VERIFY_SCHEME_TOKEN, VERIFY_SCHEME_BASIC,
+    static const enum verify_scheme all[] = {VERIFY_SCHEME_STANDARD_WEBHOOKS,
+                                             VERIFY_SCHEME_HMAC,
+                                             VERIFY_SCHEME_TOKEN,
+                                             VERIFY_SCHEME_BASIC,
+                                             VERIFY_SCHEME_HUBSPOT_V1,
+                                             VERIFY_SCHEME_HUBSPOT_V2,
+                                             VERIFY_SCHEME_HUBSPOT_V3,
                                              VERIFY_SCHEME_NONE};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         if (strcmp(s, verify_scheme_name(all[i])) == 0) {
@@ -656,10 +661,10 @@ static void config_add_secret(struct verify_config *v, char *s)
 static void config_parse_verify(struct config_ctx *ctx, json_t *vobj, const char *path,
                                 struct verify_config *v)
 {
-    static const char *const keys[] = {"scheme",           "secret",      "secrets",  "algorithm",
-                                       "header",           "prefix",      "encoding", "signed",
-                                       "timestamp_header", "tolerance_s", "query",    "username",
-                                       "password",         "insecure",    NULL};
+    static const char *const keys[] = {
+        "scheme",   "secret",   "secrets",          "algorithm",   "header", "prefix",
+        "encoding", "signed",   "timestamp_header", "tolerance_s", "query",  "username",
+        "password", "insecure", "trust_forwarded",  NULL};
     char kp[320];
     int errors_before = ctx->nerrors;
     config_check_keys(ctx, vobj, path, keys);
@@ -669,11 +674,15 @@ static void config_parse_verify(struct config_ctx *ctx, json_t *vobj, const char
     config_keypath(kp, sizeof kp, path, "scheme");
     if (!scheme) {
         if (!json_object_get(vobj, "scheme"))
-            config_error(ctx, kp, "is required (standard-webhooks, hmac, token, basic or none)");
+            config_error(ctx, kp,
+                         "is required (standard-webhooks, hmac, token, basic, hubspot-v1, "
+                         "hubspot-v2, hubspot-v3 or none)");
         return;
     }
     if (config_parse_scheme(scheme, &v->scheme) < 0) {
-        config_error(ctx, kp, "unknown scheme \"%s\" (standard-webhooks, hmac, token, basic, none)",
+        config_error(ctx, kp,
+                     "unknown scheme \"%s\" (standard-webhooks, hmac, token, basic, hubspot-v1, "
+                     "hubspot-v2, hubspot-v3, none)",
                      scheme);
         free(scheme);
         return;
@@ -749,7 +758,14 @@ static void config_parse_verify(struct config_ctx *ctx, json_t *vobj, const char
         v->prefix = strdup(json_string_value(prefix));
     config_get_int(ctx, vobj, path, "tolerance_s", 300, 1, 86400 * 7, &v->tolerance_s);
     v->insecure = config_get_bool(ctx, vobj, path, "insecure", false);
+    v->trust_forwarded = config_get_bool(ctx, vobj, path, "trust_forwarded", false);
 
+    if (v->trust_forwarded && v->scheme != VERIFY_SCHEME_HMAC &&
+        v->scheme != VERIFY_SCHEME_HUBSPOT_V2 && v->scheme != VERIFY_SCHEME_HUBSPOT_V3) {
+        config_keypath(kp, sizeof kp, path, "trust_forwarded");
+        config_warn(ctx, kp, "has no effect: scheme %s does not sign the URL",
+                    verify_scheme_name(v->scheme));
+    }
     if (v->scheme == VERIFY_SCHEME_NONE && v->insecure) {
         config_warn(ctx, path, "scheme none accepts unauthenticated webhooks (\"insecure\": true)");
     }
@@ -799,6 +815,47 @@ static void config_parse_event_id(struct config_ctx *ctx, json_t *sobj, const ch
     }
 }
 
+/* A Salesforce organization id: 15 or 18 letters and digits. */
+static bool config_valid_org_id(const char *id)
+{
+    size_t n = strlen(id);
+    if (n != 15 && n != 18)
+        return false;
+    for (const char *p = id; *p; p++)
+        if (!isalnum((unsigned char)*p))
+            return false;
+    return true;
+}
+
+/* sources.NAME.format and, for salesforce-outbound, sources.NAME.organization_id. */
+static void config_parse_format(struct config_ctx *ctx, json_t *sobj, const char *path,
+                                struct config_source *src)
+{
+    char kp[340];
+    char *fmt = NULL;
+    config_get_str(ctx, sobj, path, "format", "webhook", &fmt);
+    config_keypath(kp, sizeof kp, path, "format");
+    if (fmt && strcmp(fmt, "webhook") == 0)
+        src->format = CONFIG_FORMAT_WEBHOOK;
+    else if (fmt && strcmp(fmt, "salesforce-outbound") == 0)
+        src->format = CONFIG_FORMAT_SALESFORCE_OUTBOUND;
+    else if (fmt)
+        config_error(ctx, kp, "must be \"webhook\" or \"salesforce-outbound\", got \"%s\"", fmt);
+    free(fmt);
+    config_get_str(ctx, sobj, path, "organization_id", NULL, &src->organization_id);
+    config_keypath(kp, sizeof kp, path, "organization_id");
+    if (src->format == CONFIG_FORMAT_SALESFORCE_OUTBOUND) {
+        if (!src->organization_id && !json_object_get(sobj, "organization_id"))
+            config_error(ctx, kp, "is required for format salesforce-outbound");
+        else if (src->organization_id && !config_valid_org_id(src->organization_id))
+            config_error(ctx, kp,
+                         "must be a Salesforce organization id (15 or 18 letters and "
+                         "digits)");
+    } else if (src->organization_id) {
+        config_error(ctx, kp, "is only used with \"format\": \"salesforce-outbound\"");
+    }
+}
+
 static bool config_valid_source_name(const char *name)
 {
     size_t n = strlen(name);
@@ -812,7 +869,8 @@ static bool config_valid_source_name(const char *name)
 
 static void config_parse_sources(struct config_ctx *ctx, json_t *root)
 {
-    static const char *const keys[] = {"verify", "event_id", "dedupe_window_s", NULL};
+    static const char *const keys[] = {"verify", "event_id",        "dedupe_window_s",
+                                       "format", "organization_id", NULL};
     struct config *cfg = ctx->cfg;
     json_t *s = config_section(ctx, root, "sources");
     if (!s || json_object_size(s) == 0) {
@@ -849,6 +907,7 @@ static void config_parse_sources(struct config_ctx *ctx, json_t *root)
         config_parse_event_id(ctx, sobj, path, src);
         config_get_int(ctx, sobj, path, "dedupe_window_s", 604800, 0, 86400LL * 3650,
                        &src->dedupe_window_s);
+        config_parse_format(ctx, sobj, path, src);
     }
 }
 
@@ -1106,6 +1165,7 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->nsources; i++) {
         free(cfg->sources[i].name);
         free(cfg->sources[i].event_id_arg);
+        free(cfg->sources[i].organization_id);
         verify_config_free(&cfg->sources[i].verify);
     }
     free(cfg->sources);

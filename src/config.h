@@ -21,8 +21,16 @@ enum config_event_id {
     CONFIG_EVENT_ID_BODY_SHA256
 };
 
+/* How a source's bodies are read (sources.NAME.format). */
+enum config_format {
+    CONFIG_FORMAT_WEBHOOK = 0,        /* JSON or form, by Content-Type (default) */
+    CONFIG_FORMAT_SALESFORCE_OUTBOUND /* Salesforce Outbound Messages: SOAP text/xml, acked */
+};
+
 struct config_source {
     char *name;
+    enum config_format format;
+    char *organization_id; /* salesforce-outbound: the expected OrganizationId */
     struct verify_config verify;
     enum config_event_id event_id;
     char *event_id_arg;      /* header name (lower case) or JSON pointer; NULL otherwise */

@@ -686,13 +686,13 @@ static enum MHD_Result http_hook_complete(struct http_request *rq, struct MHD_Co
     char remote[64];
     http_remote(conn, remote, sizeof remote);
 
+    /* The URL as this listener (plain HTTP) received it; verify swaps in the forwarded
+     * scheme and host for a source with verify.trust_forwarded. */
     const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
-    const char *proto = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-Proto");
     size_t ulen = strlen(rq->uri) + (host ? strlen(host) : 0) + 16;
     char *full = malloc(ulen);
     if (full)
-        snprintf(full, ulen, "%s://%s%s", proto && strcmp(proto, "https") == 0 ? "https" : "http",
-                 host ? host : "", rq->uri);
+        snprintf(full, ulen, "http://%s%s", host ? host : "", rq->uri);
 
     struct ingest_request req = {
         .method = method,

@@ -1,10 +1,11 @@
 /*
  * ingest: turns one HTTP request on /hooks/{source} into a stored event or a
  * precise refusal. Order of checks: route (404), method (405), media type
- * (415), size (413), signature (401), body syntax and event id (400), then the
- * store (202/200, or 503 + Retry-After). Called on libmicrohttpd's threads;
- * the only shared state is the read-only config and the store handle. Rejected
- * requests are audited asynchronously; accepted ones in the event's transaction.
+ * (415), size (413), signature (401), body syntax and event id (400), the
+ * OrganizationId of a Salesforce Outbound Message (403), then the store (202/200, or
+ * 503 + Retry-After; a stored or duplicate Salesforce message gets the SOAP ack). Called on
+ * libmicrohttpd's threads; the only shared state is the read-only config and the store handle.
+ * Rejected requests are audited asynchronously; accepted ones in the event's transaction.
  */
 #include "ingest.h"
 
@@ -20,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "rules.h"
+#include "sfdc_outbound.h"
 
 #define INGEST_MAX_EVENT_ID 256
 #define INGEST_MAX_FORM_FIELDS 1000
@@ -135,7 +137,12 @@ static void ingest_reject(struct ingest *ing, const char *source, const char *me
 
 /* ---------- pre-body checks ---------- */
 
-enum ingest_media { INGEST_MEDIA_OTHER = 0, INGEST_MEDIA_JSON, INGEST_MEDIA_FORM };
+enum ingest_media {
+    INGEST_MEDIA_OTHER = 0,
+    INGEST_MEDIA_JSON,
+    INGEST_MEDIA_FORM,
+    INGEST_MEDIA_XML
+};
 
 static enum ingest_media ingest_media_type(const char *ct)
 {
@@ -150,6 +157,8 @@ static enum ingest_media ingest_media_type(const char *ct)
         return INGEST_MEDIA_JSON;
     if (n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)
         return INGEST_MEDIA_FORM;
+    if (n == 8 && strncasecmp(ct, "text/xml", 8) == 0)
+        return INGEST_MEDIA_XML;
     /* Structured syntax suffix: application/vnd.foo+json */
     if (n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
         strncasecmp(ct + n - 5, "+json", 5) == 0)
@@ -176,7 +185,18 @@ bool ingest_precheck(struct ingest *ing, const char *source, const char *method,
         resp->allow = "POST";
         return false;
     }
-    if (ingest_media_type(content_type) == INGEST_MEDIA_OTHER) {
+    enum ingest_media media = ingest_media_type(content_type);
+    if (src->format == CONFIG_FORMAT_SALESFORCE_OUTBOUND && media != INGEST_MEDIA_XML) {
+        snprintf(detail, sizeof detail,
+                 "content type %.64s is not accepted; this source takes Salesforce Outbound "
+                 "Messages (text/xml)",
+                 content_type ? content_type : "(none)");
+        ingest_reject(ing, source, "unsupported_media_type", 415, detail, NULL);
+        ingest_problem(resp, 415, "unsupported-media-type", "Unsupported media type", detail);
+        return false;
+    }
+    if (src->format == CONFIG_FORMAT_WEBHOOK &&
+        (media == INGEST_MEDIA_OTHER || media == INGEST_MEDIA_XML)) {
         snprintf(detail, sizeof detail,
                  "content type %.64s is not accepted; send application/json or "
                  "application/x-www-form-urlencoded",
@@ -309,6 +329,14 @@ struct jdoc *ingest_decode_body(const char *content_type, const unsigned char *b
         json_decref(fields);
         return d;
     }
+    if (ingest_media_type(content_type) == INGEST_MEDIA_XML) {
+        struct sfdc_outbound m;
+        if (sfdc_outbound_parse(body, len, &m, why, why_len) != 0)
+            return NULL;
+        struct jdoc *d = jdoc_from_json(m.body, why, why_len);
+        sfdc_outbound_free(&m);
+        return d;
+    }
     return jdoc_parse((const char *)body, len, 0, 0, why, why_len);
 }
 
@@ -323,6 +351,56 @@ static bool ingest_event_id_ok(const char *id)
     return true;
 }
 
+/* The event id of a Salesforce Outbound Message: its one notification Id, or for a
+ * message of several, "sha256:" + the SHA-256 (hex) of the Ids joined by commas. A
+ * redelivery carries the same notifications, so it gets the same id. */
+static char *ingest_sfdc_event_id(const struct jdoc *body, char *why, size_t why_len)
+{
+    const struct jdoc_node *arr = body ? jdoc_pointer(body, "/notifications") : NULL;
+    size_t n = arr && arr->type == JDOC_ARRAY ? arr->len : 0;
+    struct jout o = {0};
+    char hex[DIGEST_SHA256_HEX_LEN + 1];
+    char *id = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const struct jdoc_node *v = jdoc_get(body, jdoc_at(body, arr, i), "id", 2);
+        if (!v || v->type != JDOC_STRING) {
+            free(o.p);
+            snprintf(why, why_len, "Notification %zu has no Id", i + 1);
+            return NULL;
+        }
+        if (n == 1) {
+            id = strdup(jdoc_str(body, v));
+            break;
+        }
+        if (i > 0)
+            jout_raw(&o, ",", 1);
+        jout_raw(&o, jdoc_str(body, v), v->len);
+    }
+    if (n == 0) {
+        snprintf(why, why_len, "no Notification");
+        return NULL;
+    }
+    if (n > 1 && !o.failed) {
+        digest_sha256_hex(o.p, o.len, hex);
+        size_t len = sizeof "sha256:" + DIGEST_SHA256_HEX_LEN;
+        id = malloc(len);
+        if (id)
+            snprintf(id, len, "sha256:%s", hex);
+    }
+    free(o.p);
+    if (!id) {
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    if (!ingest_event_id_ok(id)) {
+        free(id);
+        snprintf(why, why_len, "the event id must be 1-%d printable characters",
+                 INGEST_MAX_EVENT_ID);
+        return NULL;
+    }
+    return id;
+}
+
 char *ingest_derive_event_id(const struct config_source *src, const struct ingest_request *req,
                              const struct jdoc *body, char *why, size_t why_len)
 {
@@ -332,6 +410,8 @@ char *ingest_derive_event_id(const struct config_source *src, const struct inges
     enum config_event_id kind = src->event_id;
     const char *arg = src->event_id_arg;
 
+    if (kind == CONFIG_EVENT_ID_DEFAULT && src->format == CONFIG_FORMAT_SALESFORCE_OUTBOUND)
+        return ingest_sfdc_event_id(body, why, why_len);
     if (kind == CONFIG_EVENT_ID_DEFAULT) {
         if (src->verify.scheme == VERIFY_SCHEME_STANDARD_WEBHOOKS) {
             id = req->header(req->lookup_ctx, "webhook-id");
@@ -421,6 +501,58 @@ static const char *ingest_verify_slug(enum verify_status s)
     }
 }
 
+/* A Salesforce Outbound Message: parse it (400 when it is not one, or refused: DTD,
+ * entities, limits), check its OrganizationId (403), and keep the table as p->body and
+ * the SessionId-redacted message as p->stored_body. Returns false with *resp filled. */
+static bool ingest_prepare_sfdc(struct ingest *ing, const struct config_source *src,
+                                const struct ingest_request *req, struct ingest_pending *p,
+                                struct ingest_response *resp)
+{
+    char why[256];
+    struct sfdc_outbound m;
+    if (sfdc_outbound_parse(req->body, req->body_len, &m, why, sizeof why) != 0) {
+        if (strcmp(why, "out of memory") == 0) {
+            ingest_problem(resp, 503, "out-of-memory", "Service unavailable", "out of memory");
+            resp->retry_after_s = 1;
+            return false;
+        }
+        ingest_reject(ing, src->name, "malformed", 400, why, req->remote);
+        ingest_problem(resp, 400, "malformed-body", "Malformed body", why);
+        return false;
+    }
+    const char *org = json_string_value(json_object_get(m.body, "organization_id"));
+    if (!sfdc_outbound_org_matches(src->organization_id, org)) {
+        char detail[160];
+        snprintf(detail, sizeof detail,
+                 "OrganizationId %.18s is not the organization configured for this source",
+                 org ? org : "");
+        ingest_reject(ing, src->name, "forbidden", 403, detail, req->remote);
+        ingest_problem(resp, 403, "organization-mismatch", "Forbidden", detail);
+        sfdc_outbound_free(&m);
+        return false;
+    }
+    p->body = jdoc_from_json(m.body, why, sizeof why);
+    p->stored_body = m.redacted;
+    p->stored_len = m.redacted_len;
+    m.redacted = NULL;
+    sfdc_outbound_free(&m);
+    if (!p->body) {
+        ingest_problem(resp, 503, "out-of-memory", "Service unavailable", "out of memory");
+        resp->retry_after_s = 1;
+        return false;
+    }
+    return true;
+}
+
+/* The SOAP acknowledgement Salesforce waits for (200, text/xml). */
+static void ingest_sfdc_ack(struct ingest_response *resp)
+{
+    free(resp->body);
+    resp->status = 200;
+    resp->body = strdup(sfdc_outbound_ack);
+    resp->content_type = "text/xml; charset=utf-8";
+}
+
 bool ingest_prepare(struct ingest *ing, const struct ingest_request *req, struct ingest_pending *p,
                     struct ingest_response *resp)
 {
@@ -451,7 +583,16 @@ bool ingest_prepare(struct ingest *ing, const struct ingest_request *req, struct
     }
 
     /* Authentic: decode the body. */
-    p->body = ingest_decode_body(req->content_type, req->body, req->body_len, why, sizeof why);
+    const unsigned char *stored = req->body;
+    size_t stored_len = req->body_len;
+    if (src->format == CONFIG_FORMAT_SALESFORCE_OUTBOUND) {
+        if (!ingest_prepare_sfdc(ing, src, req, p, resp))
+            return false;
+        stored = p->stored_body;
+        stored_len = p->stored_len;
+    } else {
+        p->body = ingest_decode_body(req->content_type, req->body, req->body_len, why, sizeof why);
+    }
     if (!p->body) {
         ingest_reject(ing, src->name, "malformed", 400, why, req->remote);
         ingest_problem(resp, 400, "malformed-body", "Malformed body", why);
@@ -480,8 +621,8 @@ bool ingest_prepare(struct ingest *ing, const struct ingest_request *req, struct
 
     /* The rule engine's seam: plan jobs to store with the event. */
     if (ing->planner.plan) {
-        struct ingest_event ev = {src->name, p->event_id, req->now,     redacted,
-                                  p->body,   req->body,   req->body_len};
+        struct ingest_event ev = {src->name, p->event_id, req->now,  redacted,
+                                  p->body,   stored,      stored_len};
         ing->planner.plan(ing->planner.ctx, &ev, &p->plan);
     }
     json_decref(redacted);
@@ -510,8 +651,8 @@ bool ingest_prepare(struct ingest *ing, const struct ingest_request *req, struct
     ev->status = p->plan.rule_failed ? "rule_failed" : "accepted";
     ev->content_type = p->content_type;
     ev->headers_json = p->headers_json;
-    ev->body = req->body;
-    ev->body_len = req->body_len;
+    ev->body = stored;
+    ev->body_len = stored_len;
     ev->rule_version = p->plan.rule_version;
     ev->jobs = p->plan.jobs;
     ev->njobs = p->plan.njobs;
@@ -523,16 +664,23 @@ bool ingest_prepare(struct ingest *ing, const struct ingest_request *req, struct
 void ingest_complete(struct ingest *ing, struct ingest_pending *p, struct ingest_response *resp)
 {
     const char *source = p->src ? p->src->name : "unknown";
+    bool sfdc = p->src && p->src->format == CONFIG_FORMAT_SALESFORCE_OUTBOUND;
     switch (p->op.u.event.result) {
     case STORE_EVENT_STORED: {
         const char *status = p->plan.rule_failed ? "rule_failed" : "accepted";
         metrics_event_received(source, status);
-        ingest_event_answer(resp, 202, p->event_id, status, (long long)p->plan.njobs);
+        if (sfdc)
+            ingest_sfdc_ack(resp);
+        else
+            ingest_event_answer(resp, 202, p->event_id, status, (long long)p->plan.njobs);
         break;
     }
     case STORE_EVENT_DUPLICATE:
         metrics_event_received(source, "duplicate");
-        ingest_event_answer(resp, 200, p->event_id, "duplicate", -1);
+        if (sfdc)
+            ingest_sfdc_ack(resp);
+        else
+            ingest_event_answer(resp, 200, p->event_id, "duplicate", -1);
         break;
     case STORE_EVENT_PENDING: /* not submitted: cannot happen */
     case STORE_EVENT_FAILED:
@@ -554,6 +702,7 @@ void ingest_pending_free(struct ingest_pending *p)
     free(p->event_id);
     free(p->headers_json);
     free(p->content_type);
+    free(p->stored_body);
     jdoc_free(p->body);
     json_decref(p->received);
     free(p->audit);

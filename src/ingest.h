@@ -88,6 +88,8 @@ struct ingest_pending {
     json_t **audit;   /* received + plan records, in order */
     struct ingest_plan plan;
     const struct config_source *src;
+    unsigned char *stored_body; /* salesforce-outbound: the message with SessionId redacted */
+    size_t stored_len;
 };
 
 struct ingest;
@@ -107,8 +109,9 @@ struct rules;
  * borrowed and must outlive ing. */
 void ingest_use_rules(struct ingest *ing, struct rules *rules);
 
-/* Decodes a body by media type: JSON, or form fields as an object (a repeated
- * field becomes an array). Returns a new document (caller frees with jdoc_free),
+/* Decodes a body by media type: JSON, form fields as an object (a repeated
+ * field becomes an array), or (text/xml) a Salesforce Outbound Message as the table
+ * sfdc_outbound.h describes. Returns a new document (caller frees with jdoc_free),
  * or NULL with why set. */
 struct jdoc *ingest_decode_body(const char *content_type, const unsigned char *body, size_t len,
                                 char *why, size_t why_len);
@@ -136,14 +139,18 @@ bool ingest_precheck(struct ingest *ing, const char *source, const char *method,
 /* The body exceeded the limit while streaming: fills the 413 answer. */
 void ingest_too_large(struct ingest *ing, const char *source, struct ingest_response *resp);
 
-/* Verifies, decodes and plans. Returns true when p->op is ready to submit to
+/* Verifies, decodes and plans. A salesforce-outbound source's message must also carry
+ * the configured OrganizationId (403 otherwise, nothing stored). Returns true when
+ * p->op is ready to submit to
  * the store (p->op.done is left to the caller), false with *resp filled. The
  * request's buffers must stay valid until ingest_pending_free. */
 bool ingest_prepare(struct ingest *ing, const struct ingest_request *req, struct ingest_pending *p,
                     struct ingest_response *resp);
 
 /* Builds the answer after the store reported on p->op (or after store_submit
- * failed, with p->op.u.event.result == STORE_EVENT_FAILED). */
+ * failed, with p->op.u.event.result == STORE_EVENT_FAILED). A salesforce-outbound
+ * source's stored or duplicate message is answered 200 with the SOAP acknowledgement
+ * (text/xml); every other answer is the same as for any source. */
 void ingest_complete(struct ingest *ing, struct ingest_pending *p, struct ingest_response *resp);
 
 /* Releases what p holds (not p itself). */

@@ -1,6 +1,7 @@
 /*
  * verify: decides whether one incoming webhook is authentic under its source's scheme
- * (standard-webhooks, hmac over a template, shared token, HTTP Basic, or none). It owns
+ * (standard-webhooks, hmac over a template, shared token, HTTP Basic, HubSpot's v1, v2 and
+ * v3 signatures, or none). It owns
  * the prepared struct verify_config (decoded secrets) but keeps no other state; the
  * request is a borrowed view, so any HTTP thread may call verify_request concurrently.
  * Every comparison against secret-derived bytes is constant time, and no reason or error
@@ -394,7 +395,9 @@ int verify_prepare(struct verify_config *cfg, char *err, size_t err_len)
         return 0;
     }
     if (cfg->scheme != VERIFY_SCHEME_STANDARD_WEBHOOKS && cfg->scheme != VERIFY_SCHEME_HMAC &&
-        cfg->scheme != VERIFY_SCHEME_TOKEN && cfg->scheme != VERIFY_SCHEME_BASIC)
+        cfg->scheme != VERIFY_SCHEME_TOKEN && cfg->scheme != VERIFY_SCHEME_BASIC &&
+        cfg->scheme != VERIFY_SCHEME_HUBSPOT_V1 && cfg->scheme != VERIFY_SCHEME_HUBSPOT_V2 &&
+        cfg->scheme != VERIFY_SCHEME_HUBSPOT_V3)
         return set_error(err, err_len, "verify.scheme: unknown scheme");
 
     if (cfg->nsecrets == 0 || cfg->secrets == NULL)
@@ -449,6 +452,9 @@ int verify_prepare(struct verify_config *cfg, char *err, size_t err_len)
             }
         }
         return 0;
+    case VERIFY_SCHEME_HUBSPOT_V1:
+    case VERIFY_SCHEME_HUBSPOT_V2:
+    case VERIFY_SCHEME_HUBSPOT_V3:
     case VERIFY_SCHEME_NONE:
         break;
     }
@@ -553,7 +559,7 @@ static enum verify_status verify_standard(const struct verify_config *cfg,
 
 /* Length of the signed content of tpl for req, or sets res (missing header / too large)
  * and returns false. */
-static bool hmac_content_len(const char *tpl, const struct verify_request *req,
+static bool hmac_content_len(const char *tpl, const struct verify_request *req, const char *url,
                              struct verify_result *res, size_t *out)
 {
     struct tpl_piece piece;
@@ -573,7 +579,7 @@ static bool hmac_content_len(const char *tpl, const struct verify_request *req,
             add = req->method ? strlen(req->method) : 0;
             break;
         case TPL_URL:
-            add = req->url ? strlen(req->url) : 0;
+            add = strlen(url);
             break;
         case TPL_HEADER: {
             char name[VERIFY_MAX_HEADER_NAME];
@@ -606,8 +612,8 @@ static bool hmac_content_len(const char *tpl, const struct verify_request *req,
 
 /* Writes the signed content of tpl for req into out[cap] (hmac_content_len bytes); never
  * past cap even if a header lookup answers differently the second time. */
-static void hmac_content_fill(const char *tpl, const struct verify_request *req, unsigned char *out,
-                              size_t cap)
+static void hmac_content_fill(const char *tpl, const struct verify_request *req, const char *url,
+                              unsigned char *out, size_t cap)
 {
     struct tpl_piece piece;
     size_t pos = 0, o = 0;
@@ -631,8 +637,8 @@ static void hmac_content_fill(const char *tpl, const struct verify_request *req,
             n = req->method ? strlen(req->method) : 0;
             break;
         case TPL_URL:
-            src = req->url;
-            n = req->url ? strlen(req->url) : 0;
+            src = url;
+            n = strlen(url);
             break;
         case TPL_HEADER:
             memcpy(name, piece.text, piece.len);
@@ -662,6 +668,7 @@ static enum verify_status verify_hmac(const struct verify_config *cfg,
     unsigned char got[SIG_DECODE_CAP];
     unsigned char mac[DIGEST_MAX_LEN];
     unsigned char *content = NULL;
+    char *url = NULL;
     long got_len;
     bool matched = false;
 
@@ -710,13 +717,24 @@ static enum verify_status verify_hmac(const struct verify_config *cfg,
             return set_result(res, VERIFY_MALFORMED, "bad base64 in %s", cfg->header);
     }
 
-    if (!hmac_content_len(tpl, req, res, &content_len))
+    /* The URL is built only when the template signs it. */
+    if (strstr(tpl, "{url}") != NULL) {
+        url = verify_signed_url(cfg, req);
+        if (url == NULL)
+            return set_result(res, VERIFY_MISMATCH, "out of memory while verifying");
+    }
+    if (!hmac_content_len(tpl, req, url ? url : "", res, &content_len)) {
+        free(url);
         return res->status;
+    }
     /* malloc(0) may return NULL; one spare byte keeps the empty case uniform. */
     content = malloc(content_len + 1);
-    if (content == NULL)
+    if (content == NULL) {
+        free(url);
         return set_result(res, VERIFY_MISMATCH, "out of memory while verifying");
-    hmac_content_fill(tpl, req, content, content_len);
+    }
+    hmac_content_fill(tpl, req, url ? url : "", content, content_len);
+    free(url);
 
     for (size_t s = 0; s < cfg->nsecrets && !matched; s++) {
         if (digest_hmac(cfg->algorithm, cfg->secrets[s].bytes, cfg->secrets[s].len, content,
@@ -828,6 +846,271 @@ out:
     return st;
 }
 
+/* ---------- the signed URL and HubSpot's schemes ---------- */
+
+/* First entry of a comma-separated forwarded header, blanks trimmed; NULL when empty. */
+static const char *first_entry(const char *value, size_t *len)
+{
+    size_t n;
+
+    if (value == NULL)
+        return NULL;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    n = strcspn(value, ",");
+    while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+        n--;
+    *len = n;
+    return n > 0 ? value : NULL;
+}
+
+/* A host[:port] as a proxy forwards it: letters, digits, '.', '-', '_', ':', '[', ']'. */
+static bool forwarded_host_ok(const char *host, size_t len)
+{
+    if (len == 0 || len > 255)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)host[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == '_' || c == ':' || c == '[' || c == ']'))
+            return false;
+    }
+    return true;
+}
+
+char *verify_signed_url(const struct verify_config *cfg, const struct verify_request *req)
+{
+    const char *url = req->url ? req->url : "";
+    const char *sep = strstr(url, "://");
+    const char *scheme, *host, *target, *fwd;
+    size_t scheme_len, host_len, target_len, n = 0;
+    char *out;
+
+    if (!cfg->trust_forwarded || sep == NULL)
+        return strdup(url);
+    scheme = url;
+    scheme_len = (size_t)(sep - url);
+    host = sep + 3;
+    host_len = strcspn(host, "/?");
+    target = host + host_len;
+    target_len = strlen(target);
+
+    fwd = first_entry(req_header(req, "X-Forwarded-Proto"), &n);
+    if (fwd != NULL && n == 5 && strncasecmp(fwd, "https", 5) == 0) {
+        scheme = "https";
+        scheme_len = 5;
+    } else if (fwd != NULL && n == 4 && strncasecmp(fwd, "http", 4) == 0) {
+        scheme = "http";
+        scheme_len = 4;
+    }
+    fwd = first_entry(req_header(req, "X-Forwarded-Host"), &n);
+    if (fwd != NULL && forwarded_host_ok(fwd, n)) {
+        host = fwd;
+        host_len = n;
+    }
+    out = malloc(scheme_len + 3 + host_len + target_len + 1);
+    if (out == NULL)
+        return NULL;
+    memcpy(out, scheme, scheme_len);
+    memcpy(out + scheme_len, "://", 3);
+    memcpy(out + scheme_len + 3, host, host_len);
+    memcpy(out + scheme_len + 3 + host_len, target, target_len + 1);
+    return out;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+char *verify_hubspot_decode_uri(const char *uri)
+{
+    static const char decoded[] = ":/?@!$'()*,;";
+    size_t n = strlen(uri), o = 0;
+    char *out = malloc(n + 1);
+
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (uri[i] == '%' && i + 2 < n) {
+            int hi = hex_value(uri[i + 1]), lo = hex_value(uri[i + 2]);
+
+            if (hi >= 0 && lo >= 0 && memchr(decoded, hi * 16 + lo, sizeof decoded - 1) != NULL) {
+                out[o++] = (char)(hi * 16 + lo);
+                i += 2;
+                continue;
+            }
+        }
+        out[o++] = uri[i];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* HubSpot v3: base64 HMAC-SHA256 of method + decoded URI + body + timestamp (milliseconds),
+ * timestamp within tolerance_s (HubSpot: 5 minutes). */
+static enum verify_status verify_hubspot_v3(const struct verify_config *cfg,
+                                            const struct verify_request *req,
+                                            struct verify_result *res)
+{
+    static const char sig_name[] = "X-HubSpot-Signature-v3";
+    static const char ts_name[] = "X-HubSpot-Request-Timestamp";
+    const char *sig = req_header(req, sig_name);
+    const char *ts_text = req_header(req, ts_name);
+    const char *method = req->method ? req->method : "";
+    unsigned char got[SIG_DECODE_CAP];
+    unsigned char mac[DIGEST_MAX_LEN];
+    unsigned char *content = NULL;
+    char *url = NULL, *uri = NULL;
+    size_t sig_len, m_len, u_len, t_len, total;
+    long got_len;
+    int64_t ts;
+    bool matched = false;
+
+    if (sig == NULL)
+        return set_result(res, VERIFY_MISSING, "missing header %s", sig_name);
+    if (ts_text == NULL)
+        return set_result(res, VERIFY_MISSING, "missing header %s", ts_name);
+    if (verify_parse_timestamp(ts_text, &ts) != 0)
+        return set_result(res, VERIFY_MALFORMED, "bad timestamp in %s", ts_name);
+    if (check_window(res, ts, req->now, cfg->tolerance_s) != VERIFY_OK)
+        return res->status;
+    sig_len = strlen(sig);
+    while (sig_len > 0 && (sig[sig_len - 1] == ' ' || sig[sig_len - 1] == '\t'))
+        sig_len--;
+    if (sig_len > SIG_B64_MAX)
+        return set_result(res, VERIFY_MISMATCH, "signature does not match");
+    got_len = digest_base64_decode(sig, sig_len, got, sizeof got);
+    if (got_len < 0)
+        return set_result(res, VERIFY_MALFORMED, "bad base64 in %s", sig_name);
+
+    url = verify_signed_url(cfg, req);
+    uri = url ? verify_hubspot_decode_uri(url) : NULL;
+    free(url);
+    if (uri == NULL)
+        return set_result(res, VERIFY_MISMATCH, "out of memory while verifying");
+    m_len = strlen(method);
+    u_len = strlen(uri);
+    t_len = strlen(ts_text);
+    if (req->body_len > SIZE_MAX - m_len - u_len - t_len - 1) {
+        free(uri);
+        return set_result(res, VERIFY_MALFORMED, "request too large to verify");
+    }
+    total = m_len + u_len + req->body_len + t_len;
+    content = malloc(total + 1);
+    if (content == NULL) {
+        free(uri);
+        return set_result(res, VERIFY_MISMATCH, "out of memory while verifying");
+    }
+    memcpy(content, method, m_len);
+    memcpy(content + m_len, uri, u_len);
+    if (req->body_len > 0)
+        memcpy(content + m_len + u_len, req->body, req->body_len);
+    memcpy(content + m_len + u_len + req->body_len, ts_text, t_len);
+    free(uri);
+
+    for (size_t s = 0; s < cfg->nsecrets && !matched; s++) {
+        if (digest_hmac(DIGEST_SHA256, cfg->secrets[s].bytes, cfg->secrets[s].len, content, total,
+                        mac) != 0)
+            continue;
+        matched = digest_equal_str(got, (size_t)got_len, mac, 32);
+    }
+    OPENSSL_cleanse(mac, sizeof mac);
+    free(content);
+    if (matched)
+        return set_result(res, VERIFY_OK, "signature matches");
+    return set_result(res, VERIFY_MISMATCH, "signature does not match");
+}
+
+/* HubSpot v1 / v2: hex SHA-256 (a plain hash, not an HMAC) of client secret + body (v1) or
+ * client secret + method + URI + body (v2), in X-HubSpot-Signature. */
+static enum verify_status verify_hubspot_legacy(const struct verify_config *cfg,
+                                                const struct verify_request *req, bool v2,
+                                                struct verify_result *res)
+{
+    static const char sig_name[] = "X-HubSpot-Signature";
+    const char *want = v2 ? "v2" : "v1";
+    const char *sig = req_header(req, sig_name);
+    const char *version = req_header(req, "X-HubSpot-Signature-Version");
+    const char *method = v2 && req->method ? req->method : "";
+    unsigned char got[SIG_DECODE_CAP];
+    unsigned char hash[32];
+    unsigned char *content = NULL;
+    char *url = NULL;
+    size_t sig_len, m_len, u_len, max_secret = 0, cap;
+    long got_len;
+    bool matched = false;
+
+    if (sig == NULL)
+        return set_result(res, VERIFY_MISSING, "missing header %s", sig_name);
+    /* HubSpot names the version it signed with; a different one can never match. */
+    if (version != NULL && strcasecmp(version, want) != 0)
+        return set_result(res, VERIFY_MISMATCH,
+                          "X-HubSpot-Signature-Version is %.8s, the source expects %s", version,
+                          want);
+    while (*sig == ' ' || *sig == '\t')
+        sig++;
+    sig_len = strlen(sig);
+    while (sig_len > 0 && (sig[sig_len - 1] == ' ' || sig[sig_len - 1] == '\t'))
+        sig_len--;
+    if (sig_len > 2 * DIGEST_MAX_LEN)
+        return set_result(res, VERIFY_MISMATCH, "signature does not match");
+    got_len = digest_hex_decode(sig, sig_len, got, sizeof got);
+    if (got_len < 0)
+        return set_result(res, VERIFY_MALFORMED, "bad hex in %s", sig_name);
+
+    if (v2) {
+        url = verify_signed_url(cfg, req);
+        if (url == NULL)
+            return set_result(res, VERIFY_MISMATCH, "out of memory while verifying");
+    }
+    m_len = strlen(method);
+    u_len = url ? strlen(url) : 0;
+    for (size_t s = 0; s < cfg->nsecrets; s++)
+        if (cfg->secrets[s].len > max_secret)
+            max_secret = cfg->secrets[s].len;
+    if (req->body_len > SIZE_MAX - max_secret - m_len - u_len - 1) {
+        free(url);
+        return set_result(res, VERIFY_MALFORMED, "request too large to verify");
+    }
+    cap = max_secret + m_len + u_len + req->body_len;
+    content = malloc(cap + 1);
+    if (content == NULL) {
+        free(url);
+        return set_result(res, VERIFY_MISMATCH, "out of memory while verifying");
+    }
+    for (size_t s = 0; s < cfg->nsecrets && !matched; s++) {
+        size_t k = cfg->secrets[s].len, o = k;
+
+        memcpy(content, cfg->secrets[s].bytes, k);
+        memcpy(content + o, method, m_len);
+        o += m_len;
+        if (u_len > 0)
+            memcpy(content + o, url, u_len);
+        o += u_len;
+        if (req->body_len > 0)
+            memcpy(content + o, req->body, req->body_len);
+        o += req->body_len;
+        digest_sha256(content, o, hash);
+        matched = digest_equal_str(got, (size_t)got_len, hash, sizeof hash);
+    }
+    /* The buffer held the client secret. */
+    OPENSSL_cleanse(content, cap + 1);
+    OPENSSL_cleanse(hash, sizeof hash);
+    free(content);
+    free(url);
+    if (matched)
+        return set_result(res, VERIFY_OK, "signature matches");
+    return set_result(res, VERIFY_MISMATCH, "signature does not match");
+}
+
 enum verify_status verify_request(const struct verify_config *cfg, const struct verify_request *req,
                                   struct verify_result *res)
 {
@@ -846,6 +1129,12 @@ enum verify_status verify_request(const struct verify_config *cfg, const struct 
         return verify_token(cfg, req, res);
     case VERIFY_SCHEME_BASIC:
         return verify_basic(cfg, req, res);
+    case VERIFY_SCHEME_HUBSPOT_V1:
+        return verify_hubspot_legacy(cfg, req, false, res);
+    case VERIFY_SCHEME_HUBSPOT_V2:
+        return verify_hubspot_legacy(cfg, req, true, res);
+    case VERIFY_SCHEME_HUBSPOT_V3:
+        return verify_hubspot_v3(cfg, req, res);
     }
     return set_result(res, VERIFY_MISMATCH, "unknown verification scheme");
 }
@@ -863,6 +1152,12 @@ const char *verify_scheme_name(enum verify_scheme scheme)
         return "token";
     case VERIFY_SCHEME_BASIC:
         return "basic";
+    case VERIFY_SCHEME_HUBSPOT_V1:
+        return "hubspot-v1";
+    case VERIFY_SCHEME_HUBSPOT_V2:
+        return "hubspot-v2";
+    case VERIFY_SCHEME_HUBSPOT_V3:
+        return "hubspot-v3";
     }
     return "unknown";
 }

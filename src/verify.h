@@ -1,6 +1,6 @@
 /*
  * verify: proves a webhook request authentic according to its source's scheme
- * (standard-webhooks, hmac template, token, basic, none). Pure functions over a
+ * (standard-webhooks, hmac template, token, basic, HubSpot v1/v2/v3, none). Pure functions over a
  * borrowed request view; no I/O, no logging, no global state, so any HTTP thread
  * may call it. Results never carry a secret or an expected signature.
  */
@@ -19,6 +19,10 @@ enum verify_scheme {
     VERIFY_SCHEME_HMAC,
     VERIFY_SCHEME_TOKEN,
     VERIFY_SCHEME_BASIC,
+    VERIFY_SCHEME_HUBSPOT_V1, /* X-HubSpot-Signature: hex SHA-256(secret + body) */
+    VERIFY_SCHEME_HUBSPOT_V2, /* X-HubSpot-Signature: hex SHA-256(secret + method + URI + body) */
+    VERIFY_SCHEME_HUBSPOT_V3, /* X-HubSpot-Signature-v3: base64 HMAC-SHA256(method + URI + body +
+                                 timestamp), URI escapes decoded as HubSpot specifies */
 };
 
 enum verify_encoding { VERIFY_ENC_HEX = 0, VERIFY_ENC_BASE64 };
@@ -48,6 +52,9 @@ struct verify_config {
     char *username;         /* basic; the accepted passwords are the secrets */
     int64_t tolerance_s;    /* standard-webhooks and hmac timestamp_header; default 300 */
     bool insecure;          /* none: must be true */
+    bool trust_forwarded;   /* the signed URL takes X-Forwarded-Host / X-Forwarded-Proto (the
+                               first entry of each) instead of Host; set only behind a proxy
+                               that sets or strips them */
 };
 
 /* Accessors for one request; names are matched case-insensitively by the caller's
@@ -96,6 +103,17 @@ enum verify_status verify_request(const struct verify_config *cfg, const struct 
  * 10^11), or RFC 3339 ("2021-03-25T17:53:39Z", optional fraction and offset).
  * Returns 0 and *out in seconds, or -1. */
 int verify_parse_timestamp(const char *text, int64_t *out);
+
+/* The URL a sender signed, for {url}, hubspot-v2 and hubspot-v3: req->url ("scheme://host"
+ * + target) with scheme and host replaced by the first X-Forwarded-Proto (http/https) and
+ * X-Forwarded-Host entries when cfg->trust_forwarded is set and they are well-formed.
+ * Returns a new string (caller frees) or NULL when out of memory. */
+char *verify_signed_url(const struct verify_config *cfg, const struct verify_request *req);
+
+/* HubSpot v3's URI rule: decodes only the escapes %3A %2F %3F %40 %21 %24 %27 %28 %29 %2A
+ * %2C %3B (either hex case) and copies everything else, other escapes included, unchanged.
+ * Returns a new string (caller frees) or NULL when out of memory. */
+char *verify_hubspot_decode_uri(const char *uri);
 
 /* Name of a scheme as written in the config ("standard-webhooks", ...). */
 const char *verify_scheme_name(enum verify_scheme scheme);

@@ -3,12 +3,15 @@
  * headers, query parameters, URL and body, against fixed test secrets and the
  * verify blocks of the shipped example config (conf/hookline.json): Standard
  * Webhooks, Zendesk- and HubSpot-style HMAC templates, GitHub-style "sha256="
- * hex, sha1/sha512, token in a header or the query, HTTP Basic and none. Also
- * feeds each header value to verify_parse_timestamp.
+ * hex, sha1/sha512, token in a header or the query, HTTP Basic and none, and the
+ * hubspot-v1/v2/v3 schemes with and without trust_forwarded (and an hmac {url}
+ * template with it). Also feeds each header value to verify_parse_timestamp and each
+ * URL to verify_hubspot_decode_uri.
  *
  * Input: one selector byte, then parts separated by "\n--\n":
  *   BODY -- HEADERS ("Name: value" lines) -- QUERY ("name=value" lines) -- URL -- TEMPLATE
- * selector % 10 picks the verify block; selector >= 128 adds a second (rotated)
+ * selector % 10 picks the verify block, or with bit 0x40 set 10 + selector % 5 (the
+ * HubSpot and forwarded-URL blocks); selector >= 128 adds a second (rotated)
  * secret; a non-empty TEMPLATE replaces an hmac block's "signed" template (when
  * verify_prepare accepts it). The clock is fixed at FUZZ_NOW.
  * Invariants: no crash, leak or UB; the status is one of enum verify_status and the
@@ -167,6 +170,26 @@ static void make_config(struct verify_config *c, unsigned which, bool rotated)
         s1 = TOKEN_1;
         s2 = TOKEN_2;
         break;
+    case 10:
+        c->scheme = VERIFY_SCHEME_HUBSPOT_V1;
+        break;
+    case 11:
+        c->scheme = VERIFY_SCHEME_HUBSPOT_V2;
+        c->trust_forwarded = true;
+        break;
+    case 12:
+        c->scheme = VERIFY_SCHEME_HUBSPOT_V3;
+        break;
+    case 13:
+        c->scheme = VERIFY_SCHEME_HUBSPOT_V3;
+        c->trust_forwarded = true;
+        break;
+    case 14: /* an hmac {url} template behind a trusted proxy */
+        c->scheme = VERIFY_SCHEME_HMAC;
+        c->header = dup("X-Signature");
+        c->signed_template = dup("{method}{url}{body}");
+        c->trust_forwarded = true;
+        break;
     default:
         c->scheme = VERIFY_SCHEME_NONE;
         c->insecure = true;
@@ -183,11 +206,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     unsigned sel = data[0];
+    unsigned block = (sel & 0x40) ? 10 + sel % 5 : sel % 10;
     struct fuzz_part parts[5];
     fuzz_split(data + 1, size - 1, parts, 5);
 
     struct verify_config cfg;
-    make_config(&cfg, sel % 10, sel >= 128);
+    make_config(&cfg, block, sel >= 128);
     char err[256];
     if (parts[4].present && parts[4].n > 0 && cfg.scheme == VERIFY_SCHEME_HMAC) {
         free(cfg.signed_template);
@@ -218,7 +242,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&res, 0x55, sizeof res); /* a result left unset shows */
     enum verify_status st = verify_request(&cfg, &req, &res);
 #ifdef FUZZ_PRINT_RESULT /* to see what a seed reaches: -DFUZZ_PRINT_RESULT */
-    fprintf(stderr, "block %u: status %d: %s\n", sel % 10, st, res.reason);
+    fprintf(stderr, "block %u: status %d: %s\n", block, st, res.reason);
 #endif
     fuzz_check(st == res.status, "returned status %d, result says %d", st, res.status);
     fuzz_check(st >= VERIFY_OK && st <= VERIFY_MISMATCH, "status %d out of range", st);
@@ -232,6 +256,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int64_t ts;
         (void)verify_parse_timestamp(r.headers[i].value, &ts);
     }
+    char *signed_url = verify_signed_url(&cfg, &req);
+    char *decoded = signed_url ? verify_hubspot_decode_uri(signed_url) : NULL;
+    fuzz_check(decoded == NULL || strlen(decoded) <= strlen(signed_url), "decoding grew the URI");
+    free(decoded);
+    free(signed_url);
 
     for (size_t i = 0; i < r.nheaders; i++) {
         free(r.headers[i].name);

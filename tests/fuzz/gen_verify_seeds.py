@@ -81,6 +81,32 @@ def main():
     seeds["basic"] = seed(8, fd, [("Authorization", "Basic " + base64.b64encode(
         ("freshdesk:" + TOKEN_1).encode()).decode())])
     seeds["none"] = seed(9, b"{}", [("Content-Type", "application/json")])
+
+    # HubSpot's schemes (selector bit 0x40: block 10 + selector % 5), signed as HubSpot
+    # documents: v1 sha256(secret + body), v2 sha256(secret + method + URI + body), v3
+    # HMAC over method + URI (its twelve escapes decoded) + body + timestamp.
+    seeds["hubspot_v1"] = seed(65, hs, [("X-HubSpot-Signature",
+                                         hashlib.sha256(HMAC_1 + hs).hexdigest()),
+                                        ("X-HubSpot-Signature-Version", "v1")])
+    local = URL + "?portalId=62515"
+    public = "https://hooks.example.com/hooks/fuzz?portalId=62515"
+    seeds["hubspot_v2_forwarded"] = seed(66, hs, [
+        ("X-HubSpot-Signature", hashlib.sha256(HMAC_1 + b"POST" + public.encode() + hs).hexdigest()),
+        ("X-HubSpot-Signature-Version", "v2"), ("X-Forwarded-Host", "hooks.example.com"),
+        ("X-Forwarded-Proto", "https")], url=local)
+    ts = str(NOW * 1000)
+    escaped = URL + "?next=https%3A%2F%2Fa.example%2F%3Fx%3D1"
+    decoded = URL + "?next=https://a.example/?x%3D1"
+    seeds["hubspot_v3_decoded"] = seed(67, hs, [
+        ("X-HubSpot-Signature-v3", mac(hashlib.sha256, b"POST" + decoded.encode() + hs +
+                                       ts.encode(), "b64")),
+        ("X-HubSpot-Request-Timestamp", ts)], url=escaped)
+    decoded = decoded.replace("http://127.0.0.1:8080", "https://hooks.example.com")
+    seeds["hubspot_v3_forwarded"] = seed(68, hs, [
+        ("X-HubSpot-Signature-v3", mac(hashlib.sha256, b"POST" + decoded.encode() + hs +
+                                       ts.encode(), "b64")),
+        ("X-HubSpot-Request-Timestamp", ts), ("X-Forwarded-Host", "hooks.example.com, edge"),
+        ("X-Forwarded-Proto", "https")], url=escaped)
     for name, data in seeds.items():
         with open(os.path.join(OUT, name), "wb") as f:
             f.write(data)

@@ -303,6 +303,67 @@ static void test_verify_block_errors(void **state)
     config_diags_free(&d);
 }
 
+static void test_sender_keys(void **state)
+{
+    struct config_diags d = {0};
+    setenv("HL_T_SECRET", "sender-test-secret-1", 1);
+    struct config *c = load(
+        "{\"sources\": {"
+        " \"hs\": {\"verify\": {\"scheme\": \"hubspot-v3\", \"secret\": \"env:HL_T_SECRET\","
+        "                       \"trust_forwarded\": true}},"
+        " \"hs1\": {\"verify\": {\"scheme\": \"hubspot-v1\", \"secret\": \"env:HL_T_SECRET\"}},"
+        " \"hs2\": {\"verify\": {\"scheme\": \"hubspot-v2\", \"secret\": \"env:HL_T_SECRET\"}},"
+        " \"tok\": {\"verify\": {\"scheme\": \"token\", \"query\": \"t\","
+        "                        \"secret\": \"env:HL_T_SECRET\", \"trust_forwarded\": true}},"
+        " \"sf\": {\"format\": \"salesforce-outbound\", \"organization_id\": \"00D5g000004ElSm\","
+        "          \"verify\": {\"scheme\": \"token\", \"query\": \"token\","
+        "                       \"secret\": \"env:HL_T_SECRET\"}}}}",
+        &d);
+    (void)state;
+    if (!c)
+        for (size_t i = 0; i < d.n; i++)
+            print_message("%s\n", d.items[i].msg);
+    assert_non_null(c);
+    assert_int_equal(config_find_source(c, "hs")->verify.scheme, VERIFY_SCHEME_HUBSPOT_V3);
+    assert_true(config_find_source(c, "hs")->verify.trust_forwarded);
+    assert_int_equal(config_find_source(c, "hs")->verify.tolerance_s, 300);
+    assert_int_equal(config_find_source(c, "hs")->format, CONFIG_FORMAT_WEBHOOK);
+    assert_int_equal(config_find_source(c, "hs1")->verify.scheme, VERIFY_SCHEME_HUBSPOT_V1);
+    assert_false(config_find_source(c, "hs1")->verify.trust_forwarded);
+    assert_int_equal(config_find_source(c, "hs2")->verify.scheme, VERIFY_SCHEME_HUBSPOT_V2);
+    assert_int_equal(config_find_source(c, "sf")->format, CONFIG_FORMAT_SALESFORCE_OUTBOUND);
+    assert_string_equal(config_find_source(c, "sf")->organization_id, "00D5g000004ElSm");
+    assert_true(has_diag(&d, "sources.tok.verify.trust_forwarded: has no effect", 0, 1));
+    assert_false(has_diag(&d, "sources.hs.verify.trust_forwarded", 0, 1));
+    config_free(c);
+    config_diags_free(&d);
+
+    c = load(
+        "{\"sources\": {"
+        " \"a\": {\"format\": \"salesforce-outbound\","
+        "         \"verify\": {\"scheme\": \"none\", \"insecure\": true}},"
+        " \"b\": {\"format\": \"salesforce-outbound\", \"organization_id\": \"00D-bad\","
+        "         \"verify\": {\"scheme\": \"none\", \"insecure\": true}},"
+        " \"c\": {\"format\": \"soap\", \"verify\": {\"scheme\": \"none\", \"insecure\": true}},"
+        " \"d\": {\"organization_id\": \"00D5g000004ElSm\","
+        "         \"verify\": {\"scheme\": \"none\", \"insecure\": true}},"
+        " \"e\": {\"verify\": {\"scheme\": \"hubspot-v3\"}},"
+        " \"f\": {\"verify\": {\"scheme\": \"hubspot-v2\", \"secret\": \"env:HL_T_SECRET\","
+        "                      \"trust_forwarded\": \"yes\"}}}}",
+        &d);
+    assert_null(c);
+    assert_true(has_diag(&d, "sources.a.organization_id: is required for format", 0, 0));
+    assert_true(
+        has_diag(&d, "sources.b.organization_id: must be a Salesforce organization id", 0, 0));
+    assert_true(
+        has_diag(&d, "sources.c.format: must be \"webhook\" or \"salesforce-outbound\"", 0, 0));
+    assert_true(has_diag(&d, "sources.d.organization_id: is only used with", 0, 0));
+    assert_true(
+        has_diag(&d, "sources.e.verify: verify.secret is required for scheme hubspot-v3", 0, 0));
+    assert_true(has_diag(&d, "sources.f.verify.trust_forwarded", 0, 0));
+    config_diags_free(&d);
+}
+
 static void test_invalid_json_has_line(void **state)
 {
     struct config_diags d = {0};
@@ -404,6 +465,7 @@ int main(void)
         cmocka_unit_test_setup(test_secret_file_readable_by_others_warns, setup),
         cmocka_unit_test_setup(test_config_with_literal_secret_readable_warns, setup),
         cmocka_unit_test_setup(test_verify_block_errors, setup),
+        cmocka_unit_test_setup(test_sender_keys, setup),
         cmocka_unit_test_setup(test_invalid_json_has_line, setup),
         cmocka_unit_test_setup(test_duplicate_keys_rejected, setup),
         cmocka_unit_test_setup(test_event_id_forms, setup),

@@ -94,6 +94,63 @@ static void test_decode_body(void **state)
     assert_non_null(strstr(why, "malformed JSON at line 2"));
 }
 
+/* A Salesforce Outbound Message: text/xml only for a salesforce-outbound source, the
+ * table as the rule and reprocessing see it, and the event id of one and of several
+ * notifications. */
+static void test_salesforce_outbound_body(void **state)
+{
+    static const char xml[] =
+        "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" "
+        "xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soapenv:Body>"
+        "<notifications xmlns=\"http://soap.sforce.com/2005/09/outbound\">"
+        "<OrganizationId>00D5g000004ElSmEAK</OrganizationId>"
+        "<SessionId>[redacted]</SessionId>"
+        "<Notification><Id>04l5g00000Hd8AbAAJ</Id><sObject xsi:type=\"sf:Case\" "
+        "xmlns:sf=\"urn:sobject.enterprise.soap.sforce.com\"><sf:Status>New</sf:Status>"
+        "</sObject></Notification>"
+        "<Notification><Id>04l5g00000Hd8AcAAJ</Id></Notification>"
+        "</notifications></soapenv:Body></soapenv:Envelope>";
+    char why[200];
+    struct config_source src = {.name = "sf", .format = CONFIG_FORMAT_SALESFORCE_OUTBOUND};
+    struct ingest_request req = {.body = (const unsigned char *)xml, .body_len = strlen(xml)};
+    (void)state;
+
+    assert_int_equal(ingest_media_type("text/xml; charset=utf-8"), INGEST_MEDIA_XML);
+    struct jdoc *doc = ingest_decode_body("text/xml; charset=utf-8", (const unsigned char *)xml,
+                                          strlen(xml), why, sizeof why);
+    assert_non_null(doc);
+    assert_string_equal(jdoc_str(doc, jdoc_pointer(doc, "/notifications/0/sobject/type")), "Case");
+    assert_string_equal(jdoc_str(doc, jdoc_pointer(doc, "/notifications/0/sobject/Status")), "New");
+    assert_null(jdoc_pointer(doc, "/session_id"));
+    char *id = ingest_derive_event_id(&src, &req, doc, why, sizeof why);
+    char want[80];
+    char hex[DIGEST_SHA256_HEX_LEN + 1];
+    const char *ids = "04l5g00000Hd8AbAAJ,04l5g00000Hd8AcAAJ";
+    digest_sha256_hex(ids, strlen(ids), hex);
+    snprintf(want, sizeof want, "sha256:%s", hex);
+    assert_non_null(id);
+    assert_string_equal(id, want);
+    free(id);
+    jdoc_free(doc);
+
+    /* One notification: its Id. */
+    const char *one = strstr(xml, "<Notification><Id>04l5g00000Hd8AcAAJ");
+    char single[1024];
+    snprintf(single, sizeof single, "%.*s%s", (int)(strstr(xml, "<Notification>") - xml), xml, one);
+    doc = ingest_decode_body("text/xml", (const unsigned char *)single, strlen(single), why,
+                             sizeof why);
+    assert_non_null(doc);
+    id = ingest_derive_event_id(&src, &req, doc, why, sizeof why);
+    assert_non_null(id);
+    assert_string_equal(id, "04l5g00000Hd8AcAAJ");
+    free(id);
+    jdoc_free(doc);
+
+    /* A body sent as text/xml that is not XML is refused with expat's reason. */
+    assert_null(ingest_decode_body("text/xml", (const unsigned char *)"{}", 2, why, sizeof why));
+    assert_non_null(strstr(why, "XML error"));
+}
+
 /* ---------- prepare/complete with a real store ---------- */
 
 struct kv {
@@ -238,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_form_errors),
         cmocka_unit_test(test_json_pointer),
         cmocka_unit_test(test_decode_body),
+        cmocka_unit_test(test_salesforce_outbound_body),
         cmocka_unit_test_setup(test_prepare_store_complete, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

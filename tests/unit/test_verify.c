@@ -3,7 +3,9 @@
  * Expected signatures come from outside this code base: the Standard Webhooks reference
  * vector (standard-webhooks/standard-webhooks, libraries/go/webhook_test.go TestWebhookSign
  * and libraries/python/tests/test_webhooks.py test_sign_function), GitHub's documented
- * X-Hub-Signature-256 example, and values computed once with `openssl dgst -hmac`.
+ * X-Hub-Signature-256 example, HubSpot's documented v1 and v2 examples ("Validating
+ * requests", developers.hubspot.com), and values computed once with `openssl dgst -hmac`
+ * or Python's hmac module.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -862,6 +864,263 @@ static void test_parse_timestamp(void **state)
     }
 }
 
+/* ================= HubSpot ================= */
+
+/* HubSpot's documented examples (developers.hubspot.com, "Validating requests"). */
+#define HS_SECRET "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
+#define HS_V1_BODY                                                                                 \
+    "[{\"eventId\":1,\"subscriptionId\":12345,\"portalId\":62515,\"occurredAt\":1564113600000,"    \
+    "\"subscriptionType\":\"contact.creation\",\"attemptNumber\":0,\"objectId\":123,"              \
+    "\"changeSource\":\"CRM\",\"changeFlag\":\"NEW\",\"appId\":54321}]"
+#define HS_V1_SIG "232db2615f3d666fe21a8ec971ac7b5402d33b9a925784df3ca654d05f4817de"
+#define HS_V2_URL "https://www.example.com/webhook_uri"
+#define HS_V2_GET_SIG "eee2dddcc73c94d699f5e395f4b9d454a069a6855fbfa152e91e88823087200e"
+#define HS_V2_BODY "{\"example_field\":\"example_value\"}"
+#define HS_V2_POST_SIG "9569219f8ba981ffa6f6f16aa0f48637d35d728c7e4d93d0d52efaa512af7900"
+
+/* v3, computed with Python's hmac over the URI as HubSpot signs it (the twelve escapes
+ * decoded, %3D and %20 kept):
+ * base64(HMAC-SHA256(secret, "POST" + decoded URI + body + timestamp)). */
+#define HS3_SECRET "hubspot-client-secret-0001"
+#define HS3_BODY "[{\"objectId\":123,\"subscriptionType\":\"deal.propertyChange\"}]"
+#define HS3_TS "1764990000000"
+#define HS3_NOW 1764990000
+#define HS3_TARGET "/hooks/hubspot?next=https%3A%2F%2Fapp.example%2Fdeal%3Fid%3D7&tag=a%20b%40c"
+#define HS3_SIG "iKbk+j8QFO8BaOIoCLLtLsujt+JwGihygDm4BbyoPTk="
+/* The same over the undecoded URI: what a verifier without HubSpot's rule would expect. */
+#define HS3_SIG_UNDECODED "MrKzYbBqDrvaAxb0+D7jrLtvr3HUt1D7EKox/UZku0k="
+
+static void test_hubspot_v1_documented(void **state)
+{
+    struct verify_config cfg;
+    struct fake_req f;
+
+    (void)state;
+    cfg_init(&cfg, VERIFY_SCHEME_HUBSPOT_V1);
+    cfg_add_secret(&cfg, HS_SECRET);
+    cfg_prepare_ok(&cfg);
+    req_init(&f, HS_V1_BODY, 0);
+    req_header(&f, "X-HubSpot-Signature", HS_V1_SIG);
+    req_header(&f, "X-HubSpot-Signature-Version", "v1");
+    run(&cfg, &f, VERIFY_OK);
+    /* Upper-case hex is the same signature. */
+    req_init(&f, HS_V1_BODY, 0);
+    req_header(&f, "X-HubSpot-Signature",
+               "232DB2615F3D666FE21A8EC971AC7B5402D33B9A925784DF3CA654D05F4817DE");
+    run(&cfg, &f, VERIFY_OK);
+    /* Tampered body. */
+    req_init(&f, "[{\"eventId\":2}]", 0);
+    req_header(&f, "X-HubSpot-Signature", HS_V1_SIG);
+    run(&cfg, &f, VERIFY_MISMATCH);
+    /* An HMAC of the same input is not what HubSpot v1 sends. */
+    req_init(&f, HS_V1_BODY, 0);
+    req_header(&f, "X-HubSpot-Signature",
+               "0000000000000000000000000000000000000000000000000000000000000000");
+    run(&cfg, &f, VERIFY_MISMATCH);
+    /* Missing, malformed, other version. */
+    req_init(&f, HS_V1_BODY, 0);
+    assert_non_null(strstr(run(&cfg, &f, VERIFY_MISSING), "X-HubSpot-Signature"));
+    req_init(&f, HS_V1_BODY, 0);
+    req_header(&f, "X-HubSpot-Signature", "zz");
+    run(&cfg, &f, VERIFY_MALFORMED);
+    req_init(&f, HS_V1_BODY, 0);
+    req_header(&f, "X-HubSpot-Signature", HS_V1_SIG);
+    req_header(&f, "X-HubSpot-Signature-Version", "v2");
+    assert_non_null(strstr(run(&cfg, &f, VERIFY_MISMATCH), "expects v1"));
+    verify_config_free(&cfg);
+}
+
+static void test_hubspot_v2_documented(void **state)
+{
+    struct verify_config cfg;
+    struct fake_req f;
+
+    (void)state;
+    cfg_init(&cfg, VERIFY_SCHEME_HUBSPOT_V2);
+    cfg_add_secret(&cfg, "another-app-secret");
+    cfg_add_secret(&cfg, HS_SECRET); /* rotation: the second secret matches */
+    cfg_prepare_ok(&cfg);
+    req_init(&f, "", 0);
+    f.req.method = "GET";
+    f.req.url = HS_V2_URL;
+    req_header(&f, "X-HubSpot-Signature", HS_V2_GET_SIG);
+    req_header(&f, "X-HubSpot-Signature-Version", "v2");
+    run(&cfg, &f, VERIFY_OK);
+    req_init(&f, HS_V2_BODY, 0);
+    f.req.url = HS_V2_URL;
+    req_header(&f, "X-HubSpot-Signature", HS_V2_POST_SIG);
+    run(&cfg, &f, VERIFY_OK);
+    /* The URI is signed: another path, or the same body under GET, does not match. */
+    req_init(&f, HS_V2_BODY, 0);
+    f.req.url = "https://www.example.com/other_uri";
+    req_header(&f, "X-HubSpot-Signature", HS_V2_POST_SIG);
+    run(&cfg, &f, VERIFY_MISMATCH);
+    req_init(&f, HS_V2_BODY, 0);
+    f.req.method = "GET";
+    f.req.url = HS_V2_URL;
+    req_header(&f, "X-HubSpot-Signature", HS_V2_POST_SIG);
+    run(&cfg, &f, VERIFY_MISMATCH);
+    /* A v1 signature of the body is not a v2 one. */
+    req_init(&f, HS_V1_BODY, 0);
+    f.req.url = HS_V2_URL;
+    req_header(&f, "X-HubSpot-Signature", HS_V1_SIG);
+    run(&cfg, &f, VERIFY_MISMATCH);
+    verify_config_free(&cfg);
+}
+
+static void hs3_request(struct fake_req *f, const char *url, const char *sig, const char *ts,
+                        int64_t now)
+{
+    req_init(f, HS3_BODY, now);
+    f->req.url = url;
+    req_header(f, "X-HubSpot-Signature-v3", sig);
+    req_header(f, "X-HubSpot-Request-Timestamp", ts);
+}
+
+static void test_hubspot_v3_decoded_uri(void **state)
+{
+    struct verify_config cfg;
+    struct fake_req f;
+
+    (void)state;
+    cfg_init(&cfg, VERIFY_SCHEME_HUBSPOT_V3);
+    cfg_add_secret(&cfg, HS3_SECRET);
+    cfg_prepare_ok(&cfg);
+    hs3_request(&f, "https://hooks.example.com" HS3_TARGET, HS3_SIG, HS3_TS, HS3_NOW);
+    run(&cfg, &f, VERIFY_OK);
+    /* A signature over the escaped URI is not HubSpot's. */
+    hs3_request(&f, "https://hooks.example.com" HS3_TARGET, HS3_SIG_UNDECODED, HS3_TS, HS3_NOW);
+    run(&cfg, &f, VERIFY_MISMATCH);
+    /* Tampered body, other timestamp (signed), other host. */
+    hs3_request(&f, "https://hooks.example.com" HS3_TARGET, HS3_SIG, HS3_TS, HS3_NOW);
+    f.req.body = (const unsigned char *)"[]";
+    f.req.body_len = 2;
+    run(&cfg, &f, VERIFY_MISMATCH);
+    hs3_request(&f, "https://hooks.example.com" HS3_TARGET, HS3_SIG, "1764990000001", HS3_NOW);
+    run(&cfg, &f, VERIFY_MISMATCH);
+    hs3_request(&f, "https://evil.example.com" HS3_TARGET, HS3_SIG, HS3_TS, HS3_NOW);
+    run(&cfg, &f, VERIFY_MISMATCH);
+    /* Five minutes either way, not more. */
+    hs3_request(&f, "https://hooks.example.com" HS3_TARGET, HS3_SIG, HS3_TS, HS3_NOW + 300);
+    run(&cfg, &f, VERIFY_OK);
+    hs3_request(&f, "https://hooks.example.com" HS3_TARGET, HS3_SIG, HS3_TS, HS3_NOW + 301);
+    run(&cfg, &f, VERIFY_STALE);
+    hs3_request(&f, "https://hooks.example.com" HS3_TARGET, HS3_SIG, HS3_TS, HS3_NOW - 301);
+    run(&cfg, &f, VERIFY_STALE);
+    /* Missing and malformed. */
+    req_init(&f, HS3_BODY, HS3_NOW);
+    req_header(&f, "X-HubSpot-Request-Timestamp", HS3_TS);
+    assert_non_null(strstr(run(&cfg, &f, VERIFY_MISSING), "X-HubSpot-Signature-v3"));
+    req_init(&f, HS3_BODY, HS3_NOW);
+    req_header(&f, "X-HubSpot-Signature-v3", HS3_SIG);
+    assert_non_null(strstr(run(&cfg, &f, VERIFY_MISSING), "X-HubSpot-Request-Timestamp"));
+    hs3_request(&f, "https://hooks.example.com" HS3_TARGET, "!!!!", HS3_TS, HS3_NOW);
+    run(&cfg, &f, VERIFY_MALFORMED);
+    hs3_request(&f, "https://hooks.example.com" HS3_TARGET, HS3_SIG, "yesterday", HS3_NOW);
+    run(&cfg, &f, VERIFY_MALFORMED);
+    verify_config_free(&cfg);
+}
+
+static void test_hubspot_decode_uri(void **state)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"%3A%2F%3F%40%21%24%27%28%29%2A%2C%3B", ":/?@!$'()*,;"},
+        {"%3a%2f%3f%40%2a%2c%3b", ":/?@*,;"},         /* either hex case */
+        {"%20%25%26%3D%2B%23", "%20%25%26%3D%2B%23"}, /* other escapes stay as they are */
+        {"%2541", "%2541"},                           /* decoded once, never twice */
+        {"a%3", "a%3"},                               /* truncated escape */
+        {"a%", "a%"},
+        {"%zz%3A", "%zz:"},
+        {"", ""},
+        {"/hooks/x?q=%E2%82%AC", "/hooks/x?q=%E2%82%AC"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = verify_hubspot_decode_uri(cases[i].in);
+
+        assert_non_null(got);
+        assert_string_equal(got, cases[i].out);
+        free(got);
+    }
+}
+
+static void test_signed_url_forwarded(void **state)
+{
+    struct verify_config cfg;
+    struct fake_req f;
+    char *u;
+
+    (void)state;
+    cfg_init(&cfg, VERIFY_SCHEME_HUBSPOT_V3);
+    req_init(&f, "", 0);
+    f.req.url = "http://127.0.0.1:8080/hooks/hubspot?a=b";
+    req_header(&f, "X-Forwarded-Host", "hooks.example.com, proxy2.internal");
+    req_header(&f, "X-Forwarded-Proto", "https,http");
+
+    /* Not trusted (the default): the URL as received. */
+    u = verify_signed_url(&cfg, &f.req);
+    assert_string_equal(u, "http://127.0.0.1:8080/hooks/hubspot?a=b");
+    free(u);
+    /* Trusted: the first entry of each. */
+    cfg.trust_forwarded = true;
+    u = verify_signed_url(&cfg, &f.req);
+    assert_string_equal(u, "https://hooks.example.com/hooks/hubspot?a=b");
+    free(u);
+    /* A forwarded host that is not a host, or a proto that is not http(s), is ignored. */
+    req_init(&f, "", 0);
+    f.req.url = "http://127.0.0.1:8080/hooks/hubspot";
+    req_header(&f, "X-Forwarded-Host", "evil.example/x?");
+    req_header(&f, "X-Forwarded-Proto", "gopher");
+    u = verify_signed_url(&cfg, &f.req);
+    assert_string_equal(u, "http://127.0.0.1:8080/hooks/hubspot");
+    free(u);
+    /* Only one of them. */
+    req_init(&f, "", 0);
+    f.req.url = "http://127.0.0.1:8080/hooks/hubspot";
+    req_header(&f, "X-Forwarded-Host", "  [2001:db8::1]:8443 ");
+    u = verify_signed_url(&cfg, &f.req);
+    assert_string_equal(u, "http://[2001:db8::1]:8443/hooks/hubspot");
+    free(u);
+}
+
+static void test_hubspot_v3_behind_proxy(void **state)
+{
+    struct verify_config cfg;
+    struct fake_req f;
+
+    (void)state;
+    cfg_init(&cfg, VERIFY_SCHEME_HUBSPOT_V3);
+    cfg_add_secret(&cfg, HS3_SECRET);
+    cfg_prepare_ok(&cfg);
+    /* HubSpot called https://hooks.example.com/...; the proxy forwarded to 127.0.0.1. */
+    hs3_request(&f, "http://127.0.0.1:8080" HS3_TARGET, HS3_SIG, HS3_TS, HS3_NOW);
+    req_header(&f, "X-Forwarded-Host", "hooks.example.com");
+    req_header(&f, "X-Forwarded-Proto", "https");
+    run(&cfg, &f, VERIFY_MISMATCH); /* not trusted: the local URL is not what HubSpot signed */
+    cfg.trust_forwarded = true;
+    run(&cfg, &f, VERIFY_OK);
+    verify_config_free(&cfg);
+
+    /* The hmac template's {url} follows the same option. */
+    cfg_init(&cfg, VERIFY_SCHEME_HMAC);
+    cfg_add_secret(&cfg, S1_SECRET);
+    cfg.algorithm = DIGEST_SHA1;
+    cfg.header = dup_str("X-Sig");
+    cfg.signed_template = dup_str("{method}|{url}|{body}");
+    cfg.trust_forwarded = true;
+    cfg_prepare_ok(&cfg);
+    req_init(&f, S1_PAYLOAD, 0);
+    f.req.url = "http://10.0.0.5:9000/hooks/x?a=b";
+    req_header(&f, "X-Sig", S1_SIG);
+    req_header(&f, "X-Forwarded-Host", "127.0.0.1:8080");
+    req_header(&f, "X-Forwarded-Proto", "http");
+    run(&cfg, &f, VERIFY_OK);
+    verify_config_free(&cfg);
+}
+
 static void test_scheme_names(void **state)
 {
     (void)state;
@@ -870,6 +1129,9 @@ static void test_scheme_names(void **state)
     assert_string_equal(verify_scheme_name(VERIFY_SCHEME_HMAC), "hmac");
     assert_string_equal(verify_scheme_name(VERIFY_SCHEME_TOKEN), "token");
     assert_string_equal(verify_scheme_name(VERIFY_SCHEME_BASIC), "basic");
+    assert_string_equal(verify_scheme_name(VERIFY_SCHEME_HUBSPOT_V1), "hubspot-v1");
+    assert_string_equal(verify_scheme_name(VERIFY_SCHEME_HUBSPOT_V2), "hubspot-v2");
+    assert_string_equal(verify_scheme_name(VERIFY_SCHEME_HUBSPOT_V3), "hubspot-v3");
 }
 
 /* ================= no secret in any reason ================= */
@@ -1017,6 +1279,12 @@ int main(void)
         cmocka_unit_test(test_none),
         cmocka_unit_test(test_prepare_errors),
         cmocka_unit_test(test_parse_timestamp),
+        cmocka_unit_test(test_hubspot_v1_documented),
+        cmocka_unit_test(test_hubspot_v2_documented),
+        cmocka_unit_test(test_hubspot_v3_decoded_uri),
+        cmocka_unit_test(test_hubspot_decode_uri),
+        cmocka_unit_test(test_signed_url_forwarded),
+        cmocka_unit_test(test_hubspot_v3_behind_proxy),
         cmocka_unit_test(test_scheme_names),
         cmocka_unit_test(test_reasons_never_reveal_secrets),
     };
