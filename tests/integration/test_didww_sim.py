@@ -1,4 +1,4 @@
-"""Integration tests for didww-sim, the DIDWW API v3 simulator (tests/didww_sim).
+"""Integration tests for didww-sim, the DIDWW API v3 simulator (tools/didww_sim).
 
 Each test class starts the real binary on 127.0.0.1, port 0, learns the port from the
 {"msg":"listening","port":"N"} line on stdout, and talks to it over http.client.
@@ -26,13 +26,13 @@ elif os.environ.get("HOOKLINE_BIN"):
     SIM_BIN = os.path.join(os.path.dirname(os.environ["HOOKLINE_BIN"]), "didww-sim")
 else:
     SIM_BIN = "/work/main/build/didww-sim"
-STATE_FILE = os.path.join(SOURCE_DIR, "tests", "didww_sim", "example_state.json")
+STATE_FILE = os.path.join(SOURCE_DIR, "tools", "didww_sim", "example_state.json")
 
 JSONAPI = "application/vnd.api+json"
 KEY = "sim-test-key-6f1c2a"
 START_TIMEOUT_S = 10.0
 
-# Fixture ids (tests/didww_sim/example_state.json).
+# Fixture ids (tools/didww_sim/example_state.json).
 DID_A = "f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c"  # 4371234567, on trunk ON_CALL
 DID_B = "1e0c45b1-1fea-4552-b41b-ffa9f5eb44c5"  # 4371234568, on group SUPPORT
 DID_VIP = "3505b18a-3019-47bc-95d1-0f9ec7766fd5"  # 14155550100, on group VIP
