@@ -311,6 +311,110 @@ class BearerTests(SimTestCase):
         self.assertEqual(st, 400, doc)
 
 
+FIXTURES = os.path.join(SOURCE_DIR, "tests", "fixtures", "didww")
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def shape(v, attributes=False):
+    """The structure of a document: member names, list element shapes, null vs present.
+    Attribute values are reduced to their names (a DID's values differ, its members not)."""
+    if isinstance(v, dict):
+        out = {}
+        for k, x in v.items():
+            if k == "attributes":
+                out[k] = sorted(x)
+            elif k == "links" and isinstance(x, dict):
+                out[k] = sorted(x)
+            else:
+                out[k] = shape(x)
+        return out
+    if isinstance(v, list):
+        return [shape(v[0])] if v else []
+    return None if v is None else "value"
+
+
+class FixtureShapeTests(SimTestCase):
+    """The simulator answers in the shapes DIDWW's SDKs record (tests/fixtures/didww, written
+    for hookline from the didww-v3-ruby and didww-api-3-go-sdk fixtures)."""
+
+    def get(self, path, version="2026-04-16"):
+        st, _, doc = self.sim.request("GET", path, version=version)
+        return st, doc
+
+    def test_did_without_and_with_include(self):
+        want = fixture("did_without_include.json")
+        del want["data"]["attributes"]["emergency_enabled"]  # not simulated
+        st, doc = self.get("/v3/dids/" + DID_A)
+        self.assertEqual(st, 200)
+        self.assertEqual(shape(doc), shape(want))
+        for rel in doc["data"]["relationships"].values():
+            self.assertNotIn("data", rel)  # links only, as DIDWW answers without include
+
+        want = fixture("did_include_trunk.json")
+        del want["data"]["attributes"]["emergency_enabled"]
+        st, doc = self.get("/v3/dids/" + DID_A + "?include=voice_in_trunk,voice_in_trunk_group")
+        self.assertEqual(st, 200)
+        self.assertEqual(shape(doc["data"]), shape(want["data"]))
+        self.assertEqual(len(doc["included"]), 1)
+        self.assertEqual(shape(doc["included"][0]["relationships"]),
+                         shape(want["included"][0]["relationships"]))
+        self.assertEqual(doc["included"][0]["attributes"].keys(),
+                         want["included"][0]["attributes"].keys())
+        self.assertEqual(sorted(doc), sorted(want))
+
+        want = fixture("did_include_group.json")
+        st, doc = self.get("/v3/dids/" + DID_B + "?include=voice_in_trunk,voice_in_trunk_group")
+        self.assertEqual(st, 200)
+        self.assertEqual(shape(doc["data"]["relationships"]),
+                         shape(want["data"]["relationships"]))
+        # Included resources: the same relationships and attributes (the simulator adds the
+        # group's links.self and meta.trunks_count, as DIDWW does for a group it returns).
+        self.assertEqual(shape(doc["included"][0]["relationships"]),
+                         shape(want["included"][0]["relationships"]))
+        self.assertEqual(doc["included"][0]["attributes"].keys(),
+                         want["included"][0]["attributes"].keys())
+
+        want = fixture("did_legacy_include_unrouted.json")
+        st, doc = self.get("/v3/dids/" + DID_A + "?include=trunk,trunk_group",
+                           version="2017-09-18")
+        self.assertEqual(st, 200)
+        self.assertEqual(sorted(doc["data"]["relationships"]),
+                         sorted(want["data"]["relationships"]))
+        self.assertIn("pending_removal", doc["data"]["attributes"])
+
+    def test_number_filter_and_errors(self):
+        st, doc = self.get("/v3/dids?filter[number]=4371234567")
+        self.assertEqual(st, 200)
+        want = fixture("dids_filter_number.json")
+        self.assertEqual(sorted(doc), sorted(want))
+        self.assertEqual(sorted(doc["meta"]), sorted(want["meta"]))
+        self.assertEqual(sorted(doc["links"]), sorted(want["links"]))
+        st, doc = self.get("/v3/dids?filter[number]=4300000000")
+        self.assertEqual((st, doc["data"], doc["meta"]["total_records"]), (200, [], 0))
+
+        st, doc = self.get("/v3/dids/" + UNKNOWN)
+        self.assertEqual((st, shape(doc)), (404, shape(fixture("error_404.json"))))
+        st, _, doc = self.sim.request("PATCH", "/v3/dids/" + DID_A, body=seed_to_one(
+            DID_A, "voice_in_trunk", "voice_in_trunks", UNKNOWN))
+        want = fixture("error_422_unknown_trunk.json")
+        self.assertEqual((st, doc), (422, want))
+        st, _, doc = self.sim.request("GET", "/v3/dids/" + DID_A, key="wrong")
+        self.assertEqual((st, shape(doc)), (401, shape(fixture("error_401.json"))))
+
+    def test_token_answers(self):
+        st, _, doc = self.sim.request("POST", "/token", ctype="application/json", accept=None,
+                                      body={"aud": "api.didww.com", "api_version": "2026-11-19"})
+        self.assertEqual(st, 200)
+        self.assertEqual(shape(doc), shape(fixture("token_200.json")))
+        st, _, doc = self.sim.request("POST", "/token", key="wrong", ctype="application/json",
+                                      accept=None, body={"aud": "api.didww.com"})
+        self.assertEqual((st, shape(doc)), (401, shape(fixture("token_401_invalid_client.json"))))
+
+
 class ReadTests(SimTestCase):
     """GET endpoints, both naming generations, includes and the number filter."""
 
