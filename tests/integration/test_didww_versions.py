@@ -7,7 +7,8 @@ the bearer-token lifecycle of 2026-11-19.
 - 2026-11-19: one token minted on first need and shared by four workers (one POST /token
   with aud/scope/api_version/expires_in); renewed before it expires, not per request (no
   /v3 401 while the simulator grants 4-second tokens); a revoked token answered 401 makes
-  hookline mint once and retry, and the job is done without a pause; a token endpoint that
+  hookline mint once and retry, and the job is done without a pause (a new token refused too
+  pauses delivery after that one retry); a token endpoint that
   refuses the key (401 invalid_client) pauses delivery with a reason that says so and
   nothing reaches /v3; a 429 from the token endpoint is honoured (no second mint before its
   Retry-After); the account budget's 429 too_many_requests holds delivery back for its
@@ -243,6 +244,22 @@ class TestBearerLifecycle(VersionsTestCase):
                                ("PATCH", "/v3/dids/" + DID_B, 200)])
         self.assertEqual(self.audit(srv, "delivery.paused"), [])
         self.assertEqual(srv.get("/readyz").status, 200)
+        self.assert_secrets_nowhere(srv, self.tokens(sim) + [KEY])
+
+    def test_fresh_token_refused_too_pauses_after_one_retry(self):
+        sim = self.sim()
+        srv = self.hookline(sim, workers=2)
+        self.configure(sim, refuse_tokens=True)
+        self.post(srv, "f-1", {"routes": [{"did": DID_A, "trunk": TRUNK_OFFICE}]}, 1)
+        paused = srv.wait_audit(lambda rs: any(x["kind"] == "delivery.paused" for x in rs))
+        paused = [x for x in paused if x["kind"] == "delivery.paused"]
+        self.assertEqual(len(paused), 1, paused)
+        self.assertIn("newly minted bearer token", paused[0]["detail"]["reason"])
+        time.sleep(1.0)
+        seq = [(e["method"], e["path"], e["status"]) for e in sim.requests()]
+        self.assertEqual(seq, [("POST", "/token", 200), ("PATCH", "/v3/dids/" + DID_A, 401),
+                               ("POST", "/token", 200), ("PATCH", "/v3/dids/" + DID_A, 401)])
+        self.assertEqual(self.job_states(srv), ["pending"])
         self.assert_secrets_nowhere(srv, self.tokens(sim) + [KEY])
 
     def test_token_endpoint_refusing_the_key_pauses_with_a_clear_reason(self):

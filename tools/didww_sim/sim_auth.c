@@ -45,6 +45,7 @@ struct sim_auth {
     int fail_retry_after;
     char fail_error[48];
     unsigned long issued, refused; /* token requests answered 200 / otherwise */
+    bool refuse_tokens;            /* /v3 refuses every token (401 invalid_token) */
 };
 
 static double auth_now(void)
@@ -211,7 +212,7 @@ int sim_auth_check(struct sim_auth *a, const char *authorization, const char *ve
             hit = &a->tokens[i];
     const char *why = NULL;
     bool scope_ok = true;
-    if (!hit)
+    if (!hit || a->refuse_tokens)
         why = "The access token is not valid.";
     else if (hit->revoked)
         why = "The access token has been revoked.";
@@ -276,8 +277,8 @@ static int auth_int(json_t *obj, const char *name, long lo, long hi, long *out, 
 
 int sim_auth_configure(struct sim_auth *a, json_t *cfg, char *err, size_t err_len)
 {
-    static const char *const keys[] = {"max_ttl_s", "budget", "budget_window_s",
-                                       "fail",      "revoke", NULL};
+    static const char *const keys[] = {
+        "max_ttl_s", "budget", "budget_window_s", "fail", "revoke", "refuse_tokens", NULL};
     const char *key;
     json_t *v;
     err[0] = '\0';
@@ -324,6 +325,8 @@ int sim_auth_configure(struct sim_auth *a, json_t *cfg, char *err, size_t err_le
         a->window_s = window;
         a->window_start = 0;
     }
+    if (json_object_get(cfg, "refuse_tokens"))
+        a->refuse_tokens = json_is_true(json_object_get(cfg, "refuse_tokens"));
     if (json_is_true(json_object_get(cfg, "revoke")))
         for (size_t i = 0; i < AUTH_MAX_TOKENS; i++)
             a->tokens[i].revoked = true;
@@ -370,5 +373,6 @@ void sim_auth_reset(struct sim_auth *a)
     a->fail_count = a->fail_status = a->fail_retry_after = 0;
     a->fail_error[0] = '\0';
     a->issued = a->refused = 0;
+    a->refuse_tokens = false;
     pthread_mutex_unlock(&a->lock);
 }

@@ -43,7 +43,8 @@ bool sim_auth_budget_admit(struct sim_auth *a, double now, int *retry_after_s, c
                            size_t detail_len);
 
 /* POST /__sim/auth: {"max_ttl_s", "budget", "budget_window_s", "fail": {"status", "count",
- * "retry_after", "error"}, "revoke": true} (all optional). Returns 0, or -1 with err. */
+ * "retry_after", "error"}, "revoke": true, "refuse_tokens": bool} (all optional). Returns 0,
+ * or -1 with err. */
 int sim_auth_configure(struct sim_auth *a, json_t *cfg, char *err, size_t err_len);
 
 /* GET /__sim/auth: settings and the tokens issued (raw values: a test needs them to prove
