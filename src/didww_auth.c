@@ -308,7 +308,9 @@ int didww_auth_get(struct didww_auth *a, char *token, size_t token_len, uint64_t
             /* A 429 asked us not to come back yet: say how long is left. */
             f->status = 429;
             snprintf(f->error, sizeof f->error, "rate_limit_exceeded");
-            snprintf(f->retry_after, sizeof f->retry_after, "%.0f", a->blocked_until - now + 0.999);
+            double left = a->blocked_until - now;
+            long secs = (long)left + (left > (double)(long)left ? 1 : 0); /* rounded up */
+            snprintf(f->retry_after, sizeof f->retry_after, "%ld", secs);
             snprintf(f->message, sizeof f->message,
                      "token endpoint %s throttled the key (429): waiting for its Retry-After",
                      a->auth_url);
