@@ -403,8 +403,11 @@ static json_t *delivery_http(const char *method, const char *path, const struct 
                           r->status, "duration_ms", (json_int_t)r->duration_ms);
     if (h && attempt > 0)
         json_object_set_new(h, "attempt", json_integer(attempt));
-    if (h && r->status == 0 && r->error[0])
+    if (h && (r->status == 0 || r->auth_failed) && r->error[0])
         json_object_set_new(h, "error", json_string(r->error));
+    /* 2026-11-19: the status is the token endpoint's, the request was not sent. */
+    if (h && r->auth_failed)
+        json_object_set_new(h, "token_endpoint", json_true());
     return h;
 }
 

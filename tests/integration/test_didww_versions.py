@@ -299,6 +299,16 @@ class TestBearerLifecycle(VersionsTestCase):
         self.assertEqual([e["status"] for e in log if e["path"].startswith("/v3/")], [200] * 3)
         self.assertEqual(self.audit(srv, "delivery.paused"), [])
         self.assertEqual(self.audit(srv, "job.dead"), [])
+        # The attempts that met the 429 (the one that asked, and any other worker that
+        # needed a token within its Retry-After) say it came from the token endpoint.
+        throttled = [r["http"] for r in self.audit(srv, "job.attempt")
+                     if r.get("http", {}).get("status") == 429]
+        self.assertGreaterEqual(len(throttled), 1, throttled)
+        for h in throttled:
+            self.assertIs(h["token_endpoint"], True, h)
+            self.assertIn("token endpoint", h["error"])
+        self.assertTrue(any("429 rate_limit_exceeded" in h["error"] for h in throttled),
+                        throttled)
 
     def test_account_budget_429_is_waited_out(self):
         sim = self.sim()
