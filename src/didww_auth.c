@@ -290,7 +290,9 @@ int didww_auth_get(struct didww_auth *a, char *token, size_t token_len, uint64_t
     for (;;) {
         double now = didww_auth_now();
         bool valid = a->token && now < a->expires_at;
-        if (valid && (now < a->renew_at || a->minting)) {
+        /* A token still valid is used while it is not due, while another thread renews
+         * it, and while a 429 forbids asking for a new one. */
+        if (valid && (now < a->renew_at || a->minting || now < a->blocked_until)) {
             if (strlen(a->token) >= token_len) {
                 snprintf(f->message, sizeof f->message, "token longer than the buffer");
                 break;
@@ -329,6 +331,14 @@ int didww_auth_get(struct didww_auth *a, char *token, size_t token_len, uint64_t
         if (rc < 0) {
             if (f->status == 429)
                 a->blocked_until = now + (double)(wait_ms >= 0 ? wait_ms : 1000) / 1000.0;
+            if (a->token && now < a->expires_at) {
+                /* A renewal failed but the current token is still good: keep using it
+                 * and try again a little later (never per request). */
+                double left = a->expires_at - now;
+                a->renew_at = now + (left < 5.0 ? left : 5.0);
+                memset(f, 0, sizeof *f);
+                continue;
+            }
             break;
         }
         didww_auth_wipe_free(a->token);

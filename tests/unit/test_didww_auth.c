@@ -4,10 +4,10 @@
  * requests, records the last one, answers what the test set (status, body, Retry-After,
  * delay) and serves /v3/ paths accepting only the last token it issued (or none). Checked:
  * the request (Api-Key, JSON body), one mint for eight threads at once, renewal before
- * expiry and not per call, invalidation by generation (a stale one mints nothing), the
- * OAuth errors as failures without the key, a 429's Retry-After honoured without asking
- * again, an answer without a token refused, and the client sending Authorization instead
- * of Api-Key and retrying once with a new token after a 401.
+ * expiry and not per call (a failed renewal keeps the token still valid), invalidation by
+ * generation (a stale one mints nothing), the OAuth errors as failures without the key, a 429's
+ * Retry-After honoured without asking again, an answer without a token refused, and the client
+ * sending Authorization instead of Api-Key and retrying once with a new token after a 401.
  */
 #include <arpa/inet.h>
 #include <pthread.h>
@@ -294,6 +294,18 @@ static void test_renewed_before_expiry_not_per_call(void **state)
     assert_int_equal(mints(s), 2);
     assert_true(g2 != g1);
     assert_string_equal(tok, "tok-0002-abcdef");
+
+    /* A renewal that fails while the token is still good keeps the token (and does not
+     * ask again on the next call). */
+    sleep_ms(1600);
+    tsrv_answer(s, 503, "{\"error\":\"server_error\"}", NULL);
+    uint64_t g3;
+    assert_int_equal(didww_auth_get(a, tok, sizeof tok, &g3, &f), 0);
+    assert_int_equal(g3, g2);
+    assert_string_equal(tok, "tok-0002-abcdef");
+    assert_int_equal(mints(s), 3);
+    assert_int_equal(didww_auth_get(a, tok, sizeof tok, &g3, &f), 0);
+    assert_int_equal(mints(s), 3);
     didww_auth_destroy(a);
 }
 
