@@ -2,7 +2,7 @@
 # Runs hookline on its embedded default: installs the packages it needs
 # (Debian 12), builds, and starts `hookline serve` on conf/hookline.json with the
 # SQLite store under var/. Without DIDWW_API_KEY in the environment it also
-# starts the bundled DIDWW simulator (tests/didww_sim/example_state.json) and
+# starts the bundled DIDWW simulator (tools/didww_sim, state conf/didww-sim-state.json) and
 # points hookline at it, so rules can be tried without a DIDWW account.
 # Secrets the config names but the environment lacks are generated once into
 # var/dev-secrets.env (mode 600); their values are never printed.

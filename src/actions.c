@@ -27,7 +27,8 @@
 int actions_naming_for_version(const char *v, enum actions_naming *naming, bool *has_billing)
 {
     static const char *const legacy[] = {"2017-09-18", "2021-04-19", NULL};
-    static const char *const voice_in[] = {"2021-12-15", "2022-05-10", "2026-04-16", NULL};
+    static const char *const voice_in[] = {"2021-12-15", "2022-05-10", "2026-04-16", "2026-11-19",
+                                           NULL};
     for (size_t i = 0; legacy[i]; i++) {
         if (strcmp(v, legacy[i]) == 0) {
             *naming = ACTIONS_NAMING_LEGACY;
@@ -37,7 +38,8 @@ int actions_naming_for_version(const char *v, enum actions_naming *naming, bool 
     }
     for (size_t i = 0; voice_in[i]; i++) {
         if (strcmp(v, voice_in[i]) == 0) {
-            *naming = ACTIONS_NAMING_VOICE_IN;
+            *naming = strcmp(v, "2026-11-19") == 0 ? ACTIONS_NAMING_VOICE_IN_CAPPED
+                                                   : ACTIONS_NAMING_VOICE_IN;
             *has_billing = true;
             return 0;
         }
@@ -533,9 +535,10 @@ static int actions_update_did(lua_State *L)
 }
 
 /* Reads trunk_group and the trunks list; returns the group id and a new array of
- * trunk identifiers (caller owns). */
+ * trunk identifiers (caller owns). cap_version applies the API version's cap on a
+ * group's size (not to removals). */
 static json_t *actions_group_args(lua_State *L, const char *call, const char **group,
-                                  char group_buf[37], bool allow_empty)
+                                  char group_buf[37], bool allow_empty, bool cap_version)
 {
     static const char *const fields[] = {"trunk_group", "trunks", NULL};
     const struct actions_names *nm = actions_names_of(actions_ctx_of(L));
@@ -558,6 +561,15 @@ static json_t *actions_group_args(lua_State *L, const char *call, const char **g
         actions_fail(L, call, "field 'trunks' is empty");
     if (n > ACTIONS_MAX_GROUP_TRUNKS)
         actions_fail(L, call, "field 'trunks' has more than %d entries", ACTIONS_MAX_GROUP_TRUNKS);
+    /* The version's own cap: a membership PATCH (or a POST adding members) with more
+     * trunks than a group may hold is refused here, at the script's line, instead of
+     * by DIDWW with a 422 once the job is delivered. */
+    if (cap_version && actions_ctx_of(L)->naming == ACTIONS_NAMING_VOICE_IN_CAPPED &&
+        n > ACTIONS_MAX_GROUP_TRUNKS_2026_11)
+        actions_fail(L, call,
+                     "field 'trunks' has %lld entries; API version 2026-11-19 allows at most %d "
+                     "trunks in a trunk group",
+                     (long long)n, ACTIONS_MAX_GROUP_TRUNKS_2026_11);
     /* Validate everything first: a raised error must not leak the array. */
     for (lua_Integer i = 1; i <= n; i++) {
         lua_geti(L, -1, i);
@@ -594,7 +606,7 @@ static int actions_set_group_trunks(lua_State *L)
     const struct actions_names *nm = actions_names_of(actions_ctx_of(L));
     const char *group;
     char group_buf[37];
-    json_t *arr = actions_group_args(L, call, &group, group_buf, true);
+    json_t *arr = actions_group_args(L, call, &group, group_buf, true, true);
     char path[128], key[64];
     snprintf(path, sizeof path, "/v3/%s/%s", nm->group_type, group);
     snprintf(key, sizeof key, "group:%s", group);
@@ -611,7 +623,8 @@ static int actions_group_link(lua_State *L, const char *call, const char *method
     const struct actions_names *nm = actions_names_of(actions_ctx_of(L));
     const char *group;
     char group_buf[37];
-    json_t *arr = actions_group_args(L, call, &group, group_buf, false);
+    json_t *arr =
+        actions_group_args(L, call, &group, group_buf, false, strcmp(method, "POST") == 0);
     char path[160], key[64];
     snprintf(path, sizeof path, "/v3/%s/%s/relationships/%s", nm->group_type, group,
              nm->group_trunks_rel);

@@ -17,9 +17,14 @@
 
 /* Relationship naming generation (DIDWW's API notes; summarised in docs/contract.md section 5). */
 enum actions_naming {
-    ACTIONS_NAMING_LEGACY = 0, /* 2017-09-18, 2021-04-19: trunk, trunk_group, trunks */
-    ACTIONS_NAMING_VOICE_IN,   /* 2021-12-15 and later: voice_in_trunk, ... */
+    ACTIONS_NAMING_LEGACY = 0,      /* 2017-09-18, 2021-04-19: trunk, trunk_group, trunks */
+    ACTIONS_NAMING_VOICE_IN,        /* 2021-12-15 .. 2026-04-16: voice_in_trunk, ... */
+    ACTIONS_NAMING_VOICE_IN_CAPPED, /* 2026-11-19: voice_in names, a trunk group holds at most
+                                       ACTIONS_MAX_GROUP_TRUNKS_2026_11 trunks */
 };
+
+/* 2026-11-19 caps a trunk group's voice_in_trunks at 10 (DIDWW's docs for that version). */
+#define ACTIONS_MAX_GROUP_TRUNKS_2026_11 10
 
 /* One planned DIDWW request. All strings owned by the job. */
 struct actions_job {
@@ -45,7 +50,8 @@ struct actions_ctx {
     struct actions_plan *plan; /* the current event's plan; NULL outside an event */
 };
 
-/* Maps an api_version ("2022-05-10") to its naming. Returns 0, or -1 when unknown. */
+/* Maps an api_version ("2022-05-10") to its naming (which also selects the version's
+ * limits). Returns 0, or -1 when unknown. Pointers borrowed/written by the caller. */
 int actions_naming_for_version(const char *api_version, enum actions_naming *naming,
                                bool *has_billing_cycles);
 

@@ -507,12 +507,59 @@ static void config_parse_store(struct config_ctx *ctx, json_t *root)
     }
 }
 
+/* The token endpoint DIDWW pairs with base_url: auth.didww.com for api.didww.com,
+ * auth-sandbox.didww.com for sandbox-api.didww.com, else base_url's origin + "/token"
+ * (the bundled simulator serves it there). Returns a new string or NULL. */
+static char *config_default_auth_url(const char *base_url)
+{
+    char out[512];
+    const char *host, *end;
+    if (!base_url)
+        return NULL;
+    host = strstr(base_url, "://");
+    if (!host)
+        return NULL;
+    host += 3;
+    end = host + strcspn(host, "/?#");
+    if ((size_t)(end - host) == strlen("api.didww.com") && strncmp(host, "api.didww.com", 13) == 0)
+        return strdup("https://auth.didww.com/token");
+    if ((size_t)(end - host) == strlen("sandbox-api.didww.com") &&
+        strncmp(host, "sandbox-api.didww.com", 21) == 0)
+        return strdup("https://auth-sandbox.didww.com/token");
+    if (snprintf(out, sizeof out, "%.*s/token", (int)(end - base_url), base_url) >= (int)sizeof out)
+        return NULL;
+    return strdup(out);
+}
+
+/* didww.auth_url and didww.token_expires_in: used by 2026-11-19 (bearer tokens). */
+static void config_parse_didww_auth(struct config_ctx *ctx, json_t *s)
+{
+    struct config *cfg = ctx->cfg;
+    config_get_str(ctx, s, "didww", "auth_url", NULL, &cfg->didww_auth_url);
+    const char *override = getenv("HOOKLINE_DIDWW_AUTH_URL");
+    if (override && *override) {
+        free(cfg->didww_auth_url);
+        cfg->didww_auth_url = strdup(override);
+        config_warn(ctx, "didww.auth_url", "overridden by HOOKLINE_DIDWW_AUTH_URL (%.200s)",
+                    override);
+    }
+    if (!cfg->didww_auth_url)
+        cfg->didww_auth_url = config_default_auth_url(cfg->didww_base_url);
+    if (cfg->didww_auth_url && strncmp(cfg->didww_auth_url, "https://", 8) != 0 &&
+        strncmp(cfg->didww_auth_url, "http://", 7) != 0)
+        config_error(ctx, "didww.auth_url", "must start with https:// or http://");
+    cfg->didww_token_expires_in =
+        config_get_int32(ctx, s, "didww", "token_expires_in", 900, 60, 3600);
+}
+
 static void config_parse_didww(struct config_ctx *ctx, json_t *root)
 {
     static const char *const keys[] = {"base_url",         "api_key",    "api_version",
-                                       "rate_limit_per_s", "timeout_ms", NULL};
-    static const char *const versions[] = {"2017-09-18", "2021-04-19", "2021-12-15",
-                                           "2022-05-10", "2026-04-16", NULL};
+                                       "rate_limit_per_s", "timeout_ms", "auth_url",
+                                       "token_expires_in", NULL};
+    /* Every released version (DIDWW never retires one). */
+    static const char *const versions[] = {"2017-09-18", "2021-04-19", "2021-12-15", "2022-05-10",
+                                           "2026-04-16", "2026-11-19", NULL};
     struct config *cfg = ctx->cfg;
     json_t *s = config_section(ctx, root, "didww");
     if (s)
@@ -533,7 +580,9 @@ static void config_parse_didww(struct config_ctx *ctx, json_t *root)
     json_t *key = s ? json_object_get(s, "api_key") : NULL;
     if (key)
         cfg->didww_api_key = config_secret(ctx, "didww.api_key", key, true);
-    config_get_str(ctx, s, "didww", "api_version", "2022-05-10", &cfg->didww_api_version);
+    /* The default is what DIDWW's SDKs send (README "DIDWW API versions"). */
+    config_get_str(ctx, s, "didww", "api_version", CONFIG_DIDWW_DEFAULT_VERSION,
+                   &cfg->didww_api_version);
     if (cfg->didww_api_version) {
         bool known = false;
         for (size_t i = 0; versions[i]; i++)
@@ -542,9 +591,10 @@ static void config_parse_didww(struct config_ctx *ctx, json_t *root)
         if (!known)
             config_error(ctx, "didww.api_version",
                          "unsupported version %s (supported: 2017-09-18, 2021-04-19, 2021-12-15, "
-                         "2022-05-10, 2026-04-16)",
+                         "2022-05-10, 2026-04-16, 2026-11-19)",
                          cfg->didww_api_version);
     }
+    config_parse_didww_auth(ctx, s);
     cfg->didww_rate_limit_per_s =
         config_get_int32(ctx, s, "didww", "rate_limit_per_s", 20, 1, 1000);
     cfg->didww_timeout_ms = config_get_int32(ctx, s, "didww", "timeout_ms", 15000, 100, 600000);
@@ -1156,6 +1206,7 @@ void config_free(struct config *cfg)
     free(cfg->didww_base_url);
     config_free_secret(cfg->didww_api_key);
     free(cfg->didww_api_version);
+    free(cfg->didww_auth_url);
     free(cfg->rules_script);
     for (size_t i = 0; i < cfg->nrules_data; i++) {
         free(cfg->rules_data[i].name);

@@ -14,6 +14,9 @@
 
 #include "verify.h"
 
+/* didww.api_version when unset: the version DIDWW's official SDKs send (README). */
+#define CONFIG_DIDWW_DEFAULT_VERSION "2026-04-16"
+
 enum config_event_id {
     CONFIG_EVENT_ID_DEFAULT = 0,
     CONFIG_EVENT_ID_HEADER,
@@ -68,6 +71,8 @@ struct config {
     char *didww_base_url;
     char *didww_api_key; /* secret; NULL when its env var is unset (delivery disabled) */
     char *didww_api_version;
+    char *didww_auth_url;       /* token endpoint for 2026-11-19 (derived from base_url if unset) */
+    int didww_token_expires_in; /* seconds asked for a bearer token, 60..3600 */
     int didww_rate_limit_per_s;
     int didww_timeout_ms;
 

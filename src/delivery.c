@@ -21,6 +21,7 @@
 
 #include "audit.h"
 #include "backoff.h"
+#include "didww_auth.h"
 #include "didww_client.h"
 #include "digest.h"
 #include "jsonapi.h"
@@ -60,6 +61,7 @@ struct delivery {
     struct delivery_cache_entry cache[DELIVERY_CACHE_SIZE];
 
     struct delivery_worker *workers_mem;
+    struct didww_auth *auth; /* 2026-11-19: the bearer token all workers share; else NULL */
 };
 
 struct delivery_worker;
@@ -401,8 +403,11 @@ static json_t *delivery_http(const char *method, const char *path, const struct 
                           r->status, "duration_ms", (json_int_t)r->duration_ms);
     if (h && attempt > 0)
         json_object_set_new(h, "attempt", json_integer(attempt));
-    if (h && r->status == 0 && r->error[0])
+    if (h && (r->status == 0 || r->auth_failed) && r->error[0])
         json_object_set_new(h, "error", json_string(r->error));
+    /* 2026-11-19: the status is the token endpoint's, the request was not sent. */
+    if (h && r->auth_failed)
+        json_object_set_new(h, "token_endpoint", json_true());
     return h;
 }
 
@@ -428,10 +433,27 @@ static void delivery_classify(struct delivery_worker *w, const struct store_job 
         snprintf(r->error, sizeof r->error, "%s", resp->error);
     else
         snprintf(r->error, sizeof r->error, "HTTP %d", resp->status);
+    /* Bearer mode: the token endpoint refusing the key (or the request: 400, 403) is not
+     * the job's fault and no retry will fix it, so delivery pauses saying so. */
+    if (resp->auth_failed && resp->status >= 400 && resp->status < 500 && resp->status != 429)
+        cls = BACKOFF_PAUSE;
     if (cls == BACKOFF_PAUSE) {
         char reason[256];
-        snprintf(reason, sizeof reason, "DIDWW answered 401 to %s %s: the API key was refused",
-                 method, path);
+        if (resp->auth_failed)
+            snprintf(reason, sizeof reason,
+                     "the DIDWW token endpoint (didww.auth_url) answered %d%s%s: %s", resp->status,
+                     resp->auth_error[0] ? " " : "", resp->auth_error,
+                     strcmp(resp->auth_error, "invalid_client") == 0 || resp->status == 401
+                         ? "it refused the API key"
+                         : "it refused the token request");
+        else if (d->auth)
+            snprintf(reason, sizeof reason,
+                     "DIDWW answered 401 to %s %s with a newly minted bearer token: the token "
+                     "was refused",
+                     method, path);
+        else
+            snprintf(reason, sizeof reason, "DIDWW answered 401 to %s %s: the API key was refused",
+                     method, path);
         delivery_pause(d, reason, errors);
         r->state = "pending"; /* not the job's fault: it waits for the resume */
         r->attempts = attempt - 1;
@@ -764,8 +786,21 @@ int delivery_start(const struct delivery_options *opts, struct store *st, struct
             log_write(LOG_WARN, "delivery starts paused", (const char *[]){"reason", value, NULL});
         }
     }
+    if (opts->api_version && strcmp(opts->api_version, "2026-11-19") == 0) {
+        struct didww_auth_options ao = {.auth_url = opts->auth_url,
+                                        .api_key = opts->api_key,
+                                        .api_version = opts->api_version,
+                                        .expires_in_s = opts->token_expires_in_s,
+                                        .timeout_ms = opts->timeout_ms};
+        d->auth = opts->auth_url ? didww_auth_create(&ao) : NULL;
+        if (!d->auth) {
+            snprintf(err, err_len, "cannot set up DIDWW bearer tokens (didww.auth_url)");
+            goto fail;
+        }
+    }
     struct didww_client_options co = {.base_url = opts->base_url,
                                       .api_key = opts->api_key,
+                                      .auth = d->auth,
                                       .api_version = opts->api_version,
                                       .timeout_ms = opts->timeout_ms};
     for (int i = 0; i < d->nthreads; i++) {
@@ -794,6 +829,7 @@ fail:
     for (int i = 0; ws && i < d->nthreads; i++)
         didww_client_destroy(ws[i].client);
     free(ws);
+    didww_auth_destroy(d->auth);
     free(d->threads);
     ratelimit_destroy(d->rl);
     pthread_mutex_destroy(&d->lock);
@@ -817,6 +853,7 @@ void delivery_stop(struct delivery *d)
     for (int i = 0; i < d->nthreads; i++)
         didww_client_destroy(ws[i].client);
     free(ws);
+    didww_auth_destroy(d->auth);
     free(d->threads);
     ratelimit_destroy(d->rl);
     pthread_mutex_destroy(&d->lock);

@@ -19,6 +19,8 @@ struct delivery_options {
     const char *base_url;
     const char *api_key; /* secret */
     const char *api_version;
+    const char *auth_url;   /* token endpoint: used by 2026-11-19 (bearer tokens) */
+    int token_expires_in_s; /* lifetime asked for a bearer token; 0: 900 */
     long timeout_ms;
     int rate_limit_per_s;
     int workers;

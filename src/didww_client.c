@@ -5,7 +5,9 @@
  * thread and is never shared. Responses are buffered up to DIDWW_CLIENT_MAX_RESPONSE:
  * past that the transfer is aborted (the status already received still counts) rather
  * than read to the end. It must never write the API key anywhere but the Api-Key
- * header: not into errors, not into logs.
+ * header, nor a bearer token anywhere but the Authorization header: not into errors,
+ * not into logs. In bearer mode (2026-11-19) the token comes from the didww_auth all
+ * workers share and its header is linked to the fixed list for one request at a time.
  */
 #include "didww_client.h"
 
@@ -16,6 +18,8 @@
 #include <strings.h>
 
 #include <curl/curl.h>
+
+#include "didww_auth.h"
 
 #ifndef HOOKLINE_VERSION
 #define HOOKLINE_VERSION "dev"
@@ -32,6 +36,8 @@ struct didww_client {
     struct curl_slist *headers;
     char *base_url; /* without trailing slashes */
     char *api_key;
+    struct didww_auth *auth; /* borrowed; NULL: Api-Key mode */
+    struct curl_slist *tail; /* last node of headers: a bearer line is linked after it */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -84,7 +90,7 @@ struct didww_client *didww_client_create(const struct didww_client_options *opts
     long timeout_ms, connect_ms;
     size_t blen;
 
-    if (!opts || !opts->base_url || !didww_client_header_safe(opts->api_key) ||
+    if (!opts || !opts->base_url || (!opts->auth && !didww_client_header_safe(opts->api_key)) ||
         !didww_client_header_safe(opts->api_version))
         return NULL;
     c = calloc(1, sizeof *c);
@@ -96,12 +102,15 @@ struct didww_client *didww_client_create(const struct didww_client_options *opts
     if (blen == 0)
         goto fail;
     c->base_url = strndup(opts->base_url, blen);
-    c->api_key = strdup(opts->api_key);
+    c->api_key = strdup(opts->auth ? "" : opts->api_key);
+    c->auth = opts->auth;
     if (!c->base_url || !c->api_key)
         goto fail;
 
-    h = didww_client_add_header(NULL, "Api-Key", opts->api_key);
-    if (h)
+    /* Bearer mode sends no Api-Key to /v3: 2026-11-19 refuses it with 401. */
+    h = opts->auth ? didww_client_add_header(NULL, "Content-Type", DIDWW_CLIENT_MEDIA_TYPE)
+                   : didww_client_add_header(NULL, "Api-Key", opts->api_key);
+    if (h && !opts->auth)
         h = didww_client_add_header(h, "Content-Type", DIDWW_CLIENT_MEDIA_TYPE);
     if (h)
         h = didww_client_add_header(h, "Accept", DIDWW_CLIENT_MEDIA_TYPE);
@@ -112,6 +121,8 @@ struct didww_client *didww_client_create(const struct didww_client_options *opts
     if (!h)
         goto fail;
     c->headers = h;
+    for (c->tail = h; c->tail->next; c->tail = c->tail->next)
+        ;
 
     timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : DIDWW_CLIENT_DEFAULT_TIMEOUT_MS;
     connect_ms = opts->connect_timeout_ms;
@@ -294,6 +305,16 @@ static CURLcode didww_client_set_method(CURL *curl, const char *method, const ch
     return rc;
 }
 
+/* Unlinks and frees the per-request Authorization line (wiped: it holds the token). */
+static void didww_client_drop_bearer(struct didww_client *c, struct curl_slist *line)
+{
+    if (!line)
+        return;
+    c->tail->next = NULL;
+    memset(line->data, 0, strlen(line->data));
+    curl_slist_free_all(line);
+}
+
 /* Writes a transport error into resp; the key never appears in it (curl's messages do
  * not carry request headers, and a message that somehow did is replaced). */
 static void didww_client_fail(const struct didww_client *c, struct didww_response *resp,
@@ -309,10 +330,12 @@ static void didww_client_fail(const struct didww_client *c, struct didww_respons
     resp->status = 0;
 }
 
-int didww_client_send(struct didww_client *c, const char *method, const char *path,
-                      const char *body, struct didww_response *resp)
+/* One request; bearer (may be NULL) is the token to send as Authorization. */
+static int didww_client_once(struct didww_client *c, const char *method, const char *path,
+                             const char *body, const char *bearer, struct didww_response *resp)
 {
     struct didww_client_body b = {0};
+    struct curl_slist *auth_line = NULL;
     char *url = NULL;
     CURLcode rc = CURLE_OK;
     long code = 0;
@@ -336,6 +359,15 @@ int didww_client_send(struct didww_client *c, const char *method, const char *pa
     }
 
     c->errbuf[0] = '\0';
+    if (bearer) {
+        /* Linked after the fixed headers for this request only, unlinked below. */
+        auth_line = didww_client_add_header(NULL, "Authorization", bearer);
+        if (!auth_line) {
+            didww_client_fail(c, resp, CURLE_OK, "out of memory");
+            goto fail;
+        }
+        c->tail->next = auth_line;
+    }
     rc = curl_easy_setopt(c->curl, CURLOPT_URL, url);
     if (rc == CURLE_OK)
         rc = didww_client_set_method(c->curl, method, body);
@@ -378,13 +410,59 @@ int didww_client_send(struct didww_client *c, const char *method, const char *pa
     resp->body_len = b.len;
     resp->truncated = b.truncated;
     free(url);
+    didww_client_drop_bearer(c, auth_line);
     return 0;
 
 fail:
     free(b.buf);
     free(url);
+    didww_client_drop_bearer(c, auth_line);
     resp->retry_after[0] = '\0';
     return -1;
+}
+
+/* Bearer mode: a token from the shared holder, one request, and on a 401 one new token
+ * and one more request. */
+static int didww_client_send_bearer(struct didww_client *c, const char *method, const char *path,
+                                    const char *body, struct didww_response *resp)
+{
+    /* "Bearer " + token: kept off the heap and wiped before returning. */
+    char value[DIDWW_AUTH_MAX_TOKEN + 8];
+    struct didww_auth_failure f;
+    uint64_t gen = 0;
+    int rc = -1;
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        memcpy(value, "Bearer ", 7);
+        if (didww_auth_get(c->auth, value + 7, sizeof value - 7, &gen, &f) < 0) {
+            memset(resp, 0, sizeof *resp);
+            resp->status = f.status;
+            resp->auth_failed = 1;
+            resp->auth_retried = attempt > 0;
+            snprintf(resp->auth_error, sizeof resp->auth_error, "%s", f.error);
+            snprintf(resp->retry_after, sizeof resp->retry_after, "%s", f.retry_after);
+            snprintf(resp->error, sizeof resp->error, "%s", f.message);
+            rc = f.status ? 0 : -1;
+            break;
+        }
+        rc = didww_client_once(c, method, path, body, value, resp);
+        resp->auth_retried = attempt > 0;
+        if (rc < 0 || resp->status != 401 || attempt > 0)
+            break;
+        /* Refused (expired early, revoked): forget it, mint once, send once more. */
+        didww_auth_invalidate(c->auth, gen);
+        didww_response_free(resp);
+    }
+    memset(value, 0, sizeof value);
+    return rc;
+}
+
+int didww_client_send(struct didww_client *c, const char *method, const char *path,
+                      const char *body, struct didww_response *resp)
+{
+    if (c && c->auth && resp)
+        return didww_client_send_bearer(c, method, path, body, resp);
+    return didww_client_once(c, method, path, body, NULL, resp);
 }
 
 void didww_response_free(struct didww_response *resp)

@@ -308,6 +308,8 @@ static int main_serve(int argc, char **argv)
         struct delivery_options dopts = {.base_url = cfg->didww_base_url,
                                          .api_key = cfg->didww_api_key,
                                          .api_version = cfg->didww_api_version,
+                                         .auth_url = cfg->didww_auth_url,
+                                         .token_expires_in_s = cfg->didww_token_expires_in,
                                          .timeout_ms = cfg->didww_timeout_ms,
                                          .rate_limit_per_s = cfg->didww_rate_limit_per_s,
                                          .workers = cfg->delivery_workers,

@@ -28,11 +28,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("HOOKLINE_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
 SIM_BIN = os.environ.get("DIDWW_SIM_BIN") or os.path.join(os.path.dirname(HOOKLINE_BIN),
                                                            "didww-sim")
-EXAMPLE_STATE = os.path.join(SOURCE_DIR, "tests", "didww_sim", "example_state.json")
+EXAMPLE_STATE = os.path.join(SOURCE_DIR, "tools", "didww_sim", "example_state.json")
 SIM_START_TIMEOUT_S = 10.0
 JSONAPI = "application/vnd.api+json"
 
-# Ids of tests/didww_sim/example_state.json.
+# Ids of tools/didww_sim/example_state.json.
 DID_A = "f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c"      # 4371234567, on trunk ON_CALL
 DID_A_NUMBER = "4371234567"
 DID_B = "1e0c45b1-1fea-4552-b41b-ffa9f5eb44c5"      # 4371234568, on group SUPPORT

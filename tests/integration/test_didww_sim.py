@@ -1,4 +1,4 @@
-"""Integration tests for didww-sim, the DIDWW API v3 simulator (tests/didww_sim).
+"""Integration tests for didww-sim, the DIDWW API v3 simulator (tools/didww_sim).
 
 Each test class starts the real binary on 127.0.0.1, port 0, learns the port from the
 {"msg":"listening","port":"N"} line on stdout, and talks to it over http.client.
@@ -26,13 +26,13 @@ elif os.environ.get("HOOKLINE_BIN"):
     SIM_BIN = os.path.join(os.path.dirname(os.environ["HOOKLINE_BIN"]), "didww-sim")
 else:
     SIM_BIN = "/work/main/build/didww-sim"
-STATE_FILE = os.path.join(SOURCE_DIR, "tests", "didww_sim", "example_state.json")
+STATE_FILE = os.path.join(SOURCE_DIR, "tools", "didww_sim", "example_state.json")
 
 JSONAPI = "application/vnd.api+json"
 KEY = "sim-test-key-6f1c2a"
 START_TIMEOUT_S = 10.0
 
-# Fixture ids (tests/didww_sim/example_state.json).
+# Fixture ids (tools/didww_sim/example_state.json).
 DID_A = "f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c"  # 4371234567, on trunk ON_CALL
 DID_B = "1e0c45b1-1fea-4552-b41b-ffa9f5eb44c5"  # 4371234568, on group SUPPORT
 DID_VIP = "3505b18a-3019-47bc-95d1-0f9ec7766fd5"  # 14155550100, on group VIP
@@ -45,6 +45,8 @@ GROUP_SUPPORT = "714e8148-0aea-4cb6-8680-bd1d06453418"
 GROUP_VIP = "c07815fc-bf9e-4cbf-a3fc-9c99b8de14d8"
 GROUP_EMPTY = "465b059a-b4a2-4c8e-ab3b-33dc60e096ae"
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
+CAPACITY_POOL = "1e9e4362-bc5c-47f3-a2bb-c17afa66f3fa"  # the example state's one pool
+VERSIONS = ("2017-09-18", "2021-04-19", "2021-12-15", "2022-05-10", "2026-04-16", "2026-11-19")
 
 
 def _die_with_parent():
@@ -200,6 +202,219 @@ class SimTestCase(unittest.TestCase):
         return body["errors"]
 
 
+class BearerTests(SimTestCase):
+    """2026-11-19: the token endpoint, bearer checks, expiry, revocation, scope, budget."""
+
+    def mint(self, key=KEY, **body):
+        req = {"aud": "api.didww.com", "api_version": "2026-11-19"}
+        req.update(body)
+        return self.sim.request("POST", "/token", key=key, ctype="application/json",
+                                accept="application/json", body=req)
+
+    def bearer(self, method, path, token, body=None, version="2026-11-19"):
+        return self.sim.request(method, path, key=None, version=version, body=body,
+                                headers={"Authorization": "Bearer " + token})
+
+    def auth(self, **settings):
+        st, _, doc = self.sim.control("POST", "/__sim/auth", settings)
+        self.assertEqual(st, 200, doc)
+        return doc
+
+    def test_token_answer_shape_and_use(self):
+        st, h, doc = self.mint(scope="full", expires_in=120)
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(h.get("Cache-Control"), "no-store")
+        self.assertEqual(set(doc), {"access_token", "token_type", "expires_in", "aud", "scope",
+                                    "api_version"})
+        self.assertEqual((doc["token_type"], doc["expires_in"], doc["aud"], doc["scope"],
+                          doc["api_version"]), ("Bearer", 120, "api.didww.com", "full",
+                                                "2026-11-19"))
+        st, _, did = self.bearer("GET", "/v3/dids/" + DID_A, doc["access_token"])
+        self.assertEqual(st, 200, did)
+        self.assertEqual(did["meta"]["api_version"], "2026-11-19")
+        self.assertIn("voice_in_trunk", did["data"]["relationships"])
+        # The default lifetime is 900 s.
+        self.assertEqual(self.mint()[2]["expires_in"], 900)
+
+    def test_token_endpoint_errors_are_oauth_shaped(self):
+        cases = [(self.mint(key="wrong"), 401, "invalid_client"),
+                 (self.mint(key=None), 401, "invalid_client"),
+                 (self.mint(aud="example.com"), 400, "invalid_request"),
+                 (self.mint(scope="admin"), 400, "invalid_scope"),
+                 (self.mint(expires_in=59), 400, "invalid_request"),
+                 (self.mint(expires_in=3601), 400, "invalid_request"),
+                 (self.mint(api_version="2020-01-01"), 400, "invalid_request")]
+        st, _, doc = self.sim.request("POST", "/token", key=KEY, ctype="application/json",
+                                      accept=None, body={"scope": "full"})
+        cases.append(((st, None, doc), 400, "invalid_request"))
+        for (st, _, doc), want_status, want_error in cases:
+            self.assertEqual((st, doc["error"]), (want_status, want_error), doc)
+            self.assertIsInstance(doc["error_description"], str)
+            self.assertNotIn("access_token", doc)
+
+    def test_missing_unknown_expired_and_revoked_tokens_are_401(self):
+        st, h, _ = self.sim.request("GET", "/v3/dids/" + DID_A, key=None, version="2026-11-19")
+        self.assertEqual(st, 401)
+        self.assertEqual(self.bearer("GET", "/v3/dids/" + DID_A, "f" * 64)[0], 401)
+        self.auth(max_ttl_s=1)
+        short = self.mint()[2]
+        self.assertEqual(short["expires_in"], 1)
+        self.assertEqual(self.bearer("GET", "/v3/dids/" + DID_A, short["access_token"])[0], 200)
+        time.sleep(1.1)
+        st, h, doc = self.bearer("GET", "/v3/dids/" + DID_A, short["access_token"])
+        self.assertEqual(st, 401)
+        self.assertEqual(h.get("WWW-Authenticate"), 'Bearer error="invalid_token"')
+        self.assertIn("expired", doc["errors"][0]["detail"])
+        self.auth(max_ttl_s=3600)
+        tok = self.mint()[2]["access_token"]
+        self.assertEqual(self.bearer("GET", "/v3/dids/" + DID_A, tok)[0], 200)
+        listed = self.auth(revoke=True)
+        self.assertIn(tok, [t["access_token"] for t in listed["tokens"]])
+        st, h, doc = self.bearer("GET", "/v3/dids/" + DID_A, tok)
+        self.assertEqual(st, 401)
+        self.assertIn("revoked", doc["errors"][0]["detail"])
+        # A token of one version does not open another.
+        tok = self.mint()[2]["access_token"]
+        self.assertEqual(self.bearer("GET", "/v3/dids/" + DID_A, tok, version="2022-05-10")[0],
+                         401)
+
+    def test_read_token_writing_is_403_insufficient_scope(self):
+        tok = self.mint(scope="read")[2]["access_token"]
+        self.assertEqual(self.bearer("GET", "/v3/dids/" + DID_A, tok)[0], 200)
+        st, h, doc = self.bearer("PATCH", "/v3/dids/" + DID_A, tok,
+                                 body=seed_to_one(DID_A, "voice_in_trunk", "voice_in_trunks",
+                                                  TRUNK_OFFICE))
+        self.assertEqual(st, 403, doc)
+        self.assertEqual(h.get("WWW-Authenticate"), 'Bearer error="insufficient_scope"')
+        self.assertEqual(self.sim.did(DID_A)["trunk"], TRUNK_ON_CALL)
+
+    def test_account_budget_429_too_many_requests(self):
+        """2026-11-19 replaces 20/s per key with a budget per window (fixed window here)."""
+        self.auth(budget=3, budget_window_s=2)
+        tok = self.mint()[2]["access_token"]
+        for _ in range(3):
+            self.assertEqual(self.bearer("GET", "/v3/dids/" + DID_A, tok)[0], 200)
+        st, h, doc = self.bearer("GET", "/v3/dids/" + DID_A, tok)
+        self.assertEqual(st, 429, doc)
+        self.assertEqual(doc["errors"][0]["code"], "too_many_requests")
+        self.assertIn(h.get("Retry-After"), ("1", "2"))
+        time.sleep(int(h.get("Retry-After")) + 0.1)
+        self.assertEqual(self.bearer("GET", "/v3/dids/" + DID_A, tok)[0], 200)
+
+    def test_token_endpoint_faults_for_tests(self):
+        self.auth(fail={"status": 429, "count": 1, "retry_after": 3})
+        st, h, doc = self.mint()
+        self.assertEqual((st, doc["error"], h.get("Retry-After")), (429, "rate_limit_exceeded",
+                                                                    "3"))
+        self.assertEqual(self.mint()[0], 200)
+        st, _, doc = self.sim.control("POST", "/__sim/auth", {"bogus": 1})
+        self.assertEqual(st, 400, doc)
+
+
+FIXTURES = os.path.join(SOURCE_DIR, "tests", "fixtures", "didww")
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def shape(v, attributes=False):
+    """The structure of a document: member names, list element shapes, null vs present.
+    Attribute values are reduced to their names (a DID's values differ, its members not)."""
+    if isinstance(v, dict):
+        out = {}
+        for k, x in v.items():
+            if k == "attributes":
+                out[k] = sorted(x)
+            elif k == "links" and isinstance(x, dict):
+                out[k] = sorted(x)
+            else:
+                out[k] = shape(x)
+        return out
+    if isinstance(v, list):
+        return [shape(v[0])] if v else []
+    return None if v is None else "value"
+
+
+class FixtureShapeTests(SimTestCase):
+    """The simulator answers in the shapes DIDWW's SDKs record (tests/fixtures/didww, written
+    for hookline from the didww-v3-ruby and didww-api-3-go-sdk fixtures)."""
+
+    def get(self, path, version="2026-04-16"):
+        st, _, doc = self.sim.request("GET", path, version=version)
+        return st, doc
+
+    def test_did_without_and_with_include(self):
+        want = fixture("did_without_include.json")
+        del want["data"]["attributes"]["emergency_enabled"]  # not simulated
+        st, doc = self.get("/v3/dids/" + DID_A)
+        self.assertEqual(st, 200)
+        self.assertEqual(shape(doc), shape(want))
+        for rel in doc["data"]["relationships"].values():
+            self.assertNotIn("data", rel)  # links only, as DIDWW answers without include
+
+        want = fixture("did_include_trunk.json")
+        del want["data"]["attributes"]["emergency_enabled"]
+        st, doc = self.get("/v3/dids/" + DID_A + "?include=voice_in_trunk,voice_in_trunk_group")
+        self.assertEqual(st, 200)
+        self.assertEqual(shape(doc["data"]), shape(want["data"]))
+        self.assertEqual(len(doc["included"]), 1)
+        self.assertEqual(shape(doc["included"][0]["relationships"]),
+                         shape(want["included"][0]["relationships"]))
+        self.assertEqual(doc["included"][0]["attributes"].keys(),
+                         want["included"][0]["attributes"].keys())
+        self.assertEqual(sorted(doc), sorted(want))
+
+        want = fixture("did_include_group.json")
+        st, doc = self.get("/v3/dids/" + DID_B + "?include=voice_in_trunk,voice_in_trunk_group")
+        self.assertEqual(st, 200)
+        self.assertEqual(shape(doc["data"]["relationships"]),
+                         shape(want["data"]["relationships"]))
+        # Included resources: the same relationships and attributes (the simulator adds the
+        # group's links.self and meta.trunks_count, as DIDWW does for a group it returns).
+        self.assertEqual(shape(doc["included"][0]["relationships"]),
+                         shape(want["included"][0]["relationships"]))
+        self.assertEqual(doc["included"][0]["attributes"].keys(),
+                         want["included"][0]["attributes"].keys())
+
+        want = fixture("did_legacy_include_unrouted.json")
+        st, doc = self.get("/v3/dids/" + DID_A + "?include=trunk,trunk_group",
+                           version="2017-09-18")
+        self.assertEqual(st, 200)
+        self.assertEqual(sorted(doc["data"]["relationships"]),
+                         sorted(want["data"]["relationships"]))
+        self.assertIn("pending_removal", doc["data"]["attributes"])
+
+    def test_number_filter_and_errors(self):
+        st, doc = self.get("/v3/dids?filter[number]=4371234567")
+        self.assertEqual(st, 200)
+        want = fixture("dids_filter_number.json")
+        self.assertEqual(sorted(doc), sorted(want))
+        self.assertEqual(sorted(doc["meta"]), sorted(want["meta"]))
+        self.assertEqual(sorted(doc["links"]), sorted(want["links"]))
+        st, doc = self.get("/v3/dids?filter[number]=4300000000")
+        self.assertEqual((st, doc["data"], doc["meta"]["total_records"]), (200, [], 0))
+
+        st, doc = self.get("/v3/dids/" + UNKNOWN)
+        self.assertEqual((st, shape(doc)), (404, shape(fixture("error_404.json"))))
+        st, _, doc = self.sim.request("PATCH", "/v3/dids/" + DID_A, body=seed_to_one(
+            DID_A, "voice_in_trunk", "voice_in_trunks", UNKNOWN))
+        want = fixture("error_422_unknown_trunk.json")
+        self.assertEqual((st, doc), (422, want))
+        st, _, doc = self.sim.request("GET", "/v3/dids/" + DID_A, key="wrong")
+        self.assertEqual((st, shape(doc)), (401, shape(fixture("error_401.json"))))
+
+    def test_token_answers(self):
+        st, _, doc = self.sim.request("POST", "/token", ctype="application/json", accept=None,
+                                      body={"aud": "api.didww.com", "api_version": "2026-11-19"})
+        self.assertEqual(st, 200)
+        self.assertEqual(shape(doc), shape(fixture("token_200.json")))
+        st, _, doc = self.sim.request("POST", "/token", key="wrong", ctype="application/json",
+                                      accept=None, body={"aud": "api.didww.com"})
+        self.assertEqual((st, shape(doc)), (401, shape(fixture("token_401_invalid_client.json"))))
+
+
 class ReadTests(SimTestCase):
     """GET endpoints, both naming generations, includes and the number filter."""
 
@@ -297,6 +512,16 @@ class ReadTests(SimTestCase):
     def test_unknown_version_400(self):
         self.assertError(self.sim.request("GET", "/v3/dids/" + DID_A, version="2020-01-01"), 400,
                          title="Invalid API version")
+
+    def test_version_2026_11_19_refuses_api_key_even_with_a_token(self):
+        st, _, tok = self.sim.request("POST", "/token", key=KEY, ctype="application/json",
+                                      accept=None, body={"aud": "api.didww.com",
+                                                         "api_version": "2026-11-19"})
+        self.assertEqual(st, 200, tok)
+        errs = self.assertError(self.sim.request(
+            "GET", "/v3/dids/" + DID_A, version="2026-11-19",
+            headers={"Authorization": "Bearer " + tok["access_token"]}), 401, code="401")
+        self.assertIn("Api-Key", errs[0]["detail"])
 
     def test_version_2026_11_19_refuses_api_key(self):
         errs = self.assertError(self.sim.request("GET", "/v3/dids/" + DID_A, version="2026-11-19"),
@@ -453,14 +678,15 @@ class WriteTests(SimTestCase):
         body = {"data": {"type": "dids", "id": DID_A, "attributes": {
             "capacity_limit": 32767, "description": "moved", "terminated": False,
             "billing_cycles_count": 3, "dedicated_channels_count": 1},
-            "relationships": {"capacity_pool": {"data": {"type": "capacity_pools", "id": UNKNOWN}},
+            "relationships": {"capacity_pool": {"data": {"type": "capacity_pools",
+                                                         "id": CAPACITY_POOL}},
                               "shared_capacity_group": {"data": None}}}}
         st, _, doc = self.sim.request("PATCH", "/v3/dids/" + DID_A, body=body)
         self.assertEqual(st, 200, doc)
         a = doc["data"]["attributes"]
         self.assertEqual((a["capacity_limit"], a["description"], a["billing_cycles_count"]),
                          (32767, "moved", 3))
-        self.assertEqual(self.sim.did(DID_A)["capacity_pool"], UNKNOWN)
+        self.assertEqual(self.sim.did(DID_A)["capacity_pool"], CAPACITY_POOL)
         body = {"data": {"type": "dids", "id": DID_A, "attributes": {"capacity_limit": None}}}
         self.assertEqual(self.sim.request("PATCH", "/v3/dids/" + DID_A, body=body)[0], 200)
         self.assertIsNone(self.sim.did(DID_A)["capacity_limit"])
@@ -511,6 +737,45 @@ class WriteTests(SimTestCase):
                              body=seed_to_one(DID_A, "trunk_group", "trunk_groups", UNKNOWN),
                              version="2021-04-19"),
             422, pointer="/data/attributes/trunk_group_id")
+
+    def test_unknown_capacity_pool_and_shared_group_422(self):
+        """DIDWW refuses an id that is not the account's pool / shared group (the simulator
+        accepted any id)."""
+        for rel, rtype, fk in (("capacity_pool", "capacity_pools", "capacity_pool_id"),
+                               ("shared_capacity_group", "shared_capacity_groups",
+                                "shared_capacity_group_id")):
+            errs = self.assertError(
+                self.sim.request("PATCH", "/v3/dids/" + DID_A,
+                                 body=seed_to_one(DID_A, rel, rtype, UNKNOWN)),
+                422, code="100", title="should exist", pointer="/data/attributes/" + fk)
+            self.assertEqual(errs[0]["detail"], fk + " - is invalid")
+            self.assertIsNone(self.sim.did(DID_A)[rel])
+        st, _, doc = self.sim.request("PATCH", "/v3/dids/" + DID_A, body=seed_to_one(
+            DID_A, "capacity_pool", "capacity_pools", CAPACITY_POOL))
+        self.assertEqual(st, 200, doc)
+
+    def test_params_a_version_does_not_allow_are_105(self):
+        """Every version refuses the other generation's names and unknown query parameters
+        with 400 code 105 "Param not allowed"."""
+        for v in VERSIONS[:-1]:  # 2026-11-19 needs a bearer token: BearerTests
+            legacy = v in ("2017-09-18", "2021-04-19")
+            other = "voice_in_trunk" if legacy else "trunk"
+            other_type = "voice_in_trunks" if legacy else "trunks"
+            with self.subTest(version=v):
+                self.assertError(self.sim.request(
+                    "PATCH", "/v3/dids/" + DID_A, version=v,
+                    body=seed_to_one(DID_A, other, other_type, TRUNK_OFFICE)),
+                    400, code="105", title="Param not allowed",
+                    pointer="/data/relationships/" + other)
+                gone = "billing_cycles_count" if v == "2017-09-18" else "pending_removal"
+                self.assertError(self.sim.request(
+                    "PATCH", "/v3/dids/" + DID_A, version=v,
+                    body={"data": {"type": "dids", "id": DID_A, "attributes": {gone: 0}}}),
+                    400, code="105", pointer="/data/attributes/" + gone)
+                errs = self.assertError(self.sim.request(
+                    "GET", "/v3/dids/" + DID_A + "?expand=trunk", version=v), 400, code="105",
+                    title="Param not allowed")
+                self.assertEqual(errs[0]["detail"], "expand is not allowed.")
 
     def test_id_and_type_mismatch_409(self):
         # The seed's own "clear" example sends another DID's id in the body.

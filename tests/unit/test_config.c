@@ -40,7 +40,7 @@ static void test_minimal_defaults(void **state)
     assert_string_equal(c->listen_host, "127.0.0.1");
     assert_int_equal(c->listen_port, 8080);
     assert_int_equal(c->max_body_bytes, 1048576);
-    assert_string_equal(c->didww_api_version, "2022-05-10");
+    assert_string_equal(c->didww_api_version, "2026-04-16"); /* what DIDWW's SDKs send */
     assert_int_equal(c->didww_rate_limit_per_s, 20);
     assert_int_equal(c->delivery_workers, 4);
     assert_int_equal(c->sources[0].dedupe_window_s, 604800);
@@ -446,6 +446,53 @@ static void test_durations(void **state)
     assert_int_equal(config_parse_duration("1w", &s), -1);
 }
 
+/* Every released DIDWW version loads; 2026-11-19 finds its token endpoint. */
+static void test_didww_versions_and_auth_url(void **state)
+{
+    static const char *const versions[] = {"2017-09-18", "2021-04-19", "2021-12-15",
+                                           "2022-05-10", "2026-04-16", "2026-11-19"};
+    char text[512];
+    for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++) {
+        struct config_diags d = {0};
+        snprintf(text, sizeof text,
+                 "{\"sources\": {\"a\": {\"verify\": {\"scheme\": \"none\", \"insecure\": "
+                 "true}}}, \"didww\": {\"api_version\": \"%s\", "
+                 "\"base_url\": \"https://api.didww.com/v3\"}}",
+                 versions[i]);
+        struct config *c = load(text, &d);
+        assert_non_null(c);
+        assert_string_equal(c->didww_api_version, versions[i]);
+        assert_string_equal(c->didww_auth_url, "https://auth.didww.com/token");
+        assert_int_equal(c->didww_token_expires_in, 900);
+        config_free(c);
+        config_diags_free(&d);
+    }
+    struct config_diags d = {0};
+    struct config *c = load("{\"sources\": {\"a\": {\"verify\": {\"scheme\": \"none\", "
+                            "\"insecure\": true}}}, \"didww\": {\"api_version\": \"2026-11-19\"}}",
+                            &d);
+    assert_non_null(c);
+    assert_string_equal(c->didww_auth_url, "https://auth-sandbox.didww.com/token");
+    config_free(c);
+    config_diags_free(&d);
+    c = load("{\"sources\": {\"a\": {\"verify\": {\"scheme\": \"none\", \"insecure\": "
+             "true}}}, \"didww\": {\"base_url\": \"http://127.0.0.1:9/v3\", "
+             "\"token_expires_in\": 120}}",
+             &d);
+    assert_non_null(c);
+    assert_string_equal(c->didww_auth_url, "http://127.0.0.1:9/token");
+    assert_int_equal(c->didww_token_expires_in, 120);
+    config_free(c);
+    config_diags_free(&d);
+    c = load("{\"sources\": {\"a\": {\"verify\": {\"scheme\": \"none\", \"insecure\": "
+             "true}}}, \"didww\": {\"auth_url\": \"ftp://x/token\", \"token_expires_in\": 30}}",
+             &d);
+    assert_null(c);
+    assert_true(has_diag(&d, "didww.auth_url: must start with https:// or http://", 0, 0));
+    assert_true(has_diag(&d, "didww.token_expires_in", 0, 0));
+    config_diags_free(&d);
+}
+
 static int setup(void **state)
 {
     test_tmpdir(dir, sizeof dir);
@@ -471,6 +518,7 @@ int main(void)
         cmocka_unit_test_setup(test_event_id_forms, setup),
         cmocka_unit_test_setup(test_load_text_from_memory, setup),
         cmocka_unit_test(test_durations),
+        cmocka_unit_test_setup(test_didww_versions_and_auth_url, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

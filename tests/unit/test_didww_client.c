@@ -544,7 +544,7 @@ static void test_connection_refused(void **state)
     close(fd);
 
     snprintf(base, sizeof base, "http://127.0.0.1:%u/v3", (unsigned)ntohs(sa.sin_port));
-    struct didww_client_options o = {base, TEST_KEY, TEST_VERSION, 2000, 0};
+    struct didww_client_options o = {base, TEST_KEY, TEST_VERSION, 2000, 0, NULL};
     struct didww_client *c = didww_client_create(&o);
     assert_non_null(c);
     assert_int_equal(didww_client_send(c, "PATCH", "/v3/dids/x", "{}", &r), -1);
@@ -563,8 +563,8 @@ static void test_rejects_bad_input(void **state)
     (void)state;
 
     /* header injection through the options is refused at creation */
-    struct didww_client_options o = {"http://127.0.0.1:1/v3", "key\r\nX-Evil: 1", TEST_VERSION,
-                                     1000, 0};
+    struct didww_client_options o = {
+        "http://127.0.0.1:1/v3", "key\r\nX-Evil: 1", TEST_VERSION, 1000, 0, NULL};
     assert_null(didww_client_create(&o));
     o.api_key = TEST_KEY;
     o.api_version = "2022-05-10\n";
@@ -579,7 +579,7 @@ static void test_rejects_bad_input(void **state)
     didww_response_free(NULL);
 
     /* other protocols are not spoken, whatever the base URL says */
-    struct didww_client_options f = {"file:///etc", TEST_KEY, TEST_VERSION, 1000, 0};
+    struct didww_client_options f = {"file:///etc", TEST_KEY, TEST_VERSION, 1000, 0, NULL};
     struct didww_client *c = didww_client_create(&f);
     assert_non_null(c);
     assert_int_equal(didww_client_send(c, "GET", "/passwd", NULL, &r), -1);

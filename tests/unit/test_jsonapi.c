@@ -4,12 +4,15 @@
  * the DID before-state from the seed 002 "Get DID" answer (relationships without data
  * stay unknown) and from a document of the voice_in_* generation, lookup by number,
  * the no-op decision for routing to a trunk (both generations), unrouting and
- * attributes, and the id substitution in a planned body.
+ * attributes, and the id substitution in a planned body. The tests/fixtures/didww/ files
+ * (hookline's own answers in the shapes DIDWW's SDKs record: a DID with and without
+ * include, the number filter, 401/404/422/429 errors) are parsed as they are on disk.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -428,6 +431,151 @@ static void test_noop_attributes(void **state)
     json_decref(s);
 }
 
+/* Reads tests/fixtures/didww/name (the source tree is $HOOKLINE_SOURCE_DIR); caller frees. */
+static char *fixture(const char *name, size_t *len)
+{
+    const char *src = getenv("HOOKLINE_SOURCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/fixtures/didww/%s", src ? src : ".", name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    char *buf = malloc(65536);
+    assert_non_null(buf);
+    *len = fread(buf, 1, 65535, f);
+    buf[*len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+#define FX_DID "7d3c2a10-5b1e-4c8f-9a42-0e6d1f2b3c4d"
+#define FX_TRUNK "c41f0e2a-93d7-4b65-8e1c-2a7b9d0f6e53"
+#define FX_GROUP "2b8e6f14-0c3a-4d97-b5e2-91f7a6c0d3e8"
+#define FX_NUMBER "16091609000000417"
+
+/* A DID read without include: routing unknown, so no routing change is a no-op; an
+ * attribute hookline does not know (emergency_enabled) is ignored. With include, the
+ * routing is known either way and an identical route is a no-op. */
+static void test_fixture_dids(void **state)
+{
+    static const char route_trunk[] =
+        "{\"data\":{\"type\":\"dids\",\"id\":\"" FX_DID "\",\"relationships\":{"
+        "\"voice_in_trunk\":{\"data\":{\"type\":\"voice_in_trunks\",\"id\":\"" FX_TRUNK "\"}},"
+        "\"voice_in_trunk_group\":{\"data\":null}}}}";
+    static const char route_group[] =
+        "{\"data\":{\"type\":\"dids\",\"id\":\"" FX_DID "\",\"relationships\":{"
+        "\"voice_in_trunk\":{\"data\":null},\"voice_in_trunk_group\":{\"data\":{\"type\":"
+        "\"voice_in_trunk_groups\",\"id\":\"" FX_GROUP "\"}}}}}";
+    char why[128] = "";
+    size_t len;
+    (void)state;
+
+    char *body = fixture("did_without_include.json", &len);
+    json_t *s = jsonapi_did_state(body, len, why, sizeof why);
+    assert_non_null(s);
+    assert_dump(s, "{\"id\":\"" FX_DID "\",\"number\":\"" FX_NUMBER "\","
+                   "\"description\":\"Front desk\",\"capacity_limit\":4,"
+                   "\"dedicated_channels_count\":0,\"billing_cycles_count\":null,"
+                   "\"terminated\":false}");
+    assert_false(jsonapi_patch_is_noop(route_trunk, s));
+    json_decref(s);
+    free(body);
+
+    body = fixture("did_include_trunk.json", &len);
+    s = jsonapi_did_state(body, len, why, sizeof why);
+    assert_non_null(s);
+    assert_string_equal(json_string_value(json_object_get(s, "trunk")), FX_TRUNK);
+    assert_true(json_is_null(json_object_get(s, "trunk_group")));
+    assert_true(jsonapi_patch_is_noop(route_trunk, s));
+    assert_false(jsonapi_patch_is_noop(route_group, s));
+    json_decref(s);
+    free(body);
+
+    body = fixture("did_include_group.json", &len);
+    s = jsonapi_did_state(body, len, why, sizeof why);
+    assert_non_null(s);
+    assert_true(json_is_null(json_object_get(s, "trunk")));
+    assert_string_equal(json_string_value(json_object_get(s, "trunk_group")), FX_GROUP);
+    assert_true(jsonapi_patch_is_noop(route_group, s));
+    assert_false(jsonapi_patch_is_noop(route_trunk, s));
+    json_decref(s);
+    free(body);
+
+    /* 2017-09-18 names, included but unrouted: known nulls; pending_removal is not
+     * billing_cycles_count. */
+    body = fixture("did_legacy_include_unrouted.json", &len);
+    s = jsonapi_did_state(body, len, why, sizeof why);
+    assert_non_null(s);
+    assert_true(json_is_null(json_object_get(s, "trunk")));
+    assert_true(json_is_null(json_object_get(s, "trunk_group")));
+    assert_null(json_object_get(s, "billing_cycles_count"));
+    assert_true(jsonapi_patch_is_noop("{\"data\":{\"type\":\"dids\",\"id\":\"" FX_DID
+                                      "\",\"relationships\":{\"trunk\":{\"data\":null},"
+                                      "\"trunk_group\":{\"data\":null}}}}",
+                                      s));
+    json_decref(s);
+    free(body);
+}
+
+/* The number filter with a 17-digit sandbox number, and its empty answer. */
+static void test_fixture_filter_number(void **state)
+{
+    char id[64] = "", why[128] = "";
+    size_t len;
+    (void)state;
+    char *body = fixture("dids_filter_number.json", &len);
+    assert_int_equal(jsonapi_find_did(body, len, FX_NUMBER, id, sizeof id, why, sizeof why), 1);
+    assert_string_equal(id, FX_DID);
+    free(body);
+    body = fixture("dids_filter_number_empty.json", &len);
+    assert_int_equal(
+        jsonapi_find_did(body, len, "16091609000000999", id, sizeof id, why, sizeof why), 0);
+    free(body);
+}
+
+/* Every error fixture condenses to its status, code, title, detail and pointer. */
+static void test_fixture_errors(void **state)
+{
+    static const struct {
+        const char *file, *want;
+    } cases[] = {
+        {"error_422_unknown_trunk.json",
+         "[{\"status\":\"422\",\"code\":\"100\",\"title\":\"should exist\",\"detail\":"
+         "\"trunk_id - is invalid\",\"pointer\":\"/data/attributes/voice_in_trunk_id\"}]"},
+        {"error_422_capacity_limit.json",
+         "[{\"status\":\"422\",\"code\":\"100\",\"title\":\"must be less than or equal to "
+         "32767\",\"detail\":\"capacity_limit - must be less than or equal to 32767\","
+         "\"pointer\":\"/data/attributes/capacity_limit\"}]"},
+        {"error_404.json",
+         "[{\"status\":\"404\",\"code\":\"404\",\"title\":\"Record not "
+         "found\",\"detail\":\"The record identified by " FX_DID " could not be found.\"}]"},
+        {"error_401.json", "[{\"status\":\"401\",\"code\":\"401\",\"title\":\"Unauthorized\","
+                           "\"detail\":\"The Api-Key is not valid.\"}]"},
+        {"error_400_param_not_allowed.json",
+         "[{\"status\":\"400\",\"code\":\"105\",\"title\":\"Param not allowed\",\"detail\":"
+         "\"trunk is not allowed.\",\"pointer\":\"/data/relationships/trunk\"}]"},
+        {"error_429_budget.json",
+         "[{\"status\":\"429\",\"code\":\"too_many_requests\",\"title\":\"Too Many "
+         "Requests\",\"detail\":\"The account's budget of 1200 requests per 60 s is used up; "
+         "retry in 12 s.\"}]"},
+        /* OAuth-shaped token errors are not JSON:API: nothing to condense. */
+        {"token_401_invalid_client.json", "[]"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len;
+        char *body = fixture(cases[i].file, &len);
+        json_t *e = jsonapi_errors(body, len);
+        assert_non_null(e);
+        char *got = json_dumps(e, JSON_COMPACT);
+        if (strcmp(got, cases[i].want) != 0)
+            fail_msg("%s: got %s", cases[i].file, got);
+        free(got);
+        json_decref(e);
+        free(body);
+    }
+}
+
 static void test_with_did_id(void **state)
 {
     static const char planned[] =
@@ -473,6 +621,9 @@ int main(void)
         cmocka_unit_test(test_noop_unroute),
         cmocka_unit_test(test_noop_attributes),
         cmocka_unit_test(test_with_did_id),
+        cmocka_unit_test(test_fixture_dids),
+        cmocka_unit_test(test_fixture_filter_number),
+        cmocka_unit_test(test_fixture_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1048,6 +1048,12 @@ static void api_did_update(struct api_ctx *x, const char *id, json_t *attrs, jso
         api_should_exist(errs, "trunk_group_id", nm->group_fk);
         bad_ref = true;
     }
+    /* DIDWW refuses unknown pool / shared group ids the same way (the side collections of
+     * the state file are the account's). */
+    if (cp_id && !sim_state_find(x->doc, "capacity_pools", cp_id))
+        api_should_exist(errs, "capacity_pool_id", "capacity_pool_id");
+    if (scg_id && !sim_state_find(x->doc, "shared_capacity_groups", scg_id))
+        api_should_exist(errs, "shared_capacity_group_id", "shared_capacity_group_id");
     if (!bad_ref) {
         bool has_trunk =
             trunk_val ? trunk_id != NULL : json_is_string(json_object_get(did, "trunk"));
@@ -1364,6 +1370,27 @@ static void api_route(struct api_ctx *x, char **seg, size_t n)
                                                     : "GET, HEAD");
 }
 
+/* jsonapi-resources refuses a query parameter it does not know with 400 "Param not allowed"
+ * (code 105); the known ones are include, filter[...], page[...], fields[...] and sort.
+ * False after answering. */
+static bool api_query_allowed(struct api_ctx *x)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(x->c->query, key, v)
+    {
+        if (strcmp(key, "include") == 0 || strcmp(key, "sort") == 0 ||
+            strncmp(key, "filter[", 7) == 0 || strncmp(key, "page[", 5) == 0 ||
+            strncmp(key, "fields[", 7) == 0)
+            continue;
+        char detail[300];
+        snprintf(detail, sizeof detail, "%.200s is not allowed.", key);
+        api_reply_error(x->out, 400, "105", "Param not allowed", detail, NULL);
+        return false;
+    }
+    return true;
+}
+
 void sim_api_handle(struct sim_state *st, const struct sim_call *call, struct sim_reply *out)
 {
     char path[API_MAX_PATH];
@@ -1398,6 +1425,8 @@ void sim_api_handle(struct sim_state *st, const struct sim_call *call, struct si
         api_no_route(&x, NULL);
         goto done;
     }
+    if (!api_query_allowed(&x))
+        goto done;
     sim_state_lock(st);
     x.doc = sim_state_doc(st);
     api_route(&x, seg, n);

@@ -3,9 +3,10 @@
  * rules without the real API. This file owns the process: command line, the libmicrohttpd
  * listener (one thread per connection, so injected latency can simply sleep), and the
  * transport-level behaviour in front of sim_api: request log, dropped connections, Api-Key
- * check, API version selection, the 20 req/s limiter, injected 5xx and the JSON:API media
- * type rules. Locks: srv->lock (counters, limiter, RNG) and srv->log_lock (request log) are
- * leaves, and the state lock lives in sim_state; no two are ever held together.
+ * check (or, for 2026-11-19, the bearer check and the token endpoint of sim_auth), API
+ * version selection, the 20 req/s limiter (the account budget for 2026-11-19), injected 5xx
+ * and the JSON:API media type rules. Locks: srv->lock (counters, limiter, RNG) and srv->log_lock
+ * (request log) are leaves, and the state lock lives in sim_state; no two are ever held together.
  */
 #include <errno.h>
 #include <microhttpd.h>
@@ -27,6 +28,7 @@
 #include <jansson.h>
 
 #include "sim_api.h"
+#include "sim_auth.h"
 #include "sim_state.h"
 
 #define SIM_MEDIA_TYPE "application/vnd.api+json"
@@ -54,6 +56,7 @@ struct sim_opts {
     const char *default_version;
     bool always_linkage;
     enum sim_fault_body fault_body;
+    long budget, budget_window_s; /* 2026-11-19: requests per window for the account */
 };
 
 /* Request times inside the last second (monotonic seconds), as a ring buffer. */
@@ -66,6 +69,7 @@ struct sim_window {
 struct sim_server {
     struct sim_opts o;
     struct sim_state *st;
+    struct sim_auth *auth;
     struct MHD_Daemon *daemon;
     unsigned port;
 
@@ -98,7 +102,9 @@ struct sim_answer {
     const char *ctype;
     int retry_after; /* seconds, 0 = none */
     char allow[64];
-    const char *fault; /* "fail_rate", "burst", "drop" or NULL */
+    const char *fault;  /* "fail_rate", "burst", "drop" or NULL */
+    bool no_store;      /* Cache-Control: no-store (token answers) */
+    char www_auth[160]; /* WWW-Authenticate, "" for none */
 };
 
 /* ---------- small utilities ---------- */
@@ -292,6 +298,10 @@ static enum MHD_Result sim_send(struct MHD_Connection *conn, const struct sim_an
     }
     if (a->allow[0])
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, a->allow);
+    if (a->no_store)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (a->www_auth[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, a->www_auth);
     enum MHD_Result rc = MHD_queue_response(conn, (unsigned)status, r);
     MHD_destroy_response(r);
     return rc;
@@ -463,36 +473,60 @@ static void sim_pipeline(struct sim_server *srv, struct MHD_Connection *conn, st
     const char *ctype = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
     char detail[512];
 
-    if (!key || !*key) {
-        sim_answer_error(a, 401, "401", "Unauthorized", "An Api-Key header is required.");
-        return;
-    }
-    size_t klen = strlen(key), want = strlen(srv->o.api_key);
-    if (klen != want || CRYPTO_memcmp(key, srv->o.api_key, want) != 0) {
-        sim_answer_error(a, 401, "401", "Unauthorized", "The Api-Key is not valid.");
-        return;
-    }
-    const struct sim_naming *nm = sim_api_naming(version ? version : srv->o.default_version);
-    if (!nm) {
-        snprintf(detail, sizeof detail,
-                 "X-DIDWW-API-Version %.64s is not supported. Supported versions: 2017-09-18, "
-                 "2021-04-19, 2021-12-15, 2022-05-10, 2026-04-16.",
-                 version);
-        sim_answer_error(a, 400, "400", "Invalid API version", detail);
-        return;
-    }
-    if (nm->bearer_only) {
-        sim_answer_error(a, 401, "401", "Unauthorized",
-                         "API version 2026-11-19 does not accept the Api-Key header; "
-                         "authenticate with an Authorization: Bearer token.");
-        return;
+    bool writes = strcmp(method, "PATCH") == 0 || strcmp(method, "POST") == 0 ||
+                  (strcmp(method, "DELETE") == 0 && rq->len > 0);
+    const struct sim_naming *nm = NULL;
+    const struct sim_naming *asked = sim_api_naming(version ? version : srv->o.default_version);
+    if (asked && asked->bearer_only) {
+        /* 2026-11-19: Api-Key is refused outright; a bearer token from /token is required. */
+        struct sim_auth_reply ar;
+        if (key && *key) {
+            sim_answer_error(a, 401, "401", "Unauthorized",
+                             "API version 2026-11-19 does not accept the Api-Key header; "
+                             "authenticate with an Authorization: Bearer token.");
+            return;
+        }
+        if (sim_auth_check(srv->auth,
+                           MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
+                           asked->version, writes, &ar) < 0) {
+            a->status = ar.status;
+            a->body = ar.body;
+            a->ctype = SIM_MEDIA_TYPE;
+            snprintf(a->www_auth, sizeof a->www_auth, "%s", ar.www_auth);
+            return;
+        }
+        nm = asked;
+    } else {
+        if (!key || !*key) {
+            sim_answer_error(a, 401, "401", "Unauthorized", "An Api-Key header is required.");
+            return;
+        }
+        size_t klen = strlen(key), want = strlen(srv->o.api_key);
+        if (klen != want || CRYPTO_memcmp(key, srv->o.api_key, want) != 0) {
+            sim_answer_error(a, 401, "401", "Unauthorized", "The Api-Key is not valid.");
+            return;
+        }
+        nm = sim_api_naming(version ? version : srv->o.default_version);
+        if (!nm) {
+            snprintf(detail, sizeof detail,
+                     "X-DIDWW-API-Version %.64s is not supported. Supported versions: "
+                     "2017-09-18, 2021-04-19, 2021-12-15, 2022-05-10, 2026-04-16, 2026-11-19.",
+                     version);
+            sim_answer_error(a, 400, "400", "Invalid API version", detail);
+            return;
+        }
     }
 
     double now = sim_mono();
     const char *fault = NULL;
+    int budget_retry = 0;
+    char budget_detail[200] = "";
+    /* 2026-11-19 replaces the per-key 20/s with the account's budget per window. */
+    bool in_budget = !nm->bearer_only || sim_auth_budget_admit(srv->auth, now, &budget_retry,
+                                                               budget_detail, sizeof budget_detail);
     pthread_mutex_lock(&srv->lock);
     sim_window_push(&srv->seen_w, now);
-    bool admitted = sim_limiter_admit(srv, now);
+    bool admitted = nm->bearer_only ? in_budget : sim_limiter_admit(srv, now);
     if (admitted) {
         sim_window_push(&srv->admitted_w, now);
         uint64_t pos = srv->fault_seq++;
@@ -507,6 +541,11 @@ static void sim_pipeline(struct sim_server *srv, struct MHD_Connection *conn, st
         srv->rate_limited++;
     }
     pthread_mutex_unlock(&srv->lock);
+    if (!admitted && nm->bearer_only) {
+        sim_answer_error(a, 429, "too_many_requests", "Too Many Requests", budget_detail);
+        a->retry_after = budget_retry;
+        return;
+    }
     if (!admitted) {
         snprintf(detail, sizeof detail, "More than %ld requests per second.", srv->o.rate_limit);
         sim_answer_error(a, 429, "429", "Too Many Requests", detail);
@@ -527,8 +566,6 @@ static void sim_pipeline(struct sim_server *srv, struct MHD_Connection *conn, st
         sim_answer_error(a, 406, "406", "Not acceptable", detail);
         return;
     }
-    bool writes = strcmp(method, "PATCH") == 0 || strcmp(method, "POST") == 0 ||
-                  (strcmp(method, "DELETE") == 0 && rq->len > 0);
     if (writes && (!ctype || strcmp(ctype, SIM_MEDIA_TYPE) != 0)) {
         snprintf(detail, sizeof detail,
                  "All requests that create or update must use the '" SIM_MEDIA_TYPE
@@ -611,8 +648,20 @@ static enum MHD_Result sim_control(struct sim_server *srv, struct MHD_Connection
         pthread_mutex_unlock(&srv->log_lock);
         return sim_send_json(conn, 200, json_pack("{s:o}", "requests", copy));
     }
+    if (strcmp(url, "/__sim/auth") == 0 && get)
+        return sim_send_json(conn, 200, sim_auth_json(srv->auth));
+    if (strcmp(url, "/__sim/auth") == 0 && strcmp(method, "POST") == 0) {
+        char err[256] = "the body is not a JSON object";
+        json_t *in = rq->too_large ? NULL : json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
+        int rc = in ? sim_auth_configure(srv->auth, in, err, sizeof err) : -1;
+        json_decref(in);
+        if (rc < 0)
+            return sim_send_json(conn, 400, json_pack("{s:s}", "error", err));
+        return sim_send_json(conn, 200, sim_auth_json(srv->auth));
+    }
     if (strcmp(url, "/__sim/reset") == 0 && strcmp(method, "POST") == 0) {
         sim_state_reset(srv->st);
+        sim_auth_reset(srv->auth);
         sim_reset_counters(srv);
         struct sim_answer a = {.status = 204};
         return sim_send(conn, &a);
@@ -620,7 +669,8 @@ static enum MHD_Result sim_control(struct sim_server *srv, struct MHD_Connection
     return sim_send_json(conn, 404,
                          json_pack("{s:s}", "error",
                                    "unknown control endpoint (GET/PUT /__sim/state, GET "
-                                   "/__sim/stats, GET /__sim/requests, POST /__sim/reset)"));
+                                   "/__sim/stats, GET /__sim/requests, GET/POST /__sim/auth, "
+                                   "POST /__sim/reset)"));
 }
 
 /* ---------- MHD callbacks ---------- */
@@ -719,7 +769,27 @@ static enum MHD_Result sim_access(void *cls, struct MHD_Connection *conn, const 
     }
     if (delay > 0)
         sim_sleep_ms(delay);
-    sim_pipeline(srv, conn, rq, url, method, &a);
+    if (strcmp(url, "/token") == 0) {
+        /* The token endpoint (auth.didww.com in production): not rate limited here. */
+        struct sim_auth_reply ar = {0};
+        if (strcmp(method, "POST") == 0) {
+            sim_auth_token(srv->auth, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Api-Key"),
+                           srv->o.api_key, rq->too_large ? NULL : rq->body,
+                           rq->too_large ? 0 : rq->len, &ar);
+        } else {
+            ar.status = 405;
+            ar.body =
+                strdup("{\"error\":\"invalid_request\",\"error_description\":\"POST only.\"}");
+            snprintf(a.allow, sizeof a.allow, "POST");
+        }
+        a.status = ar.status;
+        a.body = ar.body;
+        a.ctype = "application/json";
+        a.retry_after = ar.retry_after;
+        a.no_store = ar.no_store;
+    } else {
+        sim_pipeline(srv, conn, rq, url, method, &a);
+    }
     if (drop) { /* processed (state may have changed), but the answer is lost */
         a.fault = "drop";
         sim_log_request(srv, conn, rq, method, &a, true);
@@ -758,6 +828,9 @@ static void sim_usage(FILE *f)
           "  --request-log FILE       append one JSON line per request\n"
           "  --seed N                 RNG seed for faults and jitter [1]\n"
           "  --always-include-linkage put relationship data in even without include=\n"
+          "  --budget N               2026-11-19: requests per window for the account, 0 = off "
+          "[1200]\n"
+          "  --budget-window S        2026-11-19: the budget's window in seconds [60]\n"
           "prints {\"msg\":\"listening\",\"port\":\"N\"} on stdout when ready; SIGTERM/SIGINT "
           "stop it.\n",
           f);
@@ -825,6 +898,10 @@ static int sim_parse_args(int argc, char **argv, struct sim_opts *o)
             o->seed = (uint64_t)s;
         } else if (strcmp(name, "--default-version") == 0)
             o->default_version = v;
+        else if (strcmp(name, "--budget") == 0)
+            ok = sim_parse_long(v, 0, 1000000, &o->budget);
+        else if (strcmp(name, "--budget-window") == 0)
+            ok = sim_parse_long(v, 1, 3600, &o->budget_window_s);
         else {
             fprintf(stderr, "didww-sim: unknown option %s (see --help)\n", name);
             return 2;
@@ -850,7 +927,7 @@ static int sim_parse_args(int argc, char **argv, struct sim_opts *o)
         return 2;
     }
     o->api_key = strdup(key);
-    if (!sim_api_naming(o->default_version) || sim_api_naming(o->default_version)->bearer_only) {
+    if (!sim_api_naming(o->default_version)) {
         fprintf(stderr, "didww-sim: --default-version %s is not a simulated API version\n",
                 o->default_version);
         return 2;
@@ -900,7 +977,9 @@ int main(int argc, char **argv)
                                    .rate_limit = 20,
                                    .fail_status = 500,
                                    .seed = 1,
-                                   .default_version = "2022-05-10"}};
+                                   .default_version = "2022-05-10",
+                                   .budget = 1200,
+                                   .budget_window_s = 60}};
     char err[600];
     int rc = 1, sig = 0;
     sigset_t set;
@@ -912,8 +991,10 @@ int main(int argc, char **argv)
     pthread_mutex_init(&srv.lock, NULL);
     pthread_mutex_init(&srv.log_lock, NULL);
     srv.recent = json_array();
+    srv.auth = sim_auth_create(srv.o.budget, srv.o.budget_window_s);
     srv.admitted = calloc(srv.o.rate_limit > 0 ? (size_t)srv.o.rate_limit : 1, sizeof(double));
-    if (!srv.recent || !srv.admitted || sim_window_init(&srv.seen_w, SIM_WINDOW_CAP) < 0 ||
+    if (!srv.recent || !srv.admitted || !srv.auth ||
+        sim_window_init(&srv.seen_w, SIM_WINDOW_CAP) < 0 ||
         sim_window_init(&srv.admitted_w, SIM_WINDOW_CAP) < 0) {
         fprintf(stderr, "didww-sim: out of memory\n");
         goto fail;
@@ -953,6 +1034,7 @@ fail:
     if (srv.log)
         fclose(srv.log);
     sim_state_destroy(srv.st);
+    sim_auth_destroy(srv.auth);
     json_decref(srv.recent);
     free(srv.admitted);
     free(srv.seen_w.ts);
