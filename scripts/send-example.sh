@@ -169,6 +169,15 @@ if scheme == "standard-webhooks":
 if event_id.startswith("header:") and header(event_id[7:]) is None:
     headers.append((event_id[7:], os.environ.get("EVENT_ID") or "ex-" + body_sha[:32]))
 
+if scheme == "hubspot-v3":
+    # HubSpot's v3: base64 HMAC-SHA256 over method + URI + body + timestamp (ms); the
+    # example target has none of the escapes HubSpot decodes before signing.
+    key = secret()
+    ts = str(int(now * 1000))
+    url = "%s://%s%s" % (parts.scheme, parts.netloc, target)
+    mac = hmac.new(key.encode(), b"POST" + url.encode() + body + ts.encode(), hashlib.sha256)
+    headers += [("X-HubSpot-Request-Timestamp", ts),
+                ("X-HubSpot-Signature-v3", base64.b64encode(mac.digest()).decode())]
 if scheme == "hmac":
     key = secret()
     tsh = verify.get("timestamp_header")
@@ -216,7 +225,7 @@ elif scheme == "token":
 elif scheme == "basic":
     pair = "%s:%s" % (verify.get("username", ""), secret())
     headers.append(("Authorization", "Basic " + base64.b64encode(pair.encode()).decode()))
-elif scheme not in ("standard-webhooks", "none"):
+elif scheme not in ("standard-webhooks", "hubspot-v3", "none"):
     die("sources.%s.verify.scheme %r is not one this script knows" % (source, scheme))
 
 
