@@ -471,8 +471,11 @@ static enum MHD_Result http_admin(struct http_server *srv, struct MHD_Connection
     }
     char by[80];
     console_http_actor(&who, by, sizeof by);
-    if (change && who.session)
-        console_http_audit_change(srv->console, &who, url, NULL);
+    if (change && who.session) {
+        char action[160];
+        snprintf(action, sizeof action, "%s %s", method, url);
+        console_http_audit_change(srv->console, &who, action, NULL);
+    }
     if (strcmp(url, "/v1/rules/reload") == 0) {
         if (strcmp(method, "POST") != 0)
             return http_problem(conn, 405, "method-not-allowed", "Method not allowed", "use POST",
