@@ -123,9 +123,9 @@ async function overview(root, params, gen) {
          el("div", {class: "card"}, el("h2", {}, "Delivery rate (jobs done/s)"), lineChart(lastDone, "delivery rate")),
          el("div", {class: "card"}, el("h2", {}, "Queue depth"), lineChart(s.map((x) => [x[0], x[6]]), "queue depth"))),
       el("div", {class: "card"}, el("h2", {}, "DIDWW answers by status"),
-         Object.keys(c.didww_by_status).length === 0 ? el("p", {class: "muted"}, "No request to DIDWW yet.") :
+         Object.keys(o.didww_by_status).length === 0 ? el("p", {class: "muted"}, "No request to DIDWW yet.") :
          el("table", {}, el("thead", {}, el("tr", {}, el("th", {scope: "col"}, "HTTP status"), el("th", {scope: "col"}, "requests"))),
-            el("tbody", {}, Object.entries(c.didww_by_status).sort().map(([k, v]) =>
+            el("tbody", {}, Object.entries(o.didww_by_status).sort().map(([k, v]) =>
               el("tr", {}, el("td", {}, k === "0" ? "0 (no answer)" : k), el("td", {}, String(v))))))),
       el("p", {class: "muted"}, "Samples every " + o.step_s + " s, kept for one hour in hookline's memory; updated ",
          when(o.now), "."),
