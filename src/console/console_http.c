@@ -361,6 +361,12 @@ static enum MHD_Result console_api_overview(struct console_http *ch, struct MHD_
         console_series_parse(text, &now);
     free(text);
     json_t *series = console_series_json(ch->series, NULL);
+    /* The reading of this request ends the series, so rates show from the first sample on. */
+    if (series)
+        json_array_append_new(series,
+                              json_pack("[f,f,f,f,f,f,f,f,f]", now.t, now.events, now.accepted,
+                                        now.jobs_done, now.jobs_dead, now.didww_requests,
+                                        now.queue_depth, now.queue_oldest_s, now.paused));
     json_t *didww = json_object();
     for (size_t i = 0; i < now.nstatus; i++)
         json_object_set_new(didww, now.status[i], json_real(now.status_count[i]));
