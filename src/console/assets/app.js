@@ -269,11 +269,11 @@ async function event(root, params, gen) {
   }
 }
 
-const STATES = ["pending", "running", "dead", "done", "cancelled", "superseded"];
+const STATES = ["pending", "running", "dead", "done", "cancelled", "superseded", "any"];
 
 async function jobs(root, params, gen) {
-  const state = params.get("state") || "pending";
   const only = params.get("job");
+  const state = params.get("state") || (only ? "any" : "pending");
   const select = el("select", {id: "job-state", onchange: () => { location.hash = link("jobs", {state: select.value}); }},
                     STATES.map((s) => el("option", {value: s, selected: s === state}, s)));
   const status = el("p", {id: "jobs-status", role: "status"});
@@ -289,7 +289,7 @@ async function jobs(root, params, gen) {
     el("div", {class: "card row"}, el("div", {}, el("label", {for: "job-state"}, "State"), select),
        el("div", {}, el("span", {class: "muted"}, "Delivery " + paused + " "), resumeBtn)),
     status]);
-  const r = await api.get("/v1/jobs?" + new URLSearchParams({state, limit: "500"}));
+  const r = await api.get("/v1/jobs?" + new URLSearchParams(state === "any" ? {limit: "1000"} : {state, limit: "500"}));
   if (gen !== generation) return;
   const list = only ? r.jobs.filter((j) => String(j.id) === only) : r.jobs;
   function action(j, verb) {
@@ -317,7 +317,7 @@ async function jobs(root, params, gen) {
     });
     return btn;
   }
-  append(root, [el("div", {class: "card"}, list.length === 0 ? el("p", {class: "muted"}, "No " + state + " job.") :
+  append(root, [el("div", {class: "card"}, list.length === 0 ? el("p", {class: "muted"}, only ? "No job " + only + " in this list." : "No " + state + " job.") :
     el("table", {class: "jobs"},
        el("thead", {}, el("tr", {}, ["job", "action", "target", "event", "attempts", "last answer", "created", ""].map((h) => el("th", {scope: "col"}, h)))),
        el("tbody", {}, list.map((j) => el("tr", {"data-job": j.id},
