@@ -311,6 +311,14 @@ class ConsoleTest(unittest.TestCase):
                     continue  # a session's own sign-in and session answers carry its CSRF token
                 self.assertNotIn(secret, b)
 
+    def test_zz_stops_cleanly(self):
+        """Runs after every other test of the class: SIGTERM stops the service (sampler and
+        verification threads included) with exit code 0 and no sanitizer report."""
+        self.assertEqual(self.srv.stop(), 0)
+        log = self.srv.log_text()
+        for word in ("Sanitizer", "runtime error:", "LeakSanitizer"):
+            self.assertNotIn(word, log)
+
 
 class ConsoleRestartTest(unittest.TestCase):
     def test_restart_ends_every_session(self):
@@ -320,7 +328,7 @@ class ConsoleRestartTest(unittest.TestCase):
         srv.start()
         s = Session(srv, VIEWER)
         self.assertEqual(s.get("/v1/jobs").status, 200)
-        srv.stop()
+        self.assertEqual(srv.stop(), 0)
         srv.start()
         self.assertEqual(s.get("/v1/jobs").status, 401)
         self.assertEqual(s.get("/console/api/session").status, 401)
