@@ -629,8 +629,9 @@ static enum MHD_Result console_api_verify(struct console_http *ch, struct MHD_Co
     }
     pthread_mutex_lock(&ch->verify_mu);
     static const char *const states[] = {"idle", "running", "done"};
-    json_t *doc =
-        json_pack("{s:s, s:O?}", "state", states[ch->verify_state], "last", ch->verify_result);
+    /* A copy: the verify thread may replace (and free) the result while this one is written. */
+    json_t *doc = json_pack("{s:s, s:o?}", "state", states[ch->verify_state], "last",
+                            json_deep_copy(ch->verify_result));
     pthread_mutex_unlock(&ch->verify_mu);
     return console_json(ch, conn, start ? 202 : 200, doc, NULL);
 }

@@ -314,8 +314,9 @@ class ConsoleTest(unittest.TestCase):
     def test_zz_stops_cleanly(self):
         """Runs after every other test of the class: SIGTERM stops the service (sampler and
         verification threads included) with exit code 0 and no sanitizer report."""
-        self.assertEqual(self.srv.stop(), 0)
+        code = self.srv.stop()
         log = self.srv.log_text()
+        self.assertEqual(code, 0, log[-6000:])
         for word in ("Sanitizer", "runtime error:", "LeakSanitizer"):
             self.assertNotIn(word, log)
 
