@@ -180,6 +180,11 @@ class ConsoleBrowserTest(unittest.TestCase):
         for secret in (ADMIN, VIEWER, API_KEY):
             self.assertNotIn(secret, srv.log_text())
             self.assertNotIn(secret, r.stdout + r.stderr)
+        # SIGTERM ends the service with its console threads: exit 0, no sanitizer report.
+        code = srv.stop()
+        log = srv.log_text()
+        self.assertEqual(code, 0, log[-6000:])
+        self.assertNotIn("Sanitizer", log)
         for name in ("overview", "did-story", "did-story-phone", "event", "jobs-viewer",
                      "jobs-admin", "tail", "rules", "integrity", "signin"):
             path = os.path.join(artifacts, name + ".png")
