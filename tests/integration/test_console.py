@@ -270,6 +270,31 @@ class ConsoleTest(unittest.TestCase):
         self.assertEqual(a.get("/console/api/dryrun?event=no-such").status, 404)
         self.assertEqual(a.get("/console/api/dryrun").status, 400)
 
+    def test_rules_view_names_the_failed_reload(self):
+        a = self.session(ADMIN)
+        path = os.path.join(self.srv.tmpdir, "main.lua")
+        version = a.get("/console/api/rules").json()["rule_version"]
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("function on_event(ev)\n  if then end\nend\n")
+        try:
+            r = a.post("/v1/rules/reload")
+            self.assertEqual(r.status, 422, r)
+            rules = a.get("/console/api/rules").json()
+            self.assertEqual(rules["rule_version"], version)  # the old rule keeps running
+            reason = rules["last_reload_failed"]["detail"]["reason"]
+            self.assertRegex(reason, r"main\.lua:2:")
+        finally:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(RULE)
+        r = a.post("/v1/rules/reload")
+        self.assertEqual(r.status, 200, r)
+        rules = a.get("/console/api/rules").json()
+        self.assertEqual(rules["rule_version"], version)
+        self.assertGreater(rules["last_reload"]["seq"], rules["last_reload_failed"]["seq"])
+        actions = [x["detail"]["action"] for x in self.audit("admin.console")
+                   if x["detail"]["session"] == a.info["session"]]
+        self.assertEqual(actions, ["POST /v1/rules/reload"] * 2)
+
     def test_story_by_number_as_typed_and_by_did(self):
         a = self.session(VIEWER)
         by_number = a.get("/v1/audit?limit=1000&number=%2B43%20(7123)%2045-67").json()["records"]
