@@ -262,12 +262,12 @@ static bool console_gate(struct console_http *ch, struct MHD_Connection *conn, b
 
 /* ---------- sign-in, sign-out ---------- */
 
+/* hookline serves plain HTTP; TLS ends at a proxy, which says so in X-Forwarded-Proto.
+ * (A forged header only makes the cookie stricter.) */
 static bool console_secure(struct MHD_Connection *conn)
 {
     const char *proto = console_header(conn, "X-Forwarded-Proto");
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_PROTOCOL);
-    return (proto && strcasecmp(proto, "https") == 0) || (ci && ci->tls_session);
+    return proto && strcasecmp(proto, "https") == 0;
 }
 
 static json_t *console_session_doc(const struct console_session_info *info)
