@@ -25,7 +25,7 @@ async function step(name, fn) {
     console.log(`ok   ${name} (${Date.now() - t0} ms)`);
   } catch (e) {
     failed = true;
-    console.log(`FAIL ${name}\n${e.stack || e}`);
+    console.log(`FAIL ${name}\n${e.stack || e}\npage messages so far: ${JSON.stringify(consoleErrors)}`);
   }
 }
 
