@@ -131,6 +131,12 @@ class ConsoleBrowserTest(unittest.TestCase):
             return r.json()["event_id"]
 
         send({"id": "evt-route", "phone": "+43 7123 4567", "trunk": TRUNK_VIP})
+
+        def jobs():
+            return srv.query("SELECT id, state, number FROM jobs ORDER BY id")
+        # the refused change only once the first is done: queued together, delivery would
+        # coalesce them (the first superseded) and the story would hold no done job
+        deadline_poll(lambda: [s for _, s, _ in jobs()] == ["done"], 30)
         send({"id": "evt-refused", "phone": "+43 7123 4567", "trunk": UNKNOWN_UUID})
         send({"id": "evt-other", "phone": "+" + DID_B_NUMBER, "trunk": UNKNOWN_UUID})
         xss_id = PWN_IMG
@@ -138,9 +144,6 @@ class ConsoleBrowserTest(unittest.TestCase):
               "html": "<a href=\"" + PWN_LINK + "\">click</a>"},
              {"X-Note": PWN_IMG, "X-Link": PWN_LINK})
         send({"id": "evt-boom", "boom": PWN_SCRIPT + PWN_IMG})
-
-        def jobs():
-            return srv.query("SELECT id, state, number FROM jobs ORDER BY id")
         deadline_poll(lambda: sorted(s for _, s, _ in jobs()) == ["dead", "dead", "done"], 30)
         rows = jobs()
         self.assertEqual(sorted(s for _, s, _ in rows), ["dead", "dead", "done"], rows)
