@@ -11,6 +11,11 @@ hookline_install_deps() {
         # postgresql, postgresql-client: the real server the PostgreSQL test runs
         # start (scripts/pg.sh); nothing mocks the database.
         want+=(libcmocka-dev python3 clang-format postgresql postgresql-client)
+        # chromium, nodejs, npm: the console's browser tests (tests/browser) drive
+        # Debian's chromium with playwright-core from npm; hookline itself needs no node.
+        # (npm: Debian's package, unless npm is already there, e.g. bundled with nodejs.)
+        want+=(chromium nodejs)
+        command -v npm >/dev/null 2>&1 || want+=(npm)
     fi
     hookline_install_missing "${want[@]}"
 }

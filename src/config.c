@@ -963,7 +963,7 @@ static void config_parse_sources(struct config_ctx *ctx, json_t *root)
 
 static void config_parse_admin(struct config_ctx *ctx, json_t *root)
 {
-    static const char *const keys[] = {"token", NULL};
+    static const char *const keys[] = {"token", "viewer_token", NULL};
     json_t *s = config_section(ctx, root, "admin");
     if (!s)
         return;
@@ -973,6 +973,15 @@ static void config_parse_admin(struct config_ctx *ctx, json_t *root)
         ctx->cfg->admin_token = config_secret(ctx, "admin.token", t, true);
         if (ctx->cfg->admin_token && strlen(ctx->cfg->admin_token) < 16)
             config_error(ctx, "admin.token", "must be at least 16 characters long");
+    }
+    json_t *vt = json_object_get(s, "viewer_token");
+    if (vt) {
+        ctx->cfg->admin_viewer_token = config_secret(ctx, "admin.viewer_token", vt, true);
+        if (ctx->cfg->admin_viewer_token && strlen(ctx->cfg->admin_viewer_token) < 16)
+            config_error(ctx, "admin.viewer_token", "must be at least 16 characters long");
+        if (ctx->cfg->admin_viewer_token && ctx->cfg->admin_token &&
+            strcmp(ctx->cfg->admin_viewer_token, ctx->cfg->admin_token) == 0)
+            config_error(ctx, "admin.viewer_token", "must differ from admin.token");
     }
 }
 
@@ -1221,6 +1230,7 @@ void config_free(struct config *cfg)
     }
     free(cfg->sources);
     config_free_secret(cfg->admin_token);
+    config_free_secret(cfg->admin_viewer_token);
     free(cfg->audit_jsonl_path);
     free(cfg->log_level);
     free(cfg);

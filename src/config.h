@@ -92,7 +92,8 @@ struct config {
     struct config_source *sources;
     size_t nsources;
 
-    char *admin_token; /* secret; NULL disables the admin API (every /v1 call is 401) */
+    char *admin_token;        /* secret; NULL disables the admin API (every /v1 call is 401) */
+    char *admin_viewer_token; /* secret; read-only role of the admin API and the console */
 
     int audit_retention_days;
     char *audit_jsonl_path; /* absolute or NULL */

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "console/console_http.h"
 #include "digest.h"
 #include "http_gate.h"
 #include "log.h"
@@ -43,6 +44,7 @@ struct http_server {
     unsigned port;
     atomic_int inflight;
     struct http_admin admin;
+    struct console_http *console; /* /console/ and the session side of /v1 auth */
 };
 
 enum http_phase { HTTP_NEW = 0, HTTP_BODY, HTTP_WAITING, HTTP_ANSWER };
@@ -295,16 +297,6 @@ static enum MHD_Result http_readyz(struct http_server *srv, struct MHD_Connectio
 
 /* ---------- admin API ---------- */
 
-static bool http_admin_authorized(struct http_server *srv, struct MHD_Connection *conn)
-{
-    const char *token = srv->cfg->admin_token;
-    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-    if (!token || !auth || strncasecmp(auth, "Bearer ", 7) != 0)
-        return false;
-    const char *given = auth + 7;
-    return digest_equal_str(given, strlen(given), token, strlen(token));
-}
-
 /* ---- admin reads: audit, events, jobs ---- */
 
 #define HTTP_ADMIN_PAGE_DEFAULT 100
@@ -448,10 +440,18 @@ static int http_collect_job(const struct store_job *j, const char *state, int la
 static enum MHD_Result http_admin(struct http_server *srv, struct MHD_Connection *conn,
                                   const char *url, const char *method)
 {
-    if (!http_admin_authorized(srv, conn)) {
+    /* Every POST changes something: admin only, and through a session only
+     * with the CSRF check (console_http_authorize). */
+    bool change = strcmp(method, "POST") == 0;
+    struct console_caller who;
+    const char *refusal = NULL;
+    enum console_auth auth = console_http_authorize(srv->console, conn, change, &who, &refusal);
+    if (auth == CONSOLE_AUTH_FORBIDDEN)
+        return http_problem(conn, 403, "forbidden", "Forbidden", refusal, NULL);
+    if (auth != CONSOLE_AUTH_OK) {
         struct ingest_response resp = {0};
         ingest_problem(&resp, 401, "unauthorized", "Unauthorized",
-                       srv->cfg->admin_token
+                       srv->cfg->admin_token || srv->cfg->admin_viewer_token
                            ? "a valid Authorization: Bearer token is required"
                            : "the admin API is disabled (admin.token is not set)");
         struct MHD_Response *r = MHD_create_response_from_buffer(resp.body ? strlen(resp.body) : 0,
@@ -468,6 +468,13 @@ static enum MHD_Result http_admin(struct http_server *srv, struct MHD_Connection
         }
         free(resp.body);
         return rc;
+    }
+    char by[80];
+    console_http_actor(&who, by, sizeof by);
+    if (change && who.session) {
+        char action[160];
+        snprintf(action, sizeof action, "%s %s", method, url);
+        console_http_audit_change(srv->console, &who, action, NULL);
     }
     if (strcmp(url, "/v1/rules/reload") == 0) {
         if (strcmp(method, "POST") != 0)
@@ -539,10 +546,10 @@ static enum MHD_Result http_admin(struct http_server *srv, struct MHD_Connection
             return http_problem(conn, 405, "method-not-allowed", "Method not allowed", "use POST",
                                 "POST");
         char err[200];
-        int rc = retry ? store_job_transition(srv->st, id, "pending", "dead", "admin.job_retry",
-                                              "admin API", err, sizeof err)
+        int rc = retry ? store_job_transition(srv->st, id, "pending", "dead", "admin.job_retry", by,
+                                              err, sizeof err)
                        : store_job_transition(srv->st, id, "cancelled", "pending", "job.cancelled",
-                                              "admin API", err, sizeof err);
+                                              by, err, sizeof err);
         if (rc < 0)
             return http_problem(conn, 503, "store-unavailable", "Service unavailable", err, NULL);
         if (rc == STORE_JOB_NOT_FOUND)
@@ -593,6 +600,8 @@ static enum MHD_Result http_route_simple(struct http_server *srv, struct MHD_Con
     }
     if (strncmp(url, "/v1/", 4) == 0)
         return http_admin(srv, conn, url, method);
+    if (strcmp(url, "/console") == 0 || strncmp(url, "/console/", 9) == 0)
+        return console_http_handle(srv->console, conn, url, method);
     return http_problem(conn, 404, "not-found", "Not found", "no such endpoint", NULL);
 }
 
@@ -958,6 +967,17 @@ struct http_server *http_server_start(const struct config *cfg, struct ingest *i
                  cfg->listen_port);
         goto fail;
     }
+    struct console_http_deps cdeps = {.cfg = cfg,
+                                      .st = st,
+                                      .rules = srv->admin.rules,
+                                      .delivery_paused = srv->admin.delivery_paused,
+                                      .ctx = srv->admin.ctx,
+                                      .close_each = !cfg->listen_keep_alive};
+    srv->console = console_http_create(&cdeps);
+    if (!srv->console) {
+        snprintf(err, err_len, "out of memory (console)");
+        goto fail;
+    }
     srv->port = http_gate_port(srv->gate);
     if (http_gate_run(srv->gate, http_handoff, srv, err, err_len) < 0)
         goto fail;
@@ -966,6 +986,7 @@ struct http_server *http_server_start(const struct config *cfg, struct ingest *i
 fail:
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
+    console_http_destroy(srv->console);
     http_gate_destroy(srv->gate);
     free(srv);
     return NULL;
@@ -994,5 +1015,6 @@ void http_server_stop(struct http_server *srv, int grace_ms)
         http_metrics_owner = NULL;
     pthread_mutex_unlock(&http_metrics_mu);
     http_gate_destroy(srv->gate);
+    console_http_destroy(srv->console);
     free(srv);
 }

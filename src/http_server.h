@@ -15,6 +15,8 @@
 
 struct http_server;
 
+struct rules;
+
 /* Admin operations the listener exposes under /v1 (Authorization: Bearer
  * admin.token, compared in constant time). Callbacks run on an HTTP thread and
  * may block briefly. */
@@ -27,6 +29,9 @@ struct http_admin {
     /* True when delivery is paused, with the reason in why (for /readyz). */
     bool (*delivery_paused)(void *ctx, char *why, size_t why_len);
     void *ctx;
+    /* The rule engine, borrowed (NULL: none): the console's dry run and rule
+     * version read it. */
+    struct rules *rules;
 };
 
 /* Starts listening on cfg->listen_host:listen_port with cfg->listen_threads

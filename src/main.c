@@ -328,7 +328,7 @@ static int main_serve(int argc, char **argv)
     }
     struct main_admin_ctx admin_ctx = {rules, st, delivery};
     struct http_admin admin = {rules ? main_admin_reload : NULL, main_admin_resume,
-                               main_admin_paused, &admin_ctx};
+                               main_admin_paused, &admin_ctx, rules};
     srv = http_server_start(cfg, ing, st, &admin, err, sizeof err);
     if (!srv) {
         log_write(LOG_ERROR, "cannot start the listener", (const char *[]){"error", err, NULL});
