@@ -1417,9 +1417,14 @@ static void test_migrates_from_empty(void **state)
         assert_int_equal(info, 1);
         assert_int_equal(version, 0);
         assert_true(build >= 1);
+        /* what `hookline version` names */
+        assert_int_equal(store_build_schema_version(STORE_SCHEME_POSTGRESQL), build);
     } else {
         assert_int_equal(info, 0); /* SQLite: `hookline version` names the schema */
         assert_true(store_sqlite_schema_version() >= 1);
+        assert_int_equal(store_build_schema_version(STORE_SCHEME_SQLITE),
+                         store_sqlite_schema_version());
+        assert_int_equal(store_build_schema_version(STORE_SCHEME_UNKNOWN), -1);
     }
     struct store *st = open_store();
     assert_int_equal(store_count_events(st, NULL), 0);
