@@ -896,6 +896,80 @@ static void test_control_set_get_delete(void **state)
     store_close(st);
 }
 
+/* ---- the watch (PostgreSQL: LISTEN/NOTIFY) ---- */
+
+struct heard {
+    pthread_mutex_t lock;
+    int calls;
+};
+
+static void heard_fn(void *ctx)
+{
+    struct heard *h = ctx;
+    pthread_mutex_lock(&h->lock);
+    h->calls++;
+    pthread_mutex_unlock(&h->lock);
+}
+
+static int heard_calls(struct heard *h)
+{
+    pthread_mutex_lock(&h->lock);
+    int n = h->calls;
+    pthread_mutex_unlock(&h->lock);
+    return n;
+}
+
+/* Waits (at most 5 s) until h was called more than `after` times. */
+static bool heard_more_than(struct heard *h, int after)
+{
+    for (int i = 0; i < 500; i++) {
+        if (heard_calls(h) > after)
+            return true;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+/* A serving store hears of every change another process (a CLI command,
+ * another instance) makes that can let a job go: new jobs, and a job that
+ * finishes, is cancelled or is retried (now or later). */
+static void test_watch_hears_other_processes(void **state)
+{
+    struct store *serve = open_store();
+    struct store *cli = open_store();
+    struct heard h = {PTHREAD_MUTEX_INITIALIZER, 0};
+    store_set_job_listener(serve, heard_fn, &h);
+    /* called once when its connection is made: what became claimable unheard */
+    assert_true(heard_more_than(&h, 0));
+    const struct store_job_spec three[3] = {spec_a, spec_a, spec_a};
+    int n = heard_calls(&h);
+    submit_jobs(cli, "w-1", three, 3);
+    assert_true(heard_more_than(&h, n));
+    int64_t ids[4];
+    assert_int_equal(claim(cli, wall_now(), 10, NULL, ids), 1);
+    /* job 1 done: job 2 may go */
+    n = heard_calls(&h);
+    assert_int_equal(job_move(cli, 1, "done", NULL, 0, NULL), STORE_JOB_MOVED);
+    assert_true(heard_more_than(&h, n));
+    /* job 2 cancelled by an operator: job 3 may go */
+    char err[200];
+    n = heard_calls(&h);
+    assert_int_equal(store_job_transition(cli, 2, "cancelled", "pending", "job.cancelled", "ops",
+                                          err, sizeof err),
+                     STORE_JOB_MOVED);
+    assert_true(heard_more_than(&h, n));
+    /* job 3 taken, then a retry scheduled for later */
+    assert_int_equal(claim(cli, wall_now(), 10, NULL, ids), 1);
+    assert_int_equal(ids[0], 3);
+    n = heard_calls(&h);
+    assert_int_equal(job_move(cli, 3, "pending", NULL, wall_now() + 30, NULL), STORE_JOB_MOVED);
+    assert_true(heard_more_than(&h, n));
+    store_set_job_listener(serve, NULL, NULL);
+    store_close(cli);
+    store_close(serve);
+}
+
 /* ---- the audit trail ---- */
 
 static void test_chain_survives_reopen(void **state)
@@ -1584,7 +1658,15 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_store_urls),
         cmocka_unit_test(test_open_refuses_unserved_scheme),
     };
-    return cmocka_run_group_tests_name(backend == BACKEND_PG ? "store conformance (postgresql)"
-                                                             : "store conformance (sqlite)",
-                                       tests, NULL, NULL);
+    /* The watch is a capability: PostgreSQL has it, SQLite's workers poll. */
+    const struct CMUnitTest pg_only[] = {
+        CASE(test_watch_hears_other_processes),
+    };
+    if (backend == BACKEND_PG) {
+        int failed =
+            cmocka_run_group_tests_name("store conformance (postgresql)", tests, NULL, NULL);
+        return failed +
+               cmocka_run_group_tests_name("store watch (postgresql)", pg_only, NULL, NULL);
+    }
+    return cmocka_run_group_tests_name("store conformance (sqlite)", tests, NULL, NULL);
 }
