@@ -166,9 +166,9 @@ static int store_insert_jobs(struct store_backend *be, int64_t event_row, const 
         const char *did = j->did, *order_key = j->order_key;
         if (!did && j->number) {
             int known = be->ops->number_did(be, j->number, mapped, sizeof mapped, err, err_len);
-            if (known < 0)
+            if (known == STORE_NUMBER_FAILED)
                 return -1;
-            if (known == 1) {
+            if (known == STORE_NUMBER_KNOWN) {
                 did = mapped;
                 snprintf(key, sizeof key, "did:%s", mapped);
                 order_key = key;
@@ -218,9 +218,9 @@ static int store_coalesce(struct store_backend *be, const char *key, double now,
                 continue;
             int moved =
                 be->ops->job_set_state(be, jobs[i].id, "superseded", "pending", now, err, err_len);
-            if (moved < 0)
+            if (moved == STORE_MOVE_FAILED)
                 goto out;
-            if (moved == 1) {
+            if (moved == STORE_MOVE_MOVED) {
                 json_t *rec = store_job_record("job.superseded", &jobs[i]);
                 audit_detail_set_int(rec, "superseded_by", (long long)jobs[k].id);
                 int arc = rec ? store_audit_append(be, rec, err, err_len) : -1;
@@ -277,9 +277,9 @@ static int store_apply_claim(struct store_backend *be, struct store_op *op, char
     for (int i = 0; i < nheads && c->n < cap; i++) {
         int took = be->ops->job_take(be, heads[i].id, c->now + c->lease_s, c->now, &c->jobs[c->n],
                                      err, err_len);
-        if (took < 0)
+        if (took == STORE_TAKE_FAILED)
             goto out;
-        if (took == 1)
+        if (took == STORE_TAKE_TAKEN)
             c->n++;
     }
     c->result = c->n > 0 ? STORE_CLAIM_CLAIMED : STORE_CLAIM_NONE;
@@ -333,9 +333,9 @@ static int store_apply_map_number(struct store_backend *be, struct store_op *op,
     m->result = STORE_MAP_MAPPED;
     if (m->job_id > 0) {
         int waits = be->ops->job_wait_behind(be, m->job_id, didkey, err, err_len);
-        if (waits < 0)
+        if (waits == STORE_MOVE_FAILED)
             return -1;
-        if (waits == 1)
+        if (waits == STORE_MOVE_MOVED)
             m->result = STORE_MAP_MUST_WAIT;
     }
     return 0;

@@ -46,6 +46,27 @@ enum store_rollback_result {
     STORE_ROLLBACK_LOST = -1, /* the connection went with it: the whole batch failed */
 };
 
+/* The outcome of looking a number up (number_did). */
+enum store_number_result {
+    STORE_NUMBER_FAILED = -1,
+    STORE_NUMBER_UNKNOWN = 0, /* never resolved */
+    STORE_NUMBER_KNOWN = 1,   /* the DID id written out */
+};
+
+/* The outcome of taking a claim head (job_take). */
+enum store_take_result {
+    STORE_TAKE_FAILED = -1,
+    STORE_TAKE_GONE = 0,  /* no longer pending or running (superseded meanwhile): left alone */
+    STORE_TAKE_TAKEN = 1, /* leased and read */
+};
+
+/* The outcome of a conditional job move (job_set_state, job_wait_behind). */
+enum store_move_result {
+    STORE_MOVE_FAILED = -1,
+    STORE_MOVE_LEFT = 0, /* the condition did not hold: left alone */
+    STORE_MOVE_MOVED = 1,
+};
+
 /* The outcome of finding where retention prunes to. */
 enum store_prune_point {
     STORE_PRUNE_POINT_FAILED = -1,
@@ -163,8 +184,8 @@ struct store_backend_ops {
 
     /* ---- jobs ---- */
 
-    /* The DID id number (digits) was resolved to, into did[did_len]. Returns 1
-     * when known, 0 when not, -1 with err set. */
+    /* The DID id number (digits) was resolved to, into did[did_len]. Returns
+     * an enum store_number_result (err set on STORE_NUMBER_FAILED). */
     int (*number_did)(struct store_backend *be, const char *number, char *did, size_t did_len,
                       char *err, size_t err_len);
     /* Remembers that number is DID did (at: the time). */
@@ -190,11 +211,11 @@ struct store_backend_ops {
                                size_t *n, char *err, size_t err_len);
     /* Leases job id until lease_until (state running, updated at now) if it is
      * still pending or running, and reads it into *out (caller clears).
-     * Returns 1 taken, 0 no longer claimable (left alone), -1 with err set. */
+     * Returns an enum store_take_result (err set on STORE_TAKE_FAILED). */
     int (*job_take)(struct store_backend *be, int64_t id, double lease_until, double now,
                     struct store_job *out, char *err, size_t err_len);
     /* Moves job id to state at time at if it is in only_from (NULL: any).
-     * Returns 1 moved, 0 left alone, -1 with err set. */
+     * Returns an enum store_move_result (err set on STORE_MOVE_FAILED). */
     int (*job_set_state)(struct store_backend *be, int64_t id, const char *state,
                          const char *only_from, double at, char *err, size_t err_len);
     /* Records job->id's new state and outcome as store.h's STORE_OP_JOB says
@@ -207,7 +228,8 @@ struct store_backend_ops {
     int (*jobs_rekey)(struct store_backend *be, const char *from_key, const char *to_key,
                       const char *did, char *err, size_t err_len);
     /* Running job id goes back to pending (lease ended) if key has an
-     * unfinished job with a lower id. Returns 1 sent back, 0 left alone, -1. */
+     * unfinished job with a lower id. Returns an enum store_move_result
+     * (STORE_MOVE_MOVED: sent back; err set on STORE_MOVE_FAILED). */
     int (*job_wait_behind)(struct store_backend *be, int64_t id, const char *key, char *err,
                            size_t err_len);
 

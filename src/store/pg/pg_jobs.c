@@ -46,8 +46,8 @@ int pg_number_did(struct store_backend *base, const char *number, char *did, siz
                          PGRES_TUPLES_OK, "reading a number", err, err_len);
     if (!r)
         return -1;
-    int known = PQntuples(r) > 0;
-    if (known)
+    int known = PQntuples(r) > 0 ? STORE_NUMBER_KNOWN : STORE_NUMBER_UNKNOWN;
+    if (known == STORE_NUMBER_KNOWN)
         snprintf(did, did_len, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
     return known;
@@ -175,9 +175,9 @@ int pg_job_take(struct store_backend *base, int64_t id, double lease_until, doub
                          &p, PGRES_TUPLES_OK, "claiming a job", err, err_len);
     if (!r)
         return -1;
-    int took = PQntuples(r) == 1;
+    int took = PQntuples(r) == 1 ? STORE_TAKE_TAKEN : STORE_TAKE_GONE;
     memset(out, 0, sizeof *out);
-    if (took)
+    if (took == STORE_TAKE_TAKEN)
         pg_job_from_row(r, 0, out);
     PQclear(r);
     return took;
@@ -199,7 +199,7 @@ int pg_job_set_state(struct store_backend *base, int64_t id, const char *state,
                "OR state = $4)",
                &p, &changed, "updating a job", err, err_len) < 0)
         return -1;
-    return changed > 0 ? 1 : 0;
+    return changed > 0 ? STORE_MOVE_MOVED : STORE_MOVE_LEFT;
 }
 
 /* job_update (store_int.h). Writer thread, inside a transaction. */
@@ -274,7 +274,7 @@ int pg_job_wait_behind(struct store_backend *base, int64_t id, const char *key, 
                "AND k.id < $1 AND k.state IN ('pending', 'running'))",
                &p, &changed, "mapping a number", err, err_len) < 0)
         return -1;
-    return changed > 0 ? 1 : 0;
+    return changed > 0 ? STORE_MOVE_MOVED : STORE_MOVE_LEFT;
 }
 
 /* control_set (store_int.h). Writer thread, inside a transaction. */

@@ -74,13 +74,13 @@ int sqlite_number_did(struct store_backend *base, const char *number, char *did,
                     err, err_len) < 0)
         return -1;
     sqlite3_bind_text(st, 1, number, -1, SQLITE_STATIC);
-    int s = sqlite3_step(st), rc = 0;
+    int s = sqlite3_step(st), rc = STORE_NUMBER_UNKNOWN;
     if (s == SQLITE_ROW) {
         snprintf(did, did_len, "%s", (const char *)sqlite3_column_text(st, 0));
-        rc = 1;
+        rc = STORE_NUMBER_KNOWN;
     } else if (s != SQLITE_DONE) {
         sqlite_err(be->wdb, "reading a number", err, err_len);
-        rc = -1;
+        rc = STORE_NUMBER_FAILED;
     }
     sqlite3_finalize(st);
     return rc;
@@ -211,23 +211,23 @@ int sqlite_job_take(struct store_backend *base, int64_t id, double lease_until, 
                     "UPDATE jobs SET state = 'running', lease_until = ?1, updated_at = ?2 "
                     "WHERE id = ?3 AND state IN ('pending', 'running')",
                     &st, "claiming a job", err, err_len) < 0)
-        return -1;
+        return STORE_TAKE_FAILED;
     sqlite3_bind_double(st, 1, lease_until);
     sqlite3_bind_double(st, 2, now);
     sqlite3_bind_int64(st, 3, id);
     if (sqlite_run(be, st, "claiming a job", err, err_len) < 0)
-        return -1;
+        return STORE_TAKE_FAILED;
     if (sqlite3_changes(be->wdb) == 0)
-        return 0;
+        return STORE_TAKE_GONE;
     if (sqlite_prep(be, "SELECT " SQLITE_JOB_COLUMNS " FROM jobs WHERE id = ?", &st,
                     "claiming a job", err, err_len) < 0)
-        return -1;
+        return STORE_TAKE_FAILED;
     sqlite3_bind_int64(st, 1, id);
-    int rc = 0;
+    int rc = STORE_TAKE_GONE;
     memset(out, 0, sizeof *out);
     if (sqlite3_step(st) == SQLITE_ROW) {
         sqlite_job_from_row(st, out);
-        rc = 1;
+        rc = STORE_TAKE_TAKEN;
     }
     sqlite3_finalize(st);
     return rc;
@@ -250,7 +250,7 @@ int sqlite_job_set_state(struct store_backend *base, int64_t id, const char *sta
     sqlite_bind_text_or_null(st, 4, only_from);
     if (sqlite_run(be, st, "updating a job", err, err_len) < 0)
         return -1;
-    return sqlite3_changes(be->wdb) > 0 ? 1 : 0;
+    return sqlite3_changes(be->wdb) > 0 ? STORE_MOVE_MOVED : STORE_MOVE_LEFT;
 }
 
 /* job_update (store_int.h). Writer thread, inside a transaction. */
@@ -323,7 +323,7 @@ int sqlite_job_wait_behind(struct store_backend *base, int64_t id, const char *k
     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
     if (sqlite_run(be, st, "mapping a number", err, err_len) < 0)
         return -1;
-    return sqlite3_changes(be->wdb) > 0 ? 1 : 0;
+    return sqlite3_changes(be->wdb) > 0 ? STORE_MOVE_MOVED : STORE_MOVE_LEFT;
 }
 
 bool sqlite_jobs_unresolved_before(struct store_backend *base, int64_t job_id)
