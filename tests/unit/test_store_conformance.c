@@ -749,6 +749,7 @@ static void test_job_transition_outcomes(void **state)
     scan(st, &f, &c);
     assert_int_equal(c.n, 3);
     assert_string_equal(c.kinds[2], "job.cancelled");
+    collect_free(&c);
     int64_t ids[4];
     assert_int_equal(claim(st, wall_now(), 10, NULL, ids), 0);
     store_close(st);
