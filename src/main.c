@@ -383,7 +383,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("hookline %s (sqlite schema %d)\n", HOOKLINE_VERSION, store_sqlite_schema_version());
+        printf("hookline %s (sqlite schema %d, postgresql schema %d)\n", HOOKLINE_VERSION,
+               store_build_schema_version(STORE_SCHEME_SQLITE),
+               store_build_schema_version(STORE_SCHEME_POSTGRESQL));
         return 0;
     }
     if (strcmp(cmd, "serve") == 0)

@@ -135,6 +135,16 @@ const struct store_backend_ops *store_backend_for_url(const char *url, const cha
     return e->ops;
 }
 
+int store_build_schema_version(enum store_scheme scheme)
+{
+    for (size_t i = 0; i < sizeof store_schemes / sizeof store_schemes[0]; i++) {
+        const struct store_scheme_entry *e = &store_schemes[i];
+        if (e->scheme == scheme && e->ops && e->ops->build_schema_version)
+            return e->ops->build_schema_version();
+    }
+    return -1;
+}
+
 int store_url_check(const char *url, char *err, size_t err_len)
 {
     const char *rest = NULL;
@@ -227,28 +237,6 @@ static void store_op_set(struct store_op *op, bool failed)
         op->u.audit.result = failed ? STORE_WRITE_FAILED : STORE_WRITE_PENDING;
         break;
     }
-}
-
-json_t *store_duplicate_record(const struct store_op_event *ev)
-{
-    json_t *rec = audit_record_new("event.duplicate", ev->source, ev->event_id);
-    if (rec)
-        json_object_set_new(json_object_get(rec, "detail"), "original_row", json_integer(ev->row));
-    return rec;
-}
-
-json_t *store_job_record(const char *kind, const struct store_job *j)
-{
-    json_t *rec = audit_record_new(kind, j->source, j->event_id);
-    if (!rec)
-        return NULL;
-    json_object_set_new(rec, "job_id", json_integer(j->id));
-    if (j->did)
-        json_object_set_new(rec, "did", json_string(j->did));
-    if (j->number)
-        json_object_set_new(rec, "number", json_string(j->number));
-    audit_detail_set_str(rec, "action", j->action);
-    return rec;
 }
 
 void store_op_set_failed(struct store_op *op)
@@ -515,7 +503,7 @@ static void *store_syncer_main(void *arg)
 
 /* A group commit: the backend's attempts, each without the ops that failed
  * alone in the ones before (a constraint, bad input), so one bad webhook
- * never fails the others. Returns what try_batch returned for the attempt
+ * never fails the others. Returns what store_apply_batch returned for the attempt
  * that committed (0 or STORE_BATCH_CLEAN), or -1 (every op then failed).
  * Writer thread. */
 static int store_write_batch(struct store_backend *be, struct store_op **ops, size_t n, char *err,
@@ -525,7 +513,7 @@ static int store_write_batch(struct store_backend *be, struct store_op **ops, si
         store_op_reset(ops[i]);
     for (size_t attempt = 0; attempt <= n; attempt++) {
         size_t bad = 0;
-        int rc = be->ops->try_batch(be, ops, n, &bad, err, err_len);
+        int rc = store_apply_batch(be, ops, n, &bad, err, err_len);
         if (rc != STORE_BATCH_OP_FAILED)
             return rc;
         store_op_set_failed(ops[bad]);

@@ -436,6 +436,10 @@ enum store_scheme store_url_scheme(const char *url, const char **rest);
  * scheme is unknown or the URL does not fit (out is then empty). */
 int store_url_make(enum store_scheme scheme, const char *rest, char *out, size_t len);
 
+/* The schema version this build writes with the backend of scheme (`hookline
+ * version` names each), or -1 when no backend of this build serves it. */
+int store_build_schema_version(enum store_scheme scheme);
+
 /* Checks url without opening it: 0, or -1 with err[err_len] saying what
  * follows "store.url " in a message (a PostgreSQL URI that holds a password is
  * refused; the message never repeats it). Any thread. */

@@ -4,9 +4,12 @@
  * table of callbacks, struct store_backend_ops, exported under one name
  * (store_sqlite_backend, store_pg_backend) and found by URL scheme in one place,
  * store_backend_for_url in store.c. store.c (queue, group commit, syncer,
- * mirror and retention) reaches a backend only through this table; a backend
- * never sees struct store. The way PostgreSQL's tableam.h and curl's
- * vtls_int.h do it: grouped callbacks, capabilities next to them, a version.
+ * mirror and retention) and store_apply.c (every operation's rules: dedupe
+ * outcomes, job planning, FIFO per key, coalescing, the audit records and
+ * their hash chain, retention checkpoints) reach a backend only through this
+ * table of primitives; a backend never sees struct store and decides no
+ * domain rule. The way PostgreSQL's tableam.h and curl's vtls_int.h do it:
+ * grouped callbacks, capabilities next to them, a version.
  */
 #ifndef HOOKLINE_STORE_INT_H
 #define HOOKLINE_STORE_INT_H
@@ -16,16 +19,60 @@
 
 #include <jansson.h>
 
+#include "audit.h"
 #include "store/store.h"
 
 /* The version of struct store_backend_ops below. A table states the version
  * it was written against; store_open refuses any other. */
-#define STORE_BACKEND_OPS_VERSION 4 /* 3: watch_jobs; 4: try_batch replaces write_batch */
+/* 3: watch_jobs; 4: try_batch; 5: primitives (transactions, the audit chain,
+ * ...) replace try_batch, the operations are built in store_apply.c */
+#define STORE_BACKEND_OPS_VERSION 5
 
-/* try_batch: the transaction committed and wrote nothing (no sync needed). */
+/* store_apply_batch: the transaction committed and wrote nothing (no sync needed). */
 #define STORE_BATCH_CLEAN 1
-/* try_batch: ops[*bad] failed alone; the transaction was rolled back. */
+/* store_apply_batch: ops[*bad] failed alone; the transaction was rolled back. */
 #define STORE_BATCH_OP_FAILED 2
+
+/* The outcome of a backend's commit. */
+enum store_commit_result {
+    STORE_COMMIT_FAILED = -1, /* not committed (err says why); the backend rolled back */
+    STORE_COMMIT_WROTE = 0,   /* committed (durable after sync) */
+    STORE_COMMIT_CLEAN = 1,   /* committed and wrote nothing: no sync needed */
+};
+
+/* The outcome of a backend's rollback. */
+enum store_rollback_result {
+    STORE_ROLLBACK_DONE = 0,  /* rolled back; the next transaction may begin at once */
+    STORE_ROLLBACK_LOST = -1, /* the connection went with it: the whole batch failed */
+};
+
+/* The outcome of looking a number up (number_did). */
+enum store_number_result {
+    STORE_NUMBER_FAILED = -1,
+    STORE_NUMBER_UNKNOWN = 0, /* never resolved */
+    STORE_NUMBER_KNOWN = 1,   /* the DID id written out */
+};
+
+/* The outcome of taking a claim head (job_take). */
+enum store_take_result {
+    STORE_TAKE_FAILED = -1,
+    STORE_TAKE_GONE = 0,  /* no longer pending or running (superseded meanwhile): left alone */
+    STORE_TAKE_TAKEN = 1, /* leased and read */
+};
+
+/* The outcome of a conditional job move (job_set_state, job_wait_behind). */
+enum store_move_result {
+    STORE_MOVE_FAILED = -1,
+    STORE_MOVE_LEFT = 0, /* the condition did not hold: left alone */
+    STORE_MOVE_MOVED = 1,
+};
+
+/* The outcome of finding where retention prunes to. */
+enum store_prune_point {
+    STORE_PRUNE_POINT_FAILED = -1,
+    STORE_PRUNE_POINT_NONE = 0,  /* no record is old enough (the newest never is) */
+    STORE_PRUNE_POINT_FOUND = 1, /* *through and hash set */
+};
 
 /* An open backend. Each backend's own state struct starts with this member,
  * so a callback receives it and casts to its own type. */
@@ -60,6 +107,8 @@ struct store_backend_ops {
      * to what follows "store.url " in a message (never echoing a secret). NULL:
      * every rest the scheme's prefix admits is fine. */
     int (*check_url)(const char *rest, char *err, size_t err_len);
+    /* The schema version this build writes (`hookline version`). */
+    int (*build_schema_version)(void);
     /* Connects without migrating and reports the schema version the database
      * holds (0: none yet) and the one this build writes. Returns 0, or -1 with
      * err set. NULL when the backend has no such report (SQLite: `hookline
@@ -67,23 +116,128 @@ struct store_backend_ops {
     int (*schema_info)(const char *rest, const struct store_options *opts, int *version, int *build,
                        char *err, size_t err_len);
 
-    /* ---- writes (the store's writer thread only) ---- */
+    /* ---- writes: primitives on the store's writer thread only ----
+     * store_apply.c builds every operation from these, inside one transaction
+     * per group commit: begin, the primitives each op needs, commit (or
+     * rollback when an op failed). Each returns 0, or -1 with err set, unless
+     * said otherwise; a failed primitive leaves the transaction to rollback. */
 
-    /* One attempt at a group commit: applies every op of ops[0..n) not already
-     * failed (store_op_failed) in one transaction, setting each op's result
-     * (its kind's enum, store.h), and commits. Returns 0 when the transaction
-     * committed (durable after sync), STORE_BATCH_CLEAN when it committed and
-     * wrote nothing, STORE_BATCH_OP_FAILED when ops[*bad] failed alone (its
-     * error in ops[*bad]->error; everything rolled back), -1 when it did not
-     * commit (err says why). store.c marks the failed op and tries the rest
-     * again (store_write_batch), so a backend never loops itself. */
-    int (*try_batch)(struct store_backend *be, struct store_op **ops, size_t n, size_t *bad,
+    /* Starts the batch's transaction (SQLite: catches up with other processes'
+     * commits: the audit tip, the dedupe set). On failure nothing is open. */
+    int (*begin)(struct store_backend *be, char *err, size_t err_len);
+    /* Commits it (PostgreSQL: with synchronous_commit on, so durable; with the
+     * NOTIFY asked for by jobs_claimable). Returns an enum store_commit_result;
+     * on STORE_COMMIT_FAILED the backend rolled back itself. */
+    int (*commit)(struct store_backend *be, char *err, size_t err_len);
+    /* Rolls the open transaction back; why (borrowed) is the reason given when
+     * the connection turns out lost. Returns an enum store_rollback_result. */
+    int (*rollback)(struct store_backend *be, const char *why);
+
+    /* The audit chain. audit_tip gives the seq the next record takes and the
+     * hash it continues from (the first call of a transaction takes the chain's
+     * lock where other processes may append: PostgreSQL). audit_insert stores
+     * record rec (borrowed), already sealed by the store as seq with hash, as
+     * text (stolen: the backend frees it, also on failure), and makes seq + 1
+     * and hash the tip. Nothing above the seam caches the tip. */
+    int (*audit_tip)(struct store_backend *be, int64_t *next_seq, char tip[AUDIT_HASH_HEX_LEN + 1],
                      char *err, size_t err_len);
+    int (*audit_insert)(struct store_backend *be, const json_t *rec, int64_t seq, char *text,
+                        const char *hash, char *err, size_t err_len);
+    /* Retention: the newest record whose time is before cutoff (RFC 3339 UTC,
+     * as records carry it) that is not the newest record of all: its seq in
+     * *through and its hash in hash. Returns an enum store_prune_point. */
+    int (*audit_prune_point)(struct store_backend *be, const char *cutoff, int64_t *through,
+                             char hash[AUDIT_HASH_HEX_LEN + 1], char *err, size_t err_len);
+    /* Deletes every record with seq <= through (and whatever the backend
+     * keeps about them); how many records went in *deleted. */
+    int (*audit_delete_through)(struct store_backend *be, int64_t through, int64_t *deleted,
+                                char *err, size_t err_len);
+
+    /* Sets control key to value at time at (value NULL: deletes it). */
+    int (*control_set)(struct store_backend *be, const char *key, const char *value, double at,
+                       char *err, size_t err_len);
+    /* Every running job back to pending at time at; how many in *released. */
+    int (*release_running)(struct store_backend *be, double at, int64_t *released, char *err,
+                           size_t err_len);
+    /* The transaction made a job claimable: tell the other processes once it
+     * commits (PostgreSQL: NOTIFY). NULL: the backend has no one to tell
+     * (SQLite: store.c wakes its own listener). */
+    void (*jobs_claimable)(struct store_backend *be);
+
+    /* ---- events ---- */
+
+    /* Inserts the events of ops[0..n) (each STORE_OP_EVENT, none failed) in
+     * order, each unless the same source and event id is stored already
+     * inside its dedupe_window_s (the newest copy decides; an earlier event of
+     * the same call counts): sets u.event.result to STORE_EVENT_STORED (row:
+     * the new row) or STORE_EVENT_DUPLICATE (row: the original). A backend may
+     * send them together (PostgreSQL: one pipeline). Returns 0, or -1 with
+     * *failed the index of the op that failed alone (its error in
+     * ops[*failed]->error) or n when the transaction failed (err set). */
+    int (*insert_events)(struct store_backend *be, struct store_op **ops, size_t n, size_t *failed,
+                         char *err, size_t err_len);
+    /* Event row gets status, rule_version and njobs if its status is
+     * rule_failed. Returns STORE_REPLAN_REPLANNED, STORE_REPLAN_NOT_RULE_FAILED
+     * (left alone), or -1 with err set. */
+    int (*event_replan)(struct store_backend *be, int64_t row, const char *status,
+                        const char *rule_version, size_t njobs, char *err, size_t err_len);
+
+    /* ---- jobs ---- */
+
+    /* The DID id number (digits) was resolved to, into did[did_len]. Returns
+     * an enum store_number_result (err set on STORE_NUMBER_FAILED). */
+    int (*number_did)(struct store_backend *be, const char *number, char *did, size_t did_len,
+                      char *err, size_t err_len);
+    /* Remembers that number is DID did (at: the time). */
+    int (*number_remember)(struct store_backend *be, const char *number, const char *did, double at,
+                           char *err, size_t err_len);
+    /* Inserts a pending job of event event_row, due at created_at: spec's
+     * request with did (may be NULL) and order_key as given (spec's own are
+     * not read); its id in *id. */
+    int (*job_insert)(struct store_backend *be, int64_t event_row, const char *source,
+                      const char *event_id, double created_at, const struct store_job_spec *spec,
+                      const char *did, const char *order_key, int64_t *id, char *err,
+                      size_t err_len);
+    /* The heads of at most max order keys, lowest id first: for each key its
+     * lowest-id unfinished job, when that one is pending and due at now or
+     * running under a lease ended before now (PostgreSQL locks them, skipping
+     * rows another transaction holds). Only id and order_key are set in
+     * heads[0..*n) (caller clears each with store_job_clear). */
+    int (*job_heads)(struct store_backend *be, double now, int max, struct store_job *heads, int *n,
+                     char *err, size_t err_len);
+    /* The pending jobs of order key, lowest id first (at most 10000), every
+     * member set, in a new array *jobs of *n (caller clears each and frees it). */
+    int (*jobs_pending_of_key)(struct store_backend *be, const char *key, struct store_job **jobs,
+                               size_t *n, char *err, size_t err_len);
+    /* Leases job id until lease_until (state running, updated at now) if it is
+     * still pending or running, and reads it into *out (caller clears).
+     * Returns an enum store_take_result (err set on STORE_TAKE_FAILED). */
+    int (*job_take)(struct store_backend *be, int64_t id, double lease_until, double now,
+                    struct store_job *out, char *err, size_t err_len);
+    /* Moves job id to state at time at if it is in only_from (NULL: any).
+     * Returns an enum store_move_result (err set on STORE_MOVE_FAILED). */
+    int (*job_set_state)(struct store_backend *be, int64_t id, const char *state,
+                         const char *only_from, double at, char *err, size_t err_len);
+    /* Records job->id's new state and outcome as store.h's STORE_OP_JOB says
+     * (the lease ends). Returns STORE_JOB_MOVED, STORE_JOB_WRONG_STATE,
+     * STORE_JOB_NOT_FOUND, or -1 with err set. */
+    int (*job_update)(struct store_backend *be, const struct store_op_job *job, char *err,
+                      size_t err_len);
+    /* Every unfinished job of order key from_key moves to to_key, taking did
+     * when it names none. */
+    int (*jobs_rekey)(struct store_backend *be, const char *from_key, const char *to_key,
+                      const char *did, char *err, size_t err_len);
+    /* Running job id goes back to pending (lease ended) if key has an
+     * unfinished job with a lower id. Returns an enum store_move_result
+     * (STORE_MOVE_MOVED: sent back; err set on STORE_MOVE_FAILED). */
+    int (*job_wait_behind)(struct store_backend *be, int64_t id, const char *key, char *err,
+                           size_t err_len);
 
     /* ---- durability (the store's syncer thread) ---- */
 
     /* Makes every batch written so far durable (fsync). Runs concurrently with
-     * try_batch. Returns 0 or -1 with err set. NULL unless needs_sync_thread. */
+     * the writer's next transaction. Returns 0 or -1 with err set. NULL unless needs_sync_thread.
+     */
     int (*sync)(struct store_backend *be, char *err, size_t err_len);
 
     /* ---- reads (any thread; the semantics of the store.h function of the
@@ -126,15 +280,16 @@ void store_op_set_failed(struct store_op *op);
  * after another op of it failed. */
 void store_op_reset(struct store_op *op);
 
-/* Domain records every backend appends the same way (written once here).
- * Each returns a new reference (caller decrefs) or NULL when out of memory. */
+/* ---- store_apply.c: the operations above the seam (writer thread) ---- */
 
-/* event.duplicate for an event found stored already (ev->row: the original). */
-json_t *store_duplicate_record(const struct store_op_event *ev);
-
-/* A record of kind about job j (job.superseded, ...): job id, DID, number,
- * detail.action. */
-json_t *store_job_record(const char *kind, const struct store_job *j);
+/* One attempt at a group commit: applies every op of ops[0..n) not already
+ * failed in one transaction through be's primitives, setting each op's result,
+ * and commits. Returns 0 when it committed (durable after sync),
+ * STORE_BATCH_CLEAN when it committed and wrote nothing, STORE_BATCH_OP_FAILED
+ * when ops[*bad] failed alone (its error in ops[*bad]->error; everything rolled
+ * back), -1 when it did not commit (err says why). */
+int store_apply_batch(struct store_backend *be, struct store_op **ops, size_t n, size_t *bad,
+                      char *err, size_t err_len);
 
 /* The backends of this build, one const table each. */
 extern const struct store_backend_ops store_sqlite_backend;

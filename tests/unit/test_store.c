@@ -1,11 +1,11 @@
 /*
- * test_store: the store on a real SQLite file: events stored once per key,
- * duplicates inside the window (across a restart, across two handles on one
- * file, inside one group commit, with a bounded key set), keys released after
- * it, jobs and audit in the same transaction, the hash chain intact across
- * reopen, audit queries by event id across Bloom-filtered blocks (backfilled at
- * open, pruned with their records), migrations of an old file, and a failed
- * commit reported to every op of the batch.
+ * test_store: the SQLite backend's own machinery on a real file (what every
+ * backend must do is in test_store_conformance.c): the dedupe set (preloaded
+ * at open, catching up with other handles, bounded, a duplicate inside one
+ * group commit), the per-block Bloom filters of audit records and events
+ * (backfilled at open, pruned with their records, their key lists), migrations
+ * of an old file, a newer schema refused, and a locked file failing a commit
+ * for every op of the batch.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -134,136 +134,6 @@ static void assert_chain_ok(struct store *st, int64_t expect_records)
     assert_int_equal(store_audit_scan(st, &all, check_chain, &c, err, sizeof err), 0);
     assert_int_equal(c.broken, 0);
     assert_int_equal(c.next - 1, expect_records);
-}
-
-static void test_store_once_then_duplicate(void **state)
-{
-    struct store *st = open_store();
-    struct store_op a, b;
-    json_t *ra, *rb;
-    double now = (double)time(NULL);
-    fill_event(&a, "evt-1", now, &ra);
-    fill_event(&b, "evt-1", now + 1, &rb);
-    assert_int_equal(store_submit_wait(st, &a), 0);
-    assert_int_equal(a.u.event.result, STORE_EVENT_STORED);
-    assert_int_equal(store_submit_wait(st, &b), 0);
-    assert_int_equal(b.u.event.result, STORE_EVENT_DUPLICATE);
-    assert_int_equal(b.u.event.row, a.u.event.row);
-    assert_int_equal(store_count_events(st, "zd"), 1);
-    assert_int_equal(store_count_events(st, "other"), 0);
-
-    struct collect c = {0};
-    struct store_audit_filter all = {0};
-    char err[200];
-    assert_int_equal(store_audit_scan(st, &all, collect_kind, &c, err, sizeof err), 0);
-    assert_int_equal(c.n, 2);
-    assert_string_equal(c.kinds[0], "event.received");
-    assert_string_equal(c.kinds[1], "event.duplicate");
-    json_decref(ra);
-    json_decref(rb);
-    store_close(st);
-}
-
-static void test_key_released_after_window(void **state)
-{
-    struct store *st = open_store();
-    struct store_op a, b;
-    json_t *ra, *rb;
-    fill_event(&a, "evt-2", 1000.0, &ra);
-    fill_event(&b, "evt-2", 1000.0 + 61, &rb); /* window is 60 s */
-    assert_int_equal(store_submit_wait(st, &a), 0);
-    assert_int_equal(store_submit_wait(st, &b), 0);
-    assert_int_equal(b.u.event.result, STORE_EVENT_STORED);
-    assert_int_not_equal(b.u.event.row, a.u.event.row);
-    assert_int_equal(store_count_events(st, "zd"), 2);
-    json_decref(ra);
-    json_decref(rb);
-    store_close(st);
-}
-
-static void test_jobs_queued_in_same_transaction(void **state)
-{
-    struct store *st = open_store();
-    struct store_op a;
-    json_t *ra;
-    struct store_job_spec jobs[2] = {
-        {"route_did", "PATCH", "/v3/dids/x", "{}", "f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c", NULL,
-         "did:f10d40c7-fd0b-4d63-bb9b-27810a1a8f5c"},
-        {"route_did", "PATCH", "/v3/dids/number:4371234567", "{}", NULL, "4371234567",
-         "number:4371234567"},
-    };
-    fill_event(&a, "evt-jobs", (double)time(NULL), &ra);
-    a.u.event.jobs = jobs;
-    a.u.event.njobs = 2;
-    assert_int_equal(store_submit_wait(st, &a), 0);
-    struct collect c = {0};
-    struct store_audit_filter f = {.kind = "job.*"};
-    char err[200];
-    assert_int_equal(store_audit_scan(st, &f, collect_kind, &c, err, sizeof err), 0);
-    assert_int_equal(c.n, 2);
-    assert_string_equal(c.kinds[0], "job.queued");
-    /* filter by number finds the job of the DID named by number and its event,
-     * not the other DID's job of the same event */
-    struct collect c2 = {0};
-    struct store_audit_filter fn = {.number = "+43 71 234 567"};
-    assert_int_equal(store_audit_scan(st, &fn, collect_kind, &c2, err, sizeof err), 0);
-    assert_int_equal(c2.n, 2);
-    assert_string_equal(c2.kinds[0], "event.received");
-    assert_string_equal(c2.kinds[1], "job.queued");
-    json_decref(ra);
-    store_close(st);
-}
-
-static void test_chain_survives_reopen(void **state)
-{
-    struct store *st = open_store();
-    struct store_op ops[5];
-    json_t *recs[5];
-    for (int i = 0; i < 5; i++) {
-        char id[16];
-        snprintf(id, sizeof id, "c-%d", i);
-        fill_event(&ops[i], strdup(id), (double)time(NULL), &recs[i]);
-        assert_int_equal(store_submit_wait(st, &ops[i]), 0);
-    }
-    store_close(st);
-    st = open_store();
-    struct store_op more;
-    json_t *rm;
-    fill_event(&more, "c-more", (double)time(NULL), &rm);
-    assert_int_equal(store_submit_wait(st, &more), 0);
-    assert_chain_ok(st, 6);
-    for (int i = 0; i < 5; i++) {
-        free((char *)ops[i].u.event.event_id);
-        json_decref(recs[i]);
-    }
-    json_decref(rm);
-    store_close(st);
-}
-
-static void test_limit_returns_newest_in_order(void **state)
-{
-    struct store *st = open_store();
-    json_t *recs[4];
-    struct store_op ops[4];
-    const char *ids[] = {"l-0", "l-1", "l-2", "l-3"};
-    for (int i = 0; i < 4; i++) {
-        fill_event(&ops[i], ids[i], (double)time(NULL), &recs[i]);
-        assert_int_equal(store_submit_wait(st, &ops[i]), 0);
-    }
-    struct collect c = {0};
-    struct store_audit_filter f = {.limit = 2};
-    char err[200];
-    assert_int_equal(store_audit_scan(st, &f, collect_kind, &c, err, sizeof err), 0);
-    assert_int_equal(c.n, 2);
-    assert_string_equal(c.events[0], "l-2");
-    assert_string_equal(c.events[1], "l-3");
-    struct store_audit_filter fe = {.event_id = "l-3"};
-    struct collect c3 = {0};
-    assert_int_equal(store_audit_scan(st, &fe, collect_kind, &c3, err, sizeof err), 0);
-    assert_int_equal(c3.n, 1);
-    for (int i = 0; i < 4; i++)
-        json_decref(recs[i]);
-    store_close(st);
 }
 
 static void test_migrates_old_file(void **state)
@@ -578,25 +448,6 @@ static void assert_event_seqs(struct store *st, const char *id, int64_t limit, b
 
 /* ---- deduplication ---- */
 
-static void test_duplicate_found_after_restart(void **state)
-{
-    double now = wall_now();
-    int64_t first, row;
-    struct store *st = open_store();
-    assert_int_equal(submit_event(st, "zd", "r-1", now, &first), STORE_EVENT_STORED);
-    store_close(st);
-
-    st = open_store();
-    assert_int_equal(submit_event(st, "zd", "r-1", now + 1, &row), STORE_EVENT_DUPLICATE);
-    assert_int_equal(row, first);
-    /* The key is (source, event id): another source's event of that id is new. */
-    assert_int_equal(submit_event(st, "other", "r-1", now + 2, &row), STORE_EVENT_STORED);
-    assert_int_not_equal(row, first);
-    assert_int_equal(store_count_events(st, "zd"), 1);
-    assert_int_equal(store_count_events(st, "other"), 1);
-    store_close(st);
-}
-
 /* serve loads the key set when it opens the store: an event stored by another
  * handle after that load, but before serve's first batch, still dedupes. */
 static void test_preloaded_set_catches_up(void **state)
@@ -636,28 +487,6 @@ static void test_preload_skips_a_mis_stamped_event(void **state)
     assert_int_equal(row, first);
     assert_int_equal(store_count_events(st, "zd"), 3);
     store_close(st);
-}
-
-static void test_duplicate_across_two_handles(void **state)
-{
-    double now = wall_now();
-    int64_t r1, r2, row;
-    struct store *a = open_store();
-    struct store *b = open_store();
-    /* a has stored an event already, so it holds a loaded key set and must
-     * learn b's events from the file. */
-    assert_int_equal(submit_event(a, "zd", "warm", now, &row), STORE_EVENT_STORED);
-    assert_int_equal(submit_event(b, "zd", "shared-1", now, &r1), STORE_EVENT_STORED);
-    assert_int_equal(submit_event(a, "zd", "shared-1", now + 1, &row), STORE_EVENT_DUPLICATE);
-    assert_int_equal(row, r1);
-    assert_int_equal(submit_event(a, "zd", "shared-2", now + 2, &r2), STORE_EVENT_STORED);
-    assert_int_equal(submit_event(b, "zd", "shared-2", now + 3, &row), STORE_EVENT_DUPLICATE);
-    assert_int_equal(row, r2);
-    assert_int_equal(store_count_events(a, "zd"), 3);
-    /* Both wrote to one chain: received, received, duplicate, received, duplicate. */
-    assert_chain_ok(a, 5);
-    store_close(a);
-    store_close(b);
 }
 
 static void test_duplicate_inside_one_batch(void **state)
@@ -704,31 +533,6 @@ static void test_duplicate_inside_one_batch(void **state)
     json_decref(rx);
     json_decref(ra);
     json_decref(rb);
-    store_close(st);
-}
-
-static void test_newest_copy_decides_after_window(void **state)
-{
-    double t0 = wall_now() - 300; /* the window is 60 s */
-    int64_t first, second, row;
-    struct store *st = open_store();
-    assert_int_equal(submit_event(st, "zd", "win-1", t0, &first), STORE_EVENT_STORED);
-    /* Its twin is older than the window: stored again. */
-    assert_int_equal(submit_event(st, "zd", "win-1", t0 + 61, &second), STORE_EVENT_STORED);
-    assert_int_not_equal(second, first);
-    /* A third copy is inside the second's window (not the first's). */
-    assert_int_equal(submit_event(st, "zd", "win-1", t0 + 62, &row), STORE_EVENT_DUPLICATE);
-    assert_int_equal(row, second);
-    store_close(st);
-
-    /* The same after a restart, from the keys loaded from the file. */
-    st = open_store();
-    assert_int_equal(submit_event(st, "zd", "win-1", t0 + 90, &row), STORE_EVENT_DUPLICATE);
-    assert_int_equal(row, second);
-    assert_int_equal(submit_event(st, "zd", "win-1", t0 + 200, &row), STORE_EVENT_STORED);
-    assert_int_not_equal(row, first);
-    assert_int_not_equal(row, second);
-    assert_int_equal(store_count_events(st, "zd"), 3);
     store_close(st);
 }
 
@@ -898,31 +702,6 @@ static void story_event(struct store *st, const char *source, const char *id,
     json_decref(recs[1]);
 }
 
-/* Records a job's outcome as delivery does: its state and one record of kind
- * naming the job's DID as delivery knew it (read_number: the number DIDWW
- * reported in the before-state of a DID named by id). */
-static void story_job(struct store *st, int64_t job, const char *state, const char *kind,
-                      const char *event_id, const char *did, const char *number,
-                      const char *read_number)
-{
-    json_t *rec = audit_record_new(kind, "zd", event_id);
-    json_object_set_new(rec, "job_id", json_integer(job));
-    if (did)
-        json_object_set_new(rec, "did", json_string(did));
-    if (number)
-        json_object_set_new(rec, "number", json_string(number));
-    if (read_number)
-        json_object_set_new(json_object_get(rec, "detail"), "before",
-                            json_pack("{s:s, s:n}", "number", read_number, "trunk"));
-    struct store_op op = {.kind = STORE_OP_JOB,
-                          .u.job = {.id = job, .state = state, .attempts = 1, .at = wall_now()},
-                          .audit = &rec,
-                          .naudit = 1};
-    if (store_submit_wait(st, &op) != 0)
-        fail_msg("job %lld: %s", (long long)job, op.error);
-    json_decref(rec);
-}
-
 struct story {
     int64_t seq[64];
     int n;
@@ -953,86 +732,6 @@ static void assert_story(struct store *st, const struct store_audit_filter *f, c
                  f->number ? f->number : "-", f->kind ? f->kind : "-", g, w);
 }
 
-static void test_did_story_whatever_the_naming(void **state)
-{
-    struct store *st = open_store();
-    char err[256];
-    const struct store_job_spec by_number = {"route_did", "PATCH", "/v3/dids/number:" STORY_N, "{}",
-                                             NULL,        STORY_N, "number:" STORY_N};
-    const struct store_job_spec by_id = {"route_did", "PATCH", "/v3/dids/" STORY_X, "{}",
-                                         STORY_X,     NULL,    "did:" STORY_X};
-    const struct store_job_spec y_by_id = {"route_did", "PATCH", "/v3/dids/" STORY_Y, "{}",
-                                           STORY_Y,     NULL,    "did:" STORY_Y};
-    const struct store_job_spec m_by_number = {
-        "route_did", "PATCH", "/v3/dids/number:" STORY_M, "{}", NULL, STORY_M, "number:" STORY_M};
-
-    /* 1-3: a rule names X by number; job 1 goes dead before the number is
-     * resolved (4) and an operator retries it (5) */
-    story_event(st, "zd", "s-1", &by_number, 1, NULL, STORY_N);
-    story_job(st, 1, "dead", "job.dead", "s-1", NULL, STORY_N, NULL);
-    assert_int_equal(
-        store_job_transition(st, 1, "pending", "dead", "admin.job_retry", "test", err, sizeof err),
-        STORE_JOB_MOVED);
-    /* 6-8: another rule names X by id; the read before the PATCH records X's
-     * number in the before-state (9) */
-    story_event(st, "zd", "s-2", &by_id, 1, STORY_X, NULL);
-    story_job(st, 2, "done", "job.attempt", "s-2", STORY_X, NULL, STORY_N);
-    /* 10-13: one event for X (by number, job 3) and Y (by id, job 4) */
-    const struct store_job_spec both[2] = {by_number, y_by_id};
-    story_event(st, "zd", "s-3", both, 2, NULL, NULL);
-    /* 14-16: Y alone; 17-18: another source's event with X's event id s-2 */
-    story_event(st, "zd", "s-4", &y_by_id, 1, STORY_Y, NULL);
-    story_event(st, "other", "s-2", NULL, 0, NULL, NULL);
-    /* 19-21: Y by number M, queued before delivery learnt that M is Y */
-    story_event(st, "zd", "s-5", &m_by_number, 1, NULL, STORY_M);
-    struct store_op map = {.kind = STORE_OP_MAP_NUMBER,
-                           .u.map_number = {.number = STORY_M, .did = STORY_Y, .at = wall_now()}};
-    assert_int_equal(store_submit_wait(st, &map), 0);
-    assert_int_equal(db_int("SELECT max(seq) FROM audit"), 21);
-
-    static const int64_t x_story[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
-    static const int64_t y_story[] = {10, 11, 13, 14, 15, 16, 19, 20, 21};
-    struct store_audit_filter f = {.did = STORY_X};
-    assert_story(st, &f, x_story, 12);
-    /* typed in upper case, or by number as a person writes it */
-    f.did = "F10D40C7-FD0B-4D63-BB9B-27810A1A8F5C";
-    assert_story(st, &f, x_story, 12);
-    f = (struct store_audit_filter){.number = "+43 (720) 000-0007"};
-    assert_story(st, &f, x_story, 12);
-    f = (struct store_audit_filter){.number = STORY_N};
-    assert_story(st, &f, x_story, 12);
-    f = (struct store_audit_filter){.did = STORY_Y};
-    assert_story(st, &f, y_story, 9);
-    f = (struct store_audit_filter){.number = "+43 71 234 568"};
-    assert_story(st, &f, y_story, 9);
-    /* other filters narrow the story */
-    f = (struct store_audit_filter){.did = STORY_X, .kind = "job.*"};
-    assert_story(st, &f, (const int64_t[]){3, 4, 8, 9, 12}, 5);
-    f = (struct store_audit_filter){.number = STORY_N, .event_id = "s-2"};
-    assert_story(st, &f, (const int64_t[]){6, 7, 8, 9}, 4);
-    f = (struct store_audit_filter){.did = STORY_X, .limit = 2};
-    assert_story(st, &f, (const int64_t[]){11, 12}, 2);
-    f = (struct store_audit_filter){
-        .did = STORY_X, .limit = 2, .oldest_first = true, .after_seq = 4};
-    assert_story(st, &f, (const int64_t[]){5, 6}, 2);
-    /* a DID or number nothing names has no story */
-    f = (struct store_audit_filter){.did = "00000000-0000-4000-8000-000000000000"};
-    assert_story(st, &f, NULL, 0);
-    f = (struct store_audit_filter){.number = "4399999999"};
-    assert_story(st, &f, NULL, 0);
-    /* a number that is not in international form is refused, saying why */
-    struct story got = {0};
-    f = (struct store_audit_filter){.number = "0043 720 000 0007"};
-    assert_int_equal(store_audit_scan(st, &f, collect_story, &got, err, sizeof err), -1);
-    assert_non_null(strstr(err, "00 form"));
-    assert_non_null(strstr(err, "+437200000007"));
-    f = (struct store_audit_filter){.number = "0720 000 0007"};
-    assert_int_equal(store_audit_scan(st, &f, collect_story, &got, err, sizeof err), -1);
-    assert_non_null(strstr(err, "national form"));
-    assert_int_equal(got.n, 0);
-    store_close(st);
-}
-
 /* A story's events are found through the Bloom blocks, also when they lie in
  * complete blocks far apart. */
 static void test_did_story_across_blocks(void **state)
@@ -1047,82 +746,6 @@ static void test_did_story_across_blocks(void **state)
     assert_int_equal(bloom_blocks(), 0x3u);
     struct store_audit_filter f = {.number = STORY_N};
     assert_story(st, &f, (const int64_t[]){1, 2, 3, tail, tail + 1, tail + 2}, 6);
-    store_close(st);
-}
-
-/* `audit verify` asks for check_columns: a stored column that no longer
- * matches its record is named with the record; a listing still answers. */
-static void test_whole_trail_checks_columns(void **state)
-{
-    struct store *st = open_store();
-    const struct store_job_spec by_id = {"route_did", "PATCH", "/v3/dids/" STORY_X, "{}",
-                                         STORY_X,     NULL,    "did:" STORY_X};
-    story_event(st, "zd", "c-1", &by_id, 1, STORY_X, NULL); /* 1-3 */
-    story_event(st, "zd", "c-2", &by_id, 1, STORY_X, NULL); /* 4-6 */
-    assert_chain_ok(st, 6);
-    static const struct {
-        const char *edit, *undo, *want;
-    } cases[] = {
-        {"UPDATE audit SET did = '" STORY_Y "' WHERE seq = 3",
-         "UPDATE audit SET did = '" STORY_X "' WHERE seq = 3",
-         "record seq 3 does not match its stored column 'did' (the column holds '" STORY_Y
-         "', the record '" STORY_X "')"},
-        {"UPDATE audit SET did = NULL WHERE seq = 6",
-         "UPDATE audit SET did = '" STORY_X "' WHERE seq = 6",
-         "record seq 6 does not match its stored column 'did' (the column holds nothing"},
-        {"UPDATE audit SET job_id = 7 WHERE seq = 6", "UPDATE audit SET job_id = 2 WHERE seq = 6",
-         "record seq 6 does not match its stored column 'job_id' (the column holds 7, the "
-         "record 2)"},
-        {"UPDATE audit SET event_id = 'c-9' WHERE seq = 1",
-         "UPDATE audit SET event_id = 'c-1' WHERE seq = 1",
-         "seq 1 does not match its stored column 'event_id'"},
-        {"UPDATE audit SET kind = 'job.done' WHERE seq = 5",
-         "UPDATE audit SET kind = 'rule.decided' WHERE seq = 5",
-         "seq 5 does not match its stored column 'kind'"},
-        {"UPDATE audit SET time = '2020-01-01T00:00:00.000Z' WHERE seq = 2",
-         "UPDATE audit SET time = json_extract(record, '$.time') WHERE seq = 2",
-         "seq 2 does not match its stored column 'time'"},
-        {"UPDATE audit SET source = 'other', number = '4371234567' WHERE seq = 4",
-         "UPDATE audit SET source = 'zd', number = NULL WHERE seq = 4",
-         "seq 4 does not match its stored column 'source'"},
-        {"UPDATE audit SET number = '4371234567' WHERE seq = 4",
-         "UPDATE audit SET number = NULL WHERE seq = 4",
-         "seq 4 does not match its stored column 'number'"},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        db_exec(cases[i].edit);
-        struct chain c = {.next = 1};
-        struct store_audit_filter all = {.check_columns = true};
-        char err[256] = "";
-        memcpy(c.prev, AUDIT_GENESIS_HASH, sizeof c.prev);
-        int rc = store_audit_scan(st, &all, check_chain, &c, err, sizeof err);
-        if (rc != -1 || !strstr(err, cases[i].want))
-            fail_msg("[%s]: rc %d err [%s], wanted [%s]", cases[i].edit, rc, err, cases[i].want);
-        /* the records before it were read and verified */
-        assert_int_equal(c.broken, 0);
-        /* a listing without the check still shows the tampered trail */
-        struct store_audit_filter listing = {0};
-        struct collect seen = {0};
-        assert_int_equal(store_audit_scan(st, &listing, collect_kind, &seen, err, sizeof err), 0);
-        assert_int_equal(seen.n, 6);
-        db_exec(cases[i].undo);
-        assert_chain_ok(st, 6);
-    }
-    /* a query by column still answers (it cannot see what the column hides) */
-    db_exec("UPDATE audit SET did = '" STORY_Y "' WHERE seq = 3");
-    struct collect c = {0};
-    struct store_audit_filter by_kind = {.kind = "job.queued"};
-    char err[256];
-    assert_int_equal(store_audit_scan(st, &by_kind, collect_kind, &c, err, sizeof err), 0);
-    assert_int_equal(c.n, 2);
-    /* a record that is no longer JSON is named too */
-    db_exec("UPDATE audit SET did = '" STORY_X "' WHERE seq = 3;"
-            "UPDATE audit SET record = substr(record, 2) WHERE seq = 2");
-    struct store_audit_filter all = {.check_columns = true};
-    struct chain ch = {.next = 1};
-    memcpy(ch.prev, AUDIT_GENESIS_HASH, sizeof ch.prev);
-    assert_int_equal(store_audit_scan(st, &all, check_chain, &ch, err, sizeof err), -1);
-    assert_non_null(strstr(err, "record seq 2 is not valid JSON"));
     store_close(st);
 }
 
@@ -1343,96 +966,6 @@ static void test_preload_reads_block_keys(void **state)
     store_close(st);
 }
 
-/* Store URLs: the one reader of a scheme prefix, and its inverse. */
-static void test_store_urls(void **state)
-{
-    const char *rest = NULL;
-    assert_int_equal(store_url_scheme("sqlite:/var/h.db", &rest), STORE_SCHEME_SQLITE);
-    assert_string_equal(rest, "/var/h.db");
-    assert_int_equal(store_url_scheme("sqlite:", &rest), STORE_SCHEME_SQLITE);
-    assert_string_equal(rest, "");
-    assert_int_equal(store_url_scheme("postgresql://db/hl", &rest), STORE_SCHEME_POSTGRESQL);
-    assert_string_equal(rest, "postgresql://db/hl");
-    assert_int_equal(store_url_scheme("postgres://db/hl", NULL), STORE_SCHEME_POSTGRESQL);
-    assert_int_equal(store_url_scheme("SQLITE:x", &rest), STORE_SCHEME_UNKNOWN);
-    assert_string_equal(rest, "SQLITE:x");
-    assert_int_equal(store_url_scheme("var/h.db", NULL), STORE_SCHEME_UNKNOWN);
-    char out[24];
-    assert_int_equal(store_url_make(STORE_SCHEME_SQLITE, "/var/h.db", out, sizeof out), 0);
-    assert_string_equal(out, "sqlite:/var/h.db");
-    assert_int_equal(store_url_make(STORE_SCHEME_POSTGRESQL, "postgres://db/hl", out, sizeof out),
-                     0);
-    assert_string_equal(out, "postgres://db/hl");
-    assert_int_equal(
-        store_url_make(STORE_SCHEME_SQLITE, "/longer/than/the/buffer.db", out, sizeof out), -1);
-    assert_string_equal(out, "");
-    assert_int_equal(store_url_make(STORE_SCHEME_UNKNOWN, "x", out, sizeof out), -1);
-}
-
-/* A URL no backend of this build serves is refused at open (postgresql:// is
- * served since the PostgreSQL backend: test_pg covers it). */
-static void test_open_refuses_unserved_scheme(void **state)
-{
-    const char *urls[] = {"mysql://localhost/h", "redis://127.0.0.1/0", "var/h.db"};
-    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
-        struct store_options o = {.url = urls[i]};
-        struct store *st = NULL;
-        char err[256] = "";
-        assert_int_equal(store_open(&o, &st, err, sizeof err), -1);
-        assert_null(st);
-        assert_non_null(strstr(err, "unsupported store URL scheme"));
-    }
-}
-
-/* Each outcome of a job change, a claim and a re-plan has its own name. */
-static void test_op_results_are_named(void **state)
-{
-    struct store *st = open_store();
-    const struct store_job_spec spec = {"route_did", "PATCH", "/v3/dids/d-1", "{}",
-                                        "d-1",       NULL,    "did:d-1"};
-    story_event(st, "zd", "jr-1", &spec, 1, NULL, NULL);
-    char err[200];
-    /* job 1 is pending, not dead: a retry leaves it alone */
-    assert_int_equal(
-        store_job_transition(st, 1, "pending", "dead", "admin.job_retry", "test", err, sizeof err),
-        STORE_JOB_WRONG_STATE);
-    assert_int_equal(store_job_transition(st, 99, "cancelled", "pending", "job.cancelled", "test",
-                                          err, sizeof err),
-                     STORE_JOB_NOT_FOUND);
-    struct store_op claim = {.kind = STORE_OP_CLAIM,
-                             .u.claim = {.now = wall_now(), .lease_s = 60, .max = 1}};
-    assert_int_equal(store_submit_wait(st, &claim), 0);
-    assert_int_equal(claim.u.claim.result, STORE_CLAIM_CLAIMED);
-    assert_int_equal(claim.u.claim.n, 1);
-    assert_int_equal(claim.u.claim.jobs[0].id, 1);
-    store_job_clear(&claim.u.claim.jobs[0]);
-    free(claim.u.claim.jobs);
-    /* running now: a cancel (only from pending) leaves it alone; once it is
-     * done nothing is due */
-    assert_int_equal(store_job_transition(st, 1, "cancelled", "pending", "job.cancelled", "test",
-                                          err, sizeof err),
-                     STORE_JOB_WRONG_STATE);
-    struct store_op done = {.kind = STORE_OP_JOB,
-                            .u.job = {.id = 1, .state = "done", .attempts = 1, .at = wall_now()}};
-    assert_int_equal(store_submit_wait(st, &done), 0);
-    assert_int_equal(done.u.job.result, STORE_JOB_MOVED);
-    claim = (struct store_op){.kind = STORE_OP_CLAIM,
-                              .u.claim = {.now = wall_now(), .lease_s = 60, .max = 1}};
-    assert_int_equal(store_submit_wait(st, &claim), 0);
-    assert_int_equal(claim.u.claim.result, STORE_CLAIM_NONE);
-    free(claim.u.claim.jobs);
-    /* the event was accepted, not rule_failed: a re-plan leaves it alone */
-    struct store_op replan = {.kind = STORE_OP_REPLAN,
-                              .u.replan = {.row = 1,
-                                           .source = "zd",
-                                           .event_id = "jr-1",
-                                           .received_at = wall_now(),
-                                           .status = "accepted"}};
-    assert_int_equal(store_submit_wait(st, &replan), 0);
-    assert_int_equal(replan.u.replan.result, STORE_REPLAN_NOT_RULE_FAILED);
-    store_close(st);
-}
-
 static int setup(void **state)
 {
     test_tmpdir(dir, sizeof dir);
@@ -1444,33 +977,20 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_store_once_then_duplicate, setup),
-        cmocka_unit_test_setup(test_key_released_after_window, setup),
-        cmocka_unit_test_setup(test_jobs_queued_in_same_transaction, setup),
-        cmocka_unit_test_setup(test_chain_survives_reopen, setup),
-        cmocka_unit_test_setup(test_limit_returns_newest_in_order, setup),
         cmocka_unit_test_setup(test_migrates_old_file, setup),
         cmocka_unit_test_setup(test_newer_schema_refused, setup),
         cmocka_unit_test_setup(test_locked_database_fails_batch, setup),
         cmocka_unit_test_setup(test_queue_full_refuses, setup),
-        cmocka_unit_test_setup(test_duplicate_found_after_restart, setup),
         cmocka_unit_test_setup(test_preloaded_set_catches_up, setup),
         cmocka_unit_test_setup(test_preload_skips_a_mis_stamped_event, setup),
-        cmocka_unit_test_setup(test_duplicate_across_two_handles, setup),
         cmocka_unit_test_setup(test_duplicate_inside_one_batch, setup),
-        cmocka_unit_test_setup(test_newest_copy_decides_after_window, setup),
         cmocka_unit_test_setup(test_bounded_key_set_never_loses_an_event, setup),
         cmocka_unit_test_setup(test_audit_by_event_id_across_blocks, setup),
         cmocka_unit_test_setup(test_block_filters_rebuilt_at_open, setup),
         cmocka_unit_test_setup(test_prune_drops_block_filters, setup),
         cmocka_unit_test_setup(test_events_by_event_id_across_blocks, setup),
         cmocka_unit_test_setup(test_preload_reads_block_keys, setup),
-        cmocka_unit_test_setup(test_did_story_whatever_the_naming, setup),
         cmocka_unit_test_setup(test_did_story_across_blocks, setup),
-        cmocka_unit_test_setup(test_whole_trail_checks_columns, setup),
-        cmocka_unit_test(test_store_urls),
-        cmocka_unit_test_setup(test_open_refuses_unserved_scheme, setup),
-        cmocka_unit_test_setup(test_op_results_are_named, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

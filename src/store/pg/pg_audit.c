@@ -1,14 +1,13 @@
 /*
- * pg_audit: the audit trail in PostgreSQL. Appending seals each record into the
- * hash chain (src/audit.c, exactly as the SQLite backend does) on the writer
- * thread inside its transaction: the first append of a transaction takes the
- * chain's advisory lock and reads the tip, so records appended by other
- * processes (a CLI command while serve runs, another instance) continue the
- * same chain. Sealed records are sent in one multi-row INSERT before the
- * commit. Retention deletes old records and appends the audit.pruned
- * checkpoint. Queries (filters, a DID's whole story, the stored-column check of
- * `audit verify`) run on the reader connection under rlock; a listing never
- * fails on a tampered record unless asked to check.
+ * pg_audit: the audit trail in PostgreSQL. The chain primitives run on the
+ * writer thread inside its transaction: the first audit_tip of a transaction
+ * takes the chain's advisory lock and reads the tip, so records other
+ * processes append (a CLI command while serve runs, another instance) continue
+ * the same chain; records store_apply.c sealed are buffered and sent in
+ * multi-row INSERTs before the commit. Retention's primitives find the prune
+ * point and delete through it. Queries (filters, a DID's whole story, the
+ * stored-column check of `audit verify`) run on the reader connection under
+ * rlock; a listing never fails on a tampered record unless asked to check.
  */
 #include "pg_int.h"
 
@@ -74,36 +73,47 @@ static void pg_audit_row_free(struct pg_audit_row *row)
     free(row->text);
 }
 
-int pg_append_audit(struct pg_backend *be, json_t *rec, char *err, size_t err_len)
+/* audit_tip (store_int.h): the first call of a transaction takes the chain
+ * lock and reads the tip. Writer thread, inside a transaction. */
+int pg_audit_tip(struct store_backend *base, int64_t *next_seq, char tip[AUDIT_HASH_HEX_LEN + 1],
+                 char *err, size_t err_len)
 {
+    struct pg_backend *be = (struct pg_backend *)base;
     if (pg_chain_begin(be, err, err_len) < 0)
         return -1;
+    *next_seq = be->next_seq;
+    memcpy(tip, be->tip, AUDIT_HASH_HEX_LEN + 1);
+    return 0;
+}
+
+/* audit_insert (store_int.h): the sealed row is buffered, sent with the
+ * others of the transaction in multi-row INSERTs (pg_audit_flush). */
+int pg_audit_insert_row(struct store_backend *base, const json_t *rec, int64_t seq, char *text,
+                        const char *hash, char *err, size_t err_len)
+{
+    struct pg_backend *be = (struct pg_backend *)base;
+    json_t *r = (json_t *)rec; /* jansson's getters take non-const */
     if (be->nrows == be->rows_cap) {
         size_t cap = be->rows_cap ? be->rows_cap * 2 : 256;
         struct pg_audit_row *nr = realloc(be->rows, cap * sizeof *nr);
         if (!nr) {
+            free(text);
             snprintf(err, err_len, "out of memory");
             return -1;
         }
         be->rows = nr;
         be->rows_cap = cap;
     }
-    char hash[AUDIT_HASH_HEX_LEN + 1];
-    char *text = audit_seal(rec, be->next_seq, be->tip, hash);
-    if (!text) {
-        snprintf(err, err_len, "out of memory sealing an audit record");
-        return -1;
-    }
-    json_t *job = json_object_get(rec, "job_id");
-    struct pg_audit_row row = {.seq = be->next_seq,
+    json_t *job = json_object_get(r, "job_id");
+    struct pg_audit_row row = {.seq = seq,
                                .job_id = json_is_integer(job) ? json_integer_value(job) : 0,
                                .has_job = json_is_integer(job),
-                               .time = pg_jdup(rec, "time"),
-                               .kind = pg_jdup(rec, "kind"),
-                               .source = pg_jdup(rec, "source"),
-                               .event_id = pg_jdup(rec, "event_id"),
-                               .did = pg_jdup(rec, "did"),
-                               .number = pg_jdup(rec, "number"),
+                               .time = pg_jdup(r, "time"),
+                               .kind = pg_jdup(r, "kind"),
+                               .source = pg_jdup(r, "source"),
+                               .event_id = pg_jdup(r, "event_id"),
+                               .did = pg_jdup(r, "did"),
+                               .number = pg_jdup(r, "number"),
                                .text = text};
     if (!row.time || !row.kind) {
         pg_audit_row_free(&row);
@@ -111,16 +121,8 @@ int pg_append_audit(struct pg_backend *be, json_t *rec, char *err, size_t err_le
         return -1;
     }
     be->rows[be->nrows++] = row;
-    be->next_seq++;
+    be->next_seq = seq + 1;
     memcpy(be->tip, hash, sizeof be->tip);
-    return 0;
-}
-
-int pg_append_op_audit(struct pg_backend *be, struct store_op *op, char *err, size_t err_len)
-{
-    for (size_t i = 0; i < op->naudit; i++)
-        if (pg_append_audit(be, op->audit[i], err, err_len) < 0)
-            return -1;
     return 0;
 }
 
@@ -201,15 +203,14 @@ int pg_audit_flush(struct pg_backend *be, char *err, size_t err_len)
     return 0;
 }
 
-/* Retention: deletes the records older than the cutoff (never the newest) and
- * appends the checkpoint the chain continues from. */
-int pg_prune(struct pg_backend *be, struct store_op_prune *op, char *err, size_t err_len)
+/* audit_prune_point (store_int.h): the records buffered so far are sent
+ * first, the chain lock held. Writer thread, inside a transaction. */
+int pg_audit_prune_point(struct store_backend *base, const char *cutoff, int64_t *through,
+                         char hash[AUDIT_HASH_HEX_LEN + 1], char *err, size_t err_len)
 {
-    char cutoff[32];
-    audit_format_time(op->before, cutoff);
-    op->deleted = 0;
+    struct pg_backend *be = (struct pg_backend *)base;
     if (pg_chain_begin(be, err, err_len) < 0 || pg_audit_flush(be, err, err_len) < 0)
-        return -1;
+        return STORE_PRUNE_POINT_FAILED;
     struct pg_params p = {0};
     pg_params_text(&p, cutoff);
     PGresult *r = pg_run(be->w.c,
@@ -217,43 +218,29 @@ int pg_prune(struct pg_backend *be, struct store_op_prune *op, char *err, size_t
                          "WHERE time < $1 AND seq < (SELECT max(seq) FROM audit))",
                          &p, PGRES_TUPLES_OK, "pruning", err, err_len);
     if (!r)
-        return -1;
-    if (PQntuples(r) == 0) { /* nothing old enough */
+        return STORE_PRUNE_POINT_FAILED;
+    if (PQntuples(r) == 0) {
         PQclear(r);
-        op->result = STORE_WRITE_DONE;
-        return 0;
+        return STORE_PRUNE_POINT_NONE;
     }
-    int64_t through = pg_get_int(r, 0, 0);
+    *through = pg_get_int(r, 0, 0);
     json_t *last = json_loads(PQgetvalue(r, 0, 1), 0, NULL);
     PQclear(r);
-    const char *hash = json_string_value(json_object_get(last, "hash"));
-    char continue_hash[AUDIT_HASH_HEX_LEN + 1];
-    snprintf(continue_hash, sizeof continue_hash, "%s", hash ? hash : "");
+    const char *h = json_string_value(json_object_get(last, "hash"));
+    snprintf(hash, AUDIT_HASH_HEX_LEN + 1, "%s", h ? h : "");
     json_decref(last);
-    if (strlen(continue_hash) != AUDIT_HASH_HEX_LEN) {
-        snprintf(err, err_len, "audit record %lld has no hash", (long long)through);
-        return -1;
-    }
-    p = (struct pg_params){0};
+    return STORE_PRUNE_POINT_FOUND;
+}
+
+/* audit_delete_through (store_int.h). Writer thread, inside a transaction. */
+int pg_audit_delete_through(struct store_backend *base, int64_t through, int64_t *deleted,
+                            char *err, size_t err_len)
+{
+    struct pg_backend *be = (struct pg_backend *)base;
+    struct pg_params p = {0};
     pg_params_int(&p, through);
-    if (pg_cmd(be->w.c, "DELETE FROM audit WHERE seq <= $1", &p, &op->deleted, "pruning", err,
-               err_len) < 0)
-        return -1;
-    json_t *rec = audit_record_new("audit.pruned", NULL, NULL);
-    if (!rec) {
-        snprintf(err, err_len, "out of memory");
-        return -1;
-    }
-    audit_detail_set_int(rec, "through_seq", (long long)through);
-    audit_detail_set_str(rec, "continue_hash", continue_hash);
-    audit_detail_set_str(rec, "cutoff", cutoff);
-    audit_detail_set_int(rec, "deleted", (long long)op->deleted);
-    int arc = pg_append_audit(be, rec, err, err_len);
-    json_decref(rec);
-    if (arc < 0)
-        return -1;
-    op->result = STORE_WRITE_DONE;
-    return 0;
+    return pg_cmd(be->w.c, "DELETE FROM audit WHERE seq <= $1", &p, deleted, "pruning", err,
+                  err_len);
 }
 
 /* ---------- queries (reader connection, under rlock) ---------- */

@@ -1,9 +1,10 @@
 /*
  * pg_backend: the PostgreSQL backend of the store (libpq), its connections,
- * open and close, the batch engine and the const table (store_pg_backend)
- * through which store.c reaches it. Two connections: the writer, used only by
- * the store's writer thread, which runs each write batch as one transaction
- * committed with synchronous_commit on (a commit is durable by itself: no
+ * open and close, the transaction primitives (begin, commit with its NOTIFY,
+ * rollback) and the const table (store_pg_backend) through which the store
+ * reaches it. Two connections: the writer, used only by the store's writer
+ * thread, on which each write batch is one transaction committed with
+ * synchronous_commit on (a commit is durable by itself: no
  * syncer thread), and a reader under rlock for queries from any thread. A
  * connection that is lost is reconnected with a bounded backoff; meanwhile
  * every operation on it fails at once, so webhooks get 503 and /readyz says
@@ -258,57 +259,6 @@ void pg_reader_check(struct pg_backend *be)
 
 /* ---------- writes: the batch engine (writer thread) ---------- */
 
-/* What follows an event's insert: its records (or event.duplicate) and jobs. */
-static int pg_event_finish(struct pg_backend *be, struct store_op *op, char *err, size_t err_len)
-{
-    struct store_op_event *ev = &op->u.event;
-    if (ev->result == STORE_EVENT_DUPLICATE) {
-        json_t *rec = store_duplicate_record(ev);
-        if (!rec) {
-            snprintf(err, err_len, "out of memory");
-            return -1;
-        }
-        int rc = pg_append_audit(be, rec, err, err_len);
-        json_decref(rec);
-        return rc;
-    }
-    if (pg_append_op_audit(be, op, err, err_len) < 0)
-        return -1;
-    return pg_insert_jobs(be, ev->row, ev->source, ev->event_id, ev->received_at, ev->jobs,
-                          ev->njobs, err, err_len);
-}
-
-/* Applies one op (not an event: those go through pg_insert_events) inside the
- * open transaction. */
-static int pg_apply_op(struct pg_backend *be, struct store_op *op, char *err, size_t err_len)
-{
-    switch (op->kind) {
-    case STORE_OP_EVENT:
-        break;
-    case STORE_OP_REPLAN:
-        return pg_replan(be, op, err, err_len);
-    case STORE_OP_CLAIM:
-        return pg_claim(be, &op->u.claim, err, err_len);
-    case STORE_OP_JOB:
-        return pg_job_update(be, op, err, err_len);
-    case STORE_OP_CONTROL:
-        return pg_control_set(be, op, err, err_len);
-    case STORE_OP_PRUNE:
-        return pg_prune(be, &op->u.prune, err, err_len);
-    case STORE_OP_MAP_NUMBER:
-        return pg_map_number(be, &op->u.map_number, err, err_len);
-    case STORE_OP_RELEASE:
-        return pg_release(be, &op->u.release, err, err_len);
-    case STORE_OP_AUDIT:
-        if (pg_append_op_audit(be, op, err, err_len) < 0)
-            return -1;
-        op->u.audit.result = STORE_WRITE_DONE;
-        return 0;
-    }
-    snprintf(err, err_len, "unknown store operation %d", (int)op->kind);
-    return -1;
-}
-
 static void pg_rollback(struct pg_backend *be)
 {
     pg_audit_discard(be);
@@ -319,86 +269,74 @@ static void pg_rollback(struct pg_backend *be)
     }
 }
 
-/* One attempt at the batch: every op not yet failed, in one transaction.
- * Returns 0 committed, 1 when op *bad failed alone (rolled back; the caller
- * retries without it), -1 when the transaction itself failed. */
-static int pg_try_batch(struct pg_backend *be, struct store_op **ops, size_t n, size_t *bad,
-                        char *err, size_t err_len)
+/* begin (store_int.h): the writer connection (reconnected when the backoff
+ * allows), then BEGIN. */
+static int pg_begin(struct store_backend *base, char *err, size_t err_len)
 {
+    struct pg_backend *be = (struct pg_backend *)base;
     PGconn *c = pg_conn_get(be, &be->w, err, err_len);
     atomic_store(&be->writer_pid, c ? PQbackendPID(c) : 0);
     if (!c)
         return -1;
     be->notify_jobs = false;
-    if (pg_cmd(c, "BEGIN", NULL, NULL, "starting a transaction", err, err_len) < 0)
-        goto fail;
-    for (size_t i = 0; i < n;) {
-        if (store_op_failed(ops[i])) {
-            i++;
-            continue;
-        }
-        if (ops[i]->kind != STORE_OP_EVENT) {
-            if (pg_apply_op(be, ops[i], ops[i]->error, sizeof ops[i]->error) < 0) {
-                *bad = i;
-                goto op_failed;
-            }
-            i++;
-            continue;
-        }
-        /* A run of events: inserted in one pipeline, then each one's records
-         * and jobs in order (the chain's order is the batch's). */
-        struct store_op *run[PG_EVENTS_PER_PIPELINE];
-        size_t at[PG_EVENTS_PER_PIPELINE], nrun = 0, failed = 0;
-        for (; i < n && nrun < PG_EVENTS_PER_PIPELINE; i++) {
-            if (store_op_failed(ops[i]))
-                continue;
-            if (ops[i]->kind != STORE_OP_EVENT)
-                break;
-            at[nrun] = i;
-            run[nrun++] = ops[i];
-        }
-        if (pg_insert_events(be, run, nrun, &failed, err, err_len) < 0) {
-            if (failed >= nrun)
-                goto fail;
-            *bad = at[failed];
-            goto op_failed;
-        }
-        for (size_t k = 0; k < nrun; k++)
-            if (pg_event_finish(be, run[k], run[k]->error, sizeof run[k]->error) < 0) {
-                *bad = at[k];
-                goto op_failed;
-            }
-    }
-    if (pg_audit_flush(be, err, err_len) < 0)
-        goto fail;
-    /* With synchronous_commit on, COMMIT returns once the WAL is flushed. A
-     * notification goes out only if it commits (one round trip for both). */
-    if (pg_cmd(be->w.c, be->notify_jobs ? "NOTIFY " PG_JOBS_CHANNEL "; COMMIT" : "COMMIT", NULL,
-               NULL, "commit", err, err_len) < 0)
-        goto fail;
-    be->chain_locked = false;
-    be->notify_jobs = false;
-    return 0;
-op_failed:
-    /* An op that failed alone, unless the connection itself went. */
-    if (be->w.c && PQstatus(be->w.c) != CONNECTION_BAD) {
+    if (pg_cmd(c, "BEGIN", NULL, NULL, "starting a transaction", err, err_len) < 0) {
         pg_rollback(be);
-        return 1;
+        pg_conn_check(&be->w, err);
+        return -1;
     }
-    snprintf(err, err_len, "%s", ops[*bad]->error);
-    ops[*bad]->error[0] = '\0';
-fail:
-    pg_rollback(be);
-    pg_conn_check(&be->w, err);
-    return -1;
+    return 0;
 }
 
-/* The backend's try_batch (store_int.h): one attempt at the batch. */
-static int pg_try_batch_op(struct store_backend *base, struct store_op **ops, size_t n, size_t *bad,
-                           char *err, size_t err_len)
+/* rollback (store_int.h): lost when the connection went (a restart, a
+ * network cut): the next begin reconnects. */
+static int pg_rollback_op(struct store_backend *base, const char *why)
 {
-    int rc = pg_try_batch((struct pg_backend *)base, ops, n, bad, err, err_len);
-    return rc == 1 ? STORE_BATCH_OP_FAILED : rc;
+    struct pg_backend *be = (struct pg_backend *)base;
+    bool alive = be->w.c && PQstatus(be->w.c) != CONNECTION_BAD;
+    pg_rollback(be);
+    pg_conn_check(&be->w, why);
+    return alive ? STORE_ROLLBACK_DONE : STORE_ROLLBACK_LOST;
+}
+
+/* commit (store_int.h): the audit rows still buffered, then COMMIT. With
+ * synchronous_commit on, COMMIT returns once the WAL is flushed. A
+ * notification goes out only if it commits (one round trip for both). */
+static int pg_commit(struct store_backend *base, char *err, size_t err_len)
+{
+    struct pg_backend *be = (struct pg_backend *)base;
+    if (pg_audit_flush(be, err, err_len) < 0 ||
+        pg_cmd(be->w.c, be->notify_jobs ? "NOTIFY " PG_JOBS_CHANNEL "; COMMIT" : "COMMIT", NULL,
+               NULL, "commit", err, err_len) < 0) {
+        pg_rollback(be);
+        pg_conn_check(&be->w, err);
+        return STORE_COMMIT_FAILED;
+    }
+    be->chain_locked = false;
+    be->notify_jobs = false;
+    return STORE_COMMIT_WROTE;
+}
+
+/* jobs_claimable (store_int.h): NOTIFY with the commit. */
+static void pg_jobs_claimable(struct store_backend *base)
+{
+    ((struct pg_backend *)base)->notify_jobs = true;
+}
+
+/* insert_events (store_int.h): in pipelines of PG_EVENTS_PER_PIPELINE (one
+ * round trip each). Writer thread, inside a transaction. */
+static int pg_insert_events_op(struct store_backend *base, struct store_op **ops, size_t n,
+                               size_t *failed, char *err, size_t err_len)
+{
+    struct pg_backend *be = (struct pg_backend *)base;
+    for (size_t from = 0; from < n; from += PG_EVENTS_PER_PIPELINE) {
+        size_t m = n - from < PG_EVENTS_PER_PIPELINE ? n - from : PG_EVENTS_PER_PIPELINE;
+        size_t bad = m;
+        if (pg_insert_events(be, ops + from, m, &bad, err, err_len) < 0) {
+            *failed = bad >= m ? n : from + bad;
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* ---------- reads, open, close ---------- */
@@ -547,8 +485,30 @@ const struct store_backend_ops store_pg_backend = {
     .open = pg_open,
     .close = pg_close,
     .check_url = pg_check_url,
+    .build_schema_version = pg_build_schema_version,
     .schema_info = pg_schema_info,
-    .try_batch = pg_try_batch_op,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback_op,
+    .audit_tip = pg_audit_tip,
+    .audit_insert = pg_audit_insert_row,
+    .audit_prune_point = pg_audit_prune_point,
+    .audit_delete_through = pg_audit_delete_through,
+    .control_set = pg_control_set,
+    .release_running = pg_release_running,
+    .jobs_claimable = pg_jobs_claimable,
+    .insert_events = pg_insert_events_op,
+    .event_replan = pg_event_replan,
+    .number_did = pg_number_did,
+    .number_remember = pg_number_remember,
+    .job_insert = pg_job_insert,
+    .job_heads = pg_job_heads,
+    .jobs_pending_of_key = pg_jobs_pending_of_key,
+    .job_take = pg_job_take,
+    .job_set_state = pg_job_set_state,
+    .job_update = pg_job_update,
+    .jobs_rekey = pg_jobs_rekey,
+    .job_wait_behind = pg_job_wait_behind,
     .sync = NULL,
     .ping = pg_ping,
     .audit_scan = pg_audit_scan,

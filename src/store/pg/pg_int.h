@@ -158,11 +158,17 @@ int pg_build_schema_version(void);
 /* ---- pg_audit.c: the chain and appends on the writer inside its
  * transaction; the scan on the reader ---- */
 
-int pg_append_audit(struct pg_backend *be, json_t *rec, char *err, size_t err_len);
-int pg_append_op_audit(struct pg_backend *be, struct store_op *op, char *err, size_t err_len);
 int pg_audit_flush(struct pg_backend *be, char *err, size_t err_len);
 void pg_audit_discard(struct pg_backend *be);
-int pg_prune(struct pg_backend *be, struct store_op_prune *op, char *err, size_t err_len);
+/* The audit primitives of store_int.h. */
+int pg_audit_tip(struct store_backend *base, int64_t *next_seq, char tip[AUDIT_HASH_HEX_LEN + 1],
+                 char *err, size_t err_len);
+int pg_audit_insert_row(struct store_backend *base, const json_t *rec, int64_t seq, char *text,
+                        const char *hash, char *err, size_t err_len);
+int pg_audit_prune_point(struct store_backend *base, const char *cutoff, int64_t *through,
+                         char hash[AUDIT_HASH_HEX_LEN + 1], char *err, size_t err_len);
+int pg_audit_delete_through(struct store_backend *base, int64_t through, int64_t *deleted,
+                            char *err, size_t err_len);
 int pg_audit_scan(struct store_backend *base, const struct store_audit_filter *f, store_audit_fn fn,
                   void *ctx, char *err, size_t err_len);
 
@@ -178,18 +184,36 @@ int64_t pg_count_events(struct store_backend *base, const char *source);
 int pg_events_scan(struct store_backend *base, const struct store_event_filter *f,
                    store_event_fn fn, void *ctx, char *err, size_t err_len);
 
-/* ---- pg_jobs.c: op appliers on the writer inside its transaction (set the
- * op's result, return 0, or -1 with err set); queries on the reader ---- */
+/* ---- pg_jobs.c: the job, number, control and re-plan primitives of
+ * store_int.h on the writer inside its transaction; queries on the reader ---- */
 
-int pg_insert_jobs(struct pg_backend *be, int64_t event_row, const char *source,
-                   const char *event_id, double created_at, const struct store_job_spec *jobs,
-                   size_t njobs, char *err, size_t err_len);
-int pg_claim(struct pg_backend *be, struct store_op_claim *op, char *err, size_t err_len);
-int pg_job_update(struct pg_backend *be, struct store_op *op, char *err, size_t err_len);
-int pg_map_number(struct pg_backend *be, struct store_op_map_number *op, char *err, size_t err_len);
-int pg_control_set(struct pg_backend *be, struct store_op *op, char *err, size_t err_len);
-int pg_release(struct pg_backend *be, struct store_op_release *op, char *err, size_t err_len);
-int pg_replan(struct pg_backend *be, struct store_op *op, char *err, size_t err_len);
+int pg_number_did(struct store_backend *base, const char *number, char *did, size_t did_len,
+                  char *err, size_t err_len);
+int pg_number_remember(struct store_backend *base, const char *number, const char *did, double at,
+                       char *err, size_t err_len);
+int pg_job_insert(struct store_backend *base, int64_t event_row, const char *source,
+                  const char *event_id, double created_at, const struct store_job_spec *spec,
+                  const char *did, const char *order_key, int64_t *id, char *err, size_t err_len);
+int pg_job_heads(struct store_backend *base, double now, int max, struct store_job *heads, int *n,
+                 char *err, size_t err_len);
+int pg_jobs_pending_of_key(struct store_backend *base, const char *key, struct store_job **jobs,
+                           size_t *n, char *err, size_t err_len);
+int pg_job_take(struct store_backend *base, int64_t id, double lease_until, double now,
+                struct store_job *out, char *err, size_t err_len);
+int pg_job_set_state(struct store_backend *base, int64_t id, const char *state,
+                     const char *only_from, double at, char *err, size_t err_len);
+int pg_job_update(struct store_backend *base, const struct store_op_job *job, char *err,
+                  size_t err_len);
+int pg_jobs_rekey(struct store_backend *base, const char *from_key, const char *to_key,
+                  const char *did, char *err, size_t err_len);
+int pg_job_wait_behind(struct store_backend *base, int64_t id, const char *key, char *err,
+                       size_t err_len);
+int pg_event_replan(struct store_backend *base, int64_t row, const char *status,
+                    const char *rule_version, size_t njobs, char *err, size_t err_len);
+int pg_control_set(struct store_backend *base, const char *key, const char *value, double at,
+                   char *err, size_t err_len);
+int pg_release_running(struct store_backend *base, double at, int64_t *released, char *err,
+                       size_t err_len);
 bool pg_jobs_unresolved_before(struct store_backend *base, int64_t job_id);
 int pg_control_get(struct store_backend *base, const char *key, char *out, size_t len);
 int64_t pg_jobs_depth(struct store_backend *base, const char *state, double now,

@@ -1,14 +1,11 @@
 /*
- * pg_jobs: the delivery queue in PostgreSQL, with the SQLite backend's rules
- * (sqlite_jobs.c): jobs inserted with their event, claimed per order key (only
- * the oldest unfinished job of a key, one running job per key, leases),
- * superseded by a later job that fully replaces them (coalescing), moved
- * between states, re-keyed when a number is resolved to a DID; re-planned
- * rule_failed events and the control values (delivery pause) too. Claims lock
- * their rows with FOR UPDATE SKIP LOCKED, so a second process never takes a
- * job this transaction is taking. Writes run on the writer thread in its
- * transaction; queries on the reader connection under rlock. It never decides
- * delivery policy: supersedes comes from delivery.
+ * pg_jobs: the job, number-mapping, control and re-plan primitives of the
+ * store (store_int.h) in PostgreSQL: rows inserted, found and updated; which
+ * job goes first, what coalesces and which records are written is decided
+ * above, in store_apply.c. Claim heads are locked FOR UPDATE SKIP LOCKED, so a
+ * second process never takes a job this transaction is taking. Writes run on
+ * the writer thread in its transaction; queries (depth, listings) on the
+ * reader connection under rlock.
  */
 #include "pg_int.h"
 
@@ -17,60 +14,6 @@
 #include <string.h>
 
 #include "audit.h"
-
-int pg_insert_jobs(struct pg_backend *be, int64_t event_row, const char *source,
-                   const char *event_id, double created_at, const struct store_job_spec *jobs,
-                   size_t njobs, char *err, size_t err_len)
-{
-    /* A job naming a DID by a number already resolved joins the DID's key. */
-    static const char sql[] =
-        "WITH m AS (SELECT did FROM did_numbers WHERE $8::text IS NULL AND number = $9) "
-        "INSERT INTO jobs (event_row, source, event_id, action, method, path, body, did, number, "
-        "order_key, next_attempt_at, created_at, updated_at) SELECT $1, $2, $3, $4, $5, $6, $7, "
-        "coalesce($8, (SELECT did FROM m)), $9, coalesce('did:' || (SELECT did FROM m), $10), "
-        "$11, $11, $11 RETURNING id, did";
-    for (size_t i = 0; i < njobs; i++) {
-        const struct store_job_spec *j = &jobs[i];
-        struct pg_params p = {0};
-        pg_params_int(&p, event_row);
-        pg_params_text(&p, source);
-        pg_params_text(&p, event_id);
-        pg_params_text(&p, j->action);
-        pg_params_text(&p, j->method);
-        pg_params_text(&p, j->path);
-        pg_params_text(&p, j->body);
-        pg_params_text(&p, j->did);
-        pg_params_text(&p, j->number);
-        pg_params_text(&p, j->order_key);
-        pg_params_double(&p, created_at);
-        PGresult *r = pg_run(be->w.c, sql, &p, PGRES_TUPLES_OK, "inserting a job", err, err_len);
-        if (!r)
-            return -1;
-        json_t *rec = audit_record_new("job.queued", source, event_id);
-        if (!rec) {
-            PQclear(r);
-            snprintf(err, err_len, "out of memory");
-            return -1;
-        }
-        json_object_set_new(rec, "job_id", json_integer(pg_get_int(r, 0, 0)));
-        const char *did = pg_get_str(r, 0, 1);
-        if (did)
-            json_object_set_new(rec, "did", json_string(did));
-        PQclear(r);
-        if (j->number)
-            json_object_set_new(rec, "number", json_string(j->number));
-        audit_detail_set_str(rec, "action", j->action);
-        audit_detail_set_str(rec, "method", j->method);
-        audit_detail_set_str(rec, "path", j->path);
-        int arc = pg_append_audit(be, rec, err, err_len);
-        json_decref(rec);
-        if (arc < 0)
-            return -1;
-    }
-    if (njobs > 0)
-        be->notify_jobs = true; /* new jobs: wake the listeners on commit */
-    return 0;
-}
 
 #define PG_JOB_COLUMNS                                                                             \
     "id, source, event_id, action, method, path, body, did, number, order_key, attempts, "         \
@@ -92,11 +35,108 @@ static void pg_job_from_row(const PGresult *r, int i, struct store_job *j)
     j->created_at = pg_get_double(r, i, 11);
 }
 
-/* Marks the pending jobs of key that a later pending job fully replaces. */
-static int pg_coalesce(struct pg_backend *be, const char *key, double now,
-                       store_supersedes_fn supersedes, char *err, size_t err_len)
+/* number_did (store_int.h). Writer thread, inside a transaction. */
+int pg_number_did(struct store_backend *base, const char *number, char *did, size_t did_len,
+                  char *err, size_t err_len)
 {
+    struct pg_backend *be = (struct pg_backend *)base;
     struct pg_params p = {0};
+    pg_params_text(&p, number);
+    PGresult *r = pg_run(be->w.c, "SELECT did FROM did_numbers WHERE number = $1", &p,
+                         PGRES_TUPLES_OK, "reading a number", err, err_len);
+    if (!r)
+        return -1;
+    int known = PQntuples(r) > 0 ? STORE_NUMBER_KNOWN : STORE_NUMBER_UNKNOWN;
+    if (known == STORE_NUMBER_KNOWN)
+        snprintf(did, did_len, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return known;
+}
+
+/* number_remember (store_int.h). Writer thread, inside a transaction. */
+int pg_number_remember(struct store_backend *base, const char *number, const char *did, double at,
+                       char *err, size_t err_len)
+{
+    struct pg_backend *be = (struct pg_backend *)base;
+    struct pg_params p = {0};
+    pg_params_text(&p, number);
+    pg_params_text(&p, did);
+    pg_params_double(&p, at);
+    return pg_cmd(be->w.c,
+                  "INSERT INTO did_numbers (number, did, updated_at) VALUES ($1, $2, $3) "
+                  "ON CONFLICT (number) DO UPDATE SET did = $2, updated_at = $3",
+                  &p, NULL, "mapping a number", err, err_len);
+}
+
+/* job_insert (store_int.h). Writer thread, inside a transaction. */
+int pg_job_insert(struct store_backend *base, int64_t event_row, const char *source,
+                  const char *event_id, double created_at, const struct store_job_spec *j,
+                  const char *did, const char *order_key, int64_t *id, char *err, size_t err_len)
+{
+    struct pg_backend *be = (struct pg_backend *)base;
+    struct pg_params p = {0};
+    pg_params_int(&p, event_row);
+    pg_params_text(&p, source);
+    pg_params_text(&p, event_id);
+    pg_params_text(&p, j->action);
+    pg_params_text(&p, j->method);
+    pg_params_text(&p, j->path);
+    pg_params_text(&p, j->body);
+    pg_params_text(&p, did);
+    pg_params_text(&p, j->number);
+    pg_params_text(&p, order_key);
+    pg_params_double(&p, created_at);
+    PGresult *r = pg_run(be->w.c,
+                         "INSERT INTO jobs (event_row, source, event_id, action, method, path, "
+                         "body, did, number, order_key, next_attempt_at, created_at, updated_at) "
+                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11) "
+                         "RETURNING id",
+                         &p, PGRES_TUPLES_OK, "inserting a job", err, err_len);
+    if (!r)
+        return -1;
+    *id = pg_get_int(r, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
+/* job_heads (store_int.h): locked FOR UPDATE SKIP LOCKED, so a second process
+ * never takes a job this transaction is taking. Writer thread, inside a
+ * transaction. */
+int pg_job_heads(struct store_backend *base, double now, int max, struct store_job *heads, int *n,
+                 char *err, size_t err_len)
+{
+    struct pg_backend *be = (struct pg_backend *)base;
+    struct pg_params p = {0};
+    *n = 0;
+    pg_params_double(&p, now);
+    pg_params_int(&p, max);
+    PGresult *r = pg_run(be->w.c,
+                         "SELECT j.id, j.order_key FROM jobs j WHERE ((j.state = 'pending' AND "
+                         "j.next_attempt_at <= $1) OR (j.state = 'running' AND j.lease_until < "
+                         "$1)) AND j.id = (SELECT min(k.id) FROM jobs k WHERE k.order_key = "
+                         "j.order_key AND k.state IN ('pending', 'running')) ORDER BY j.id LIMIT "
+                         "$2 FOR UPDATE OF j SKIP LOCKED",
+                         &p, PGRES_TUPLES_OK, "claiming jobs", err, err_len);
+    if (!r)
+        return -1;
+    for (int i = 0; i < PQntuples(r) && *n < max; i++) {
+        memset(&heads[*n], 0, sizeof heads[*n]);
+        heads[*n].id = pg_get_int(r, i, 0);
+        heads[*n].order_key = pg_get_dup(r, i, 1);
+        (*n)++;
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* jobs_pending_of_key (store_int.h). Writer thread, inside a transaction. */
+int pg_jobs_pending_of_key(struct store_backend *base, const char *key, struct store_job **out,
+                           size_t *nout, char *err, size_t err_len)
+{
+    struct pg_backend *be = (struct pg_backend *)base;
+    struct pg_params p = {0};
+    *out = NULL;
+    *nout = 0;
     pg_params_text(&p, key);
     PGresult *r = pg_run(be->w.c,
                          "SELECT " PG_JOB_COLUMNS " FROM jobs WHERE order_key = $1 AND state = "
@@ -106,115 +146,67 @@ static int pg_coalesce(struct pg_backend *be, const char *key, double now,
         return -1;
     int n = PQntuples(r);
     struct store_job *jobs = calloc(n > 0 ? (size_t)n : 1, sizeof *jobs);
-    int rc = -1;
     if (!jobs) {
-        snprintf(err, err_len, "out of memory");
-        goto out;
-    }
-    for (int i = 0; i < n; i++)
-        pg_job_from_row(r, i, &jobs[i]);
-    for (int i = 0; i + 1 < n; i++) {
-        for (int k = n - 1; k > i; k--) {
-            if (!supersedes(&jobs[k], &jobs[i]))
-                continue;
-            struct pg_params u = {0};
-            pg_params_double(&u, now);
-            pg_params_int(&u, jobs[i].id);
-            if (pg_cmd(be->w.c,
-                       "UPDATE jobs SET state = 'superseded', updated_at = $1 WHERE id = $2 AND "
-                       "state = 'pending'",
-                       &u, NULL, "superseding a job", err, err_len) < 0)
-                goto out;
-            json_t *rec = store_job_record("job.superseded", &jobs[i]);
-            audit_detail_set_int(rec, "superseded_by", (long long)jobs[k].id);
-            int arc = rec ? pg_append_audit(be, rec, err, err_len) : -1;
-            json_decref(rec);
-            if (arc < 0)
-                goto out;
-            break;
-        }
-    }
-    rc = 0;
-out:
-    for (int i = 0; jobs && i < n; i++)
-        store_job_clear(&jobs[i]);
-    free(jobs);
-    PQclear(r);
-    return rc;
-}
-
-/* Claims due jobs: the head (lowest id unfinished) of each order key, when it is
- * due and no job of the key is running under a live lease. */
-int pg_claim(struct pg_backend *be, struct store_op_claim *op, char *err, size_t err_len)
-{
-    int cap = op->max > 0 ? op->max : 1;
-    if (cap > 256)
-        cap = 256;
-    double now = op->now;
-    int rc = -1;
-    PGresult *heads = NULL;
-    /* A batch retried after another op failed runs this again: start clean. */
-    for (int i = 0; i < op->n; i++)
-        store_job_clear(&op->jobs[i]);
-    free(op->jobs);
-    op->n = 0;
-    op->jobs = calloc((size_t)cap, sizeof *op->jobs);
-    if (!op->jobs) {
+        PQclear(r);
         snprintf(err, err_len, "out of memory");
         return -1;
     }
-    struct pg_params p = {0};
-    pg_params_double(&p, now);
-    pg_params_int(&p, cap);
-    heads = pg_run(be->w.c,
-                   "SELECT j.id, j.order_key FROM jobs j WHERE ((j.state = 'pending' AND "
-                   "j.next_attempt_at <= $1) OR (j.state = 'running' AND j.lease_until < $1)) "
-                   "AND j.id = (SELECT min(k.id) FROM jobs k WHERE k.order_key = j.order_key AND "
-                   "k.state IN ('pending', 'running')) ORDER BY j.id LIMIT $2 "
-                   "FOR UPDATE OF j SKIP LOCKED",
-                   &p, PGRES_TUPLES_OK, "claiming jobs", err, err_len);
-    if (!heads)
-        goto out;
-    /* Coalesce only the candidates' keys (a key's later pending jobs may
-     * supersede its head), then take the heads that survive. */
-    for (int i = 0; i < PQntuples(heads); i++) {
-        const char *key = pg_get_str(heads, i, 1);
-        if (op->supersedes && key && pg_coalesce(be, key, now, op->supersedes, err, err_len) < 0)
-            goto out;
-    }
-    for (int i = 0; i < PQntuples(heads) && op->n < cap; i++) {
-        struct pg_params t = {0};
-        pg_params_double(&t, now + op->lease_s);
-        pg_params_double(&t, now);
-        pg_params_int(&t, pg_get_int(heads, i, 0));
-        PGresult *r = pg_run(be->w.c,
-                             "UPDATE jobs SET state = 'running', lease_until = $1, updated_at = "
-                             "$2 WHERE id = $3 AND state IN ('pending', 'running') "
-                             "RETURNING " PG_JOB_COLUMNS,
-                             &t, PGRES_TUPLES_OK, "claiming a job", err, err_len);
-        if (!r)
-            goto out;
-        if (PQntuples(r) == 1)
-            pg_job_from_row(r, 0, &op->jobs[op->n++]);
-        PQclear(r);
-    }
-    op->result = op->n > 0 ? STORE_CLAIM_CLAIMED : STORE_CLAIM_NONE;
-    rc = 0;
-out:
-    PQclear(heads);
-    if (rc < 0) {
-        for (int i = 0; i < op->n; i++)
-            store_job_clear(&op->jobs[i]);
-        free(op->jobs);
-        op->jobs = NULL;
-        op->n = 0;
-    }
-    return rc;
+    for (int i = 0; i < n; i++)
+        pg_job_from_row(r, i, &jobs[i]);
+    PQclear(r);
+    *out = jobs;
+    *nout = (size_t)n;
+    return 0;
 }
 
-int pg_job_update(struct pg_backend *be, struct store_op *op, char *err, size_t err_len)
+/* job_take (store_int.h). Writer thread, inside a transaction. */
+int pg_job_take(struct store_backend *base, int64_t id, double lease_until, double now,
+                struct store_job *out, char *err, size_t err_len)
 {
-    struct store_op_job *job = &op->u.job;
+    struct pg_backend *be = (struct pg_backend *)base;
+    struct pg_params p = {0};
+    pg_params_double(&p, lease_until);
+    pg_params_double(&p, now);
+    pg_params_int(&p, id);
+    PGresult *r = pg_run(be->w.c,
+                         "UPDATE jobs SET state = 'running', lease_until = $1, updated_at = "
+                         "$2 WHERE id = $3 AND state IN ('pending', 'running') "
+                         "RETURNING " PG_JOB_COLUMNS,
+                         &p, PGRES_TUPLES_OK, "claiming a job", err, err_len);
+    if (!r)
+        return -1;
+    int took = PQntuples(r) == 1 ? STORE_TAKE_TAKEN : STORE_TAKE_GONE;
+    memset(out, 0, sizeof *out);
+    if (took == STORE_TAKE_TAKEN)
+        pg_job_from_row(r, 0, out);
+    PQclear(r);
+    return took;
+}
+
+/* job_set_state (store_int.h). Writer thread, inside a transaction. */
+int pg_job_set_state(struct store_backend *base, int64_t id, const char *state,
+                     const char *only_from, double at, char *err, size_t err_len)
+{
+    struct pg_backend *be = (struct pg_backend *)base;
+    struct pg_params p = {0};
+    int64_t changed = 0;
+    pg_params_text(&p, state);
+    pg_params_double(&p, at);
+    pg_params_int(&p, id);
+    pg_params_text(&p, only_from);
+    if (pg_cmd(be->w.c,
+               "UPDATE jobs SET state = $1, updated_at = $2 WHERE id = $3 AND ($4::text IS NULL "
+               "OR state = $4)",
+               &p, &changed, "updating a job", err, err_len) < 0)
+        return -1;
+    return changed > 0 ? STORE_MOVE_MOVED : STORE_MOVE_LEFT;
+}
+
+/* job_update (store_int.h). Writer thread, inside a transaction. */
+int pg_job_update(struct store_backend *base, const struct store_op_job *job, char *err,
+                  size_t err_len)
+{
+    struct pg_backend *be = (struct pg_backend *)base;
     struct pg_params p = {0};
     pg_params_text(&p, job->state);
     if (job->next_at > 0)
@@ -239,132 +231,100 @@ int pg_job_update(struct pg_backend *be, struct store_op *op, char *err, size_t 
                "($9::text IS NULL OR state = $9)",
                &p, &changed, "updating a job", err, err_len) < 0)
         return -1;
-    if (changed == 0) {
-        struct pg_params q = {0};
-        pg_params_int(&q, job->id);
-        PGresult *r = pg_run(be->w.c, "SELECT 1 FROM jobs WHERE id = $1", &q, PGRES_TUPLES_OK,
-                             "updating a job", err, err_len);
-        if (!r)
-            return -1;
-        job->result = PQntuples(r) > 0 ? STORE_JOB_WRONG_STATE : STORE_JOB_NOT_FOUND;
-        PQclear(r);
-        return 0;
-    }
-    if (pg_append_op_audit(be, op, err, err_len) < 0)
+    if (changed > 0)
+        return STORE_JOB_MOVED;
+    struct pg_params q = {0};
+    pg_params_int(&q, job->id);
+    PGresult *r = pg_run(be->w.c, "SELECT 1 FROM jobs WHERE id = $1", &q, PGRES_TUPLES_OK,
+                         "updating a job", err, err_len);
+    if (!r)
         return -1;
-    job->result = STORE_JOB_MOVED;
-    /* Back to pending and due now (jobs retry): wake the listeners on commit. A
-     * retry scheduled for later is found by the workers' poll. */
-    if (strcmp(job->state, "pending") == 0 && job->next_at <= job->at)
-        be->notify_jobs = true;
-    return 0;
+    int result = PQntuples(r) > 0 ? STORE_JOB_WRONG_STATE : STORE_JOB_NOT_FOUND;
+    PQclear(r);
+    return result;
 }
 
-int pg_map_number(struct pg_backend *be, struct store_op_map_number *op, char *err, size_t err_len)
+/* jobs_rekey (store_int.h). Writer thread, inside a transaction. */
+int pg_jobs_rekey(struct store_backend *base, const char *from_key, const char *to_key,
+                  const char *did, char *err, size_t err_len)
 {
-    char numkey[64], didkey[96];
-    snprintf(numkey, sizeof numkey, "number:%s", op->number);
-    snprintf(didkey, sizeof didkey, "did:%s", op->did);
+    struct pg_backend *be = (struct pg_backend *)base;
     struct pg_params p = {0};
-    pg_params_text(&p, op->number);
-    pg_params_text(&p, op->did);
-    pg_params_double(&p, op->at);
-    if (pg_cmd(be->w.c,
-               "INSERT INTO did_numbers (number, did, updated_at) VALUES ($1, $2, $3) "
-               "ON CONFLICT (number) DO UPDATE SET did = $2, updated_at = $3",
-               &p, NULL, "mapping a number", err, err_len) < 0)
-        return -1;
-    p = (struct pg_params){0};
-    pg_params_text(&p, didkey);
-    pg_params_text(&p, op->did);
-    pg_params_text(&p, numkey);
-    if (pg_cmd(be->w.c,
-               "UPDATE jobs SET order_key = $1, did = coalesce(did, $2) WHERE order_key = $3 AND "
-               "state IN ('pending', 'running')",
-               &p, NULL, "mapping a number", err, err_len) < 0)
-        return -1;
-    op->result = STORE_MAP_MAPPED;
-    if (op->job_id > 0) {
-        /* An earlier job of the merged key goes first: this one waits its turn. */
-        int64_t changed = 0;
-        p = (struct pg_params){0};
-        pg_params_int(&p, op->job_id);
-        pg_params_text(&p, didkey);
-        if (pg_cmd(be->w.c,
-                   "UPDATE jobs SET state = 'pending', lease_until = NULL WHERE id = $1 AND "
-                   "state = 'running' AND EXISTS (SELECT 1 FROM jobs k WHERE k.order_key = $2 "
-                   "AND k.id < $1 AND k.state IN ('pending', 'running'))",
-                   &p, &changed, "mapping a number", err, err_len) < 0)
-            return -1;
-        if (changed > 0)
-            op->result = STORE_MAP_MUST_WAIT;
-    }
-    return 0;
+    pg_params_text(&p, to_key);
+    pg_params_text(&p, did);
+    pg_params_text(&p, from_key);
+    return pg_cmd(be->w.c,
+                  "UPDATE jobs SET order_key = $1, did = coalesce(did, $2) WHERE order_key = $3 "
+                  "AND state IN ('pending', 'running')",
+                  &p, NULL, "mapping a number", err, err_len);
 }
 
-int pg_control_set(struct pg_backend *be, struct store_op *op, char *err, size_t err_len)
+/* job_wait_behind (store_int.h). Writer thread, inside a transaction. */
+int pg_job_wait_behind(struct store_backend *base, int64_t id, const char *key, char *err,
+                       size_t err_len)
 {
-    struct store_op_control *c = &op->u.control;
-    struct pg_params p = {0};
-    pg_params_text(&p, c->key);
-    if (c->value) {
-        pg_params_text(&p, c->value);
-        pg_params_double(&p, c->at);
-    }
-    if (pg_cmd(be->w.c,
-               c->value ? "INSERT INTO control (key, value, updated_at) VALUES ($1, $2, $3) "
-                          "ON CONFLICT (key) DO UPDATE SET value = $2, updated_at = $3"
-                        : "DELETE FROM control WHERE key = $1",
-               &p, NULL, "control", err, err_len) < 0)
-        return -1;
-    if (pg_append_op_audit(be, op, err, err_len) < 0)
-        return -1;
-    c->result = STORE_WRITE_DONE;
-    return 0;
-}
-
-/* Every running job back to pending (a process starting after another was
- * killed mid-request). */
-int pg_release(struct pg_backend *be, struct store_op_release *op, char *err, size_t err_len)
-{
-    struct pg_params p = {0};
-    pg_params_double(&p, op->at);
-    if (pg_cmd(be->w.c,
-               "UPDATE jobs SET state = 'pending', lease_until = NULL, updated_at = $1 WHERE "
-               "state = 'running'",
-               &p, &op->released, "releasing jobs", err, err_len) < 0)
-        return -1;
-    if (op->released > 0)
-        be->notify_jobs = true;
-    op->result = STORE_WRITE_DONE;
-    return 0;
-}
-
-/* Re-plans a rule_failed event: only the first reprocess of it wins. */
-int pg_replan(struct pg_backend *be, struct store_op *op, char *err, size_t err_len)
-{
-    struct store_op_replan *rp = &op->u.replan;
+    struct pg_backend *be = (struct pg_backend *)base;
     struct pg_params p = {0};
     int64_t changed = 0;
-    pg_params_text(&p, rp->status ? rp->status : "accepted");
-    pg_params_text(&p, rp->rule_version);
-    pg_params_int(&p, (int64_t)rp->njobs);
-    pg_params_int(&p, rp->row);
+    pg_params_int(&p, id);
+    pg_params_text(&p, key);
+    if (pg_cmd(be->w.c,
+               "UPDATE jobs SET state = 'pending', lease_until = NULL WHERE id = $1 AND "
+               "state = 'running' AND EXISTS (SELECT 1 FROM jobs k WHERE k.order_key = $2 "
+               "AND k.id < $1 AND k.state IN ('pending', 'running'))",
+               &p, &changed, "mapping a number", err, err_len) < 0)
+        return -1;
+    return changed > 0 ? STORE_MOVE_MOVED : STORE_MOVE_LEFT;
+}
+
+/* control_set (store_int.h). Writer thread, inside a transaction. */
+int pg_control_set(struct store_backend *base, const char *key, const char *value, double at,
+                   char *err, size_t err_len)
+{
+    struct pg_backend *be = (struct pg_backend *)base;
+    struct pg_params p = {0};
+    pg_params_text(&p, key);
+    if (value) {
+        pg_params_text(&p, value);
+        pg_params_double(&p, at);
+    }
+    return pg_cmd(be->w.c,
+                  value ? "INSERT INTO control (key, value, updated_at) VALUES ($1, $2, $3) "
+                          "ON CONFLICT (key) DO UPDATE SET value = $2, updated_at = $3"
+                        : "DELETE FROM control WHERE key = $1",
+                  &p, NULL, "control", err, err_len);
+}
+
+/* release_running (store_int.h). Writer thread, inside a transaction. */
+int pg_release_running(struct store_backend *base, double at, int64_t *released, char *err,
+                       size_t err_len)
+{
+    struct pg_backend *be = (struct pg_backend *)base;
+    struct pg_params p = {0};
+    pg_params_double(&p, at);
+    return pg_cmd(be->w.c,
+                  "UPDATE jobs SET state = 'pending', lease_until = NULL, updated_at = $1 WHERE "
+                  "state = 'running'",
+                  &p, released, "releasing jobs", err, err_len);
+}
+
+/* event_replan (store_int.h). Writer thread, inside a transaction. */
+int pg_event_replan(struct store_backend *base, int64_t row, const char *status,
+                    const char *rule_version, size_t njobs, char *err, size_t err_len)
+{
+    struct pg_backend *be = (struct pg_backend *)base;
+    struct pg_params p = {0};
+    int64_t changed = 0;
+    pg_params_text(&p, status);
+    pg_params_text(&p, rule_version);
+    pg_params_int(&p, (int64_t)njobs);
+    pg_params_int(&p, row);
     if (pg_cmd(be->w.c,
                "UPDATE events SET status = $1, rule_version = $2, jobs = $3 WHERE id = $4 AND "
                "status = 'rule_failed'",
                &p, &changed, "updating the event", err, err_len) < 0)
         return -1;
-    if (changed == 0) {
-        rp->result = STORE_REPLAN_NOT_RULE_FAILED;
-        return 0;
-    }
-    if (pg_append_op_audit(be, op, err, err_len) < 0 ||
-        pg_insert_jobs(be, rp->row, rp->source, rp->event_id, rp->received_at, rp->jobs, rp->njobs,
-                       err, err_len) < 0)
-        return -1;
-    rp->result = STORE_REPLAN_REPLANNED;
-    return 0;
+    return changed > 0 ? STORE_REPLAN_REPLANNED : STORE_REPLAN_NOT_RULE_FAILED;
 }
 
 /* ---------- queries (reader connection, under rlock) ---------- */

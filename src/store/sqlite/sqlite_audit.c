@@ -1,10 +1,10 @@
 /*
- * sqlite_audit: the audit trail in SQLite. Appending (sealing each record into
- * the hash chain from the tip the writer keeps), retention (deleting old records
- * and appending the audit.pruned checkpoint) run on the writer thread inside its
- * transaction; queries (filters, a DID's whole story, the stored-column check of
- * `audit verify`) run on the reader connection under rlock from any thread. A
- * query never writes and never fails on a tampered record unless asked to check.
+ * sqlite_audit: the audit trail in SQLite. The chain primitives (the tip the
+ * writer caches, storing a record store_apply.c sealed, with its Bloom block)
+ * and retention's (where to prune to, deleting through a seq) run on the
+ * writer thread inside its transaction; queries (filters, a DID's whole story, the stored-column
+ * check of `audit verify`) run on the reader connection under rlock from any thread. A query never
+ * writes and never fails on a tampered record unless asked to check.
  */
 #include "sqlite_int.h"
 
@@ -45,28 +45,39 @@ static const char *sqlite_jstr(json_t *rec, const char *key)
     return json_string_value(json_object_get(rec, key));
 }
 
-/* Seals rec into the chain and inserts it. Writer thread, inside a transaction. */
-int sqlite_append_audit(struct sqlite_backend *be, json_t *rec, char *err, size_t err_len)
+/* audit_tip (store_int.h): the writer's cached tip (begin reloads it when
+ * another process appended). Writer thread. */
+int sqlite_audit_tip(struct store_backend *base, int64_t *next_seq,
+                     char tip[AUDIT_HASH_HEX_LEN + 1], char *err, size_t err_len)
 {
-    char hash[AUDIT_HASH_HEX_LEN + 1];
-    char *text = audit_seal(rec, be->next_seq, be->tip, hash);
-    if (!text) {
-        snprintf(err, err_len, "out of memory sealing an audit record");
-        return -1;
-    }
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    (void)err;
+    (void)err_len;
+    *next_seq = be->next_seq;
+    memcpy(tip, be->tip, AUDIT_HASH_HEX_LEN + 1);
+    return 0;
+}
+
+/* audit_insert (store_int.h): the row, and when it completes a block, the
+ * block's Bloom filter. Writer thread, inside a transaction. */
+int sqlite_audit_insert(struct store_backend *base, const json_t *rec, int64_t seq, char *text,
+                        const char *hash, char *err, size_t err_len)
+{
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    json_t *r = (json_t *)rec; /* jansson's getters take non-const */
     sqlite3_stmt *st = be->ins_audit;
-    json_t *job = json_object_get(rec, "job_id");
-    sqlite3_bind_int64(st, 1, be->next_seq);
-    sqlite_bind_text_or_null(st, 2, sqlite_jstr(rec, "time"));
-    sqlite_bind_text_or_null(st, 3, sqlite_jstr(rec, "kind"));
-    sqlite_bind_text_or_null(st, 4, sqlite_jstr(rec, "source"));
-    sqlite_bind_text_or_null(st, 5, sqlite_jstr(rec, "event_id"));
+    json_t *job = json_object_get(r, "job_id");
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite_bind_text_or_null(st, 2, sqlite_jstr(r, "time"));
+    sqlite_bind_text_or_null(st, 3, sqlite_jstr(r, "kind"));
+    sqlite_bind_text_or_null(st, 4, sqlite_jstr(r, "source"));
+    sqlite_bind_text_or_null(st, 5, sqlite_jstr(r, "event_id"));
     if (json_is_integer(job))
         sqlite3_bind_int64(st, 6, json_integer_value(job));
     else
         sqlite3_bind_null(st, 6);
-    sqlite_bind_text_or_null(st, 7, sqlite_jstr(rec, "did"));
-    sqlite_bind_text_or_null(st, 8, sqlite_jstr(rec, "number"));
+    sqlite_bind_text_or_null(st, 7, sqlite_jstr(r, "did"));
+    sqlite_bind_text_or_null(st, 8, sqlite_jstr(r, "number"));
     sqlite3_bind_text(st, 9, text, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
@@ -76,28 +87,16 @@ int sqlite_append_audit(struct sqlite_backend *be, json_t *rec, char *err, size_
         sqlite_err(be->wdb, "appending an audit record", err, err_len);
         return -1;
     }
-    be->next_seq++;
+    be->next_seq = seq + 1;
     memcpy(be->tip, hash, sizeof be->tip);
     /* The record just appended completed its block: file the block's filter. */
-    if ((be->next_seq - 1) % SQLITE_BLOOM_BLOCK == 0 &&
-        sqlite_bloom_build(be, &be->blooms[SQLITE_BLOOMS_AUDIT],
-                           (be->next_seq - 1) / SQLITE_BLOOM_BLOCK - 1, err, err_len) < 0)
+    if (seq % SQLITE_BLOOM_BLOCK == 0 &&
+        sqlite_bloom_build(be, &be->blooms[SQLITE_BLOOMS_AUDIT], seq / SQLITE_BLOOM_BLOCK - 1, err,
+                           err_len) < 0)
         return -1;
     return 0;
 }
 
-/* Appends the op's own audit records (in order) inside the open transaction. */
-int sqlite_append_op_audit(struct sqlite_backend *be, struct store_op *op, char *err,
-                           size_t err_len)
-{
-    for (size_t i = 0; i < op->naudit; i++)
-        if (sqlite_append_audit(be, op->audit[i], err, err_len) < 0)
-            return -1;
-    return 0;
-}
-
-/* Retention: deletes the records older than the cutoff (never the newest) and
- * appends the checkpoint the chain continues from. */
 /* Runs a DELETE whose one parameter is `through`; the deleted row count goes to
  * *changes when not NULL. Returns 0, or -1 with err set. Writer thread. */
 static int sqlite_delete_through(struct sqlite_backend *be, const char *sql, int64_t through,
@@ -119,66 +118,49 @@ static int sqlite_delete_through(struct sqlite_backend *be, const char *sql, int
     return rc;
 }
 
-int sqlite_prune(struct sqlite_backend *be, struct store_op_prune *op, char *err, size_t err_len)
+/* audit_prune_point (store_int.h). Writer thread, inside a transaction. */
+int sqlite_audit_prune_point(struct store_backend *base, const char *cutoff, int64_t *through,
+                             char hash[AUDIT_HASH_HEX_LEN + 1], char *err, size_t err_len)
 {
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
     sqlite3_stmt *st = NULL;
-    int rc = -1;
-    char cutoff[32];
-    audit_format_time(op->before, cutoff);
-    op->deleted = 0;
     if (sqlite3_prepare_v2(be->wdb,
                            "SELECT seq, record FROM audit WHERE seq = (SELECT max(seq) FROM audit "
                            "WHERE time < ?1 AND seq < (SELECT max(seq) FROM audit))",
                            -1, &st, NULL) != SQLITE_OK) {
         sqlite_err(be->wdb, "pruning", err, err_len);
-        return -1;
+        return STORE_PRUNE_POINT_FAILED;
     }
     sqlite3_bind_text(st, 1, cutoff, -1, SQLITE_STATIC);
     int s = sqlite3_step(st);
-    if (s == SQLITE_DONE) { /* nothing old enough */
-        op->result = STORE_WRITE_DONE;
-        rc = 0;
-        goto out;
-    }
-    if (s != SQLITE_ROW) {
+    int rc = STORE_PRUNE_POINT_NONE;
+    if (s == SQLITE_ROW) {
+        *through = sqlite3_column_int64(st, 0);
+        json_t *last = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+        const char *h = json_string_value(json_object_get(last, "hash"));
+        snprintf(hash, AUDIT_HASH_HEX_LEN + 1, "%s", h ? h : "");
+        json_decref(last);
+        rc = STORE_PRUNE_POINT_FOUND;
+    } else if (s != SQLITE_DONE) {
         sqlite_err(be->wdb, "pruning", err, err_len);
-        goto out;
+        rc = STORE_PRUNE_POINT_FAILED;
     }
-    int64_t through = sqlite3_column_int64(st, 0);
-    json_t *last = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
-    const char *hash = json_string_value(json_object_get(last, "hash"));
-    char continue_hash[AUDIT_HASH_HEX_LEN + 1];
-    snprintf(continue_hash, sizeof continue_hash, "%s", hash ? hash : "");
-    json_decref(last);
     sqlite3_finalize(st);
-    st = NULL;
-    if (strlen(continue_hash) != AUDIT_HASH_HEX_LEN) {
-        snprintf(err, err_len, "audit record %lld has no hash", (long long)through);
-        goto out;
-    }
-    if (sqlite_delete_through(be, "DELETE FROM audit WHERE seq <= ?", through, &op->deleted, err,
+    return rc;
+}
+
+/* audit_delete_through (store_int.h): the records and the Bloom blocks
+ * they filled. Writer thread, inside a transaction. */
+int sqlite_audit_delete_through(struct store_backend *base, int64_t through, int64_t *deleted,
+                                char *err, size_t err_len)
+{
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    if (sqlite_delete_through(be, "DELETE FROM audit WHERE seq <= ?", through, deleted, err,
                               err_len) < 0 ||
         sqlite_delete_through(be, "DELETE FROM audit_event_blooms WHERE last_seq <= ?", through,
                               NULL, err, err_len) < 0)
-        goto out;
-    json_t *rec = audit_record_new("audit.pruned", NULL, NULL);
-    if (!rec) {
-        snprintf(err, err_len, "out of memory");
-        goto out;
-    }
-    audit_detail_set_int(rec, "through_seq", (long long)through);
-    audit_detail_set_str(rec, "continue_hash", continue_hash);
-    audit_detail_set_str(rec, "cutoff", cutoff);
-    audit_detail_set_int(rec, "deleted", (long long)op->deleted);
-    int arc = sqlite_append_audit(be, rec, err, err_len);
-    json_decref(rec);
-    if (arc < 0)
-        goto out;
-    op->result = STORE_WRITE_DONE;
-    rc = 0;
-out:
-    sqlite3_finalize(st);
-    return rc;
+        return -1;
+    return 0;
 }
 
 /* An SQL text that grows as needed (a story's lists have no fixed size). */

@@ -3,10 +3,11 @@
  * and the const table (store_sqlite_backend) through which store.c reaches it.
  * The file is in WAL mode with synchronous=NORMAL (sqlite_wal.c makes commits
  * durable). Two connections: the writer, used only by the store's writer
- * thread, which runs every write batch here (one transaction per batch, an op
- * that fails alone taken out and the rest retried) and alone owns sequence
- * numbers, the audit chain tip and the dedupe set; and a reader under rlock for
- * queries from any thread. Nothing here may block a reader on the writer.
+ * thread, which opens and commits each batch's transaction here (begin,
+ * commit, rollback; store_apply.c applies the ops through the primitives) and
+ * alone owns sequence numbers, the cached audit chain tip and the dedupe set;
+ * and a reader under rlock for queries from any thread. Nothing here may
+ * block a reader on the writer.
  */
 #include "sqlite_int.h"
 
@@ -82,87 +83,70 @@ double sqlite_wall_now(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Applies one op inside the open transaction. */
-static int sqlite_apply_op(struct sqlite_backend *be, struct store_op *op, char *err,
-                           size_t err_len)
+/* insert_events (store_int.h): one by one, each checked against the dedupe
+ * set (and the events of this transaction). Writer thread, inside a
+ * transaction. */
+static int sqlite_insert_events(struct store_backend *base, struct store_op **ops, size_t n,
+                                size_t *failed, char *err, size_t err_len)
 {
-    switch (op->kind) {
-    case STORE_OP_EVENT: {
-        struct store_op_event *ev = &op->u.event;
-        if (sqlite_insert_event(be, ev, err, err_len) < 0)
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    (void)err;
+    (void)err_len;
+    for (size_t i = 0; i < n; i++)
+        if (sqlite_insert_event(be, &ops[i]->u.event, ops[i]->error, sizeof ops[i]->error) < 0) {
+            *failed = i;
             return -1;
-        if (ev->result == STORE_EVENT_DUPLICATE) {
-            json_t *rec = store_duplicate_record(ev);
-            if (!rec) {
-                snprintf(err, err_len, "out of memory");
-                return -1;
-            }
-            int rc = sqlite_append_audit(be, rec, err, err_len);
-            json_decref(rec);
-            return rc;
         }
-        if (sqlite_append_op_audit(be, op, err, err_len) < 0)
-            return -1;
-        return sqlite_insert_jobs(be, ev->row, ev->source, ev->event_id, ev->received_at, ev->jobs,
-                                  ev->njobs, err, err_len);
-    }
-    case STORE_OP_REPLAN:
-        return sqlite_replan(be, op, err, err_len);
-    case STORE_OP_CLAIM:
-        return sqlite_claim(be, &op->u.claim, err, err_len);
-    case STORE_OP_JOB:
-        return sqlite_job_update(be, op, err, err_len);
-    case STORE_OP_CONTROL:
-        return sqlite_control_set(be, op, err, err_len);
-    case STORE_OP_PRUNE:
-        return sqlite_prune(be, &op->u.prune, err, err_len);
-    case STORE_OP_MAP_NUMBER:
-        return sqlite_map_number(be, &op->u.map_number, err, err_len);
-    case STORE_OP_RELEASE:
-        return sqlite_release(be, &op->u.release, err, err_len);
-    case STORE_OP_AUDIT:
-        if (sqlite_append_op_audit(be, op, err, err_len) < 0)
-            return -1;
-        op->u.audit.result = STORE_WRITE_DONE;
-        return 0;
-    }
-    snprintf(err, err_len, "unknown store operation %d", (int)op->kind);
-    return -1;
+    return 0;
 }
 
-/* One attempt at the batch: every op not yet failed, in one transaction.
- * Returns 0 committed, 1 when op *bad failed alone (rolled back; caller retries
- * without it), -1 when the transaction itself failed. */
-static int sqlite_try_batch(struct sqlite_backend *be, struct store_op **ops, size_t n, size_t *bad,
-                            char *err, size_t err_len)
+/* begin (store_int.h): BEGIN IMMEDIATE, then what other processes (a CLI
+ * command, a second instance) committed since our last commit: the audit tip
+ * and the events they stored, which dedupe like ours. */
+static int sqlite_begin(struct store_backend *base, char *err, size_t err_len)
 {
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
     if (sqlite_exec(be->wdb, "BEGIN IMMEDIATE", err, err_len) < 0)
         return -1;
-    /* Another process (a CLI command, a second instance) may have appended to
-     * the audit chain since our last commit: reload the tip if so. */
+    be->changes_before = sqlite3_total_changes64(be->wdb);
     be->dd_nnew = 0;
     int dv = sqlite_data_version(be->wdb);
     if (dv != be->data_version) {
-        if (sqlite_load_tip(be, err, err_len) < 0)
-            goto fail;
-        /* ... and may have stored events: they dedupe like ours. */
-        if (be->dd_loaded && sqlite_dedupe_catch_up(be, err, err_len) < 0)
-            goto fail;
+        if (sqlite_load_tip(be, err, err_len) < 0 ||
+            (be->dd_loaded && sqlite_dedupe_catch_up(be, err, err_len) < 0)) {
+            sqlite3_exec(be->wdb, "ROLLBACK", NULL, NULL, NULL);
+            char e2[160];
+            (void)sqlite_load_tip(be, e2, sizeof e2);
+            return -1;
+        }
         be->data_version = dv;
     }
-    for (size_t i = 0; i < n; i++) {
-        struct store_op *op = ops[i];
-        if (store_op_failed(op))
-            continue;
-        if (sqlite_apply_op(be, op, op->error, sizeof op->error) < 0) {
-            *bad = i;
-            sqlite3_exec(be->wdb, "ROLLBACK", NULL, NULL, NULL);
-            (void)sqlite_load_tip(be, err, err_len);
-            return 1;
-        }
+    return 0;
+}
+
+/* rollback (store_int.h): the tip cached for the rolled-back records is read
+ * again. A SQLite file is never "lost". */
+static int sqlite_rollback(struct store_backend *base, const char *why)
+{
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    (void)why;
+    sqlite3_exec(be->wdb, "ROLLBACK", NULL, NULL, NULL);
+    be->dd_nnew = 0;
+    char e2[160];
+    (void)sqlite_load_tip(be, e2, sizeof e2);
+    return STORE_ROLLBACK_DONE;
+}
+
+/* commit (store_int.h): COMMIT, the new events' keys into the dedupe set, a
+ * checkpoint when the WAL is long; CLEAN when nothing was written (an idle
+ * claim needs no fsync). */
+static int sqlite_commit(struct store_backend *base, char *err, size_t err_len)
+{
+    struct sqlite_backend *be = (struct sqlite_backend *)base;
+    if (sqlite_exec(be->wdb, "COMMIT", err, err_len) < 0) {
+        (void)sqlite_rollback(base, err);
+        return STORE_COMMIT_FAILED;
     }
-    if (sqlite_exec(be->wdb, "COMMIT", err, err_len) < 0)
-        goto fail;
     /* data_version is not re-read here: it only moves for other connections'
      * commits, so a change now would be one we have not caught up with. */
     be->commits++;
@@ -173,31 +157,9 @@ static int sqlite_try_batch(struct sqlite_backend *be, struct store_op **ops, si
         be->dd_nnew = 0;
         atomic_store(&be->dd_keys, (uint64_t)dedupe_count(be->dd));
     }
-    return 0;
-fail:
-    sqlite3_exec(be->wdb, "ROLLBACK", NULL, NULL, NULL);
-    {
-        char e2[160];
-        (void)sqlite_load_tip(be, e2, sizeof e2);
-    }
-    return -1;
-}
-
-/* The backend's try_batch (store_int.h): one attempt, then the post-commit
- * work (a checkpoint when the WAL is long), and CLEAN when nothing was written
- * (an idle claim needs no fsync). */
-static int sqlite_try_batch_op(struct store_backend *base, struct store_op **ops, size_t n,
-                               size_t *bad, char *err, size_t err_len)
-{
-    struct sqlite_backend *be = (struct sqlite_backend *)base;
-    int64_t changes_before = sqlite3_total_changes64(be->wdb);
-    int rc = sqlite_try_batch(be, ops, n, bad, err, err_len);
-    if (rc == 1)
-        return STORE_BATCH_OP_FAILED;
-    if (rc < 0)
-        return rc;
     sqlite_maybe_checkpoint(be);
-    return sqlite3_total_changes64(be->wdb) == changes_before ? STORE_BATCH_CLEAN : 0;
+    return sqlite3_total_changes64(be->wdb) == be->changes_before ? STORE_COMMIT_CLEAN
+                                                                  : STORE_COMMIT_WROTE;
 }
 
 static bool sqlite_ping(struct store_backend *base, char *why, size_t why_len)
@@ -415,7 +377,29 @@ const struct store_backend_ops store_sqlite_backend = {
     .needs_sync_thread = true,
     .open = sqlite_open,
     .close = sqlite_close,
-    .try_batch = sqlite_try_batch_op,
+    .build_schema_version = store_sqlite_schema_version,
+    .begin = sqlite_begin,
+    .commit = sqlite_commit,
+    .rollback = sqlite_rollback,
+    .audit_tip = sqlite_audit_tip,
+    .audit_insert = sqlite_audit_insert,
+    .audit_prune_point = sqlite_audit_prune_point,
+    .audit_delete_through = sqlite_audit_delete_through,
+    .control_set = sqlite_control_set,
+    .release_running = sqlite_release_running,
+    .jobs_claimable = NULL, /* store.c wakes its own listener; other processes poll */
+    .insert_events = sqlite_insert_events,
+    .event_replan = sqlite_event_replan,
+    .number_did = sqlite_number_did,
+    .number_remember = sqlite_number_remember,
+    .job_insert = sqlite_job_insert,
+    .job_heads = sqlite_job_heads,
+    .jobs_pending_of_key = sqlite_jobs_pending_of_key,
+    .job_take = sqlite_job_take,
+    .job_set_state = sqlite_job_set_state,
+    .job_update = sqlite_job_update,
+    .jobs_rekey = sqlite_jobs_rekey,
+    .job_wait_behind = sqlite_job_wait_behind,
     .sync = sqlite_sync,
     .ping = sqlite_ping,
     .audit_scan = sqlite_audit_scan,

@@ -67,6 +67,7 @@ struct sqlite_backend {
     int64_t next_seq;       /* writer thread only */
     int data_version;       /* writer thread only: PRAGMA data_version seen */
     uint64_t commits;       /* writer thread only */
+    int64_t changes_before; /* writer thread only: total changes at begin */
     int wal_frames;         /* writer thread only: frames in the WAL */
     pthread_t checkpointer; /* WAL checkpoints off the commit path */
     bool have_checkpointer;
@@ -138,10 +139,15 @@ int sqlite_sync(struct store_backend *base, char *err, size_t err_len);
  * audit_scan on the reader ---- */
 
 int sqlite_load_tip(struct sqlite_backend *be, char *err, size_t err_len);
-int sqlite_append_audit(struct sqlite_backend *be, json_t *rec, char *err, size_t err_len);
-int sqlite_append_op_audit(struct sqlite_backend *be, struct store_op *op, char *err,
-                           size_t err_len);
-int sqlite_prune(struct sqlite_backend *be, struct store_op_prune *op, char *err, size_t err_len);
+/* The audit primitives of store_int.h. */
+int sqlite_audit_tip(struct store_backend *base, int64_t *next_seq,
+                     char tip[AUDIT_HASH_HEX_LEN + 1], char *err, size_t err_len);
+int sqlite_audit_insert(struct store_backend *base, const json_t *rec, int64_t seq, char *text,
+                        const char *hash, char *err, size_t err_len);
+int sqlite_audit_prune_point(struct store_backend *base, const char *cutoff, int64_t *through,
+                             char hash[AUDIT_HASH_HEX_LEN + 1], char *err, size_t err_len);
+int sqlite_audit_delete_through(struct store_backend *base, int64_t through, int64_t *deleted,
+                                char *err, size_t err_len);
 int sqlite_audit_scan(struct store_backend *base, const struct store_audit_filter *f,
                       store_audit_fn fn, void *ctx, char *err, size_t err_len);
 
@@ -170,22 +176,38 @@ int sqlite_events_scan(struct store_backend *base, const struct store_event_filt
                        store_event_fn fn, void *ctx, char *err, size_t err_len);
 void sqlite_dedupe_stats(struct store_backend *base, struct store_dedupe_stats *out);
 
-/* ---- sqlite_jobs.c: op appliers on the writer inside its transaction (set
- * the op's result, return 0, or -1 with err set); queries on the reader ---- */
+/* ---- sqlite_jobs.c: the job, number, control and re-plan primitives of
+ * store_int.h on the writer inside its transaction; queries on the reader ---- */
 
-/* Inserts jobs[0..njobs) of event event_row (each with its job.queued record). */
-int sqlite_insert_jobs(struct sqlite_backend *be, int64_t event_row, const char *source,
-                       const char *event_id, double created_at, const struct store_job_spec *jobs,
-                       size_t njobs, char *err, size_t err_len);
-int sqlite_claim(struct sqlite_backend *be, struct store_op_claim *op, char *err, size_t err_len);
-int sqlite_job_update(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len);
-int sqlite_map_number(struct sqlite_backend *be, struct store_op_map_number *op, char *err,
+int sqlite_number_did(struct store_backend *base, const char *number, char *did, size_t did_len,
+                      char *err, size_t err_len);
+int sqlite_number_remember(struct store_backend *base, const char *number, const char *did,
+                           double at, char *err, size_t err_len);
+int sqlite_job_insert(struct store_backend *base, int64_t event_row, const char *source,
+                      const char *event_id, double created_at, const struct store_job_spec *spec,
+                      const char *did, const char *order_key, int64_t *id, char *err,
                       size_t err_len);
+int sqlite_job_heads(struct store_backend *base, double now, int max, struct store_job *heads,
+                     int *n, char *err, size_t err_len);
+int sqlite_jobs_pending_of_key(struct store_backend *base, const char *key, struct store_job **jobs,
+                               size_t *n, char *err, size_t err_len);
+int sqlite_job_take(struct store_backend *base, int64_t id, double lease_until, double now,
+                    struct store_job *out, char *err, size_t err_len);
+int sqlite_job_set_state(struct store_backend *base, int64_t id, const char *state,
+                         const char *only_from, double at, char *err, size_t err_len);
+int sqlite_job_update(struct store_backend *base, const struct store_op_job *job, char *err,
+                      size_t err_len);
+int sqlite_jobs_rekey(struct store_backend *base, const char *from_key, const char *to_key,
+                      const char *did, char *err, size_t err_len);
+int sqlite_job_wait_behind(struct store_backend *base, int64_t id, const char *key, char *err,
+                           size_t err_len);
+int sqlite_event_replan(struct store_backend *base, int64_t row, const char *status,
+                        const char *rule_version, size_t njobs, char *err, size_t err_len);
 bool sqlite_jobs_unresolved_before(struct store_backend *base, int64_t job_id);
-int sqlite_control_set(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len);
-int sqlite_release(struct sqlite_backend *be, struct store_op_release *op, char *err,
-                   size_t err_len);
-int sqlite_replan(struct sqlite_backend *be, struct store_op *op, char *err, size_t err_len);
+int sqlite_control_set(struct store_backend *base, const char *key, const char *value, double at,
+                       char *err, size_t err_len);
+int sqlite_release_running(struct store_backend *base, double at, int64_t *released, char *err,
+                           size_t err_len);
 int sqlite_control_get(struct store_backend *base, const char *key, char *out, size_t len);
 int64_t sqlite_jobs_depth(struct store_backend *base, const char *state, double now,
                           double *oldest_age_s);
