@@ -3,6 +3,9 @@
  * sends more than N requests to DIDWW in any window of one second (plus a
  * safety margin), as DIDWW counts per API key. A sliding window of the last N
  * send times, guarded by a mutex; the clock is passed in so tests need no sleep.
+ * When several processes share one key (instances on one PostgreSQL store), a
+ * shared gate (ratelimit_set_shared) is asked too, after the local slot: the
+ * budget all processes draw from.
  */
 #ifndef HOOKLINE_RATELIMIT_H
 #define HOOKLINE_RATELIMIT_H
@@ -39,6 +42,17 @@ int ratelimit_effective(struct ratelimit *rl);
 
 /* The monotonic clock ratelimit_acquire uses, in milliseconds. */
 int64_t ratelimit_now_ms(void);
+
+/* A budget shared with other processes: takes one of n slots in any window of
+ * window_ms, returning 0 when taken (send now), else the milliseconds to wait
+ * before asking again (also after an error: nothing is sent unasked). */
+typedef int64_t (*ratelimit_shared_fn)(void *ctx, int n, int64_t window_ms);
+
+/* Makes ratelimit_acquire also take a slot from fn (ctx borrowed, must outlive
+ * rl) with the configured per-second count in windows of window_ms. Call
+ * before any thread uses rl. */
+void ratelimit_set_shared(struct ratelimit *rl, ratelimit_shared_fn fn, void *ctx,
+                          int64_t window_ms);
 
 /* Frees rl; NULL is a no-op. */
 void ratelimit_destroy(struct ratelimit *rl);

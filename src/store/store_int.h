@@ -20,7 +20,8 @@
 
 /* The version of struct store_backend_ops below. A table states the version
  * it was written against; store_open refuses any other. */
-#define STORE_BACKEND_OPS_VERSION 4 /* 3: watch_jobs; 4: try_batch replaces write_batch */
+#define STORE_BACKEND_OPS_VERSION                                                                  \
+    5 /* 3: watch_jobs; 4: try_batch replaces write_batch; 5: shared */
 
 /* try_batch: the transaction committed and wrote nothing (no sync needed). */
 #define STORE_BATCH_CLEAN 1
@@ -115,6 +116,24 @@ struct store_backend_ops {
      * Returns 0, or -1 with err set. NULL: the backend cannot tell (SQLite). */
     int (*watch_jobs)(struct store_backend *be, void (*fn)(void *ctx), void *ctx, char *err,
                       size_t err_len);
+
+    /* ---- optional: what several processes on one database share (any
+     * thread; the semantics of the store.h function of the same name). All
+     * NULL when the backend serves one process (SQLite). ---- */
+
+    /* store_rate_take: 0 taken, 1 wait *wait_s, -1 error. */
+    int (*rate_take)(struct store_backend *be, const char *key, int n, double window_s,
+                     double *wait_s, char *err, size_t err_len);
+    /* Takes or keeps the maintenance lease (a session advisory lock on a
+     * connection of the backend's own, so it ends with the process): *leader
+     * says whether this process holds it. Returns 0, or -1 with err set
+     * (*leader false). */
+    int (*leader_try)(struct store_backend *be, bool *leader, char *err, size_t err_len);
+    int (*instance_beat)(struct store_backend *be, const struct store_instance *self, char *err,
+                         size_t err_len);
+    int (*instance_forget)(struct store_backend *be, const char *id, char *err, size_t err_len);
+    int (*instances_scan)(struct store_backend *be, store_instance_fn fn, void *ctx, char *err,
+                          size_t err_len);
 };
 
 /* ---- services of store.c to the backends ---- */

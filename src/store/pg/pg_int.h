@@ -99,6 +99,12 @@ struct pg_backend {
     int listen_pipe[2]; /* a byte in [1] wakes the thread to stop */
     void (*listen_fn)(void *ctx);
     void *listen_ctx;
+
+    /* What several instances share (pg_shared.c): its own connection, used
+     * under slock from any thread, which holds the maintenance lease. */
+    struct pg_conn s;
+    pthread_mutex_t slock;
+    char *instance; /* serve's instance id, named by claims; NULL: none (CLI) */
 };
 
 /* ---- pg_backend.c: helpers, connections, the batch engine ---- */
@@ -147,6 +153,23 @@ void pg_reader_check(struct pg_backend *be);
 
 int pg_watch_jobs(struct store_backend *base, void (*fn)(void *ctx), void *ctx, char *err,
                   size_t err_len);
+
+/* ---- pg_shared.c: the state several instances share (store_backend_ops'
+ * optional shared callbacks) ---- */
+
+/* The key of the session-level advisory lock the maintenance leader holds. */
+#define PG_LEADER_LOCK_KEY 7201560102LL
+
+void pg_shared_init(struct pg_backend *be);
+void pg_shared_free(struct pg_backend *be);
+int pg_rate_take(struct store_backend *base, const char *key, int n, double window_s,
+                 double *wait_s, char *err, size_t err_len);
+int pg_leader_try(struct store_backend *base, bool *leader, char *err, size_t err_len);
+int pg_instance_beat(struct store_backend *base, const struct store_instance *self, char *err,
+                     size_t err_len);
+int pg_instance_forget(struct store_backend *base, const char *id, char *err, size_t err_len);
+int pg_instances_scan(struct store_backend *base, store_instance_fn fn, void *ctx, char *err,
+                      size_t err_len);
 
 /* ---- pg_schema.c: migrations, on the opening thread ---- */
 

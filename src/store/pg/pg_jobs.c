@@ -187,10 +187,11 @@ int pg_claim(struct pg_backend *be, struct store_op_claim *op, char *err, size_t
         pg_params_double(&t, now + op->lease_s);
         pg_params_double(&t, now);
         pg_params_int(&t, pg_get_int(heads, i, 0));
+        pg_params_text(&t, be->instance);
         PGresult *r = pg_run(be->w.c,
                              "UPDATE jobs SET state = 'running', lease_until = $1, updated_at = "
-                             "$2 WHERE id = $3 AND state IN ('pending', 'running') "
-                             "RETURNING " PG_JOB_COLUMNS,
+                             "$2, leased_by = $4 WHERE id = $3 AND state IN ('pending', "
+                             "'running') RETURNING " PG_JOB_COLUMNS,
                              &t, PGRES_TUPLES_OK, "claiming a job", err, err_len);
         if (!r)
             goto out;
@@ -329,9 +330,21 @@ int pg_release(struct pg_backend *be, struct store_op_release *op, char *err, si
 {
     struct pg_params p = {0};
     pg_params_double(&p, op->at);
+    if (op->instance) {
+        /* Several instances: never a job a live instance holds (pg_shared.c). */
+        pg_params_text(&p, op->instance);
+        pg_params_double(&p, op->stale_s);
+        pg_params_text(&p, op->reclaim_own ? "true" : "false");
+    }
     if (pg_cmd(be->w.c,
-               "UPDATE jobs SET state = 'pending', lease_until = NULL, updated_at = $1 WHERE "
-               "state = 'running'",
+               op->instance
+                   ? "UPDATE jobs SET state = 'pending', lease_until = NULL, leased_by = NULL, "
+                     "updated_at = $1 WHERE state = 'running' AND (lease_until < $1 OR "
+                     "leased_by IS NULL OR ($4::boolean AND leased_by = $2) OR (leased_by <> $2 "
+                     "AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = jobs.leased_by AND "
+                     "i.heartbeat_at > extract(epoch FROM clock_timestamp()) - $3::float8)))"
+                   : "UPDATE jobs SET state = 'pending', lease_until = NULL, updated_at = $1 "
+                     "WHERE state = 'running'",
                &p, &op->released, "releasing jobs", err, err_len) < 0)
         return -1;
     if (op->released > 0)

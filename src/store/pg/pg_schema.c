@@ -99,6 +99,49 @@ static const char *const pg_migrations[] = {
     "  did TEXT NOT NULL,"
     "  updated_at DOUBLE PRECISION NOT NULL);"
     "CREATE INDEX did_numbers_by_did ON did_numbers (did);",
+    /* 2: what several instances on one database share (pg_shared.c): the
+     * instances and their heartbeats, and the one DIDWW rate budget, a ring of
+     * the last n grant times taken under the row's lock by hookline_rate_take. */
+    "CREATE TABLE instances ("
+    "  id TEXT PRIMARY KEY,"
+    "  started_at DOUBLE PRECISION NOT NULL,"
+    "  heartbeat_at DOUBLE PRECISION NOT NULL,"
+    "  rule_version TEXT,"
+    "  leader BOOLEAN NOT NULL DEFAULT false,"
+    "  paused BOOLEAN NOT NULL DEFAULT false);"
+    /* The instance holding a running job's lease (claims name it). */
+    "ALTER TABLE jobs ADD COLUMN leased_by TEXT;"
+    "CREATE TABLE rate_budget ("
+    "  key TEXT PRIMARY KEY,"
+    "  n INTEGER NOT NULL,"
+    "  ring DOUBLE PRECISION[] NOT NULL,"
+    "  pos INTEGER NOT NULL);"
+    /* Takes one send slot of key's budget of n sends in any window of window_s
+     * seconds, by the database's clock read after the row is locked (so grants
+     * are in clock order whichever instance asks). Returns 0 when taken, else
+     * the seconds to wait before asking again. A different n (instances
+     * configured apart) starts the ring over, full: nothing for one window. */
+    "CREATE FUNCTION hookline_rate_take(p_key TEXT, p_n INTEGER, p_window DOUBLE PRECISION) "
+    "RETURNS DOUBLE PRECISION LANGUAGE plpgsql AS $f$ "
+    "DECLARE r rate_budget%ROWTYPE; t DOUBLE PRECISION; oldest DOUBLE PRECISION; "
+    "BEGIN "
+    "  SELECT * INTO r FROM rate_budget WHERE key = p_key FOR UPDATE; "
+    "  IF NOT FOUND THEN "
+    "    INSERT INTO rate_budget (key, n, ring, pos) VALUES (p_key, p_n, "
+    "      array_fill(0::double precision, ARRAY[p_n]), 0) ON CONFLICT (key) DO NOTHING; "
+    "    SELECT * INTO r FROM rate_budget WHERE key = p_key FOR UPDATE; "
+    "  END IF; "
+    "  t := extract(epoch FROM clock_timestamp()); "
+    "  IF r.n <> p_n OR cardinality(r.ring) <> p_n THEN "
+    "    UPDATE rate_budget SET n = p_n, ring = array_fill(t, ARRAY[p_n]), pos = 0 "
+    "      WHERE key = p_key; "
+    "    RETURN p_window; "
+    "  END IF; "
+    "  oldest := r.ring[r.pos + 1]; "
+    "  IF oldest > t - p_window THEN RETURN oldest + p_window - t; END IF; "
+    "  UPDATE rate_budget SET ring[r.pos + 1] = t, pos = (r.pos + 1) % p_n WHERE key = p_key; "
+    "  RETURN 0; "
+    "END $f$;",
 };
 
 #define PG_SCHEMA_VERSION ((int)(sizeof pg_migrations / sizeof pg_migrations[0]))
