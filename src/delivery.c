@@ -36,6 +36,9 @@
 /* The shared rate budget counts sends in windows this long: 1 s plus a margin
  * for the jitter between a grant and the request reaching DIDWW. */
 #define DELIVERY_SHARED_WINDOW_MS 1030
+/* A job refused with 401 on a shared store is due again only after this long,
+ * well past the half second in which the other instances see the pause row. */
+#define DELIVERY_SHARED_PAUSE_HOLD_S 2.0
 
 struct delivery_cache_entry {
     char number[24];
@@ -480,7 +483,9 @@ static void delivery_classify(struct delivery_worker *w, const struct store_job 
         delivery_pause(d, reason, errors);
         r->state = "pending"; /* not the job's fault: it waits for the resume */
         r->attempts = attempt - 1;
-        r->next_at = delivery_wall();
+        /* On a shared store the other instances learn of the pause from its row
+         * within a poll: until then the job is not due, so none sends it again. */
+        r->next_at = delivery_wall() + (store_shared(d->st) ? DELIVERY_SHARED_PAUSE_HOLD_S : 0);
         json_decref(errors);
         return;
     }
