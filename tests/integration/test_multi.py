@@ -17,7 +17,9 @@ with SIGKILL mid-backlog and started again. Then:
   instance ids;
 - a 401 seen by one instance pauses all three; a resume on another resumes all three;
 - a rule reload requested on one instance reloads all three (their rule_version in
-  /readyz and /metrics).
+  /readyz and /metrics);
+- the audit mirror is written by exactly one instance (the leader); killed, another
+  takes over.
 """
 
 import json
@@ -76,6 +78,7 @@ class TestThreeInstances(unittest.TestCase):
         cfg["store"] = {"url": hookline_harness._pg_url(self.dbname),
                         "password": "file:" + hookline_harness.PG_PASSFILE}
         cfg["instance"] = {"id": ident}
+        cfg["audit"] = {"jsonl_path": "audit.jsonl"}  # in the instance's own directory
         srv = DeliveryHooklineServer(cfg, env={"DIDWW_API_KEY": KEY,
                                                "HOOKLINE_ADMIN_TOKEN": ADMIN_TOKEN})
         self.addCleanup(srv.cleanup)
@@ -277,6 +280,40 @@ class TestThreeInstances(unittest.TestCase):
         self.assertEqual(sorted(r["detail"]["instance"] for r in reloaded), list(IDS))
         self.assertEqual(sorted(r["detail"]["trigger"] for r in reloaded),
                          ["POST /v1/rules/reload", "instance hl-a", "instance hl-a"])
+
+        # ---- the audit mirror runs on one instance at a time ----
+        def leaders(servers):
+            out = []
+            for s in servers:
+                m = parse_metrics(s.get("/metrics").body.decode())
+                if metric(m, "hookline_instance_leader",
+                          instance=s.config["instance"]["id"]) == 1.0:
+                    out.append(s)
+            return out
+
+        def mirror_lines(s):
+            path = os.path.join(s.tmpdir, "audit.jsonl")
+            if not os.path.exists(path):
+                return []
+            with open(path, encoding="utf-8") as f:
+                return [json.loads(l) for l in f if l.strip()]
+
+        found = deadline_poll(lambda: leaders(self.servers), 5, 0.1)
+        self.assertEqual(len(found), 1, found)
+        leader = found[0]
+        others = [s for s in self.servers if s is not leader]
+        self.assertTrue(deadline_poll(lambda: len(mirror_lines(leader)) >= len(a.audit()[0]),
+                                      5, 0.1))
+        self.assertEqual([mirror_lines(s) for s in others], [[], []])
+        leader.kill()
+        found = deadline_poll(lambda: leaders(others), 10, 0.1)
+        self.assertEqual(len(found), 1, found)
+        r = self.post(found[0], "after-failover", [{"did": one_dids[1],
+                                                    "fields": {"description": "x"}}])
+        self.assertEqual(r.status, 202, r)
+        self.assertTrue(deadline_poll(lambda: any(
+            l.get("event_id") == "after-failover" for l in mirror_lines(found[0])), 10, 0.1))
+        self.assertEqual(mirror_lines(next(s for s in others if s is not found[0])), [])
 
 
 if __name__ == "__main__":
