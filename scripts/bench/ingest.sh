@@ -496,7 +496,8 @@ EOF
     echo "---- wrk against $n instances on one PostgreSQL database ----"
     for ((i = 0; i < n; i++)); do
         conns=$((CONNECTIONS / n + (i < CONNECTIONS % n ? 1 : 0)))
-        wrk -t1 -c"$conns" -d"$DURATION" --latency -s "$LUA" \
+        # A run id of its own: the wrk processes' bodies must differ (else duplicates).
+        BENCH_RUN_ID="$BENCH_RUN_ID-$i" wrk -t1 -c"$conns" -d"$DURATION" --latency -s "$LUA" \
             "http://127.0.0.1:${ports[$i]}/hooks/bench" >"$TMP/multi-$i.wrk" 2>&1 &
         wpids+=("$!")
     done
