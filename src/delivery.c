@@ -33,9 +33,10 @@
 #define DELIVERY_CACHE_SIZE 1024
 #define DELIVERY_STOPPED (-2)             /* delivery_send: not sent, the service is stopping */
 #define DELIVERY_THROTTLE_DEFAULT_MS 1000 /* a 429 without a usable Retry-After blocks 1 s */
-/* The shared rate budget counts sends in windows this long: 1 s plus a margin
- * for the jitter between a grant and the request reaching DIDWW. */
-#define DELIVERY_SHARED_WINDOW_MS 1030
+/* The shared rate budget counts requests in windows this long: 1 s and a
+ * little for clock granularity (a slot counts from its answer, so the delay
+ * between a grant and the request reaching DIDWW needs no margin). */
+#define DELIVERY_SHARED_WINDOW_MS 1005
 /* A job refused with 401 on a shared store is due again only after this long,
  * well past the half second in which the other instances see the pause row. */
 #define DELIVERY_SHARED_PAUSE_HOLD_S 2.0
@@ -433,11 +434,14 @@ static int delivery_send(struct delivery_worker *w, const char *method, const ch
 {
     struct delivery *d = w->d;
     memset(resp, 0, sizeof *resp);
-    if (ratelimit_acquire(d->rl, &d->stop) < 0) {
+    struct ratelimit_ticket ticket = {0};
+    if (ratelimit_acquire_ticket(d->rl, &d->stop, &ticket) < 0) {
         snprintf(resp->error, sizeof resp->error, "shutting down");
         return DELIVERY_STOPPED;
     }
     int rc = didww_client_send(w->client, method, path, body, resp);
+    /* The shared slot counts from the answer: the request reached DIDWW before. */
+    ratelimit_done(d->rl, &ticket);
     metrics_didww_request(method, resp->status, (double)resp->duration_ms / 1000.0);
     return rc;
 }
@@ -765,21 +769,38 @@ static void *delivery_worker_main(void *arg)
 }
 
 /* The shared budget's gate (ratelimit_shared_fn): one slot of the store's
- * budget for this API key, or how long to wait. */
-static int64_t delivery_rate_shared(void *ctx, int n, int64_t window_ms)
+ * budget for this API key, held at most the request's timeout and a second,
+ * or how long to wait. */
+static int64_t delivery_rate_shared(void *ctx, int n, int64_t window_ms, struct ratelimit_ticket *t)
 {
     struct delivery *d = ctx;
     double wait_s = 0.1;
     char err[200];
-    int rc = store_rate_take(d->st, d->budget_key, n, (double)window_ms / 1000.0, &wait_s, err,
-                             sizeof err);
-    if (rc == 0)
+    struct store_rate_slot slot = {0};
+    int rc =
+        store_rate_take(d->st, d->budget_key, n, (double)window_ms / 1000.0,
+                        (double)d->opts.timeout_ms / 1000.0 + 1.0, &slot, &wait_s, err, sizeof err);
+    if (rc == 0) {
+        t->slot = slot.slot;
+        t->until = slot.until;
         return 0;
+    }
     if (rc < 0)
         log_write(LOG_WARN, "the shared rate budget cannot be read; nothing is sent",
                   (const char *[]){"error", err, NULL});
     int64_t ms = (int64_t)(wait_s * 1000.0) + 1;
     return ms > 0 ? ms : 1;
+}
+
+/* ratelimit_shared_done_fn: the request of t was answered. */
+static void delivery_rate_shared_done(void *ctx, const struct ratelimit_ticket *t)
+{
+    struct delivery *d = ctx;
+    char err[200];
+    struct store_rate_slot slot = {.slot = t->slot, .until = t->until};
+    if (store_rate_done(d->st, d->budget_key, &slot, err, sizeof err) < 0)
+        log_write(LOG_WARN, "a shared rate slot stays held until its hold ends",
+                  (const char *[]){"error", err, NULL});
 }
 
 int delivery_start(const struct delivery_options *opts, struct store *st, struct delivery **out,
@@ -816,7 +837,8 @@ int delivery_start(const struct delivery_options *opts, struct store *st, struct
     struct store_op rel = {.kind = STORE_OP_RELEASE, .u.release = {.at = delivery_wall()}};
     if (store_shared(st)) {
         snprintf(d->budget_key, sizeof d->budget_key, "didww:%s", d->key_fp);
-        ratelimit_set_shared(d->rl, delivery_rate_shared, d, DELIVERY_SHARED_WINDOW_MS);
+        ratelimit_set_shared(d->rl, delivery_rate_shared, delivery_rate_shared_done, d,
+                             DELIVERY_SHARED_WINDOW_MS);
         rel.u.release.instance = opts->instance_id ? opts->instance_id : "";
         rel.u.release.stale_s = DELIVERY_HOLDER_STALE_S;
         rel.u.release.reclaim_own = true;

@@ -33,16 +33,24 @@ struct ratelimit {
     int64_t blocked_until, last_throttle, last_raise;
     /* The budget shared with other processes; NULL: none. Set before use. */
     ratelimit_shared_fn shared;
+    ratelimit_shared_done_fn shared_done;
     void *shared_ctx;
     int64_t shared_window_ms;
 };
 
-void ratelimit_set_shared(struct ratelimit *rl, ratelimit_shared_fn fn, void *ctx,
-                          int64_t window_ms)
+void ratelimit_set_shared(struct ratelimit *rl, ratelimit_shared_fn take,
+                          ratelimit_shared_done_fn done, void *ctx, int64_t window_ms)
 {
-    rl->shared = fn;
+    rl->shared = take;
+    rl->shared_done = done;
     rl->shared_ctx = ctx;
     rl->shared_window_ms = window_ms;
+}
+
+void ratelimit_done(struct ratelimit *rl, const struct ratelimit_ticket *t)
+{
+    if (rl->shared_done && t && t->slot > 0)
+        rl->shared_done(rl->shared_ctx, t);
 }
 
 /* Sleeps wait_ms in steps of at most RATELIMIT_SLEEP_STEP_MS. Returns -1 as soon
@@ -66,10 +74,11 @@ static int ratelimit_sleep(int64_t wait_ms, const atomic_int *stop)
 
 /* Takes a slot of the shared budget, waiting as told. Returns 0, or -1 when *stop
  * was set first. */
-static int ratelimit_acquire_shared(struct ratelimit *rl, const atomic_int *stop)
+static int ratelimit_acquire_shared(struct ratelimit *rl, const atomic_int *stop,
+                                    struct ratelimit_ticket *t)
 {
     for (;;) {
-        int64_t wait = rl->shared(rl->shared_ctx, rl->n, rl->shared_window_ms);
+        int64_t wait = rl->shared(rl->shared_ctx, rl->n, rl->shared_window_ms, t);
         if (wait <= 0)
             return 0;
         if (ratelimit_sleep(wait, stop) < 0)
@@ -180,13 +189,23 @@ int64_t ratelimit_now_ms(void)
 
 int ratelimit_acquire(struct ratelimit *rl, const atomic_int *stop)
 {
+    struct ratelimit_ticket t = {0};
+    int rc = ratelimit_acquire_ticket(rl, stop, &t);
+    ratelimit_done(rl, &t);
+    return rc;
+}
+
+int ratelimit_acquire_ticket(struct ratelimit *rl, const atomic_int *stop,
+                             struct ratelimit_ticket *t)
+{
+    t->slot = 0;
     for (;;) {
         /* The clock is read under the lock so concurrent acquirers record in order. */
         pthread_mutex_lock(&rl->mu);
         int64_t wait = ratelimit_try_locked(rl, ratelimit_now_ms());
         pthread_mutex_unlock(&rl->mu);
         if (wait == 0)
-            return rl->shared ? ratelimit_acquire_shared(rl, stop) : 0;
+            return rl->shared ? ratelimit_acquire_shared(rl, stop, t) : 0;
         if (stop && atomic_load(stop))
             return -1;
         if (wait > RATELIMIT_SLEEP_STEP_MS)

@@ -945,15 +945,26 @@ bool store_shared(struct store *st)
     return st->be->ops->rate_take != NULL;
 }
 
-int store_rate_take(struct store *st, const char *key, int n, double window_s, double *wait_s,
-                    char *err, size_t err_len)
+int store_rate_take(struct store *st, const char *key, int n, double window_s, double hold_s,
+                    struct store_rate_slot *slot, double *wait_s, char *err, size_t err_len)
 {
     *wait_s = 0.1;
+    slot->slot = 0;
     if (!st->be->ops->rate_take) {
         snprintf(err, err_len, "the %s store is not shared", st->be->ops->name);
         return -1;
     }
-    return st->be->ops->rate_take(st->be, key, n, window_s, wait_s, err, err_len);
+    return st->be->ops->rate_take(st->be, key, n, window_s, hold_s, slot, wait_s, err, err_len);
+}
+
+int store_rate_done(struct store *st, const char *key, const struct store_rate_slot *slot,
+                    char *err, size_t err_len)
+{
+    if (!st->be->ops->rate_done) {
+        snprintf(err, err_len, "the %s store is not shared", st->be->ops->name);
+        return -1;
+    }
+    return st->be->ops->rate_done(st->be, key, slot, err, err_len);
 }
 
 bool store_is_leader(struct store *st)

@@ -427,12 +427,26 @@ int64_t store_count_events(struct store *st, const char *source);
 /* True when several `serve` processes may share this store (PostgreSQL). */
 bool store_shared(struct store *st);
 
-/* Takes one slot of the budget named key: at most n slots in any window of
- * window_s seconds, counted over every process on the store, by the
- * database's clock. Returns 0 when taken (send now), 1 when not with the
- * seconds to wait before asking again in *wait_s, -1 on a store error (err
- * set; *wait_s a short pause) or when the store is not shared. */
-int store_rate_take(struct store *st, const char *key, int n, double window_s, double *wait_s,
+/* A slot of a shared rate budget held by one request. */
+struct store_rate_slot {
+    int slot;     /* 1..n; 0: none */
+    double until; /* the slot's time while the request is in flight */
+};
+
+/* Takes one slot of the budget named key: at most n requests reach DIDWW in
+ * any window of window_s seconds, counted over every process on the store, by
+ * the database's clock. A taken slot counts as used until hold_s from now (the
+ * request's latest arrival), or until store_rate_done says it was answered.
+ * Returns 0 when taken (*slot filled: send now), 1 when not with the seconds
+ * to wait before asking again in *wait_s, -1 on a store error (err set;
+ * *wait_s a short pause) or when the store is not shared. */
+int store_rate_take(struct store *st, const char *key, int n, double window_s, double hold_s,
+                    struct store_rate_slot *slot, double *wait_s, char *err, size_t err_len);
+
+/* The request of slot (from store_rate_take of key) was answered, or failed:
+ * the slot counts from now. Returns 0, or -1 with err set (the slot then
+ * counts until its hold ends). */
+int store_rate_done(struct store *st, const char *key, const struct store_rate_slot *slot,
                     char *err, size_t err_len);
 
 /* True while this process holds the store's maintenance lease (the JSONL

@@ -121,9 +121,12 @@ struct store_backend_ops {
      * thread; the semantics of the store.h function of the same name). All
      * NULL when the backend serves one process (SQLite). ---- */
 
-    /* store_rate_take: 0 taken, 1 wait *wait_s, -1 error. */
+    /* store_rate_take: 0 taken, 1 wait *wait_s, -1 error; store_rate_done. */
     int (*rate_take)(struct store_backend *be, const char *key, int n, double window_s,
-                     double *wait_s, char *err, size_t err_len);
+                     double hold_s, struct store_rate_slot *slot, double *wait_s, char *err,
+                     size_t err_len);
+    int (*rate_done)(struct store_backend *be, const char *key, const struct store_rate_slot *slot,
+                     char *err, size_t err_len);
     /* Takes or keeps the maintenance lease (a session advisory lock on a
      * connection of the backend's own, so it ends with the process): *leader
      * says whether this process holds it. Returns 0, or -1 with err set

@@ -6,7 +6,8 @@
  * blocks for the window, is thread-safe, and gives up promptly when *stop is set (an
  * atomic set by another thread: the test is clean under ThreadSanitizer). A shared gate
  * (several instances' budget) is asked after the local slot, with the configured count
- * and window, waited on as it says, and given up on when *stop is set.
+ * and window, waited on as it says, given up on when *stop is set, and its slot handed
+ * back by ratelimit_done (at once by plain ratelimit_acquire).
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -201,19 +202,31 @@ static void test_acquire_gives_up_on_stop(void **state)
     ratelimit_destroy(rl);
 }
 
-/* A shared budget that says "wait" the first `refuse` times, then grants. */
+/* A shared budget that says "wait" the first `refuse` times, then grants slot
+ * `calls`; done records the slots handed back. */
 struct fake_shared {
-    int calls, refuse, n;
+    int calls, refuse, n, dones, last_done;
     int64_t window_ms, wait_ms;
 };
 
-static int64_t fake_take(void *ctx, int n, int64_t window_ms)
+static int64_t fake_take(void *ctx, int n, int64_t window_ms, struct ratelimit_ticket *t)
 {
     struct fake_shared *f = ctx;
     f->calls++;
     f->n = n;
     f->window_ms = window_ms;
-    return f->calls <= f->refuse ? f->wait_ms : 0;
+    if (f->calls <= f->refuse)
+        return f->wait_ms;
+    t->slot = f->calls;
+    t->until = 1.5;
+    return 0;
+}
+
+static void fake_done(void *ctx, const struct ratelimit_ticket *t)
+{
+    struct fake_shared *f = ctx;
+    f->dones++;
+    f->last_done = t->slot;
 }
 
 static void test_shared_gate_is_asked_and_waited_on(void **state)
@@ -222,11 +235,17 @@ static void test_shared_gate_is_asked_and_waited_on(void **state)
     struct fake_shared f = {.refuse = 2, .wait_ms = 40};
     (void)state;
     assert_non_null(rl);
-    ratelimit_set_shared(rl, fake_take, &f, 1030);
+    ratelimit_set_shared(rl, fake_take, fake_done, &f, 1030);
     int64_t t0 = mono_ms();
-    assert_int_equal(ratelimit_acquire(rl, NULL), 0);
+    struct ratelimit_ticket t = {0};
+    assert_int_equal(ratelimit_acquire_ticket(rl, NULL, &t), 0);
     int64_t took = mono_ms() - t0;
     assert_int_equal(f.calls, 3); /* refused twice, then granted */
+    assert_int_equal(t.slot, 3);
+    assert_int_equal(f.dones, 0); /* held while the request is in flight */
+    ratelimit_done(rl, &t);
+    assert_int_equal(f.dones, 1);
+    assert_int_equal(f.last_done, 3);
     assert_int_equal(f.n, 7);
     assert_int_equal(f.window_ms, 1030);
     assert_true(took >= 75); /* waited as told, twice */
@@ -235,6 +254,7 @@ static void test_shared_gate_is_asked_and_waited_on(void **state)
     for (int i = 1; i < 7; i++)
         assert_int_equal(ratelimit_acquire(rl, NULL), 0);
     assert_int_equal(f.calls, 9);
+    assert_int_equal(f.dones, 7); /* plain acquire hands each slot back at once */
     assert_true(ratelimit_try(rl, ratelimit_now_ms()) > 0);
     assert_int_equal(f.calls, 9);
     ratelimit_destroy(rl);
@@ -249,10 +269,14 @@ static void test_shared_gate_wait_gives_up_on_stop(void **state)
     pthread_t th;
     (void)state;
     assert_non_null(rl);
-    ratelimit_set_shared(rl, fake_take, &f, 1030);
+    ratelimit_set_shared(rl, fake_take, fake_done, &f, 1030);
     assert_int_equal(pthread_create(&th, NULL, stop_later, &s), 0);
     int64_t t0 = mono_ms();
-    assert_int_equal(ratelimit_acquire(rl, &stop), -1);
+    struct ratelimit_ticket t = {.slot = 9};
+    assert_int_equal(ratelimit_acquire_ticket(rl, &stop, &t), -1);
+    assert_int_equal(t.slot, 0); /* nothing held */
+    ratelimit_done(rl, &t);
+    assert_int_equal(f.dones, 0);
     int64_t took = mono_ms() - t0;
     pthread_join(th, NULL);
     assert_true(took >= 90);

@@ -564,6 +564,7 @@ const struct store_backend_ops store_pg_backend = {
     .dedupe_stats = NULL,
     .watch_jobs = pg_watch_jobs,
     .rate_take = pg_rate_take,
+    .rate_done = pg_rate_done,
     .leader_try = pg_leader_try,
     .instance_beat = pg_instance_beat,
     .instance_forget = pg_instance_forget,

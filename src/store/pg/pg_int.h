@@ -162,8 +162,10 @@ int pg_watch_jobs(struct store_backend *base, void (*fn)(void *ctx), void *ctx, 
 
 void pg_shared_init(struct pg_backend *be);
 void pg_shared_free(struct pg_backend *be);
-int pg_rate_take(struct store_backend *base, const char *key, int n, double window_s,
-                 double *wait_s, char *err, size_t err_len);
+int pg_rate_take(struct store_backend *base, const char *key, int n, double window_s, double hold_s,
+                 struct store_rate_slot *slot, double *wait_s, char *err, size_t err_len);
+int pg_rate_done(struct store_backend *base, const char *key, const struct store_rate_slot *slot,
+                 char *err, size_t err_len);
 int pg_leader_try(struct store_backend *base, bool *leader, char *err, size_t err_len);
 int pg_instance_beat(struct store_backend *base, const struct store_instance *self, char *err,
                      size_t err_len);

@@ -1,13 +1,12 @@
 /*
  * pg_shared: what several `serve` processes on one PostgreSQL database share
  * beyond the queue and the audit chain: the one DIDWW rate budget (a ring of
- * the last n grant times in rate_budget, taken by hookline_rate_take under the
- * row's lock, schema 2), the maintenance lease (a session advisory lock held
- * by this connection, so it ends when the process or its connection dies) and
- * the instances table with each process's heartbeat. Everything runs on the
- * backend's own "shared" connection under slock, from any thread (delivery
- * workers, the maintenance thread, main's peer thread); each call is one
- * short statement. It never touches the writer's transaction.
+ * n slot times in rate_budget, taken by hookline_rate_take under the row's
+ * lock and set to the answer's time by hookline_rate_done, schema 2), the maintenance lease (a
+ * session advisory lock held by this connection, so it ends when the process or its connection
+ * dies) and the instances table with each process's heartbeat. Everything runs on the backend's own
+ * "shared" connection under slock, from any thread (delivery workers, the maintenance thread,
+ * main's peer thread); each call is one short statement. It never touches the writer's transaction.
  */
 #include "pg_int.h"
 
@@ -45,25 +44,53 @@ static PGresult *pg_shared_run(struct pg_backend *be, const char *sql, const str
     return r;
 }
 
-int pg_rate_take(struct store_backend *base, const char *key, int n, double window_s,
-                 double *wait_s, char *err, size_t err_len)
+int pg_rate_take(struct store_backend *base, const char *key, int n, double window_s, double hold_s,
+                 struct store_rate_slot *slot, double *wait_s, char *err, size_t err_len)
 {
     struct pg_backend *be = (struct pg_backend *)base;
     struct pg_params p = {0};
     pg_params_text(&p, key);
     pg_params_int(&p, n);
     pg_params_double(&p, window_s);
+    pg_params_double(&p, hold_s);
     pthread_mutex_lock(&be->slock);
-    PGresult *r = pg_shared_run(be, "SELECT hookline_rate_take($1, $2::integer, $3::float8)", &p,
-                                "taking a rate slot", err, err_len);
+    PGresult *r = pg_shared_run(be,
+                                "SELECT wait, slot, until FROM hookline_rate_take($1, $2::integer, "
+                                "$3::float8, $4::float8)",
+                                &p, "taking a rate slot", err, err_len);
     int rc = -1;
     *wait_s = 0.1;
+    slot->slot = 0;
     if (r) {
-        double w = pg_get_double(r, 0, 0);
-        rc = w > 0 ? 1 : 0;
-        *wait_s = w > 0 ? w : 0;
+        int s = (int)pg_get_int(r, 0, 1);
+        if (s > 0) {
+            rc = 0;
+            slot->slot = s;
+            slot->until = pg_get_double(r, 0, 2);
+            *wait_s = 0;
+        } else {
+            rc = 1;
+            *wait_s = pg_get_double(r, 0, 0);
+        }
         PQclear(r);
     }
+    pthread_mutex_unlock(&be->slock);
+    return rc;
+}
+
+int pg_rate_done(struct store_backend *base, const char *key, const struct store_rate_slot *slot,
+                 char *err, size_t err_len)
+{
+    struct pg_backend *be = (struct pg_backend *)base;
+    struct pg_params p = {0};
+    pg_params_text(&p, key);
+    pg_params_int(&p, slot->slot);
+    pg_params_double(&p, slot->until);
+    pthread_mutex_lock(&be->slock);
+    PGresult *r = pg_shared_run(be, "SELECT hookline_rate_done($1, $2::integer, $3::float8)", &p,
+                                "releasing a rate slot", err, err_len);
+    int rc = r ? 0 : -1;
+    PQclear(r);
     pthread_mutex_unlock(&be->slock);
     return rc;
 }
