@@ -36,7 +36,7 @@
 /* The shared rate budget counts requests in windows this long: 1 s and a
  * little for clock granularity (a slot counts from its answer, so the delay
  * between a grant and the request reaching DIDWW needs no margin). */
-#define DELIVERY_SHARED_WINDOW_MS 1005
+#define DELIVERY_SHARED_WINDOW_MS 1002
 /* A job refused with 401 on a shared store is due again only after this long,
  * well past the half second in which the other instances see the pause row. */
 #define DELIVERY_SHARED_PAUSE_HOLD_S 2.0
