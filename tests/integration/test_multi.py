@@ -16,8 +16,8 @@ with SIGKILL mid-backlog and started again. Then:
 - `hookline audit verify` passes over the records of all three, which carry their
   instance ids;
 - a 401 seen by one instance pauses all three; a resume on another resumes all three;
-- a rule reload requested on one instance reloads all three (their rule_version in
-  /readyz and /metrics);
+- a rule reload requested on one instance (POST /v1/rules/reload, then SIGHUP on
+  another) reloads all three (their rule_version in /readyz and /metrics);
 - the audit mirror is written by exactly one instance (the leader); killed, another
   takes over.
 """
@@ -280,6 +280,16 @@ class TestThreeInstances(unittest.TestCase):
         self.assertEqual(sorted(r["detail"]["instance"] for r in reloaded), list(IDS))
         self.assertEqual(sorted(r["detail"]["trigger"] for r in reloaded),
                          ["POST /v1/rules/reload", "instance hl-a", "instance hl-a"])
+        # ... and SIGHUP on another does the same
+        for s in self.servers:
+            self.write_rule(s, "3")
+        b.signal(signal.SIGHUP)
+        rs = self.readyz_all(lambda r: r.status == 200 and r.json()["rule_version"] not in
+                             (new, before[0]))
+        self.assertEqual(len({r.json()["rule_version"] for r in rs}), 1, rs)
+        reloaded = [r for r in a.audit()[0] if r["kind"] == "rules.reloaded"]
+        self.assertEqual(sorted(r["detail"]["trigger"] for r in reloaded[3:]),
+                         ["SIGHUP", "instance hl-b", "instance hl-b"])
 
         # ---- the audit mirror runs on one instance at a time ----
         def leaders(servers):
