@@ -28,6 +28,14 @@ void audit_format_time(double t, char out[32])
     snprintf(out + n, 32 - n, ".%03ldZ", ms);
 }
 
+/* Set before threads start, read-only afterwards. */
+static char audit_instance[80];
+
+void audit_set_instance(const char *id)
+{
+    snprintf(audit_instance, sizeof audit_instance, "%s", id ? id : "");
+}
+
 json_t *audit_record_new(const char *kind, const char *source, const char *event_id)
 {
     struct timeval tv;
@@ -43,7 +51,10 @@ json_t *audit_record_new(const char *kind, const char *source, const char *event
         json_object_set_new(r, "source", json_string(source));
     if (event_id)
         json_object_set_new(r, "event_id", json_string(event_id));
-    json_object_set_new(r, "detail", json_object());
+    json_t *detail = json_object();
+    if (detail && audit_instance[0])
+        json_object_set_new(detail, "instance", json_string(audit_instance));
+    json_object_set_new(r, "detail", detail);
     return r;
 }
 

@@ -17,8 +17,15 @@
 
 /* A new record {"time", "kind", "source", "event_id", "detail": {}}; source and
  * event_id may be NULL (then omitted). time is now, RFC 3339 UTC with
- * milliseconds. Returns a new reference (caller owns), or NULL on out of memory. */
+ * milliseconds; detail.instance is the process's instance id when one was set
+ * (audit_set_instance). Returns a new reference (caller owns), or NULL on out
+ * of memory. */
 json_t *audit_record_new(const char *kind, const char *source, const char *event_id);
+
+/* Sets the instance id every later audit_record_new puts in detail.instance
+ * (id borrowed, copied; NULL or "": none). `serve` calls it before threads
+ * start; CLI commands leave it unset. */
+void audit_set_instance(const char *id);
 
 /* Sets detail.key to a string value (copied); no-op on a NULL record or value. */
 void audit_detail_set_str(json_t *record, const char *key, const char *value);

@@ -1013,6 +1013,25 @@ static void config_parse_log(struct config_ctx *ctx, json_t *root)
         config_error(ctx, "log.level", "must be debug, info, warn or error");
 }
 
+static void config_parse_instance(struct config_ctx *ctx, json_t *root)
+{
+    static const char *const keys[] = {"id", NULL};
+    json_t *s = config_section(ctx, root, "instance");
+    if (s)
+        config_check_keys(ctx, s, "instance", keys);
+    config_get_str(ctx, s, "instance", "id", NULL, &ctx->cfg->instance_id);
+    const char *id = ctx->cfg->instance_id;
+    if (!id)
+        return;
+    size_t n = strlen(id);
+    bool ok = n > 0 && n <= CONFIG_INSTANCE_ID_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)id[i]) || strchr("._:-", id[i]) != NULL;
+    if (!ok)
+        config_error(ctx, "instance.id",
+                     "must be 1 to 64 characters of letters, digits, '.', '_', ':' or '-'");
+}
+
 /* ---------- entry points ---------- */
 
 /* Reads the whole config file; *mode gets its permission bits (0 when unknown). */
@@ -1097,8 +1116,8 @@ static struct config *config_parse_text(const char *name, char *dir, const char 
     struct config_scan sc = {text, 0, len, 1, &ctx};
     (void)config_scan_value(&sc, "", 0);
 
-    static const char *const top[] = {"listen",  "store", "didww", "delivery", "rules",
-                                      "sources", "admin", "audit", "log",      NULL};
+    static const char *const top[] = {"listen", "store", "didww", "delivery", "rules", "sources",
+                                      "admin",  "audit", "log",   "instance", NULL};
     config_check_keys(&ctx, root, "", top);
     config_parse_listen(&ctx, root);
     config_parse_store(&ctx, root);
@@ -1109,6 +1128,7 @@ static struct config *config_parse_text(const char *name, char *dir, const char 
     config_parse_admin(&ctx, root);
     config_parse_audit(&ctx, root);
     config_parse_log(&ctx, root);
+    config_parse_instance(&ctx, root);
     const char *who = config_readable_by(ctx.file_mode);
     if (ctx.nliterals > 0 && who)
         config_warn(&ctx, NULL,
@@ -1233,6 +1253,7 @@ void config_free(struct config *cfg)
     config_free_secret(cfg->admin_viewer_token);
     free(cfg->audit_jsonl_path);
     free(cfg->log_level);
+    free(cfg->instance_id);
     free(cfg);
 }
 

@@ -99,7 +99,14 @@ struct config {
     char *audit_jsonl_path; /* absolute or NULL */
 
     char *log_level;
+
+    /* instance.id: this process's name among the instances sharing a store (log
+     * lines, audit detail.instance, metrics, /readyz); NULL: hostname-pid. */
+    char *instance_id;
 };
+
+/* The longest instance.id. */
+#define CONFIG_INSTANCE_ID_MAX 64
 
 /* One problem found while loading. */
 struct config_diag {

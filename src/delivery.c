@@ -34,6 +34,13 @@
 #define DELIVERY_CACHE_SIZE 1024
 #define DELIVERY_STOPPED (-2)             /* delivery_send: not sent, the service is stopping */
 #define DELIVERY_THROTTLE_DEFAULT_MS 1000 /* a 429 without a usable Retry-After blocks 1 s */
+/* The shared rate budget counts requests in windows this long: 1 s and a
+ * little for clock granularity (a slot counts from its answer, so the delay
+ * between a grant and the request reaching DIDWW needs no margin). */
+#define DELIVERY_SHARED_WINDOW_MS 1002
+/* A job refused with 401 on a shared store is due again only after this long,
+ * well past the half second in which the other instances see the pause row. */
+#define DELIVERY_SHARED_PAUSE_HOLD_S 2.0
 
 struct delivery_cache_entry {
     char number[24];
@@ -47,8 +54,9 @@ struct delivery {
     struct ratelimit *rl;
     pthread_t *threads;
     int nthreads;
-    atomic_int stop; /* set by delivery_stop; read without d->lock by workers and the limiter */
-    char key_fp[17]; /* first 16 hex of SHA-256 of the API key: detects a changed key */
+    atomic_int stop;     /* set by delivery_stop; read without d->lock by workers and the limiter */
+    char key_fp[17];     /* first 16 hex of SHA-256 of the API key: detects a changed key */
+    char budget_key[32]; /* "didww:<key_fp>": the shared rate budget's name (shared store) */
 
     pthread_mutex_t lock; /* guards paused, pause_reason, wake */
     pthread_cond_t wake;
@@ -179,6 +187,8 @@ static void delivery_cache_put(struct delivery *d, const char *number, const cha
 
 /* ---------- pause ---------- */
 
+static void delivery_check_external_resume(struct delivery *d);
+
 static void delivery_set_paused(struct delivery *d, bool paused, const char *reason)
 {
     pthread_mutex_lock(&d->lock);
@@ -262,6 +272,31 @@ static json_t *delivery_errors_without_key(const json_t *errors, const char *key
     return out;
 }
 
+/* Pauses this process for the pause row value (reason|key:fp) another instance
+ * recorded; nothing is written. */
+static void delivery_pause_from_row(struct delivery *d, char *value)
+{
+    char *bar = strstr(value, "|key:");
+    if (bar)
+        *bar = '\0';
+    delivery_set_paused(d, true, value);
+    log_write(LOG_ERROR, "delivery paused by another instance",
+              (const char *[]){"reason", value, NULL});
+}
+
+void delivery_sync_pause(struct delivery *d)
+{
+    char value[400];
+    int rc = store_control_get(d->st, DELIVERY_PAUSE_KEY, value, sizeof value);
+    pthread_mutex_lock(&d->lock);
+    bool paused = d->paused, pausing = d->pausing;
+    pthread_mutex_unlock(&d->lock);
+    if (rc == 1 && !paused && !pausing)
+        delivery_pause_from_row(d, value);
+    else if (rc == 0 && paused && !pausing)
+        delivery_check_external_resume(d);
+}
+
 /* Records a pause: control row (so other processes and restarts see it) and
  * delivery.paused with the reason and DIDWW's errors (borrowed, may be NULL),
  * then stops every worker from claiming. */
@@ -273,6 +308,15 @@ static void delivery_pause(struct delivery *d, const char *reason, const json_t 
     pthread_mutex_unlock(&d->lock);
     if (busy)
         return;
+    char row[400];
+    if (store_shared(d->st) && store_control_get(d->st, DELIVERY_PAUSE_KEY, row, sizeof row) == 1) {
+        /* Another instance recorded this pause already (its 401 came first). */
+        delivery_pause_from_row(d, row);
+        pthread_mutex_lock(&d->lock);
+        d->pausing = false;
+        pthread_mutex_unlock(&d->lock);
+        return;
+    }
     json_t *errs = delivery_errors_without_key(errors, d->opts.api_key);
     /* The row first, then the flag: a paused worker that looks for an external
      * resume must find the row, or it would lift the pause at once. */
@@ -292,7 +336,12 @@ static void delivery_pause(struct delivery *d, const char *reason, const json_t 
 
 int delivery_resume(struct delivery *d, const char *who)
 {
-    if (!delivery_paused(d, NULL, 0))
+    char value[400];
+    /* On a shared store another instance's pause may not have reached this
+     * one yet: its row is what is lifted. */
+    if (!delivery_paused(d, NULL, 0) &&
+        !(store_shared(d->st) &&
+          store_control_get(d->st, DELIVERY_PAUSE_KEY, value, sizeof value) == 1))
         return 1;
     if (delivery_control(d, NULL, "delivery.resumed", "by", who, NULL) < 0)
         return -1;
@@ -387,11 +436,14 @@ static int delivery_send(struct delivery_worker *w, const char *method, const ch
 {
     struct delivery *d = w->d;
     memset(resp, 0, sizeof *resp);
-    if (ratelimit_acquire(d->rl, &d->stop) < 0) {
+    struct ratelimit_ticket ticket = {0};
+    if (ratelimit_acquire_ticket(d->rl, &d->stop, &ticket) < 0) {
         snprintf(resp->error, sizeof resp->error, "shutting down");
         return DELIVERY_STOPPED;
     }
     int rc = didww_client_send(w->client, method, path, body, resp);
+    /* The shared slot counts from the answer: the request reached DIDWW before. */
+    ratelimit_done(d->rl, &ticket);
     metrics_didww_request(method, resp->status, (double)resp->duration_ms / 1000.0);
     return rc;
 }
@@ -457,7 +509,9 @@ static void delivery_classify(struct delivery_worker *w, const struct store_job 
         delivery_pause(d, reason, errors);
         r->state = "pending"; /* not the job's fault: it waits for the resume */
         r->attempts = attempt - 1;
-        r->next_at = delivery_wall();
+        /* On a shared store the other instances learn of the pause from its row
+         * within a poll: until then the job is not due, so none sends it again. */
+        r->next_at = delivery_wall() + (store_shared(d->st) ? DELIVERY_SHARED_PAUSE_HOLD_S : 0);
         json_decref(errors);
         return;
     }
@@ -736,6 +790,41 @@ static void *delivery_worker_main(void *arg)
     return NULL;
 }
 
+/* The shared budget's gate (ratelimit_shared_fn): one slot of the store's
+ * budget for this API key, held at most the request's timeout and a second,
+ * or how long to wait. */
+static int64_t delivery_rate_shared(void *ctx, int n, int64_t window_ms, struct ratelimit_ticket *t)
+{
+    struct delivery *d = ctx;
+    double wait_s = 0.1;
+    char err[200];
+    struct store_rate_slot slot = {0};
+    int rc =
+        store_rate_take(d->st, d->budget_key, n, (double)window_ms / 1000.0,
+                        (double)d->opts.timeout_ms / 1000.0 + 1.0, &slot, &wait_s, err, sizeof err);
+    if (rc == 0) {
+        t->slot = slot.slot;
+        t->until = slot.until;
+        return 0;
+    }
+    if (rc < 0)
+        log_write(LOG_WARN, "the shared rate budget cannot be read; nothing is sent",
+                  (const char *[]){"error", err, NULL});
+    int64_t ms = (int64_t)(wait_s * 1000.0) + 1;
+    return ms > 0 ? ms : 1;
+}
+
+/* ratelimit_shared_done_fn: the request of t was answered. */
+static void delivery_rate_shared_done(void *ctx, const struct ratelimit_ticket *t)
+{
+    struct delivery *d = ctx;
+    char err[200];
+    struct store_rate_slot slot = {.slot = t->slot, .until = t->until};
+    if (store_rate_done(d->st, d->budget_key, &slot, err, sizeof err) < 0)
+        log_write(LOG_WARN, "a shared rate slot stays held until its hold ends",
+                  (const char *[]){"error", err, NULL});
+}
+
 int delivery_start(const struct delivery_options *opts, struct store *st, struct delivery **out,
                    char *err, size_t err_len)
 {
@@ -763,8 +852,19 @@ int delivery_start(const struct delivery_options *opts, struct store *st, struct
     }
     /* Jobs a previous process left running (killed mid-request) go back to the
      * queue now instead of waiting for their lease: with SQLite, this process is
-     * the only one that claims. */
+     * the only one that claims. On a shared store the running jobs may be other
+     * live instances' own: they come back only when their lease runs out (a
+     * claim takes a job whose lease expired), and every send also takes a slot
+     * of the budget all instances share. */
     struct store_op rel = {.kind = STORE_OP_RELEASE, .u.release = {.at = delivery_wall()}};
+    if (store_shared(st)) {
+        snprintf(d->budget_key, sizeof d->budget_key, "didww:%s", d->key_fp);
+        ratelimit_set_shared(d->rl, delivery_rate_shared, delivery_rate_shared_done, d,
+                             DELIVERY_SHARED_WINDOW_MS);
+        rel.u.release.instance = opts->instance_id ? opts->instance_id : "";
+        rel.u.release.stale_s = DELIVERY_HOLDER_STALE_S;
+        rel.u.release.reclaim_own = true;
+    }
     if (store_submit_wait(st, &rel) == 0 && rel.u.release.released > 0) {
         char n[32];
         snprintf(n, sizeof n, "%lld", (long long)rel.u.release.released);

@@ -28,9 +28,14 @@ struct delivery_options {
     int64_t backoff_initial_ms;
     int64_t backoff_max_ms;
     bool skip_noop;
-    int number_cache_ttl_s; /* 0: 300 */
-    int idle_poll_ms;       /* an idle worker looks for due jobs this often; 0: 200 */
+    int number_cache_ttl_s;  /* 0: 300 */
+    int idle_poll_ms;        /* an idle worker looks for due jobs this often; 0: 200 */
+    const char *instance_id; /* this process's id (a shared store: whose leases to reclaim) */
 };
+
+/* On a shared store, a job held by an instance whose heartbeat is older than
+ * this is taken back (its holder is gone) without waiting for the lease. */
+#define DELIVERY_HOLDER_STALE_S 15.0
 
 struct delivery;
 
@@ -48,6 +53,12 @@ bool delivery_paused(struct delivery *d, char *why, size_t why_len);
 /* Lifts a pause (audited delivery.resumed with who). Returns 0, or 1 when
  * delivery was not paused, -1 when the store failed. */
 int delivery_resume(struct delivery *d, const char *who);
+
+/* Brings this process's pause in line with the pause row other instances on a
+ * shared store write and clear (a 401 seen elsewhere pauses here, a resume
+ * anywhere resumes here). Called periodically by serve's peer thread; any
+ * thread. */
+void delivery_sync_pause(struct delivery *d);
 
 /* Stops the workers (each finishes its current request) and frees d. */
 void delivery_stop(struct delivery *d);

@@ -291,6 +291,18 @@ static enum MHD_Result http_readyz(struct http_server *srv, struct MHD_Connectio
                  paused);
         return http_problem(conn, 503, "delivery-paused", "Not ready", why, NULL);
     }
+    json_t *extra = srv->admin.status ? srv->admin.status(srv->admin.ctx) : NULL;
+    if (extra) {
+        json_object_set_new(extra, "status", json_string("ready"));
+        char *text = json_dumps(extra, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(extra);
+        if (text) {
+            enum MHD_Result rc =
+                http_send(conn, 200, "application/json", text, strlen(text), 0, NULL);
+            free(text);
+            return rc;
+        }
+    }
     static const char ok[] = "{\"status\":\"ready\"}";
     return http_send(conn, 200, "application/json", ok, sizeof ok - 1, 0, NULL);
 }

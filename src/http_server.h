@@ -7,6 +7,7 @@
 #ifndef HOOKLINE_HTTP_SERVER_H
 #define HOOKLINE_HTTP_SERVER_H
 
+#include <jansson.h>
 #include <stdbool.h>
 
 #include "config.h"
@@ -32,6 +33,10 @@ struct http_admin {
     /* The rule engine, borrowed (NULL: none): the console's dry run and rule
      * version read it. */
     struct rules *rules;
+    /* Members added to a ready /readyz answer (this instance's id, its rule
+     * version, the instances sharing the store): returns a new object (the
+     * server decrefs it) or NULL. May be NULL. */
+    json_t *(*status)(void *ctx);
 };
 
 /* Starts listening on cfg->listen_host:listen_port with cfg->listen_threads

@@ -39,6 +39,14 @@ static pthread_mutex_t log_rate_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct log_site log_sites[LOG_SITES];
 static double (*log_clock)(void);
 static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
+/* The process's instance id, written into every line after msg ("" none). Set
+ * before threads start, read-only afterwards. */
+static char log_instance[80];
+
+void log_set_instance(const char *id)
+{
+    snprintf(log_instance, sizeof log_instance, "%s", id ? id : "");
+}
 
 void log_set_level(enum log_level level)
 {
@@ -115,6 +123,11 @@ static void log_emit(enum log_level level, const char *msg, const char *const *f
     log_append_raw(buf, sizeof buf, &pos, "\",\"msg\":\"");
     log_append_escaped(buf, sizeof buf - 64, &pos, msg);
     log_append_raw(buf, sizeof buf, &pos, "\"");
+    if (log_instance[0]) {
+        log_append_raw(buf, sizeof buf, &pos, ",\"instance\":\"");
+        log_append_escaped(buf, sizeof buf - 64, &pos, log_instance);
+        log_append_raw(buf, sizeof buf, &pos, "\"");
+    }
     for (size_t i = 0; fields && fields[i] && fields[i + 1]; i += 2) {
         log_append_raw(buf, sizeof buf, &pos, ",\"");
         log_append_escaped(buf, sizeof buf - 64, &pos, fields[i]);

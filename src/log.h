@@ -14,6 +14,10 @@ enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 /* Sets the minimum level written; default LOG_INFO. Call before threads start. */
 void log_set_level(enum log_level level);
 
+/* Sets the instance id written as "instance" into every line (id borrowed,
+ * copied; NULL or "": none). Call before threads start. */
+void log_set_instance(const char *id);
+
 /* Parses "debug", "info", "warn", "error". Returns 0 and *out, or -1. */
 int log_parse_level(const char *name, enum log_level *out);
 

@@ -182,6 +182,23 @@ void metrics_didww_request(const char *method, int status, double seconds)
     pthread_mutex_unlock(&metrics_lock);
 }
 
+/* hookline_instance_info's labels and hookline_instance_leader, under
+ * metrics_lock ("" when unset: not rendered). */
+static char metrics_instance[80], metrics_rule_version[40];
+static int metrics_leader = -1;
+
+void metrics_set_instance(const char *id, const char *rule_version, int leader)
+{
+    pthread_mutex_lock(&metrics_lock);
+    if (id)
+        snprintf(metrics_instance, sizeof metrics_instance, "%s", id);
+    if (rule_version)
+        snprintf(metrics_rule_version, sizeof metrics_rule_version, "%s", rule_version);
+    if (leader >= 0)
+        metrics_leader = leader ? 1 : 0;
+    pthread_mutex_unlock(&metrics_lock);
+}
+
 void metrics_set_delivery_paused(bool paused)
 {
     pthread_mutex_lock(&metrics_lock);
@@ -333,6 +350,22 @@ char *metrics_render(size_t *len)
                    "the API key).\n# TYPE hookline_delivery_paused gauge\n"
                    "hookline_delivery_paused %d\n",
                    metrics_paused);
+    if (metrics_instance[0]) {
+        metrics_printf(&b, "# HELP hookline_instance_info This process: its instance id and the "
+                           "rule version in force.\n# TYPE hookline_instance_info gauge\n"
+                           "hookline_instance_info{instance=\"");
+        metrics_label(&b, metrics_instance);
+        metrics_printf(&b, "\",rule_version=\"");
+        metrics_label(&b, metrics_rule_version);
+        metrics_printf(&b, "\"} 1\n");
+        if (metrics_leader >= 0) {
+            metrics_printf(&b, "# HELP hookline_instance_leader 1 while this instance runs the "
+                               "audit mirror and retention.\n# TYPE hookline_instance_leader "
+                               "gauge\nhookline_instance_leader{instance=\"");
+            metrics_label(&b, metrics_instance);
+            metrics_printf(&b, "\"} %d\n", metrics_leader);
+        }
+    }
     metrics_render_histogram(&b, "hookline_rule_duration_seconds",
                              "Time spent running the rule script for one event.", &metrics_rule);
     metrics_render_histogram(&b, "hookline_store_commit_duration_seconds",

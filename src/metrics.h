@@ -29,6 +29,10 @@ void metrics_didww_request(const char *method, int status, double seconds);
 /* hookline_delivery_paused. */
 void metrics_set_delivery_paused(bool paused);
 
+/* hookline_instance_info{instance,rule_version} 1 and, when leader >= 0,
+ * hookline_instance_leader{instance} (1/0). NULL strings and leader < 0 leave
+ * the value as it was; strings copied. */
+void metrics_set_instance(const char *id, const char *rule_version, int leader);
 /* hookline_rule_duration_seconds histogram observation. */
 void metrics_rule_duration(double seconds);
 

@@ -4,7 +4,9 @@
  * of the last N accepted send times, guarded by its own mutex (a leaf lock: nothing
  * else is called while it is held). Any thread may call it; ratelimit_acquire sleeps in
  * steps of at most 50 ms so a shutdown is noticed quickly, and it never sleeps while
- * holding the mutex.
+ * holding the mutex. With a shared gate set (several instances on one store), a
+ * slot is taken locally first, then from the shared budget, which is asked without
+ * the mutex held (it is one database round trip).
  */
 #include "ratelimit.h"
 
@@ -29,7 +31,60 @@ struct ratelimit {
      * new 429 until it is back at n. */
     int eff;
     int64_t blocked_until, last_throttle, last_raise;
+    /* The budget shared with other processes; NULL: none. Set before use. */
+    ratelimit_shared_fn shared;
+    ratelimit_shared_done_fn shared_done;
+    void *shared_ctx;
+    int64_t shared_window_ms;
 };
+
+void ratelimit_set_shared(struct ratelimit *rl, ratelimit_shared_fn take,
+                          ratelimit_shared_done_fn done, void *ctx, int64_t window_ms)
+{
+    rl->shared = take;
+    rl->shared_done = done;
+    rl->shared_ctx = ctx;
+    rl->shared_window_ms = window_ms;
+}
+
+void ratelimit_done(struct ratelimit *rl, const struct ratelimit_ticket *t)
+{
+    if (rl->shared_done && t && t->slot > 0)
+        rl->shared_done(rl->shared_ctx, t);
+}
+
+/* Sleeps wait_ms in steps of at most RATELIMIT_SLEEP_STEP_MS. Returns -1 as soon
+ * as *stop is set, else 0. */
+static int ratelimit_sleep(int64_t wait_ms, const atomic_int *stop)
+{
+    int64_t until = ratelimit_now_ms() + wait_ms;
+    for (;;) {
+        if (stop && atomic_load(stop))
+            return -1;
+        int64_t left = until - ratelimit_now_ms();
+        if (left <= 0)
+            return 0;
+        if (left > RATELIMIT_SLEEP_STEP_MS)
+            left = RATELIMIT_SLEEP_STEP_MS;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)left * 1000000L};
+        /* EINTR just ends this step early; the loop re-checks. */
+        (void)clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
+    }
+}
+
+/* Takes a slot of the shared budget, waiting as told. Returns 0, or -1 when *stop
+ * was set first. */
+static int ratelimit_acquire_shared(struct ratelimit *rl, const atomic_int *stop,
+                                    struct ratelimit_ticket *t)
+{
+    for (;;) {
+        int64_t wait = rl->shared(rl->shared_ctx, rl->n, rl->shared_window_ms, t);
+        if (wait <= 0)
+            return 0;
+        if (ratelimit_sleep(wait, stop) < 0)
+            return -1;
+    }
+}
 
 struct ratelimit *ratelimit_create(int per_second, int margin_ms)
 {
@@ -134,13 +189,23 @@ int64_t ratelimit_now_ms(void)
 
 int ratelimit_acquire(struct ratelimit *rl, const atomic_int *stop)
 {
+    struct ratelimit_ticket t = {0};
+    int rc = ratelimit_acquire_ticket(rl, stop, &t);
+    ratelimit_done(rl, &t);
+    return rc;
+}
+
+int ratelimit_acquire_ticket(struct ratelimit *rl, const atomic_int *stop,
+                             struct ratelimit_ticket *t)
+{
+    t->slot = 0;
     for (;;) {
         /* The clock is read under the lock so concurrent acquirers record in order. */
         pthread_mutex_lock(&rl->mu);
         int64_t wait = ratelimit_try_locked(rl, ratelimit_now_ms());
         pthread_mutex_unlock(&rl->mu);
         if (wait == 0)
-            return 0;
+            return rl->shared ? ratelimit_acquire_shared(rl, stop, t) : 0;
         if (stop && atomic_load(stop))
             return -1;
         if (wait > RATELIMIT_SLEEP_STEP_MS)

@@ -266,7 +266,7 @@ class Bench:
         return {d["id"]: d for d in http_json(self.sim_port, "GET", "/__sim/state")["dids"]}
 
     # ---- hookline
-    def config(self, name, db, with_key, skip_noop):
+    def config(self, name, db, with_key, skip_noop, instance=None):
         didww = {"base_url": "http://127.0.0.1:%d/v3" % self.sim_port,
                  "api_version": "2022-05-10", "rate_limit_per_s": self.a.rate_limit,
                  "timeout_ms": 15000}
@@ -282,6 +282,8 @@ class Bench:
                                              "prefix": "Bearer ", "secret": "env:BENCH_TOKEN"}}},
             "log": {"level": "info"},
         }
+        if instance:
+            cfg["instance"] = {"id": instance}
         path = os.path.join(self.work, name + ".json")
         with open(path, "w") as f:
             json.dump(cfg, f, indent=2)
@@ -368,10 +370,11 @@ class Bench:
                 return float(parts[1])
         raise BenchError("no hookline_queue_depth in /metrics")
 
-    def backlog(self, name, streams, skip_noop, njobs, timeout_s):
-        """Queues the streams' webhooks with delivery off, then delivers them.
+    def backlog(self, name, streams, skip_noop, njobs, timeout_s, instances=1):
+        """Queues the streams' webhooks with delivery off, then delivers them with
+        `instances` hooklines on the store (several: PostgreSQL, instance.id bench-N).
         Returns (seconds from the restart to an empty queue, job states, CPU cores the
-        delivering hookline used meanwhile)."""
+        delivering hooklines used meanwhile)."""
         db = self.new_db(name)
         p, port = self.start_hookline(name + "-queue", self.config(name + "-queue", db, False,
                                                                     skip_noop))
@@ -383,24 +386,31 @@ class Bench:
                 name, njobs, states))
         self.sim_reset()
         t0 = time.monotonic()
-        p, port = self.start_hookline(name + "-deliver", self.config(name + "-deliver", db, True,
-                                                                      skip_noop))
+        ps = []
+        for i in range(instances):
+            n = name + "-deliver" + ("-%d" % i if instances > 1 else "")
+            ps.append(self.start_hookline(n, self.config(
+                n, db, True, skip_noop, "bench-%d" % i if instances > 1 else None)))
+        port = ps[0][1]
         deadline = t0 + timeout_s
         drained = None
         while time.monotonic() < deadline:
             if self.queue_depth(port) == 0:
                 drained = time.monotonic() - t0
                 break
-            if p.p.poll() is not None:
-                raise BenchError("%s exited during delivery: %s" % (p.name,
-                                                                     p.stderr_text()[-2000:]))
+            for p, _ in ps:
+                if p.p.poll() is not None:
+                    raise BenchError("%s exited during delivery: %s" % (
+                        p.name, p.stderr_text()[-2000:]))
             time.sleep(0.1)
         if drained is None:
             raise BenchError("%s: the queue did not drain within %.0f s (states %s)" % (
                 name, timeout_s, self.job_states(db)))
-        cores = proc_cpu_s(p.p.pid) / drained  # from its start: the drain is nearly all of it
+        # from their start: the drain is nearly all of it
+        cores = sum(proc_cpu_s(p.p.pid) for p, _ in ps) / drained
         time.sleep(0.3)  # the last answers' log lines
-        self.stop_hookline(p)
+        for p, _ in ps:
+            self.stop_hookline(p)
         return drained, self.job_states(db), cores
 
     def live(self, name, streams, skip_noop, timeout_s):
@@ -425,8 +435,9 @@ class Bench:
         return drained, self.job_states(db)
 
     # ---- (a)
-    def run_a(self, skip_noop):
-        name = "a-skip%s" % ("1" if skip_noop else "0")
+    def run_a(self, skip_noop, instances=1):
+        name = "a%s-skip%s" % ("-x%d" % instances if instances > 1 else "",
+                               "1" if skip_noop else "0")
         nd = len(self.dids)
         plan = {}  # did -> (trunk, capacity)
         streams = [[] for _ in range(8)]
@@ -439,7 +450,8 @@ class Bench:
         njobs = 2 * nd
         per_job = 2 if skip_noop else 1
         drained, states, cores = self.backlog(
-            name, streams, skip_noop, njobs, timeout_s=njobs * per_job / self.a.rate_limit * 2 + 30)
+            name, streams, skip_noop, njobs, timeout_s=njobs * per_job / self.a.rate_limit * 2 + 30,
+            instances=instances)
         reqs = self.sim_requests()
         stats = self.sim_stats()
         if states != {"done": njobs}:
@@ -465,6 +477,7 @@ class Bench:
         for r in reqs:
             by_method[r["method"]] = by_method.get(r["method"], 0) + 1
         return {
+            "instances": instances,
             "skip_noop": skip_noop, "jobs": njobs, "requests": n, "by_method": by_method,
             "rate": rate, "naive_rate": naive, "span_s": (ts[-1] - ts[0]) / 1000.0,
             "ratio": rate / lim, "drain_s": drained, "cores": cores,
@@ -608,9 +621,15 @@ def main():
     ap.add_argument("--pg-url", help="postgresql://USER@127.0.0.1:PORT/DB of a superuser")
     ap.add_argument("--pg-passfile", help="file holding that user's password")
     ap.add_argument("--psql", default="psql")
+    ap.add_argument("--instances", type=int, default=1,
+                    help="several: (a) only, delivered by that many instances on one "
+                         "PostgreSQL database sharing the rate budget, beside a one-instance "
+                         "run of the same backlog")
     a = ap.parse_args()
     if a.store == "pg" and not (a.pg_url and a.pg_passfile):
         ap.error("--store pg needs --pg-url and --pg-passfile")
+    if a.instances > 1 and a.store != "pg":
+        ap.error("--instances > 1 needs --store pg (several instances share PostgreSQL)")
     if a.pg_passfile:
         a.pg_passfile = os.path.abspath(a.pg_passfile)
     for k in ("hookline", "sim", "rule", "workdir"):  # the children run in workdir
@@ -634,9 +653,13 @@ def main():
                 ", store PostgreSQL" if a.store == "pg" else ""))
 
         a_runs = []
-        for sn in {"false": [False], "true": [True], "both": [False, True]}[a.a_skip_noop]:
-            log("(a) backlog 600 jobs / 300 DIDs, skip_noop %s ..." % str(sn).lower())
-            r = b.run_a(sn)
+        counts = [1, a.instances] if a.instances > 1 else [1]
+        for sn, ni in [(sn, ni) for sn in {"false": [False], "true": [True],
+                                            "both": [False, True]}[a.a_skip_noop]
+                       for ni in counts]:
+            log("(a) backlog 600 jobs / 300 DIDs, skip_noop %s, %d instance%s ..." % (
+                str(sn).lower(), ni, "s" if ni > 1 else ""))
+            r = b.run_a(sn, ni)
             a_runs.append(r)
             log("    %d requests (%s) in %.2f s first to last, queue empty %.2f s after the "
                 "restart; sustained %.2f req/s (first %d excluded), all-in %.2f req/s; "
@@ -646,7 +669,8 @@ def main():
                     r["max_per_s"], json.dumps(r["statuses"], sort_keys=True), r["cores"]))
 
         b_runs = []
-        for sn in (True, False):
+        c_runs = []
+        for sn in (() if a.instances > 1 else (True, False)):
             log("(b) 1000 updates / 10 DIDs, skip_noop %s ..." % str(sn).lower())
             r = b.run_b(sn)
             b_runs.append(r)
@@ -655,7 +679,7 @@ def main():
                     r["requests"], ", ".join("%s %d" % kv for kv in sorted(r["by_method"].items())),
                     r["jobs"], r["per_job"], json.dumps(r["states"], sort_keys=True),
                     r["drain_s"]))
-        for sn in (True, False):
+        for sn in (() if a.instances > 1 else (True, False)):
             # For information (no target): the same updates posted while delivery runs,
             # so the first update of each DID is claimed before the others arrive.
             log("(b) for information: the same 1000 updates posted while delivery runs, "
@@ -667,8 +691,7 @@ def main():
                     r["jobs"], r["per_job"], json.dumps(r["states"], sort_keys=True),
                     r["drain_s"]))
 
-        c_runs = []
-        for sn in (True, False):
+        for sn in (() if a.instances > 1 else (True, False)):
             log("(c) idle latency, %d webhooks one at a time, skip_noop %s ..." % (
                 a.idle_n, str(sn).lower()))
             r = b.run_c(sn)
@@ -692,11 +715,13 @@ def main():
             " (PostgreSQL store)" if a.store == "pg" else ""))
         for r in a_runs:
             ok = r["ratio"] >= 0.95 and r["n429"] == 0
-            log("(a) backlog 600 jobs / 300 DIDs%s: %.1f req/s achieved = %.2f of limit %d "
-                "(target >= 0.95), 429s: %d%s" % (
+            log("(a) backlog 600 jobs / 300 DIDs%s%s: %.1f req/s achieved = %.2f of limit %d "
+                "(target >= 0.95), 429s: %d, max %s in any 1 s window%s" % (
                     "" if len(a_runs) == 1 and not r["skip_noop"] else
                     " (skip_noop %s)" % str(r["skip_noop"]).lower(),
-                    r["rate"], r["ratio"], a.rate_limit, r["n429"], below(ok)))
+                    ", %d instances sharing the budget" % r["instances"]
+                    if r["instances"] > 1 else "",
+                    r["rate"], r["ratio"], a.rate_limit, r["n429"], r["max_per_s"], below(ok)))
         for r in b_runs:
             ok = r["per_job"] <= 0.02
             parts = ", ".join("%d %s" % (v, k) for k, v in sorted(r["by_method"].items()))

@@ -22,6 +22,11 @@
 #   fresh database; the same wrk load right after the SQLite run) and prints
 #   `ratio pg/sqlite` (issue 12's target >= 0.35) with the same checks, the rows
 #   counted through psql.
+#   INSTANCES [1]: with STORE=pg, N > 1 also spreads the same wrk load over N hookline
+#   instances on one fresh database (instance.id bench-0..N-1; N wrk processes at
+#   once, -t1 and CONNECTIONS/N connections each, same duration) and prints their
+#   aggregate rate against the one-instance pg run of the same invocation (`ratio
+#   N-instances/1-instance`, a figure without a target), with the same checks.
 # Exit: 0 ok (even below the ratio targets: the figures are printed), 1 a failed
 #   check or a setup error. Checks: every 202 counted by hookline is a row in the
 #   events table; rows exceed the 202s by at most CONNECTIONS (events in flight
@@ -41,6 +46,7 @@ CONNECTIONS=${CONNECTIONS:-50}
 THREADS=${THREADS:-2}
 FLOOR_RUN=${FLOOR_RUN:-1}
 STORE=${STORE:-sqlite}
+INSTANCES=${INSTANCES:-1}
 TARGET_RATIO=0.5
 TARGET_PG_RATIO=0.35 # issue 12: PostgreSQL ingest against SQLite ingest, same run
 PORT_WAIT_S=15     # bounded wait for a server to listen
@@ -58,6 +64,11 @@ die() {
 ((THREADS <= CONNECTIONS)) || die "THREADS ($THREADS) must not exceed CONNECTIONS ($CONNECTIONS)"
 [[ $FLOOR_RUN == 0 || $FLOOR_RUN == 1 ]] || die "FLOOR_RUN must be 0 or 1"
 [[ $STORE == sqlite || $STORE == pg ]] || die "STORE must be sqlite or pg (got '$STORE')"
+[[ $INSTANCES =~ ^[1-9]$ ]] || die "INSTANCES must be 1..9 (got '$INSTANCES')"
+if ((INSTANCES > 1)) && [[ $STORE != pg ]]; then
+    die "INSTANCES > 1 needs STORE=pg (several instances share one PostgreSQL database)"
+fi
+((INSTANCES <= CONNECTIONS)) || die "INSTANCES ($INSTANCES) must not exceed CONNECTIONS"
 for tool in wrk cc pkg-config curl python3; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required (wrk: apt-get install -y wrk)"
 done
@@ -448,6 +459,91 @@ if [[ $STORE == pg ]]; then
     pg_ops=$R_OPS pg_dbcpu=$R_DBCPU
 fi
 
+# ---------------------------------------------------------------- several instances
+# run_multi: INSTANCES hooklines on one fresh PostgreSQL database, one wrk each at
+# once (CONNECTIONS split between them). Sets M_RPS (aggregate), M_ACCEPTED, M_ROWS,
+# M_OTHER and M_ERRS.
+run_multi() {
+    local n=$INSTANCES i k port line pid conns config m prev acc
+    local -a ports=() pids=() wpids=()
+    pg_psql postgres "CREATE DATABASE hookline_bench_multi;" ||
+        die "cannot create database hookline_bench_multi"
+    local url="postgresql://hookline@127.0.0.1:$PG_PORT/hookline_bench_multi"
+    for ((i = 0; i < n; i++)); do
+        config="$TMP/multi-$i.json"
+        python3 - "$config" "$url" "file:$PG_PASSFILE" "bench-$i" <<'EOF' || die "cannot write the config"
+import json, sys
+path, url, pwref, ident = sys.argv[1:5]
+cfg = {"listen": {"host": "127.0.0.1", "port": 0},
+       "sources": {"bench": {"verify": {"scheme": "token", "header": "Authorization",
+                                        "prefix": "Bearer ", "secret": "env:BENCH_TOKEN"}}},
+       "store": {"url": url, "password": pwref}, "instance": {"id": ident},
+       "log": {"level": "info"}}
+with open(path, "w") as f:
+    json.dump(cfg, f, indent=2)
+EOF
+        (cd "$TMP" && exec "$HOOKLINE" serve -c "$config") >"$TMP/multi-$i.out" 2>"$TMP/multi-$i.err" &
+        pid=$!
+        PIDS+=("$pid")
+        pids+=("$pid")
+        line=$(wait_for_line "$pid" "$TMP/multi-$i.err" '"msg":"listening"') || {
+            cat "$TMP/multi-$i.err" >&2
+            die "hookline instance $i did not listen within ${PORT_WAIT_S}s"
+        }
+        port=$(sed -n 's/.*"port":"\([0-9]*\)".*/\1/p' <<<"$line")
+        ports+=("$port")
+    done
+    echo "---- wrk against $n instances on one PostgreSQL database ----"
+    for ((i = 0; i < n; i++)); do
+        conns=$((CONNECTIONS / n + (i < CONNECTIONS % n ? 1 : 0)))
+        # A run id of its own: the wrk processes' bodies must differ (else duplicates).
+        BENCH_RUN_ID="$BENCH_RUN_ID-$i" wrk -t1 -c"$conns" -d"$DURATION" --latency -s "$LUA" \
+            "http://127.0.0.1:${ports[$i]}/hooks/bench" >"$TMP/multi-$i.wrk" 2>&1 &
+        wpids+=("$!")
+    done
+    for ((i = 0; i < n; i++)); do
+        wait "${wpids[$i]}" || { cat "$TMP/multi-$i.wrk" >&2; die "wrk failed against instance $i"; }
+        grep -q '^BENCH_RESULT ' "$TMP/multi-$i.wrk" || die "no BENCH_RESULT from wrk $i"
+    done
+    M_RPS=$(for ((i = 0; i < n; i++)); do
+        printf '%s %s\n' "$(result_field "$TMP/multi-$i.wrk" requests)" \
+            "$(result_field "$TMP/multi-$i.wrk" duration_us)"
+    done | awk '{ r += $1; if ($2 > d) d = $2 } END { printf "%.0f\n", (d > 0 ? r * 1e6 / d : 0) }')
+    M_ACCEPTED=0
+    M_OTHER=""
+    M_ERRS=""
+    for ((i = 0; i < n; i++)); do
+        prev=-1
+        for ((k = 0; k < SETTLE_WAIT_S * 4; k++)); do
+            m=$(fetch_metrics "${ports[$i]}") || die "GET /metrics failed (instance $i)"
+            acc=$(metrics_value "$m" "$S_ACC")
+            if [[ $acc == "$prev" && $(metrics_value "$m" hookline_store_write_queue) == 0 ]]; then
+                break
+            fi
+            prev=$acc
+            sleep 0.25
+        done
+        M_ACCEPTED=$((M_ACCEPTED + acc))
+        M_OTHER+=$(awk '/^hookline_events_received_total\{/ && $1 !~ /status="accepted"/ && $2 != 0' <<<"$m")
+        M_ERRS+=$(wrk_errors "multi-$i")
+    done
+    M_ROWS=$(pg_psql hookline_bench_multi 'SELECT count(*) FROM events;') ||
+        die "counting the events in PostgreSQL failed"
+    for pid in "${pids[@]}"; do
+        stop_pid "$pid"
+    done
+    PIDS=()
+    for ((i = 0; i < n; i++)); do
+        if grep -q '"level":"\(warn\|error\)"' "$TMP/multi-$i.err"; then
+            echo "---- instance $i warnings/errors (first 5) ----"
+            grep '"level":"\(warn\|error\)"' "$TMP/multi-$i.err" | head -n 5
+        fi
+    done
+}
+if ((INSTANCES > 1)); then
+    run_multi
+fi
+
 # ---------------------------------------------------------------- summary
 # run_cpu NAME: "wrk_cores server_cores wrk_us_per_req server_us_per_req" of a wrk run
 # (CPU per answered request: what a ratio target has to fit into on these cores).
@@ -518,6 +614,12 @@ if [[ $FLOOR_RUN == 1 ]]; then
 fi
 if [[ $STORE == pg ]]; then
     printf 'ratio pg/sqlite: %s\n' "$(ratio_of "$p_rps" "$h_rps" "$TARGET_PG_RATIO")"
+fi
+if ((INSTANCES > 1)); then
+    printf 'pg x%d:    %s req/s aggregate over %d instances (%s)\n' "$INSTANCES" "$M_RPS" \
+        "$INSTANCES" "$(stored_text "$M_ACCEPTED" "$M_ROWS" rows)"
+    printf 'ratio %d-instances/1-instance (pg): %s\n' "$INSTANCES" \
+        "$(awk -v a="$M_RPS" -v b="$p_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
 fi
 cpu="cpu:      baseline run: wrk $b_wrk_c + server $b_srv_c cores;"
 cpr="cpu/req:  baseline server $b_srv_us us,"
@@ -594,6 +696,19 @@ if [[ $STORE == pg ]]; then
     if [[ -n $errs ]]; then
         echo "FAIL: wrk against hookline on PostgreSQL reported errors:$errs" >&2
         grep -E 'Non-2xx|Socket errors' "$TMP/hookline-pg.wrk" >&2 || true
+        fail=1
+    fi
+fi
+if ((INSTANCES > 1)); then
+    unanswered=$((M_ROWS - M_ACCEPTED))
+    if ((unanswered < 0 || unanswered > CONNECTIONS)); then
+        echo "FAIL: $INSTANCES instances counted $M_ACCEPTED x 202, the events table has" \
+            "$M_ROWS rows" >&2
+        fail=1
+    fi
+    if [[ -n $M_OTHER || -n $M_ERRS ]]; then
+        echo "FAIL: the instances answered other than 202 accepted or wrk saw errors:" \
+            "$M_OTHER$M_ERRS" >&2
         fail=1
     fi
 fi

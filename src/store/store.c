@@ -68,6 +68,11 @@ struct store {
     int mirror_fd;
     int64_t mirror_seq; /* maintenance thread only: last seq written to the mirror */
     char *jsonl_path;
+
+    /* This process holds the maintenance lease (a shared backend; always true
+     * otherwise). Written by the maintenance thread, read by any. */
+    atomic_bool leader;
+    double leader_checked; /* maintenance thread only: monotonic seconds */
 };
 
 struct store_batch {
@@ -435,6 +440,33 @@ static void store_prune(struct store *st)
     }
 }
 
+/* On a shared backend, takes or keeps the maintenance lease (checked at most
+ * once a second: the mirror thread wakes on every commit) and says whether
+ * this process holds it. Maintenance thread only. */
+#define STORE_LEADER_CHECK_S 1.0
+static bool store_maintenance_lead(struct store *st)
+{
+    if (!st->be->ops->leader_try)
+        return true;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    if (st->leader_checked > 0 && now - st->leader_checked < STORE_LEADER_CHECK_S)
+        return atomic_load(&st->leader);
+    st->leader_checked = now;
+    bool lead = false;
+    char err[200];
+    if (st->be->ops->leader_try(st->be, &lead, err, sizeof err) < 0)
+        lead = false;
+    bool was = atomic_exchange(&st->leader, lead);
+    if (lead && !was)
+        log_write(LOG_INFO, "this instance runs the audit mirror and retention", NULL);
+    else if (!lead && was)
+        log_write(LOG_WARN, "maintenance lease lost: another instance takes over",
+                  (const char *[]){"reason", err, NULL});
+    return lead;
+}
+
 static void *store_mirror_main(void *arg)
 {
     struct store *st = arg;
@@ -451,6 +483,11 @@ static void *store_mirror_main(void *arg)
         bool stop = st->mirror_stop;
         st->mirror_due = false;
         pthread_mutex_unlock(&st->mirror_lock);
+        if (!store_maintenance_lead(st)) {
+            if (stop)
+                break;
+            continue; /* another instance mirrors and prunes; its lease is watched */
+        }
         if (st->opts.retention_days > 0 && store_now() >= next_prune && !stop) {
             store_prune(st);
             next_prune = store_now() + STORE_PRUNE_EVERY_S;
@@ -609,6 +646,7 @@ int store_open(const struct store_options *opts, struct store **out, char *err, 
         st->opts.queue_max = 10000;
     st->last_commit_ok = true;
     st->mirror_fd = -1;
+    atomic_init(&st->leader, false);
     st->opts.jsonl_path = NULL; /* kept in st->jsonl_path (owned) */
     pthread_mutex_init(&st->mirror_lock, NULL);
     pthread_cond_init(&st->mirror_wake, NULL);
@@ -886,6 +924,69 @@ int store_dedupe_stats(struct store *st, struct store_dedupe_stats *out)
 int64_t store_count_events(struct store *st, const char *source)
 {
     return st->be->ops->count_events(st->be, source);
+}
+
+/* ---------- several instances on one database ---------- */
+
+bool store_shared(struct store *st)
+{
+    return st->be->ops->rate_take != NULL;
+}
+
+int store_rate_take(struct store *st, const char *key, int n, double window_s, double hold_s,
+                    struct store_rate_slot *slot, double *wait_s, char *err, size_t err_len)
+{
+    *wait_s = 0.1;
+    slot->slot = 0;
+    if (!st->be->ops->rate_take) {
+        snprintf(err, err_len, "the %s store is not shared", st->be->ops->name);
+        return -1;
+    }
+    return st->be->ops->rate_take(st->be, key, n, window_s, hold_s, slot, wait_s, err, err_len);
+}
+
+int store_rate_done(struct store *st, const char *key, const struct store_rate_slot *slot,
+                    char *err, size_t err_len)
+{
+    if (!st->be->ops->rate_done) {
+        snprintf(err, err_len, "the %s store is not shared", st->be->ops->name);
+        return -1;
+    }
+    return st->be->ops->rate_done(st->be, key, slot, err, err_len);
+}
+
+bool store_is_leader(struct store *st)
+{
+    return !st->be->ops->leader_try || atomic_load(&st->leader);
+}
+
+int store_instance_beat(struct store *st, const struct store_instance *self, char *err,
+                        size_t err_len)
+{
+    if (!st->be->ops->instance_beat) {
+        snprintf(err, err_len, "the %s store is not shared", st->be->ops->name);
+        return -1;
+    }
+    return st->be->ops->instance_beat(st->be, self, err, err_len);
+}
+
+int store_instance_forget(struct store *st, const char *id, char *err, size_t err_len)
+{
+    if (!st->be->ops->instance_forget) {
+        snprintf(err, err_len, "the %s store is not shared", st->be->ops->name);
+        return -1;
+    }
+    return st->be->ops->instance_forget(st->be, id, err, err_len);
+}
+
+int store_instances_scan(struct store *st, store_instance_fn fn, void *ctx, char *err,
+                         size_t err_len)
+{
+    if (!st->be->ops->instances_scan) {
+        snprintf(err, err_len, "the %s store is not shared", st->be->ops->name);
+        return -1;
+    }
+    return st->be->ops->instances_scan(st->be, fn, ctx, err, err_len);
 }
 
 void store_close(struct store *st)

@@ -34,6 +34,8 @@ struct store_options {
     size_t dedupe_max_keys;  /* the dedupe set's bound (0: 2,000,000) */
     bool dedupe_preload;     /* load the dedupe set at open (serve), not at the
                                 first event (CLI commands never store events) */
+    const char *instance_id; /* serve's instance id (borrowed, copied): claims on a
+                                shared store name their holder; NULL: none */
 };
 
 /* One DIDWW request planned by the rule engine, stored as a job in the same
@@ -223,9 +225,15 @@ struct store_op_prune {
 };
 
 /* STORE_OP_RELEASE: every running job back to pending at time at; released
- * says how many. */
+ * says how many. On a shared store with instance set, only the running jobs
+ * no live instance holds: those whose lease ran out, those whose holder's
+ * heartbeat is older than stale_s (or that have none), and with reclaim_own
+ * those leased by instance itself (its previous run, killed). */
 struct store_op_release {
     double at;
+    const char *instance;
+    double stale_s;
+    bool reclaim_own;
 
     enum store_write_result result;
     int64_t released;
@@ -409,6 +417,67 @@ int store_dedupe_stats(struct store *st, struct store_dedupe_stats *out);
 /* Event counts by status, for tests and the CLI: returns the number of stored
  * events of source (NULL: all), or -1. */
 int64_t store_count_events(struct store *st, const char *source);
+
+/* ---- several instances on one database (docs/contract.md section 8) ----
+ * A backend that several processes may serve at once (PostgreSQL) shares a
+ * rate budget, a maintenance leader and a table of instances through these;
+ * on one that serves one process (SQLite) they report "not shared" and cost
+ * nothing. Any thread; each may block for one round trip to the database. */
+
+/* True when several `serve` processes may share this store (PostgreSQL). */
+bool store_shared(struct store *st);
+
+/* A slot of a shared rate budget held by one request. */
+struct store_rate_slot {
+    int slot;     /* 1..n; 0: none */
+    double until; /* the slot's time while the request is in flight */
+};
+
+/* Takes one slot of the budget named key: at most n requests reach DIDWW in
+ * any window of window_s seconds, counted over every process on the store, by
+ * the database's clock. A taken slot counts as used until hold_s from now (the
+ * request's latest arrival), or until store_rate_done says it was answered.
+ * Returns 0 when taken (*slot filled: send now), 1 when not with the seconds
+ * to wait before asking again in *wait_s, -1 on a store error (err set;
+ * *wait_s a short pause) or when the store is not shared. */
+int store_rate_take(struct store *st, const char *key, int n, double window_s, double hold_s,
+                    struct store_rate_slot *slot, double *wait_s, char *err, size_t err_len);
+
+/* The request of slot (from store_rate_take of key) was answered, or failed:
+ * the slot counts from now. Returns 0, or -1 with err set (the slot then
+ * counts until its hold ends). */
+int store_rate_done(struct store *st, const char *key, const struct store_rate_slot *slot,
+                    char *err, size_t err_len);
+
+/* True while this process holds the store's maintenance lease (the JSONL
+ * mirror and retention run only there; a process that dies loses it to
+ * another). Always true on a store that is not shared. Refreshed by the
+ * store's maintenance thread; reading it never blocks. */
+bool store_is_leader(struct store *st);
+
+/* One instance as the instances table shows it. Strings borrowed. */
+struct store_instance {
+    const char *id;
+    double started_at;        /* Unix seconds */
+    double heartbeat_age_s;   /* scans: seconds since its last beat, by the database's clock */
+    const char *rule_version; /* NULL: no rules */
+    bool leader;
+    bool paused;
+};
+
+/* Records self's heartbeat (insert or update its row). Returns 0, or -1 with
+ * err set (also when the store is not shared). */
+int store_instance_beat(struct store *st, const struct store_instance *self, char *err,
+                        size_t err_len);
+
+/* Deletes instance id's row (a clean stop). Returns 0 or -1 with err set. */
+int store_instance_forget(struct store *st, const char *id, char *err, size_t err_len);
+
+/* Calls fn for every instance row, by id; the struct is borrowed for the call;
+ * fn returning non-zero stops. Returns 0, or -1 with err set. */
+typedef int (*store_instance_fn)(const struct store_instance *inst, void *ctx);
+int store_instances_scan(struct store *st, store_instance_fn fn, void *ctx, char *err,
+                         size_t err_len);
 
 /* Stops accepting, commits everything already queued, joins the writer and
  * closes. NULL is a no-op. */

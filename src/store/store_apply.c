@@ -101,7 +101,7 @@ static int store_apply_release(struct store_backend *be, struct store_op *op, ch
 {
     struct store_op_release *r = &op->u.release;
     r->released = 0;
-    if (be->ops->release_running(be, r->at, &r->released, err, err_len) < 0)
+    if (be->ops->release_running(be, r, &r->released, err, err_len) < 0)
         return -1;
     if (r->released > 0 && be->ops->jobs_claimable)
         be->ops->jobs_claimable(be);

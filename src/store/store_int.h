@@ -25,8 +25,9 @@
 /* The version of struct store_backend_ops below. A table states the version
  * it was written against; store_open refuses any other. */
 /* 3: watch_jobs; 4: try_batch; 5: primitives (transactions, the audit chain,
- * ...) replace try_batch, the operations are built in store_apply.c */
-#define STORE_BACKEND_OPS_VERSION 5
+ * ...) replace try_batch, the operations are built in store_apply.c; 6: the
+ * optional callbacks several instances share */
+#define STORE_BACKEND_OPS_VERSION 6
 
 /* store_apply_batch: the transaction committed and wrote nothing (no sync needed). */
 #define STORE_BATCH_CLEAN 1
@@ -156,9 +157,11 @@ struct store_backend_ops {
     /* Sets control key to value at time at (value NULL: deletes it). */
     int (*control_set)(struct store_backend *be, const char *key, const char *value, double at,
                        char *err, size_t err_len);
-    /* Every running job back to pending at time at; how many in *released. */
-    int (*release_running)(struct store_backend *be, double at, int64_t *released, char *err,
-                           size_t err_len);
+    /* Running jobs back to pending at time r->at, how many in *released:
+     * every one, or with r->instance set (a shared store) only those no live
+     * instance holds (store.h, struct store_op_release). */
+    int (*release_running)(struct store_backend *be, const struct store_op_release *r,
+                           int64_t *released, char *err, size_t err_len);
     /* The transaction made a job claimable: tell the other processes once it
      * commits (PostgreSQL: NOTIFY). NULL: the backend has no one to tell
      * (SQLite: store.c wakes its own listener). */
@@ -269,6 +272,27 @@ struct store_backend_ops {
      * Returns 0, or -1 with err set. NULL: the backend cannot tell (SQLite). */
     int (*watch_jobs)(struct store_backend *be, void (*fn)(void *ctx), void *ctx, char *err,
                       size_t err_len);
+
+    /* ---- optional: what several processes on one database share (any
+     * thread; the semantics of the store.h function of the same name). All
+     * NULL when the backend serves one process (SQLite). ---- */
+
+    /* store_rate_take: 0 taken, 1 wait *wait_s, -1 error; store_rate_done. */
+    int (*rate_take)(struct store_backend *be, const char *key, int n, double window_s,
+                     double hold_s, struct store_rate_slot *slot, double *wait_s, char *err,
+                     size_t err_len);
+    int (*rate_done)(struct store_backend *be, const char *key, const struct store_rate_slot *slot,
+                     char *err, size_t err_len);
+    /* Takes or keeps the maintenance lease (a session advisory lock on a
+     * connection of the backend's own, so it ends with the process): *leader
+     * says whether this process holds it. Returns 0, or -1 with err set
+     * (*leader false). */
+    int (*leader_try)(struct store_backend *be, bool *leader, char *err, size_t err_len);
+    int (*instance_beat)(struct store_backend *be, const struct store_instance *self, char *err,
+                         size_t err_len);
+    int (*instance_forget)(struct store_backend *be, const char *id, char *err, size_t err_len);
+    int (*instances_scan)(struct store_backend *be, store_instance_fn fn, void *ctx, char *err,
+                          size_t err_len);
 };
 
 /* ---- services of store.c to the backends ---- */

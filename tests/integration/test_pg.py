@@ -4,10 +4,13 @@ appears in any output; `hookline check` connects and reports the schema version;
 database starts empty and is migrated by the first serve (two starting at once agree);
 PostgreSQL stopped and started again under load: every event answered 2xx is stored,
 webhooks get 503 + Retry-After meanwhile, /readyz says why, and hookline recovers
-without a restart. Runs on PostgreSQL runs only (HOOKLINE_TEST_STORE=pg); the restart
-test starts a PostgreSQL server of its own with scripts/pg.sh.
+without a restart; a database at schema 1 (the previous schema, with rows in it) is
+migrated to this build's by the first serve, its rows intact. Runs on PostgreSQL runs
+only (HOOKLINE_TEST_STORE=pg); the restart test starts a PostgreSQL server of its own
+with scripts/pg.sh.
 """
 import glob
+import hashlib
 import json
 import os
 import re
@@ -25,6 +28,7 @@ from hookline_harness import (
     make_tmpdir,
     pg_create_database,
     pg_drop_database,
+    pg_psql,
     pg_query,
     run_cli,
     start_server,
@@ -246,6 +250,97 @@ class PgRestartTest(unittest.TestCase):
         self.assertEqual(len(stored), len(set(stored)))
         v = srv.cli("audit", "verify", "-c", srv.config_path)
         self.assertEqual(v.returncode, 0, v.stderr)
+
+
+def schema1_ddl():
+    """Migration 1 exactly as src/store/pg/pg_schema.c ships it (a shipped migration is
+    never edited): the C string literals of the first entry of pg_migrations."""
+    with open(os.path.join(REPO, "src", "store", "pg", "pg_schema.c"), encoding="utf-8") as f:
+        src = f.read()
+    body = src[src.index("pg_migrations[] = {"):]
+    first = body[:body.index('",\n')]  # the first entry ends with its first `",` line end
+    # drop comments, keep the literals' contents (no escapes other than \" are used)
+    first = re.sub(r"/\*.*?\*/", "", first, flags=re.S)
+    parts = re.findall(r'"((?:[^"\\]|\\.)*)"', first + '"')
+    return "".join(p.replace('\\"', '"') for p in parts)
+
+
+OLD_BODY = b'{"old": 1}'
+OLD_ID = hashlib.sha256(OLD_BODY).hexdigest()
+
+
+@pg_only
+class PgMigrationTest(unittest.TestCase):
+    """A database at schema 1 with rows in it: the first serve of this build migrates it
+    and every row survives (issue 12's migration test for PostgreSQL)."""
+
+    def setUp(self):
+        self.db = pg_create_database()
+        self.addCleanup(pg_drop_database, self.db)
+
+    def test_schema_1_with_rows_migrates_to_this_build(self):
+        ddl = schema1_ddl()
+        self.assertIn("CREATE TABLE events", ddl)
+        self.assertIn("CREATE TABLE did_numbers", ddl)
+        self.assertNotIn("instances", ddl)
+        pg_psql(self.db, [], stdin=(
+            "BEGIN;\n"
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ "
+            "NOT NULL DEFAULT now());\n" + ddl + "\n"
+            "INSERT INTO schema_version (version) VALUES (1);\n"
+            "INSERT INTO events (id, source, event_id, received_at, status, content_type, "
+            "headers, body, rule_version, jobs) VALUES (7, 'zd', '%s', extract(epoch FROM "
+            "now()), 'accepted', 'application/json', '{}', '\\x7b7d', 'v-old', 1);\n"
+            "INSERT INTO event_keys VALUES ('zd', '%s', 7, extract(epoch FROM now()));\n"
+            "INSERT INTO jobs (id, event_row, source, event_id, action, method, path, body, "
+            "did, order_key, state, next_attempt_at, created_at, updated_at) VALUES (3, 7, "
+            "'zd', '%s', 'update_did', 'PATCH', '/v3/dids/d-1', '{}', 'd-1', 'did:d-1', "
+            "'pending', 0, 1, 1);\n"
+            "INSERT INTO control VALUES ('some.key', 'kept', 1);\n"
+            "INSERT INTO did_numbers VALUES ('4371234567', 'd-1', 1);\n"
+            "COMMIT;\n").replace("'%s'", "'" + OLD_ID + "'").encode())
+        store = {"url": db_url(self.db), "password": "file:" + PG_PASSFILE}
+        tmp = make_tmpdir()
+        r = run_cli(["check", "-c", write_config(tmp, {"store": store, "sources": SOURCES})])
+        self.assertIn("store: connected, schema version 1 (this build: ", r.stdout)
+        build = int(re.search(r"this build: (\d+)", r.stdout).group(1))
+        self.assertGreaterEqual(build, 2)
+
+        srv = start_server(self, {"store": store, "sources": SOURCES,
+                                  "instance": {"id": "migrator"}})
+        self.assertEqual(pg_query(self.db, "SELECT version FROM schema_version ORDER BY 1"),
+                         [(v,) for v in range(1, build + 1)])
+        # the rows of schema 1, as they were
+        self.assertEqual(pg_query(self.db, "SELECT id, event_id, status, rule_version, jobs "
+                                  "FROM events"), [(7, OLD_ID, "accepted", "v-old", 1)])
+        self.assertEqual(pg_query(self.db, "SELECT id, state, order_key, did, leased_by FROM "
+                                  "jobs"), [(3, "pending", "did:d-1", "d-1", None)])
+        self.assertEqual(pg_query(self.db, "SELECT value FROM control WHERE key = "
+                                  "'some.key'"), [("kept",)])
+        self.assertEqual(pg_query(self.db, "SELECT did FROM did_numbers"), [("d-1",)])
+        # the old event still dedupes (its id is its body's hash); a new one is stored
+        r = srv.post("zd", OLD_BODY, CT)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["status"], "duplicate", r)
+        self.assertEqual(srv.count_events("zd", OLD_ID), 1)
+        r = srv.post("zd", json.dumps({"n": 1}).encode(), CT)
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(srv.count_events("zd"), 2)
+        # schema 2's tables are there and used: this instance beats
+        rows = deadline(lambda: pg_query(self.db, "SELECT id FROM instances"), 10)
+        self.assertEqual(rows, [("migrator",)])
+        self.assertEqual(srv.get("/readyz").json()["instance"], "migrator")
+        v = srv.cli("audit", "verify", "-c", srv.config_path)
+        self.assertEqual(v.returncode, 0, v.stderr)
+
+
+def deadline(fn, timeout):
+    end = time.monotonic() + timeout
+    value = fn()
+    while not value and time.monotonic() < end:
+        time.sleep(0.1)
+        value = fn()
+    return value
 
 
 if __name__ == "__main__":

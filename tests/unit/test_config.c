@@ -93,6 +93,27 @@ static void test_types_and_ranges(void **state)
     config_diags_free(&d);
 }
 
+static void test_instance_id(void **state)
+{
+    struct config_diags d = {0};
+    (void)state;
+    struct config *c = load("{\"instance\": {\"id\": \"hl-a.eu_1:7\"}}", &d);
+    assert_non_null(c);
+    assert_string_equal(c->instance_id, "hl-a.eu_1:7");
+    config_free(c);
+    config_diags_free(&d);
+    c = load("{}", &d);
+    assert_non_null(c);
+    assert_null(c->instance_id); /* serve uses HOSTNAME-PID */
+    config_free(c);
+    config_diags_free(&d);
+    c = load("{\"instance\": {\"id\": \"has space\", \"name\": 1}}", &d);
+    assert_null(c);
+    assert_true(has_diag(&d, "instance.id: must be 1 to 64 characters", 0, 0));
+    assert_true(has_diag(&d, "instance.name: unknown key", 0, 0));
+    config_diags_free(&d);
+}
+
 static void test_env_and_file_secrets(void **state)
 {
     char sec[700];
@@ -505,6 +526,7 @@ int main(void)
         cmocka_unit_test_setup(test_minimal_defaults, setup),
         cmocka_unit_test_setup(test_unknown_keys_named_with_line, setup),
         cmocka_unit_test_setup(test_types_and_ranges, setup),
+        cmocka_unit_test_setup(test_instance_id, setup),
         cmocka_unit_test_setup(test_env_and_file_secrets, setup),
         cmocka_unit_test_setup(test_literal_secret_warns_but_loads, setup),
         cmocka_unit_test_setup(test_secret_file_trailing_whitespace_stripped, setup),

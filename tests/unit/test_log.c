@@ -2,7 +2,8 @@
  * test_log: every log line is one valid JSON object whatever the message holds
  * (quotes, newlines, control bytes, values far over the line limit), and the
  * level filter works, and repeated lines from one call site are rate-limited
- * with a count of what was dropped. stderr is captured through a pipe.
+ * with a count of what was dropped; an instance id set once is in every line
+ * (escaped like any value). stderr is captured through a pipe.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -151,11 +152,47 @@ static void test_repeated_lines_are_rate_limited(void **state)
     free(out);
 }
 
+static void write_with_instance(void)
+{
+    log_set_level(LOG_INFO);
+    log_set_instance("hl-\"a\"");
+    log_write(LOG_INFO, "one", (const char *[]){"k", "v", NULL});
+    log_msgf(LOG_WARN, "two %d", 2);
+    log_set_instance(NULL);
+    log_write(LOG_INFO, "three", NULL);
+}
+
+static void test_instance_in_every_line(void **state)
+{
+    (void)state;
+    char *out = capture(write_with_instance);
+    const char *want[] = {"hl-\"a\"", "hl-\"a\"", NULL};
+    int i = 0;
+    for (char *line = out, *nl; *line; line = nl + 1, i++) {
+        nl = strchr(line, '\n');
+        assert_non_null(nl);
+        *nl = '\0';
+        json_error_t e;
+        json_t *o = json_loads(line, 0, &e);
+        assert_non_null(o);
+        const char *inst = json_string_value(json_object_get(o, "instance"));
+        assert_true(i < 3);
+        if (want[i])
+            assert_string_equal(inst, want[i]);
+        else
+            assert_null(inst); /* unset: no field */
+        json_decref(o);
+    }
+    assert_int_equal(i, 3);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lines_are_json_objects),
         cmocka_unit_test(test_parse_level),
+        cmocka_unit_test(test_instance_in_every_line),
         cmocka_unit_test(test_repeated_lines_are_rate_limited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

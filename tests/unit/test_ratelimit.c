@@ -4,7 +4,10 @@
  * long simulated run with random arrivals replayed to prove no window ever holds more
  * than N sends, and a clock that steps back. With the real clock, ratelimit_acquire
  * blocks for the window, is thread-safe, and gives up promptly when *stop is set (an
- * atomic set by another thread: the test is clean under ThreadSanitizer).
+ * atomic set by another thread: the test is clean under ThreadSanitizer). A shared gate
+ * (several instances' budget) is asked after the local slot, with the configured count
+ * and window, waited on as it says, given up on when *stop is set, and its slot handed
+ * back by ratelimit_done (at once by plain ratelimit_acquire).
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -199,6 +202,89 @@ static void test_acquire_gives_up_on_stop(void **state)
     ratelimit_destroy(rl);
 }
 
+/* A shared budget that says "wait" the first `refuse` times, then grants slot
+ * `calls`; done records the slots handed back. */
+struct fake_shared {
+    int calls, refuse, n, dones, last_done;
+    int64_t window_ms, wait_ms;
+};
+
+static int64_t fake_take(void *ctx, int n, int64_t window_ms, struct ratelimit_ticket *t)
+{
+    struct fake_shared *f = ctx;
+    f->calls++;
+    f->n = n;
+    f->window_ms = window_ms;
+    if (f->calls <= f->refuse)
+        return f->wait_ms;
+    t->slot = f->calls;
+    t->until = 1.5;
+    return 0;
+}
+
+static void fake_done(void *ctx, const struct ratelimit_ticket *t)
+{
+    struct fake_shared *f = ctx;
+    f->dones++;
+    f->last_done = t->slot;
+}
+
+static void test_shared_gate_is_asked_and_waited_on(void **state)
+{
+    struct ratelimit *rl = ratelimit_create(7, 20);
+    struct fake_shared f = {.refuse = 2, .wait_ms = 40};
+    (void)state;
+    assert_non_null(rl);
+    ratelimit_set_shared(rl, fake_take, fake_done, &f, 1030);
+    int64_t t0 = mono_ms();
+    struct ratelimit_ticket t = {0};
+    assert_int_equal(ratelimit_acquire_ticket(rl, NULL, &t), 0);
+    int64_t took = mono_ms() - t0;
+    assert_int_equal(f.calls, 3); /* refused twice, then granted */
+    assert_int_equal(t.slot, 3);
+    assert_int_equal(f.dones, 0); /* held while the request is in flight */
+    ratelimit_done(rl, &t);
+    assert_int_equal(f.dones, 1);
+    assert_int_equal(f.last_done, 3);
+    assert_int_equal(f.n, 7);
+    assert_int_equal(f.window_ms, 1030);
+    assert_true(took >= 75); /* waited as told, twice */
+    /* a local refusal comes first: the shared gate is not asked for a slot the local
+     * limiter does not give (7 taken in the window: the 8th waits locally) */
+    for (int i = 1; i < 7; i++)
+        assert_int_equal(ratelimit_acquire(rl, NULL), 0);
+    assert_int_equal(f.calls, 9);
+    assert_int_equal(f.dones, 7); /* plain acquire hands each slot back at once */
+    assert_true(ratelimit_try(rl, ratelimit_now_ms()) > 0);
+    assert_int_equal(f.calls, 9);
+    ratelimit_destroy(rl);
+}
+
+static void test_shared_gate_wait_gives_up_on_stop(void **state)
+{
+    struct ratelimit *rl = ratelimit_create(5, 20);
+    struct fake_shared f = {.refuse = 1000000, .wait_ms = 5000};
+    atomic_int stop = 0;
+    struct stopper s = {&stop, 100};
+    pthread_t th;
+    (void)state;
+    assert_non_null(rl);
+    ratelimit_set_shared(rl, fake_take, fake_done, &f, 1030);
+    assert_int_equal(pthread_create(&th, NULL, stop_later, &s), 0);
+    int64_t t0 = mono_ms();
+    struct ratelimit_ticket t = {.slot = 9};
+    assert_int_equal(ratelimit_acquire_ticket(rl, &stop, &t), -1);
+    assert_int_equal(t.slot, 0); /* nothing held */
+    ratelimit_done(rl, &t);
+    assert_int_equal(f.dones, 0);
+    int64_t took = mono_ms() - t0;
+    pthread_join(th, NULL);
+    assert_true(took >= 90);
+    assert_true(took < 600);
+    assert_int_equal(f.calls, 1);
+    ratelimit_destroy(rl);
+}
+
 struct worker {
     struct ratelimit *rl;
     atomic_int *stop;
@@ -315,6 +401,8 @@ int main(void)
         cmocka_unit_test(test_acquire_blocks_for_the_window),
         cmocka_unit_test(test_acquire_gives_up_on_stop),
         cmocka_unit_test(test_acquire_shared_by_threads),
+        cmocka_unit_test(test_shared_gate_is_asked_and_waited_on),
+        cmocka_unit_test(test_shared_gate_wait_gives_up_on_stop),
         cmocka_unit_test(test_throttle_blocks_halves_and_recovers),
         cmocka_unit_test(test_throttle_during_block_extends_without_halving_again),
     };

@@ -382,6 +382,7 @@ static void pg_close(struct store_backend *base)
     if (be->r.c)
         PQfinish(be->r.c);
     pthread_mutex_destroy(&be->rlock);
+    pg_shared_free(be);
     if (be->password) {
         OPENSSL_cleanse(be->password, strlen(be->password));
         free(be->password);
@@ -431,6 +432,8 @@ static struct store_backend *pg_open(const char *url, const struct store_options
     be->listen_pipe[0] = be->listen_pipe[1] = -1;
     be->read_only = opts->read_only;
     pthread_mutex_init(&be->rlock, NULL);
+    pg_shared_init(be);
+    be->instance = opts->instance_id ? strdup(opts->instance_id) : NULL;
     be->url = strdup(url);
     be->password = opts->password ? strdup(opts->password) : NULL;
     if (!be->url || (opts->password && !be->password)) {
@@ -520,4 +523,10 @@ const struct store_backend_ops store_pg_backend = {
     .jobs_unresolved_before = pg_jobs_unresolved_before,
     .dedupe_stats = NULL,
     .watch_jobs = pg_watch_jobs,
+    .rate_take = pg_rate_take,
+    .rate_done = pg_rate_done,
+    .leader_try = pg_leader_try,
+    .instance_beat = pg_instance_beat,
+    .instance_forget = pg_instance_forget,
+    .instances_scan = pg_instances_scan,
 };

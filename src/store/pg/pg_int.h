@@ -99,6 +99,12 @@ struct pg_backend {
     int listen_pipe[2]; /* a byte in [1] wakes the thread to stop */
     void (*listen_fn)(void *ctx);
     void *listen_ctx;
+
+    /* What several instances share (pg_shared.c): its own connection, used
+     * under slock from any thread, which holds the maintenance lease. */
+    struct pg_conn s;
+    pthread_mutex_t slock;
+    char *instance; /* serve's instance id, named by claims; NULL: none (CLI) */
 };
 
 /* ---- pg_backend.c: helpers, connections, the batch engine ---- */
@@ -147,6 +153,25 @@ void pg_reader_check(struct pg_backend *be);
 
 int pg_watch_jobs(struct store_backend *base, void (*fn)(void *ctx), void *ctx, char *err,
                   size_t err_len);
+
+/* ---- pg_shared.c: the state several instances share (store_backend_ops'
+ * optional shared callbacks) ---- */
+
+/* The key of the session-level advisory lock the maintenance leader holds. */
+#define PG_LEADER_LOCK_KEY 7201560102LL
+
+void pg_shared_init(struct pg_backend *be);
+void pg_shared_free(struct pg_backend *be);
+int pg_rate_take(struct store_backend *base, const char *key, int n, double window_s, double hold_s,
+                 struct store_rate_slot *slot, double *wait_s, char *err, size_t err_len);
+int pg_rate_done(struct store_backend *base, const char *key, const struct store_rate_slot *slot,
+                 char *err, size_t err_len);
+int pg_leader_try(struct store_backend *base, bool *leader, char *err, size_t err_len);
+int pg_instance_beat(struct store_backend *base, const struct store_instance *self, char *err,
+                     size_t err_len);
+int pg_instance_forget(struct store_backend *base, const char *id, char *err, size_t err_len);
+int pg_instances_scan(struct store_backend *base, store_instance_fn fn, void *ctx, char *err,
+                      size_t err_len);
 
 /* ---- pg_schema.c: migrations, on the opening thread ---- */
 
@@ -212,8 +237,8 @@ int pg_event_replan(struct store_backend *base, int64_t row, const char *status,
                     const char *rule_version, size_t njobs, char *err, size_t err_len);
 int pg_control_set(struct store_backend *base, const char *key, const char *value, double at,
                    char *err, size_t err_len);
-int pg_release_running(struct store_backend *base, double at, int64_t *released, char *err,
-                       size_t err_len);
+int pg_release_running(struct store_backend *base, const struct store_op_release *r,
+                       int64_t *released, char *err, size_t err_len);
 bool pg_jobs_unresolved_before(struct store_backend *base, int64_t job_id);
 int pg_control_get(struct store_backend *base, const char *key, char *out, size_t len);
 int64_t pg_jobs_depth(struct store_backend *base, const char *state, double now,

@@ -168,9 +168,10 @@ int pg_job_take(struct store_backend *base, int64_t id, double lease_until, doub
     pg_params_double(&p, lease_until);
     pg_params_double(&p, now);
     pg_params_int(&p, id);
+    pg_params_text(&p, be->instance); /* who holds the lease (several instances) */
     PGresult *r = pg_run(be->w.c,
                          "UPDATE jobs SET state = 'running', lease_until = $1, updated_at = "
-                         "$2 WHERE id = $3 AND state IN ('pending', 'running') "
+                         "$2, leased_by = $4 WHERE id = $3 AND state IN ('pending', 'running') "
                          "RETURNING " PG_JOB_COLUMNS,
                          &p, PGRES_TUPLES_OK, "claiming a job", err, err_len);
     if (!r)
@@ -295,16 +296,29 @@ int pg_control_set(struct store_backend *base, const char *key, const char *valu
                   &p, NULL, "control", err, err_len);
 }
 
-/* release_running (store_int.h). Writer thread, inside a transaction. */
-int pg_release_running(struct store_backend *base, double at, int64_t *released, char *err,
-                       size_t err_len)
+/* release_running (store_int.h). Writer thread, inside a transaction. With
+ * r->instance set (several instances), never a job a live instance holds
+ * (pg_shared.c keeps the heartbeats). */
+int pg_release_running(struct store_backend *base, const struct store_op_release *r,
+                       int64_t *released, char *err, size_t err_len)
 {
     struct pg_backend *be = (struct pg_backend *)base;
     struct pg_params p = {0};
-    pg_params_double(&p, at);
+    pg_params_double(&p, r->at);
+    if (r->instance) {
+        pg_params_text(&p, r->instance);
+        pg_params_double(&p, r->stale_s);
+        pg_params_text(&p, r->reclaim_own ? "true" : "false");
+    }
     return pg_cmd(be->w.c,
-                  "UPDATE jobs SET state = 'pending', lease_until = NULL, updated_at = $1 WHERE "
-                  "state = 'running'",
+                  r->instance
+                      ? "UPDATE jobs SET state = 'pending', lease_until = NULL, leased_by = NULL, "
+                        "updated_at = $1 WHERE state = 'running' AND (lease_until < $1 OR "
+                        "leased_by IS NULL OR ($4::boolean AND leased_by = $2) OR (leased_by <> $2 "
+                        "AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = jobs.leased_by AND "
+                        "i.heartbeat_at > extract(epoch FROM clock_timestamp()) - $3::float8)))"
+                      : "UPDATE jobs SET state = 'pending', lease_until = NULL, updated_at = $1 "
+                        "WHERE state = 'running'",
                   &p, released, "releasing jobs", err, err_len);
 }
 

@@ -99,6 +99,64 @@ static const char *const pg_migrations[] = {
     "  did TEXT NOT NULL,"
     "  updated_at DOUBLE PRECISION NOT NULL);"
     "CREATE INDEX did_numbers_by_did ON did_numbers (did);",
+    /* 2: what several instances on one database share (pg_shared.c): the
+     * instances and their heartbeats, the holder of each running job, and the one
+     * DIDWW rate budget: per key a ring of n times, each the latest moment a
+     * request it granted can have reached DIDWW (the grant time plus a hold while
+     * the request is in flight, its completion time once answered). */
+    "CREATE TABLE instances ("
+    "  id TEXT PRIMARY KEY,"
+    "  started_at DOUBLE PRECISION NOT NULL,"
+    "  heartbeat_at DOUBLE PRECISION NOT NULL,"
+    "  rule_version TEXT,"
+    "  leader BOOLEAN NOT NULL DEFAULT false,"
+    "  paused BOOLEAN NOT NULL DEFAULT false);"
+    "ALTER TABLE jobs ADD COLUMN leased_by TEXT;"
+    "CREATE TABLE rate_budget ("
+    "  key TEXT PRIMARY KEY,"
+    "  n INTEGER NOT NULL,"
+    "  ring DOUBLE PRECISION[] NOT NULL);"
+    /* Takes one of key's n send slots for windows of window_s seconds, by the
+     * database's clock read after the row is locked. A slot is free when its time
+     * is at least window_s old; taking it sets it to now + hold_s (the request's
+     * latest possible arrival) and returns slot and until; otherwise wait says
+     * how long until the oldest slot frees. With every slot's time at or after
+     * its request's arrival, a free slot means fewer than n arrivals in the
+     * window ending now, whatever the delay between grant and arrival. A
+     * different n (instances configured apart) starts the ring over, full. */
+    "CREATE FUNCTION hookline_rate_take(p_key TEXT, p_n INTEGER, p_window DOUBLE PRECISION, "
+    "p_hold DOUBLE PRECISION, OUT wait DOUBLE PRECISION, OUT slot INTEGER, "
+    "OUT until DOUBLE PRECISION) LANGUAGE plpgsql AS $f$ "
+    "DECLARE r rate_budget%ROWTYPE; t DOUBLE PRECISION; m DOUBLE PRECISION; mi INTEGER; "
+    "BEGIN "
+    "  wait := 0; slot := 0; until := 0; "
+    "  SELECT * INTO r FROM rate_budget WHERE key = p_key FOR UPDATE; "
+    "  IF NOT FOUND THEN "
+    "    INSERT INTO rate_budget (key, n, ring) VALUES (p_key, p_n, "
+    "      array_fill(0::double precision, ARRAY[p_n])) ON CONFLICT (key) DO NOTHING; "
+    "    SELECT * INTO r FROM rate_budget WHERE key = p_key FOR UPDATE; "
+    "  END IF; "
+    "  t := extract(epoch FROM clock_timestamp()); "
+    "  IF r.n <> p_n OR cardinality(r.ring) <> p_n THEN "
+    "    UPDATE rate_budget SET n = p_n, ring = array_fill(t, ARRAY[p_n]) WHERE key = p_key; "
+    "    wait := p_window; RETURN; "
+    "  END IF; "
+    "  mi := 1; m := r.ring[1]; "
+    "  FOR i IN 2..p_n LOOP "
+    "    IF r.ring[i] < m THEN m := r.ring[i]; mi := i; END IF; "
+    "  END LOOP; "
+    "  IF m > t - p_window THEN wait := m + p_window - t; RETURN; END IF; "
+    "  until := t + p_hold; "
+    "  UPDATE rate_budget SET ring[mi] = until WHERE key = p_key; "
+    "  slot := mi; "
+    "END $f$;"
+    /* The request of slot (taken with until) was answered: its time becomes
+     * now, unless the slot was taken again meanwhile. */
+    "CREATE FUNCTION hookline_rate_done(p_key TEXT, p_slot INTEGER, p_until DOUBLE PRECISION) "
+    "RETURNS VOID LANGUAGE sql AS $f$ "
+    "UPDATE rate_budget SET ring[p_slot] = least(ring[p_slot], "
+    "extract(epoch FROM clock_timestamp())) WHERE key = p_key AND ring[p_slot] = p_until "
+    "$f$;",
 };
 
 #define PG_SCHEMA_VERSION ((int)(sizeof pg_migrations / sizeof pg_migrations[0]))

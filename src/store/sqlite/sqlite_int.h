@@ -206,8 +206,8 @@ int sqlite_event_replan(struct store_backend *base, int64_t row, const char *sta
 bool sqlite_jobs_unresolved_before(struct store_backend *base, int64_t job_id);
 int sqlite_control_set(struct store_backend *base, const char *key, const char *value, double at,
                        char *err, size_t err_len);
-int sqlite_release_running(struct store_backend *base, double at, int64_t *released, char *err,
-                           size_t err_len);
+int sqlite_release_running(struct store_backend *base, const struct store_op_release *r,
+                           int64_t *released, char *err, size_t err_len);
 int sqlite_control_get(struct store_backend *base, const char *key, char *out, size_t len);
 int64_t sqlite_jobs_depth(struct store_backend *base, const char *state, double now,
                           double *oldest_age_s);

@@ -372,10 +372,13 @@ int sqlite_control_set(struct store_backend *base, const char *key, const char *
     return 0;
 }
 
-/* release_running (store_int.h). Writer thread, inside a transaction. */
-int sqlite_release_running(struct store_backend *base, double at, int64_t *released, char *err,
-                           size_t err_len)
+/* release_running (store_int.h). Writer thread, inside a transaction. One
+ * process serves a SQLite file: every running job is released (r->instance is
+ * never set). */
+int sqlite_release_running(struct store_backend *base, const struct store_op_release *r,
+                           int64_t *released, char *err, size_t err_len)
 {
+    double at = r->at;
     struct sqlite_backend *be = (struct sqlite_backend *)base;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(be->wdb,
