@@ -99,6 +99,23 @@ static const char *const pg_migrations[] = {
     "  did TEXT NOT NULL,"
     "  updated_at DOUBLE PRECISION NOT NULL);"
     "CREATE INDEX did_numbers_by_did ON did_numbers (did);",
+
+    /* 2: reserved for the migration of another branch (merged separately); a
+     * placeholder that changes nothing until then. */
+    "SELECT 1;",
+
+    /* 3: the rule's outcome stored with each event (as SQLite's schema 10: the
+     * plan as `rule-test` prints it, or {"error": ...}), for `rule-test
+     * --replay`; the plans of events stored before, rebuilt once from their
+     * jobs rows and kept apart so replay can say so. */
+    "ALTER TABLE events ADD COLUMN plan TEXT;"
+    "CREATE TABLE event_plans_from_jobs ("
+    "  event_row BIGINT PRIMARY KEY,"
+    "  plan TEXT NOT NULL);"
+    "INSERT INTO event_plans_from_jobs (event_row, plan) "
+    "SELECT event_row, json_agg(json_build_object('action', action, 'method', method, "
+    "'path', path, 'body', coalesce(body, 'null')::json) ORDER BY id)::text "
+    "FROM jobs GROUP BY event_row;",
 };
 
 #define PG_SCHEMA_VERSION ((int)(sizeof pg_migrations / sizeof pg_migrations[0]))
