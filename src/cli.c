@@ -848,6 +848,14 @@ struct cli_replay_args {
     bool json;
 };
 
+/* The wall clock, Unix seconds with a fraction (events' received_at). */
+static double cli_wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* rule-test --replay: 0 when the replay ran (whatever it found), 1 when it could not. */
 static int cli_replay(const char *path, const struct cli_replay_args *a)
 {
@@ -860,7 +868,7 @@ static int cli_replay(const char *path, const struct cli_replay_args *a)
                                .limit = a->limit,
                                .json = a->json,
                                .out = stdout,
-                               .until = (double)time(NULL),
+                               .until = cli_wall_now(),
                                .progress = isatty(STDERR_FILENO) == 1};
     if (!cfg)
         return 1;

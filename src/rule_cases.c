@@ -139,10 +139,10 @@ char *rule_cases_diff(const json_t *expected, const json_t *actual, const char *
                 rule_cases_line(&b, indent, "  ", la[i]);
                 i++;
                 j++;
-            } else if (j < nb && (i == na || RULE_CASES_LCS(i, j + 1) >= RULE_CASES_LCS(i + 1, j))) {
-                rule_cases_line(&b, indent, "+ ", lb[j++]);
+            } else if (i < na && (j == nb || RULE_CASES_LCS(i + 1, j) >= RULE_CASES_LCS(i, j + 1))) {
+                rule_cases_line(&b, indent, "- ", la[i++]); /* removals first, as diff does */
             } else {
-                rule_cases_line(&b, indent, "- ", la[i++]);
+                rule_cases_line(&b, indent, "+ ", lb[j++]);
             }
         }
 #undef RULE_CASES_LCS
