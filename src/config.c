@@ -578,8 +578,8 @@ static void config_parse_delivery(struct config_ctx *ctx, json_t *root)
 
 static void config_parse_rules(struct config_ctx *ctx, json_t *root)
 {
-    static const char *const keys[] = {"script",  "data", "instruction_limit", "memory_limit_bytes",
-                                       "cases", NULL};
+    static const char *const keys[] = {"script", "data", "instruction_limit", "memory_limit_bytes",
+                                       "cases",  NULL};
     struct config *cfg = ctx->cfg;
     json_t *s = config_section(ctx, root, "rules");
     if (s)

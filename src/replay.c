@@ -161,10 +161,10 @@ static int replay_event(const struct store_event_row *row, void *vctx)
             char when[32];
             audit_format_time(row->received_at, when);
             if (o->json) {
-                json_t *c = json_pack("{s:s, s:s, s:I, s:s, s:O, s:O}", "event_id", row->event_id,
-                                      "source", row->source, "row", (json_int_t)row->row,
-                                      "received_at", when, "before",
-                                      before_error ? json_null() : before, "after", after);
+                json_t *c =
+                    json_pack("{s:s, s:s, s:I, s:s, s:O, s:O}", "event_id", row->event_id, "source",
+                              row->source, "row", (json_int_t)row->row, "received_at", when,
+                              "before", before_error ? json_null() : before, "after", after);
                 if (c && before_error)
                     json_object_set_new(c, "before_error", json_string(before_error));
                 if (c && row->plan_from_jobs)
@@ -215,9 +215,8 @@ static int replay_event(const struct store_event_row *row, void *vctx)
 static void replay_text_summary(const struct replay_options *o, const struct replay_summary *s)
 {
     FILE *f = o->out;
-    fprintf(f, "events: %lld, unchanged: %lld, changed: %lld, failed: %lld\n",
-            (long long)s->events, (long long)s->unchanged, (long long)s->changed,
-            (long long)s->failed);
+    fprintf(f, "events: %lld, unchanged: %lld, changed: %lld, failed: %lld\n", (long long)s->events,
+            (long long)s->unchanged, (long long)s->changed, (long long)s->failed);
     if (s->nactions) {
         fprintf(f, "requests per action (stored -> candidate):\n");
         for (size_t i = 0; i < s->nactions; i++)
@@ -253,13 +252,13 @@ static void replay_json_summary(const struct replay_options *o, const struct rep
         json_object_set_new(actions, s->actions[i].action,
                             json_pack("{s:I, s:I}", "before", (json_int_t)s->actions[i].before,
                                       "after", (json_int_t)s->actions[i].after));
-    json_t *tail = json_pack(
-        "{s:I, s:I, s:I, s:I, s:O, s:I, s:o, s:I, s:I, s:I, s:b}", "events", (json_int_t)s->events,
-        "unchanged", (json_int_t)s->unchanged, "changed", (json_int_t)s->changed, "failed",
-        (json_int_t)s->failed, "failures", fails, "failures_not_listed", (json_int_t)dropped,
-        "actions", actions, "plans_from_jobs", (json_int_t)s->from_jobs, "no_plan",
-        (json_int_t)s->no_plan, "other_rule_version", (json_int_t)s->other_version,
-        "data_read_as_now", o->data_configured);
+    json_t *tail =
+        json_pack("{s:I, s:I, s:I, s:I, s:O, s:I, s:o, s:I, s:I, s:I, s:b}", "events",
+                  (json_int_t)s->events, "unchanged", (json_int_t)s->unchanged, "changed",
+                  (json_int_t)s->changed, "failed", (json_int_t)s->failed, "failures", fails,
+                  "failures_not_listed", (json_int_t)dropped, "actions", actions, "plans_from_jobs",
+                  (json_int_t)s->from_jobs, "no_plan", (json_int_t)s->no_plan, "other_rule_version",
+                  (json_int_t)s->other_version, "data_read_as_now", o->data_configured);
     /* The changes array is already out: the rest of the object follows it. */
     char *t = tail ? json_dumps(tail, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     fprintf(o->out, "\n],%s\n", t ? t + 1 : "\"error\":\"out of memory\"}");

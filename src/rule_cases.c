@@ -139,7 +139,8 @@ char *rule_cases_diff(const json_t *expected, const json_t *actual, const char *
                 rule_cases_line(&b, indent, "  ", la[i]);
                 i++;
                 j++;
-            } else if (i < na && (j == nb || RULE_CASES_LCS(i + 1, j) >= RULE_CASES_LCS(i, j + 1))) {
+            } else if (i < na &&
+                       (j == nb || RULE_CASES_LCS(i + 1, j) >= RULE_CASES_LCS(i, j + 1))) {
                 rule_cases_line(&b, indent, "- ", la[i++]); /* removals first, as diff does */
             } else {
                 rule_cases_line(&b, indent, "+ ", lb[j++]);
@@ -166,13 +167,13 @@ out:
 struct rule_cases_case {
     const char *name;
     const char *source;
-    json_t *headers;           /* lower-case names -> strings (new reference) */
-    const char *content_type;  /* from headers, or "application/json" */
-    char *raw;                 /* the body bytes (body printed compact, or raw) */
+    json_t *headers;          /* lower-case names -> strings (new reference) */
+    const char *content_type; /* from headers, or "application/json" */
+    char *raw;                /* the body bytes (body printed compact, or raw) */
     size_t raw_len;
-    const char *id;            /* "id": the event id, else derived as ingest does */
-    double received_at;        /* "received_at", else now */
-    const json_t *expect;      /* borrowed from the file's document */
+    const char *id;       /* "id": the event id, else derived as ingest does */
+    double received_at;   /* "received_at", else now */
+    const json_t *expect; /* borrowed from the file's document */
     const char *expect_error;
 };
 
@@ -184,12 +185,12 @@ static void rule_cases_case_free(struct rule_cases_case *c)
 }
 
 /* Reads case i (0-based) of the document into *c. 0, or -1 with err set. */
-static int rule_cases_parse(const char *path, size_t i, const json_t *v,
-                            struct rule_cases_case *c, char *err, size_t err_len)
+static int rule_cases_parse(const char *path, size_t i, const json_t *v, struct rule_cases_case *c,
+                            char *err, size_t err_len)
 {
-    static const char *const keys[] = {"name",   "source",       "headers", "body", "raw",
-                                       "expect", "expect_error", "id",      "received_at",
-                                       "about",  NULL};
+    static const char *const keys[] = {"name",   "source",       "headers", "body",        "raw",
+                                       "expect", "expect_error", "id",      "received_at", "about",
+                                       NULL};
     memset(c, 0, sizeof *c);
     char where[200];
     const json_t *name = json_object_get(v, "name");
@@ -373,8 +374,9 @@ static bool rule_cases_check(const struct config *cfg, struct rules *r,
         event_id = derived;
     }
     if (!failed) {
-        struct rules_event ev = {c->source, event_id, c->received_at, c->headers, body,
-                                 (const unsigned char *)c->raw, c->raw_len};
+        struct rules_event ev = {c->source,  event_id, c->received_at,
+                                 c->headers, body,     (const unsigned char *)c->raw,
+                                 c->raw_len};
         rules_run(r, &ev, &res);
         if (res.outcome == RULES_FAILED) {
             snprintf(err, sizeof err, "%s", res.message);
@@ -388,8 +390,10 @@ static bool rule_cases_check(const struct config *cfg, struct rules *r,
             snprintf(why, why_len, "expected an error containing \"%s\"; the rule skipped (%s)",
                      c->expect_error, res.message);
         else if (!failure)
-            snprintf(why, why_len, "expected an error containing \"%s\"; the rule planned %zu "
-                     "request%s", c->expect_error, res.plan.n, res.plan.n == 1 ? "" : "s");
+            snprintf(why, why_len,
+                     "expected an error containing \"%s\"; the rule planned %zu "
+                     "request%s",
+                     c->expect_error, res.plan.n, res.plan.n == 1 ? "" : "s");
         else if (!strstr(failure, c->expect_error))
             snprintf(why, why_len, "the error \"%s\" does not contain \"%s\"", failure,
                      c->expect_error);
