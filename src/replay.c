@@ -43,6 +43,31 @@ static double replay_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static void replay_print_json(FILE *f, const json_t *v)
+{
+    char *t = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    fputs(t ? t : "null", f);
+    free(t);
+}
+
+/* Adds one request of action to the counts: which 0 before, 1 after, 2 both. */
+static void replay_count_action(struct replay_summary *s, const char *a, int which)
+{
+    size_t k = 0;
+    while (k < s->nactions && strcmp(s->actions[k].action, a) != 0)
+        k++;
+    if (k == s->nactions) {
+        if (s->nactions == REPLAY_MAX_ACTIONS)
+            return; /* more kinds than DIDWW's actions: not counted */
+        snprintf(s->actions[k].action, sizeof s->actions[k].action, "%s", a);
+        s->nactions++;
+    }
+    if (which != 1)
+        s->actions[k].before++;
+    if (which != 0)
+        s->actions[k].after++;
+}
+
 /* Adds the requests of plan (an array of {"action", ...}) to the per-action
  * counts, before or after. */
 static void replay_count(struct replay_summary *s, const json_t *plan, bool after)
@@ -52,29 +77,32 @@ static void replay_count(struct replay_summary *s, const json_t *plan, bool afte
     json_array_foreach(plan, i, job)
     {
         const char *a = json_string_value(json_object_get(job, "action"));
-        if (!a)
-            a = "?";
-        size_t k = 0;
-        while (k < s->nactions && strcmp(s->actions[k].action, a) != 0)
-            k++;
-        if (k == s->nactions) {
-            if (s->nactions == REPLAY_MAX_ACTIONS)
-                continue; /* more kinds than DIDWW's actions: not counted */
-            snprintf(s->actions[k].action, sizeof s->actions[k].action, "%s", a);
-            s->nactions++;
-        }
-        if (after)
-            s->actions[k].after++;
-        else
-            s->actions[k].before++;
+        replay_count_action(s, a ? a : "?", after ? 1 : 0);
     }
 }
 
-static void replay_print_json(FILE *f, const json_t *v)
+/* The outcome stored when the event arrived, as a plan array (a new
+ * reference, NULL when out of memory), *error set when the rule failed then. */
+static json_t *replay_before(const struct store_event_row *row, struct replay_summary *s,
+                             const char **error)
 {
-    char *t = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
-    fputs(t ? t : "null", f);
-    free(t);
+    (void)s;
+    *error = NULL;
+    if (!row->plan_json) {
+        if (row->status && strcmp(row->status, "rule_failed") == 0)
+            *error = "the rule failed (its message was not stored with the event)";
+        return json_array();
+    }
+    json_t *before = json_loads(row->plan_json, JSON_DECODE_ANY, NULL);
+    if (json_is_object(before)) {
+        *error = json_string_value(json_object_get(before, "error"));
+        if (!*error)
+            *error = "the rule failed";
+    } else if (!json_is_array(before)) {
+        json_decref(before);
+        before = json_array();
+    }
+    return before;
 }
 
 /* One event: 0 to go on, 1 to stop. */
@@ -91,32 +119,18 @@ static int replay_event(const struct store_event_row *row, void *vctx)
     }
     s->events++;
 
-    /* The outcome stored when the event arrived. */
     json_t *before = NULL;
     const char *before_error = NULL;
-    if (row->plan_json) {
-        before = json_loads(row->plan_json, JSON_DECODE_ANY, NULL);
-        if (json_is_object(before)) {
-            before_error = json_string_value(json_object_get(before, "error"));
-            if (!before_error)
-                before_error = "the rule failed";
-        } else if (!json_is_array(before)) {
-            json_decref(before);
-            before = json_array();
-        }
-        if (row->plan_from_jobs)
-            s->from_jobs++;
-    } else {
+    if (row->plan_from_jobs)
+        s->from_jobs++;
+    if (!row->plan_json)
         s->no_plan++;
-        if (row->status && strcmp(row->status, "rule_failed") == 0)
-            before_error = "the rule failed (its message was not stored with the event)";
-        before = json_array();
-    }
     if (row->rule_version && o->in_force_version && o->in_force_version[0] &&
         strcmp(row->rule_version, o->in_force_version) != 0)
         s->other_version++;
 
     /* The candidate's outcome. */
+    char *after_text = NULL;
     char err[600] = "";
     json_t *headers = json_loads(row->headers_json ? row->headers_json : "{}", 0, NULL);
     struct jdoc *body = ingest_decode_body(row->content_type ? row->content_type : "", row->body,
@@ -132,7 +146,21 @@ static int replay_event(const struct store_event_row *row, void *vctx)
         rules_run(ctx->rules, &ev, &res);
         if (res.outcome == RULES_FAILED)
             fail = res.message;
-        else if (!(after = rules_plan_json(&res.plan)))
+        else if (!(after_text = rules_outcome_text(&res)))
+            fail = "out of memory";
+    }
+    /* The same text as stored (the common case): unchanged without parsing either. */
+    if (!fail && row->plan_json && strcmp(after_text, row->plan_json) == 0) {
+        s->unchanged++;
+        for (size_t i = 0; i < res.plan.n; i++)
+            replay_count_action(s, res.plan.jobs[i].action, 2);
+        goto next;
+    }
+    if (!fail && !(after = json_loads(after_text, 0, NULL)))
+        fail = "out of memory";
+    if (!fail && !before) {
+        before = replay_before(row, s, &before_error);
+        if (!before)
             fail = "out of memory";
     }
 
@@ -189,6 +217,8 @@ static int replay_event(const struct store_event_row *row, void *vctx)
             s->changed++;
         }
     }
+next:
+    free(after_text);
     json_decref(after);
     json_decref(before);
     json_decref(headers);

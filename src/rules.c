@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "digest.h"
+#include "jout.h"
 #include "log.h"
 #include "lua_json.h"
 
@@ -1247,11 +1248,38 @@ json_t *rules_plan_json(const struct actions_plan *plan)
 
 char *rules_outcome_text(const struct rules_result *res)
 {
-    json_t *v = res->outcome == RULES_FAILED ? json_pack("{s:s}", "error", res->message)
-                                             : rules_plan_json(&res->plan);
-    char *text = v ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(v);
-    return text;
+    /* Written directly (no JSON tree): ingest stores it with every event and
+     * replay compares it as text first. The job bodies are compact JSON already. */
+    struct jout o = {0};
+    if (res->outcome == RULES_FAILED) {
+        jout_cstr(&o, "{\"error\":");
+        jout_string(&o, res->message, strlen(res->message), false);
+        jout_cstr(&o, "}");
+        if (o.failed) { /* a message that is not UTF-8 */
+            free(o.p);
+            return strdup("{\"error\":\"the rule failed (its message is not UTF-8)\"}");
+        }
+        return o.p;
+    }
+    jout_cstr(&o, "[");
+    for (size_t i = 0; i < res->plan.n; i++) {
+        const struct actions_job *j = &res->plan.jobs[i];
+        jout_cstr(&o, i ? ",{\"action\":" : "{\"action\":");
+        jout_string(&o, j->action, strlen(j->action), false);
+        jout_cstr(&o, ",\"method\":");
+        jout_string(&o, j->method, strlen(j->method), false);
+        jout_cstr(&o, ",\"path\":");
+        jout_string(&o, j->path, strlen(j->path), false);
+        jout_cstr(&o, ",\"body\":");
+        jout_cstr(&o, j->body ? j->body : "null");
+        jout_cstr(&o, "}");
+    }
+    jout_cstr(&o, "]");
+    if (o.failed) {
+        free(o.p);
+        return NULL;
+    }
+    return o.p;
 }
 
 int rules_reload(struct rules *r, char *err, size_t err_len)
