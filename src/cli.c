@@ -1,7 +1,8 @@
 /*
  * cli: implements `hookline check`, `hookline audit` (filters, json/table/csv
- * output, --follow) and `hookline audit verify` (walks the hash chain and names
- * the first broken record). Reads the store through its read-only interface,
+ * output, --follow), `hookline audit verify` (walks the hash chain and names
+ * the first broken record) and `hookline rule-test` (one event; --cases through
+ * rule_cases; --replay through replay). Reads the store through its read-only interface,
  * so it is safe to run beside a live `serve`. Main thread only.
  */
 #include "cli.h"

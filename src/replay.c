@@ -83,10 +83,8 @@ static void replay_count(struct replay_summary *s, const json_t *plan, bool afte
 
 /* The outcome stored when the event arrived, as a plan array (a new
  * reference, NULL when out of memory), *error set when the rule failed then. */
-static json_t *replay_before(const struct store_event_row *row, struct replay_summary *s,
-                             const char **error)
+static json_t *replay_before(const struct store_event_row *row, const char **error)
 {
-    (void)s;
     *error = NULL;
     if (!row->plan_json) {
         if (row->status && strcmp(row->status, "rule_failed") == 0)
@@ -159,7 +157,7 @@ static int replay_event(const struct store_event_row *row, void *vctx)
     if (!fail && !(after = json_loads(after_text, 0, NULL)))
         fail = "out of memory";
     if (!fail && !before) {
-        before = replay_before(row, s, &before_error);
+        before = replay_before(row, &before_error);
         if (!before)
             fail = "out of memory";
     }
