@@ -15,7 +15,9 @@
 #     logic costs, so a slow store read can be told from a slow rule.
 # Prints the rates and replay/rule (issue 16's target: >= 0.5).
 #
-# Environment: EVENTS [100000], ROUNDS [3], BENCH_SECONDS [2] (rules_bench round).
+# Environment: EVENTS [100000], ROUNDS [3], BENCH_SECONDS [2] (rules_bench round),
+#   STORE [sqlite]: `pg` replays from a PostgreSQL store instead (a server of its own,
+#   `scripts/pg.sh start` in the temp dir, stopped on exit; rows copied through psql).
 # Exit: 0 when everything ran (even below target: the figures say BELOW TARGET), 1 on
 #   a build or run error, or when replay did not find every event unchanged.
 set -euo pipefail
@@ -27,6 +29,14 @@ EVENTS=${EVENTS:-100000}
 ROUNDS=${ROUNDS:-3}
 BENCH_SECONDS=${BENCH_SECONDS:-2}
 EVENT=tests/fixtures/zendesk_ticket_urgent.json
+STORE=${STORE:-sqlite}
+
+# pg_psql DB SQL: runs SQL on our PostgreSQL as its superuser (the password from the
+# file pg.sh wrote, through the environment: never on a command line or printed).
+pg_psql() {
+    PGPASSWORD=$(cat "$PG_PASSFILE") PGCONNECT_TIMEOUT=5 timeout 300 psql -X -q -At \
+        -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U hookline -d "$1" -c "$2"
+}
 
 die() {
     echo "replay.sh: $*" >&2
@@ -34,12 +44,21 @@ die() {
 }
 [[ $EVENTS =~ ^[1-9][0-9]*$ ]] || die "EVENTS must be a positive integer (got '$EVENTS')"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
-command -v sqlite3 >/dev/null 2>&1 || die "sqlite3 is required (apt-get install sqlite3)"
+[[ $STORE == sqlite || $STORE == pg ]] || die "STORE must be sqlite or pg (got '$STORE')"
+if [[ $STORE == sqlite ]]; then
+    command -v sqlite3 >/dev/null 2>&1 || die "sqlite3 is required (apt-get install sqlite3)"
+else
+    command -v psql >/dev/null 2>&1 || die "psql is required for STORE=pg"
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hookline-replay-bench.XXXXXX")
 SERVE_PID=
+PG_DIR=
 cleanup() {
     [[ -n $SERVE_PID ]] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null
+    if [[ -n $PG_DIR ]]; then
+        "$REPO/scripts/pg.sh" stop "$PG_DIR" >&2 || echo "replay.sh: stopping PostgreSQL failed" >&2
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -54,21 +73,35 @@ HOOKLINE="$BUILD/hookline"
 
 # The config: the example rule and data, one insecure source (nothing is received).
 cp "$REPO/conf/rules/main.lua" "$REPO/conf/rules/teams.json" "$WORK/"
+STORE_JSON='"url": "sqlite:events.db"'
+if [[ $STORE == pg ]]; then
+    # As root, pg.sh runs the server as `postgres`, which must traverse $WORK.
+    if [[ $(id -u) == 0 ]]; then chmod 711 "$WORK"; fi
+    PG_DIR="$WORK/pg"
+    pg_env=$("$REPO/scripts/pg.sh" start "$PG_DIR") || die "scripts/pg.sh start failed"
+    PG_URL=$(sed -n 's/^HOOKLINE_TEST_PG_URL=//p' <<<"$pg_env")
+    PG_PASSFILE=$(sed -n 's/^HOOKLINE_TEST_PG_PASSFILE=//p' <<<"$pg_env")
+    PG_PORT=$(sed -n 's|^postgresql://[^@]*@127\.0\.0\.1:\([0-9]*\)/.*|\1|p' <<<"$PG_URL")
+    [[ -n $PG_PORT && -f $PG_PASSFILE ]] || die "unexpected output from scripts/pg.sh start"
+    pg_psql postgres "CREATE DATABASE hookline_replay;" || die "cannot create the database"
+    STORE_JSON="\"url\": \"postgresql://hookline@127.0.0.1:$PG_PORT/hookline_replay\", \"password\": \"file:$PG_PASSFILE\""
+fi
 cat >"$WORK/hookline.json" <<EOF
 { "listen": { "host": "127.0.0.1", "port": 0 },
-  "store": { "url": "sqlite:events.db" },
+  "store": { $STORE_JSON },
   "rules": { "script": "main.lua", "data": { "teams": "teams.json" } },
   "sources": { "zendesk": { "verify": { "scheme": "none", "insecure": true } } },
-  "log": { "level": "warn" } }
+  "log": { "level": "info" } }
 EOF
 
 # The schema, as serve creates it.
 "$HOOKLINE" serve -c "$WORK/hookline.json" 2>"$WORK/serve.log" &
 SERVE_PID=$!
-for _ in $(seq 100); do
-    [[ -s $WORK/events.db ]] && sqlite3 "$WORK/events.db" 'SELECT 1 FROM events LIMIT 0' 2>/dev/null && break
+for _ in $(seq 150); do
+    grep -q '"msg":"listening"' "$WORK/serve.log" 2>/dev/null && break
     sleep 0.1
 done
+grep -q '"msg":"listening"' "$WORK/serve.log" || { cat "$WORK/serve.log" >&2; die "serve did not start"; }
 kill "$SERVE_PID" && wait "$SERVE_PID" 2>/dev/null || true
 SERVE_PID=
 
@@ -92,15 +125,24 @@ PLAN=$("$HOOKLINE" rule-test -c "$WORK/hookline.json" --source zendesk "$REPO/$E
 VERSION=$("$HOOKLINE" check -c "$WORK/hookline.json" 2>/dev/null | sed -n 's/.*rules \([0-9a-f]*\)).*/\1/p')
 BODY_HEX=$(od -An -tx1 -v "$REPO/$EVENT" | tr -d ' \n')
 NOW=$(date +%s)
-sqlite3 "$WORK/events.db" <<EOF
+HEADERS='{"content-type":"application/json","user-agent":"Zendesk Webhook"}'
+if [[ $STORE == sqlite ]]; then
+    sqlite3 "$WORK/events.db" <<EOF
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $EVENTS)
 INSERT INTO events (source, event_id, received_at, status, content_type, headers, body,
                     rule_version, jobs, plan)
 SELECT 'zendesk', 'evt-' || i, $NOW - 3600 + i * 0.001, 'accepted', 'application/json',
-       '{"content-type":"application/json","user-agent":"Zendesk Webhook"}', X'$BODY_HEX',
-       '$VERSION', 1, '$PLAN' FROM n;
+       '$HEADERS', X'$BODY_HEX', '$VERSION', 1, '$PLAN' FROM n;
 EOF
-echo "replay.sh: $EVENTS events stored ($(du -h "$WORK/events.db" | cut -f1))"
+    echo "replay.sh: $EVENTS events stored in SQLite ($(du -h "$WORK/events.db" | cut -f1))"
+else
+    pg_psql hookline_replay "INSERT INTO events (source, event_id, received_at, status,
+        content_type, headers, body, rule_version, jobs, plan)
+        SELECT 'zendesk', 'evt-' || i, $NOW - 3600 + i * 0.001, 'accepted', 'application/json',
+        '$HEADERS', decode('$BODY_HEX', 'hex'), '$VERSION', 1, '$PLAN'
+        FROM generate_series(1, $EVENTS) AS i; ANALYZE events;" || die "filling the store failed"
+    echo "replay.sh: $EVENTS events stored in PostgreSQL"
+fi
 
 # The rule rate, as rules.sh measures it (1 thread).
 cd "$REPO"
@@ -135,6 +177,6 @@ RATIO=$(python3 -c "print('%.2f' % ($REPLAY_RATE / $RULE_RATE))")
 VERDICT=$(python3 -c "print('ok' if $REPLAY_RATE / $RULE_RATE >= 0.5 else 'BELOW TARGET')")
 echo
 echo "rule rate (rules_bench, 1 thread):        $RULE_RATE events/s"
-echo "replay, the example rule ($EVENTS events): $REPLAY_RATE events/s (median of $ROUNDS)"
+echo "replay, the example rule ($EVENTS events on $STORE): $REPLAY_RATE events/s (median of $ROUNDS)"
 echo "replay, a fixed one-request rule:           $READ_RATE events/s (store read, decode, plan, compare)"
 echo "replay / rule rate:                         ${RATIO}x (target >= 0.5) $VERDICT"
