@@ -1,7 +1,8 @@
 /*
  * cli: implements `hookline check`, `hookline audit` (filters, json/table/csv
- * output, --follow) and `hookline audit verify` (walks the hash chain and names
- * the first broken record). Reads the store through its read-only interface,
+ * output, --follow), `hookline audit verify` (walks the hash chain and names
+ * the first broken record) and `hookline rule-test` (one event; --cases through
+ * rule_cases; --replay through replay). Reads the store through its read-only interface,
  * so it is safe to run beside a live `serve`. Main thread only.
  */
 #include "cli.h"
@@ -26,7 +27,10 @@
 #include "config.h"
 #include "delivery.h"
 #include "ingest.h"
+#include "log.h"
 #include "number.h"
+#include "replay.h"
+#include "rule_cases.h"
 #include "rules.h"
 #include "store/store.h"
 
@@ -304,7 +308,12 @@ int cli_rules_create(const struct config *cfg, struct rules **out, char *err, si
         .memory_limit_bytes = cfg->rules_memory_limit_bytes,
         .api_version = cfg->didww_api_version,
     };
-    return rules_create(&o, out, err, err_len);
+    if (rules_create(&o, out, err, err_len) < 0)
+        return -1;
+    /* A reload (SIGHUP, /v1/rules/reload) refuses a rule whose rules.cases fail. */
+    if (cfg->rules_cases)
+        rules_set_reload_gate(*out, rule_cases_gate, (void *)cfg);
+    return 0;
 }
 
 static void cli_check_usage(FILE *f)
@@ -347,6 +356,25 @@ int cli_check(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         config_free(cfg);
         return 1;
+    }
+    if (rules && cfg->rules_cases) {
+        struct rule_cases_report rep;
+        if (rule_cases_run(cfg, rules, cfg->rules_cases, NULL, &rep, err, sizeof err) < 0) {
+            fprintf(stderr, "%s\n", err);
+            rules_destroy(rules);
+            config_free(cfg);
+            return 1;
+        }
+        if (rep.failed > 0) {
+            fprintf(stderr,
+                    "%s: %d of %d cases fail: %s (hookline rule-test -c %s --cases %s shows "
+                    "why)\n",
+                    cfg->rules_cases, rep.failed, rep.failed + rep.passed, rep.failing, path,
+                    cfg->rules_cases);
+            rules_destroy(rules);
+            config_free(cfg);
+            return 1;
+        }
     }
     char version[24] = "none";
     if (rules)
@@ -769,10 +797,158 @@ static void cli_rule_test_usage(FILE *f)
 {
     fprintf(f,
             "usage: hookline rule-test -c FILE --source NAME [--header 'K: V']... EVENT.json\n"
+            "       hookline rule-test -c FILE --cases CASES.json\n"
+            "       hookline rule-test -c FILE --replay [--rule CANDIDATE.lua] [--since 7d]\n"
+            "                          [--source S] [--limit N] [--format text|json]\n"
             "Runs the rule on one event offline and prints the planned DIDWW requests as a JSON\n"
             "array. Touches no store and no network. Rule errors exit 1 with file:line: message.\n"
             "The body is decoded as a form when --header 'Content-Type: "
-            "application/x-www-form-urlencoded' is given, else as JSON.\n");
+            "application/x-www-form-urlencoded' is given, else as JSON.\n"
+            "--cases runs the test cases of a file (a JSON array of {name, source, headers,\n"
+            "body or raw, expect or expect_error}): PASS/FAIL per case, a diff of the plans,\n"
+            "\"N passed, N failed\" last; exits 1 when any fails.\n"
+            "--replay runs a candidate rule (default: the configured one) over stored events,\n"
+            "oldest first, and compares its plans with the ones stored when they arrived\n"
+            "(--since 15m/2h/7d or RFC 3339, --limit: the first N events). Read-only: sends\n"
+            "nothing, writes nothing; safe beside a running serve.\n");
+}
+
+/* rule-test --cases: 0 all passed, 1 a case failed or the file is malformed. */
+static int cli_rule_cases(const char *path, const char *cases)
+{
+    struct config *cfg = cli_load_config_flags(path, CONFIG_LOAD_NO_SECRETS, NULL);
+    struct rules *rules = NULL;
+    char err[600];
+    int rc = 1;
+    if (!cfg)
+        return 1;
+    if (!cfg->rules_script) {
+        fprintf(stderr, "hookline rule-test: %s has no rules.script\n", path);
+        goto out;
+    }
+    if (cli_rules_create(cfg, &rules, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        goto out;
+    }
+    struct rule_cases_report rep;
+    if (rule_cases_run(cfg, rules, cases, stdout, &rep, err, sizeof err) < 0) {
+        fprintf(stderr, "hookline rule-test: %s\n", err);
+        goto out;
+    }
+    rc = rep.failed > 0 ? 1 : 0;
+out:
+    rules_destroy(rules);
+    config_free(cfg);
+    return rc;
+}
+
+struct cli_replay_args {
+    const char *rule;
+    const char *since;
+    const char *source;
+    int64_t limit;
+    bool json;
+};
+
+/* The wall clock, Unix seconds with a fraction (events' received_at). */
+static double cli_wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* rule-test --replay: 0 when the replay ran (whatever it found), 1 when it could not. */
+static int cli_replay(const char *path, const struct cli_replay_args *a)
+{
+    struct config *cfg = cli_load_config_flags(path, CONFIG_LOAD_NO_SECRETS, NULL);
+    struct rules *in_force = NULL, *candidate = NULL;
+    struct store *st = NULL;
+    char err[600], version[24] = "";
+    int rc = 1;
+    struct replay_options o = {.source = a->source,
+                               .limit = a->limit,
+                               .json = a->json,
+                               .out = stdout,
+                               .until = cli_wall_now(),
+                               .progress = isatty(STDERR_FILENO) == 1};
+    if (!cfg)
+        return 1;
+    /* The rule's own log lines, once per replayed event, would drown the report. */
+    log_set_level(LOG_ERROR);
+    if (a->since && cli_parse_time(a->since, &o.since) < 0) {
+        fprintf(stderr, "hookline rule-test: --since takes 15m, 2h, 7d or RFC 3339 (got %s)\n",
+                a->since);
+        rc = 2;
+        goto out;
+    }
+    if (a->source && !config_find_source(cfg, a->source)) {
+        fprintf(stderr, "hookline rule-test: no source named %s in %s\n", a->source, path);
+        goto out;
+    }
+    if (cfg->rules_script) {
+        if (cli_rules_create(cfg, &in_force, err, sizeof err) < 0) {
+            if (!a->rule) { /* the rule in force is the candidate: nothing to replay */
+                fprintf(stderr, "%s\n", err);
+                goto out;
+            }
+            fprintf(stderr, "note: the configured rule does not compile: %s\n", err);
+        } else {
+            rules_version(in_force, version, sizeof version);
+        }
+    }
+    if (a->rule) {
+        const char *names[64], *paths[64];
+        size_t n = cfg->nrules_data < 64 ? cfg->nrules_data : 64;
+        for (size_t i = 0; i < n; i++) {
+            names[i] = cfg->rules_data[i].name;
+            paths[i] = cfg->rules_data[i].path;
+        }
+        char abs[4096];
+        if (!realpath(a->rule, abs)) {
+            fprintf(stderr, "hookline rule-test: %s: %s\n", a->rule, strerror(errno));
+            goto out;
+        }
+        struct rules_options ro = {.script_path = abs,
+                                   .display_name = a->rule,
+                                   .data_names = names,
+                                   .data_paths = paths,
+                                   .ndata = n,
+                                   .instruction_limit = cfg->rules_instruction_limit,
+                                   .memory_limit_bytes = cfg->rules_memory_limit_bytes,
+                                   .api_version = cfg->didww_api_version};
+        if (rules_create(&ro, &candidate, err, sizeof err) < 0) {
+            fprintf(stderr, "%s\n", err);
+            goto out;
+        }
+    } else if (!in_force) {
+        fprintf(stderr, "hookline rule-test: %s has no rules.script; give --rule CANDIDATE.lua\n",
+                path);
+        goto out;
+    }
+    if (cli_open_store(cfg, true, "hookline rule-test", &st) < 0)
+        goto out;
+    o.in_force_version = version;
+    o.data_configured = cfg->nrules_data > 0;
+    struct rules *r = candidate ? candidate : in_force;
+    char cversion[24];
+    rules_version(r, cversion, sizeof cversion);
+    if (!o.json)
+        printf("replay: %s (version %s) against the plans stored with each event%s%s\n",
+               a->rule ? a->rule : "the rule in force", cversion, a->source ? ", source " : "",
+               a->source ? a->source : "");
+    struct replay_summary sum;
+    if (replay_run(st, r, &o, &sum, err, sizeof err) < 0) {
+        fprintf(stderr, "hookline rule-test: %s\n", err);
+        goto out;
+    }
+    rc = 0;
+out:
+    store_close(st);
+    rules_destroy(candidate);
+    rules_destroy(in_force);
+    config_free(cfg);
+    return rc;
 }
 
 int cli_rule_test(int argc, char **argv)
@@ -780,9 +956,18 @@ int cli_rule_test(int argc, char **argv)
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"source", required_argument, NULL, 's'},
                                          {"header", required_argument, NULL, 'H'},
+                                         {"cases", required_argument, NULL, 'C'},
+                                         {"replay", no_argument, NULL, 'R'},
+                                         {"rule", required_argument, NULL, 'r'},
+                                         {"since", required_argument, NULL, 'S'},
+                                         {"limit", required_argument, NULL, 'l'},
+                                         {"format", required_argument, NULL, 'f'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *path = NULL, *source = NULL;
+    const char *path = NULL, *source = NULL, *cases = NULL;
+    bool replay = false, replay_only = false;
+    struct cli_replay_args ra = {0};
+    char *end;
     struct cli_headers hdrs = {0};
     struct config *cfg = NULL;
     struct rules *rules = NULL;
@@ -795,7 +980,7 @@ int cli_rule_test(int argc, char **argv)
     char err[600];
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:s:H:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:s:H:C:Rr:S:l:f:h", opts, NULL)) != -1) {
         if (c == 'c') {
             path = optarg;
         } else if (c == 's') {
@@ -816,6 +1001,31 @@ int cli_rule_test(int argc, char **argv)
                 *p = (char)tolower((unsigned char)*p);
             json_object_set_new(headers, hdrs.names[hdrs.n], json_string(v));
             hdrs.n++;
+        } else if (c == 'C') {
+            cases = optarg;
+        } else if (c == 'R') {
+            replay = true;
+        } else if (c == 'r' || c == 'S' || c == 'l' || c == 'f') {
+            replay_only = true;
+            if (c == 'r') {
+                ra.rule = optarg;
+            } else if (c == 'S') {
+                ra.since = optarg;
+            } else if (c == 'l') {
+                errno = 0;
+                ra.limit = strtoll(optarg, &end, 10);
+                if (errno || *end || ra.limit <= 0) {
+                    fprintf(stderr, "hookline rule-test: --limit takes a positive integer\n");
+                    rc = 2;
+                    goto out;
+                }
+            } else if (strcmp(optarg, "json") == 0 || strcmp(optarg, "text") == 0) {
+                ra.json = strcmp(optarg, "json") == 0;
+            } else {
+                fprintf(stderr, "hookline rule-test: --format takes text or json\n");
+                rc = 2;
+                goto out;
+            }
         } else if (c == 'h') {
             cli_rule_test_usage(stdout);
             rc = 0;
@@ -826,7 +1036,16 @@ int cli_rule_test(int argc, char **argv)
             goto out;
         }
     }
-    if (!path || !source || optind != argc - 1) {
+    if (path && cases && !replay && !replay_only && !source && hdrs.n == 0 && optind == argc) {
+        rc = cli_rule_cases(path, cases);
+        goto out;
+    }
+    if (path && replay && !cases && hdrs.n == 0 && optind == argc) {
+        ra.source = source;
+        rc = cli_replay(path, &ra);
+        goto out;
+    }
+    if (!path || !source || cases || replay || replay_only || optind != argc - 1) {
         cli_rule_test_usage(stderr);
         rc = 2;
         goto out;
@@ -891,13 +1110,10 @@ int cli_rule_test(int argc, char **argv)
     }
     if (res.outcome == RULES_SKIPPED)
         fprintf(stderr, "skipped: %s\n", res.message);
-    out = json_array();
-    for (size_t i = 0; i < res.plan.n; i++) {
-        struct actions_job *j = &res.plan.jobs[i];
-        json_t *b = j->body ? json_loads(j->body, 0, NULL) : json_null();
-        json_array_append_new(out,
-                              json_pack("{s:s, s:s, s:s, s:o}", "action", j->action, "method",
-                                        j->method, "path", j->path, "body", b ? b : json_null()));
+    out = rules_plan_json(&res.plan); /* what --cases compares "expect" with */
+    if (!out) {
+        fprintf(stderr, "hookline rule-test: out of memory\n");
+        goto out;
     }
     char *text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (text)

@@ -629,7 +629,7 @@ static void config_parse_delivery(struct config_ctx *ctx, json_t *root)
 static void config_parse_rules(struct config_ctx *ctx, json_t *root)
 {
     static const char *const keys[] = {"script", "data", "instruction_limit", "memory_limit_bytes",
-                                       NULL};
+                                       "cases",  NULL};
     struct config *cfg = ctx->cfg;
     json_t *s = config_section(ctx, root, "rules");
     if (s)
@@ -642,6 +642,17 @@ static void config_parse_rules(struct config_ctx *ctx, json_t *root)
             config_error(ctx, "rules.script", "cannot read %s: %s", cfg->rules_script,
                          strerror(errno));
         free(script);
+    }
+    char *cases = NULL;
+    config_get_str(ctx, s, "rules", "cases", NULL, &cases);
+    if (cases) {
+        cfg->rules_cases = config_abs_path(cfg, cases);
+        if (cfg->rules_cases && access(cfg->rules_cases, R_OK) != 0)
+            config_error(ctx, "rules.cases", "cannot read %s: %s", cfg->rules_cases,
+                         strerror(errno));
+        else if (!script)
+            config_error(ctx, "rules.cases", "needs rules.script (the rule the cases test)");
+        free(cases);
     }
     json_t *data = s ? json_object_get(s, "data") : NULL;
     if (data && !json_is_object(data)) {
@@ -1237,6 +1248,7 @@ void config_free(struct config *cfg)
     free(cfg->didww_api_version);
     free(cfg->didww_auth_url);
     free(cfg->rules_script);
+    free(cfg->rules_cases);
     for (size_t i = 0; i < cfg->nrules_data; i++) {
         free(cfg->rules_data[i].name);
         free(cfg->rules_data[i].path);

@@ -84,6 +84,7 @@ struct config {
     int delivery_idle_poll_ms; /* an idle worker looks for due jobs this often */
 
     char *rules_script; /* absolute; NULL when not configured */
+    char *rules_cases;  /* rules.cases: operator test cases (absolute); NULL when not set */
     struct config_data_file *rules_data;
     size_t nrules_data;
     int64_t rules_instruction_limit;

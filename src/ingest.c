@@ -656,6 +656,7 @@ bool ingest_prepare(struct ingest *ing, const struct ingest_request *req, struct
     ev->rule_version = p->plan.rule_version;
     ev->jobs = p->plan.jobs;
     ev->njobs = p->plan.njobs;
+    ev->plan_json = p->plan.plan_json;
     op->audit = p->audit;
     op->naudit = 1 + p->plan.naudit;
     return true;
@@ -715,6 +716,7 @@ struct ingest_rules_plan {
     struct rules_result res;
     struct store_job_spec *specs;
     json_t *decision;
+    char *plan_json; /* stored with the event for `rule-test --replay` */
 };
 
 static void ingest_rules_release(struct ingest_plan *plan)
@@ -725,6 +727,7 @@ static void ingest_rules_release(struct ingest_plan *plan)
     rules_result_free(&h->res);
     free(h->specs);
     json_decref(h->decision);
+    free(h->plan_json);
     free(h);
     plan->owner = NULL;
 }
@@ -773,6 +776,8 @@ static int ingest_rules_plan(void *ctx, const struct ingest_event *ev, struct in
         log_write(LOG_WARN, "rule failed",
                   (const char *[]){"source", ev->source, "event_id", ev->event_id, "error",
                                    h->res.message, NULL});
+    h->plan_json = rules_outcome_text(&h->res); /* NULL (out of memory): none stored */
+    plan->plan_json = h->plan_json;
     plan->rule_failed = h->res.outcome == RULES_FAILED;
     plan->jobs = plan->rule_failed ? NULL : h->specs;
     plan->njobs = plan->rule_failed ? 0 : n;

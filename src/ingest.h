@@ -38,6 +38,7 @@ struct ingest_plan {
     size_t naudit;
     bool rule_failed; /* stored with status rule_failed */
     const char *rule_version;
+    const char *plan_json; /* the outcome stored with the event (rules_outcome_text), or NULL */
     void (*release)(struct ingest_plan *plan);
     void *owner;
 };

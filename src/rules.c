@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "digest.h"
+#include "jout.h"
 #include "log.h"
 #include "lua_json.h"
 
@@ -47,6 +48,8 @@ struct rules {
     size_t ndata;
     int64_t instruction_limit, memory_limit;
     int json_max_depth;
+    rules_gate_fn gate; /* checks a reloaded program before it is installed; NULL: none */
+    void *gate_ctx;
 };
 
 /* Small Lua blocks come from per-state size-class free lists carved out of
@@ -1124,6 +1127,8 @@ void rules_result_free(struct rules_result *res)
 
 /* ---------- lifecycle ---------- */
 
+static int rules_gate_check(struct rules *r, struct rules_program *p, char *err, size_t err_len);
+
 static int rules_install(struct rules *r, char *err, size_t err_len)
 {
     struct rules_program *p = rules_program_load(r, err, err_len);
@@ -1137,6 +1142,10 @@ static int rules_install(struct rules *r, char *err, size_t err_len)
         return -1;
     }
     rules_vm_destroy(probe);
+    if (r->gate && rules_gate_check(r, p, err, err_len) < 0) {
+        rules_program_unref(p);
+        return -1;
+    }
     pthread_mutex_lock(&r->lock);
     struct rules_program *old = r->current;
     r->current = p;
@@ -1145,19 +1154,20 @@ static int rules_install(struct rules *r, char *err, size_t err_len)
     return 0;
 }
 
-int rules_create(const struct rules_options *o, struct rules **out, char *err, size_t err_len)
+/* A new engine with o's options and no program yet (NULL with err set). */
+static struct rules *rules_new_engine(const struct rules_options *o, char *err, size_t err_len)
 {
     struct rules *r = calloc(1, sizeof *r);
     if (!r) {
         snprintf(err, err_len, "out of memory");
-        return -1;
+        return NULL;
     }
     pthread_mutex_init(&r->lock, NULL);
     if (pthread_key_create(&r->key, rules_vm_tls_destroy) != 0) {
         snprintf(err, err_len, "cannot create a thread-local key");
         pthread_mutex_destroy(&r->lock);
         free(r);
-        return -1;
+        return NULL;
     }
     r->script_path = strdup(o->script_path);
     r->display_name = strdup(o->display_name ? o->display_name : o->script_path);
@@ -1172,12 +1182,104 @@ int rules_create(const struct rules_options *o, struct rules **out, char *err, s
         r->data_names[i] = strdup(o->data_names[i]);
         r->data_paths[i] = strdup(o->data_paths[i]);
     }
+    return r;
+}
+
+int rules_create(const struct rules_options *o, struct rules **out, char *err, size_t err_len)
+{
+    struct rules *r = rules_new_engine(o, err, err_len);
+    if (!r)
+        return -1;
     if (rules_install(r, err, err_len) < 0) {
         rules_destroy(r);
         return -1;
     }
     *out = r;
     return 0;
+}
+
+/* Runs r's gate on program p, not installed yet: the gate gets an engine of
+ * its own with r's options and p as its program (its state lives on the
+ * calling thread and is freed before this returns). 0 or -1 with err set. */
+static int rules_gate_check(struct rules *r, struct rules_program *p, char *err, size_t err_len)
+{
+    struct rules_options o = {.script_path = r->script_path,
+                              .display_name = r->display_name,
+                              .data_names = (const char *const *)r->data_names,
+                              .data_paths = (const char *const *)r->data_paths,
+                              .ndata = r->ndata,
+                              .instruction_limit = r->instruction_limit,
+                              .memory_limit_bytes = r->memory_limit,
+                              .api_version = r->api_version,
+                              .json_max_depth = r->json_max_depth};
+    struct rules *cand = rules_new_engine(&o, err, err_len);
+    if (!cand)
+        return -1;
+    atomic_fetch_add(&p->refs, 1);
+    cand->current = p;
+    int rc = r->gate(cand, r->gate_ctx, err, err_len);
+    rules_destroy(cand);
+    return rc < 0 ? -1 : 0;
+}
+
+void rules_set_reload_gate(struct rules *r, rules_gate_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&r->lock);
+    r->gate = fn;
+    r->gate_ctx = ctx;
+    pthread_mutex_unlock(&r->lock);
+}
+
+json_t *rules_plan_json(const struct actions_plan *plan)
+{
+    json_t *out = json_array();
+    for (size_t i = 0; out && i < plan->n; i++) {
+        const struct actions_job *j = &plan->jobs[i];
+        json_t *b = j->body ? json_loads(j->body, 0, NULL) : NULL;
+        json_t *o = json_pack("{s:s, s:s, s:s, s:o}", "action", j->action, "method", j->method,
+                              "path", j->path, "body", b ? b : json_null());
+        if (!o || json_array_append_new(out, o) < 0) {
+            json_decref(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+char *rules_outcome_text(const struct rules_result *res)
+{
+    /* Written directly (no JSON tree): ingest stores it with every event and
+     * replay compares it as text first. The job bodies are compact JSON already. */
+    struct jout o = {0};
+    if (res->outcome == RULES_FAILED) {
+        jout_cstr(&o, "{\"error\":");
+        jout_string(&o, res->message, strlen(res->message), false);
+        jout_cstr(&o, "}");
+        if (o.failed) { /* a message that is not UTF-8 */
+            free(o.p);
+            return strdup("{\"error\":\"the rule failed (its message is not UTF-8)\"}");
+        }
+        return o.p;
+    }
+    jout_cstr(&o, "[");
+    for (size_t i = 0; i < res->plan.n; i++) {
+        const struct actions_job *j = &res->plan.jobs[i];
+        jout_cstr(&o, i ? ",{\"action\":" : "{\"action\":");
+        jout_string(&o, j->action, strlen(j->action), false);
+        jout_cstr(&o, ",\"method\":");
+        jout_string(&o, j->method, strlen(j->method), false);
+        jout_cstr(&o, ",\"path\":");
+        jout_string(&o, j->path, strlen(j->path), false);
+        jout_cstr(&o, ",\"body\":");
+        jout_cstr(&o, j->body ? j->body : "null");
+        jout_cstr(&o, "}");
+    }
+    jout_cstr(&o, "]");
+    if (o.failed) {
+        free(o.p);
+        return NULL;
+    }
+    return o.p;
 }
 
 int rules_reload(struct rules *r, char *err, size_t err_len)

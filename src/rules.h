@@ -71,6 +71,28 @@ void rules_version(struct rules *r, char *out, size_t len);
  * could be created (then res->outcome is RULES_FAILED with the reason). */
 int rules_run(struct rules *r, const struct rules_event *ev, struct rules_result *res);
 
+/* Checks a reloaded program before any thread switches to it: candidate is an
+ * engine of its own running the new program (borrowed for the call; run it on
+ * the calling thread only). Returns 0 to install it, or -1 with err[err_len]
+ * saying why not (the old program stays). */
+typedef int (*rules_gate_fn)(struct rules *candidate, void *ctx, char *err, size_t err_len);
+
+/* Sets (fn NULL: clears) the gate rules_reload runs after the new program
+ * compiled: a reload the gate refuses fails with the gate's message. ctx is
+ * borrowed until cleared or r is destroyed. rules_create runs no gate. */
+void rules_set_reload_gate(struct rules *r, rules_gate_fn fn, void *ctx);
+
+/* The plan as `rule-test` prints it: a JSON array of {"action", "method",
+ * "path", "body"} in planned order. Returns a new reference (caller decrefs),
+ * or NULL when out of memory. */
+json_t *rules_plan_json(const struct actions_plan *plan);
+
+/* The outcome of a run as stored with its event (events.plan): compact JSON,
+ * the rules_plan_json array when the rule decided or skipped (skipped: []),
+ * {"error": "file:line: message"} when it failed. Returns a new string (caller
+ * frees), or NULL when out of memory. */
+char *rules_outcome_text(const struct rules_result *res);
+
 /* Releases what res owns. */
 void rules_result_free(struct rules_result *res);
 

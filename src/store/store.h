@@ -146,6 +146,8 @@ struct store_op_event {
     const char *rule_version; /* may be NULL */
     const struct store_job_spec *jobs;
     size_t njobs;
+    const char *plan_json; /* the rule's outcome as rules_outcome_text writes it (events.plan,
+                              read back by replay); NULL: none (no rule configured) */
 
     enum store_event_result result;
     int64_t row; /* row id of the stored (or original) event */
@@ -357,6 +359,13 @@ struct store_event_row {
     const char *headers_json;
     const unsigned char *body;
     size_t body_len;
+    /* The rule's outcome when the event arrived (store_op_event.plan_json), or
+     * for an event stored before plans were (SQLite schema 10, PostgreSQL 3)
+     * the plan rebuilt from its jobs rows when the schema was migrated
+     * (plan_from_jobs set; a rule that planned nothing left none: NULL). */
+    const char *plan_json;
+    bool plan_from_jobs;
+    const char *rule_version; /* the rule version that planned it, NULL: none */
 };
 
 struct store_event_filter {
@@ -364,6 +373,8 @@ struct store_event_filter {
     const char *source;   /* NULL: any */
     const char *event_id; /* NULL: any */
     int64_t limit;        /* 0: no limit; oldest first */
+    double since;         /* > 0: only events received at or after (Unix seconds) */
+    int64_t after_row;    /* > 0: only events of a later row (keyset batches) */
 };
 
 /* Calls fn for each matching event, oldest first; fn returning non-zero stops.

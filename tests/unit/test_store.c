@@ -627,7 +627,9 @@ static void test_block_filters_rebuilt_at_open(void **state)
 
     /* A file from before schema 7 (audit_by_event, no filters) is migrated and
      * its complete blocks get their filters. */
-    db_exec("DROP INDEX audit_by_read_number;"
+    db_exec("DROP TABLE event_plans_from_jobs;"
+            "ALTER TABLE events DROP COLUMN plan;"
+            "DROP INDEX audit_by_read_number;"
             "DROP INDEX audit_by_bare_job;"
             "DROP INDEX did_numbers_by_did;"
             "DROP TABLE audit_event_blooms;"
@@ -858,7 +860,9 @@ static void test_events_by_event_id_across_blocks(void **state)
 
     /* A schema 7 file (no event filters, the events_keys index) is migrated
      * and gets them. */
-    db_exec("DROP INDEX audit_by_read_number;"
+    db_exec("DROP TABLE event_plans_from_jobs;"
+            "ALTER TABLE events DROP COLUMN plan;"
+            "DROP INDEX audit_by_read_number;"
             "DROP INDEX audit_by_bare_job;"
             "DROP INDEX did_numbers_by_did;"
             "DROP TABLE event_id_blooms;"

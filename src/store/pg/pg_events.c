@@ -25,7 +25,8 @@ static const char pg_insert_event_sql[] =
     "received_at = EXCLUDED.received_at WHERE EXCLUDED.received_at - o.received_at >= $4 "
     "RETURNING event_row), "
     "e AS (INSERT INTO events (id, source, event_id, received_at, status, content_type, headers, "
-    "body, rule_version, jobs) SELECT event_row, $1, $2, $3, $5, $6, $7, $8, $9, $10 FROM k "
+    "body, rule_version, jobs, plan) SELECT event_row, $1, $2, $3, $5, $6, $7, $8, $9, $10, $11 "
+    "FROM k "
     "RETURNING id) "
     "SELECT id, TRUE FROM e UNION ALL SELECT event_row, FALSE FROM event_keys WHERE source = $1 "
     "AND event_id = $2 AND NOT EXISTS (SELECT 1 FROM k)";
@@ -42,6 +43,7 @@ static void pg_event_params(struct pg_params *p, const struct store_op_event *op
     pg_params_bytes(p, op->body, op->body_len);
     pg_params_text(p, op->rule_version);
     pg_params_int(p, (int64_t)op->njobs);
+    pg_params_text(p, op->plan_json);
 }
 
 static void pg_event_result(struct store_op_event *op, const PGresult *r)
@@ -217,7 +219,14 @@ static int pg_event_row(const PGresult *r, void *vctx)
         .headers_json = pg_get_str(r, 0, 6),
         .body = body,
         .body_len = blen,
+        .rule_version = pg_get_str(r, 0, 9),
     };
+    /* events.plan, else the plan rebuilt from the jobs rows (schema 3). */
+    row.plan_json = pg_get_str(r, 0, 8);
+    if (!row.plan_json) {
+        row.plan_json = pg_get_str(r, 0, 10);
+        row.plan_from_jobs = row.plan_json != NULL;
+    }
     int stop = e->fn(&row, e->ctx);
     PQfreemem(body);
     return stop != 0 ? 1 : 0;
@@ -240,12 +249,20 @@ int pg_events_scan(struct store_backend *base, const struct store_event_filter *
         pg_params_int(&p, f->limit);
     else
         pg_params_text(&p, NULL);
+    if (f->since > 0)
+        pg_params_double(&p, f->since);
+    else
+        pg_params_text(&p, NULL);
+    pg_params_int(&p, f->after_row > 0 ? f->after_row : 0);
     struct pg_event_rows rows = {.fn = fn, .ctx = ctx, .err = err, .err_len = err_len};
     rc = pg_stream(c,
-                   "SELECT id, source, event_id, received_at, status, content_type, headers, body "
-                   "FROM events WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR "
-                   "source = $2) AND ($3::text IS NULL OR event_id = $3) ORDER BY id LIMIT "
-                   "$4::bigint",
+                   "SELECT e.id, e.source, e.event_id, e.received_at, e.status, e.content_type, "
+                   "e.headers, e.body, e.plan, e.rule_version, j.plan FROM events e LEFT JOIN "
+                   "event_plans_from_jobs j ON e.plan IS NULL AND j.event_row = e.id "
+                   "WHERE ($1::text IS NULL OR e.status = $1) AND ($2::text IS NULL OR "
+                   "e.source = $2) AND ($3::text IS NULL OR e.event_id = $3) AND "
+                   "($5::float8 IS NULL OR e.received_at >= $5) AND e.id > $6::bigint "
+                   "ORDER BY e.id LIMIT $4::bigint",
                    &p, pg_event_row, &rows, "event query", err, err_len);
     if (rc < 0)
         pg_reader_check(be);

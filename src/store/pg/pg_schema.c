@@ -157,6 +157,21 @@ static const char *const pg_migrations[] = {
     "UPDATE rate_budget SET ring[p_slot] = least(ring[p_slot], "
     "extract(epoch FROM clock_timestamp())) WHERE key = p_key AND ring[p_slot] = p_until "
     "$f$;",
+
+    /* 3: the rule's outcome stored with each event (as SQLite's schema 10: the
+     * plan as `rule-test` prints it, or {"error": ...}), for `rule-test
+     * --replay`; the plans of events stored before, rebuilt once from their
+     * jobs rows and kept apart so replay can say so (a body that is not JSON
+     * becomes a JSON string rather than failing the migration). */
+    "ALTER TABLE events ADD COLUMN plan TEXT;"
+    "CREATE TABLE event_plans_from_jobs ("
+    "  event_row BIGINT PRIMARY KEY,"
+    "  plan TEXT NOT NULL);"
+    "INSERT INTO event_plans_from_jobs (event_row, plan) "
+    "SELECT event_row, json_agg(json_build_object('action', action, 'method', method, "
+    "'path', path, 'body', CASE WHEN body IS NULL THEN 'null'::json WHEN hookline_jsonb(body) "
+    "IS NULL THEN to_json(body) ELSE body::json END) ORDER BY id)::text "
+    "FROM jobs GROUP BY event_row;",
 };
 
 #define PG_SCHEMA_VERSION ((int)(sizeof pg_migrations / sizeof pg_migrations[0]))

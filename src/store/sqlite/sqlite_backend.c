@@ -240,8 +240,8 @@ static int sqlite_open_writer(struct sqlite_backend *be, const char *path,
     sqlite3_wal_hook(be->wdb, sqlite_wal_hook, be);
     if (sqlite_prepare(be->wdb,
                        "INSERT INTO events (source, event_id, dedupe_key, received_at, status, "
-                       "content_type, headers, body, rule_version, jobs, key_fp) VALUES "
-                       "(?,?,?,?,?,?,?,?,?,?,?)",
+                       "content_type, headers, body, rule_version, jobs, key_fp, plan) VALUES "
+                       "(?,?,?,?,?,?,?,?,?,?,?,?)",
                        &be->ins_event, err, err_len) < 0 ||
         sqlite_prepare(be->wdb, "SELECT source, event_id, received_at FROM events WHERE id = ?",
                        &be->sel_event_key, err, err_len) < 0 ||

@@ -405,6 +405,7 @@ int sqlite_insert_event(struct sqlite_backend *be, struct store_op_event *op, ch
     sqlite_bind_text_or_null(st, 9, op->rule_version);
     sqlite3_bind_int64(st, 10, (sqlite3_int64)op->njobs);
     sqlite3_bind_int64(st, 11, (sqlite3_int64)fp);
+    sqlite_bind_text_or_null(st, 12, op->plan_json);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -547,9 +548,11 @@ int sqlite_events_scan(struct store_backend *base, const struct store_event_filt
     sqlite_ranges_from(from, sizeof from, "events", "id", ranges);
     snprintf(sql, sizeof sql,
              "SELECT id, source, event_id, received_at, status, content_type, "
-             "headers, body FROM %s WHERE (?1 IS NULL OR status = ?1) AND "
-             "(?2 IS NULL OR source = ?2) AND (?3 IS NULL OR event_id = ?3) "
-             "ORDER BY id LIMIT ?4",
+             "headers, body, plan, rule_version, CASE WHEN plan IS NULL THEN (SELECT j.plan "
+             "FROM event_plans_from_jobs j WHERE j.event_row = events.id) END "
+             "FROM %s WHERE (?1 IS NULL OR status = ?1) AND "
+             "(?2 IS NULL OR source = ?2) AND (?3 IS NULL OR event_id = ?3) AND "
+             "(?5 IS NULL OR received_at >= ?5) AND id > ?6 ORDER BY id LIMIT ?4",
              from);
     if (sqlite3_prepare_v2(be->rdb, sql, -1, &st, NULL) != SQLITE_OK) {
         sqlite_err(be->rdb, "event query", err, err_len);
@@ -559,6 +562,9 @@ int sqlite_events_scan(struct store_backend *base, const struct store_event_filt
     sqlite_bind_text_or_null(st, 2, f->source);
     sqlite_bind_text_or_null(st, 3, f->event_id);
     sqlite3_bind_int64(st, 4, f->limit > 0 ? f->limit : -1);
+    if (f->since > 0)
+        sqlite3_bind_double(st, 5, f->since);
+    sqlite3_bind_int64(st, 6, f->after_row > 0 ? f->after_row : 0);
     int s;
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
         struct store_event_row row = {
@@ -571,7 +577,14 @@ int sqlite_events_scan(struct store_backend *base, const struct store_event_filt
             .headers_json = (const char *)sqlite3_column_text(st, 6),
             .body = sqlite3_column_blob(st, 7),
             .body_len = (size_t)sqlite3_column_bytes(st, 7),
+            .rule_version = (const char *)sqlite3_column_text(st, 9),
         };
+        /* events.plan, else the plan rebuilt from the jobs rows (schema 10). */
+        row.plan_json = (const char *)sqlite3_column_text(st, 8);
+        if (!row.plan_json) {
+            row.plan_json = (const char *)sqlite3_column_text(st, 10);
+            row.plan_from_jobs = row.plan_json != NULL;
+        }
         if (fn(&row, ctx) != 0)
             break;
     }

@@ -140,6 +140,23 @@ static const char *const sqlite_migrations[] = {
     ") WHERE " SQLITE_READ_NUMBER_ROWS ";"
     "CREATE INDEX audit_by_bare_job ON audit (job_id, seq) WHERE " SQLITE_BARE_JOB_ROWS ";"
     "CREATE INDEX did_numbers_by_did ON did_numbers (did);",
+
+    /* 10: the rule's outcome stored with each event (rules_outcome_text: the
+     * plan as `rule-test` prints it, or {"error": ...}), for `rule-test
+     * --replay`. Events stored before have none: their plan is rebuilt once,
+     * here, from their jobs rows (a job's action, method, path and body never
+     * change after it is stored), and kept apart so replay can say so. A body
+     * that is not JSON (never written by hookline) becomes a JSON string rather
+     * than failing the migration. */
+    "ALTER TABLE events ADD COLUMN plan TEXT;"
+    "CREATE TABLE event_plans_from_jobs ("
+    "  event_row INTEGER PRIMARY KEY,"
+    "  plan TEXT NOT NULL);"
+    "INSERT INTO event_plans_from_jobs (event_row, plan) "
+    "SELECT event_row, json_group_array(json(p)) FROM (SELECT event_row, json_object("
+    "'action', action, 'method', method, 'path', path, 'body', json(CASE WHEN body IS NULL "
+    "THEN 'null' WHEN json_valid(body) THEN body ELSE json_quote(body) END)) "
+    "AS p FROM jobs ORDER BY event_row, id) GROUP BY event_row;",
 };
 
 #define SQLITE_SCHEMA_VERSION ((int)(sizeof sqlite_migrations / sizeof sqlite_migrations[0]))
