@@ -15,7 +15,8 @@ with SIGKILL mid-backlog and started again. Then:
   answered 429, and the instances together used most of the budget;
 - `hookline audit verify` passes over the records of all three, which carry their
   instance ids;
-- a 401 seen by one instance pauses all three; a resume on another resumes all three;
+- a 401 seen by one instance pauses all three; a resume on another (and `hookline jobs
+  resume`, the CLI) resumes all three;
 - a rule reload requested on one instance (POST /v1/rules/reload, then SIGHUP on
   another) reloads all three (their rule_version in /readyz and /metrics);
 - the audit mirror is written by exactly one instance (the leader); killed, another
@@ -261,6 +262,18 @@ class TestThreeInstances(unittest.TestCase):
         self.readyz_all(lambda r: r.status == 200)
         self.assertTrue(deadline_poll(
             lambda: self.sim.did(did)["description"] == "after-resume", 15, 0.1))
+
+        # ---- ... and `hookline jobs resume` (the CLI, no instance asked) resumes all ----
+        self.sim.restart(key=NEW_KEY)
+        r = self.post(c, "pause-2", [{"did": did, "fields": {"description": "after-cli-resume"}}])
+        self.assertEqual(r.status, 202, r)
+        self.readyz_all(lambda r: r.status == 503 and "paused" in r.body.decode())
+        self.sim.restart(key=KEY)
+        r = a.cli("jobs", "-c", a.config_path, "resume")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.readyz_all(lambda r: r.status == 200)
+        self.assertTrue(deadline_poll(
+            lambda: self.sim.did(did)["description"] == "after-cli-resume", 15, 0.1))
 
         # ---- a rule reload on one instance reloads all three ----
         before = [r.json()["rule_version"] for r in self.readyz_all(lambda r: r.status == 200)]
