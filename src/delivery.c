@@ -22,6 +22,7 @@
 #include "audit.h"
 #include "backoff.h"
 #include "delivery_inflight.h"
+#include "delivery_ready.h"
 #include "didww_auth.h"
 #include "didww_client.h"
 #include "didww_prefetch.h"
@@ -32,6 +33,7 @@
 #include "ratelimit.h"
 
 #define DELIVERY_IDLE_POLL_MS 200 /* delivery.idle_poll_ms unset */
+#define DELIVERY_ROUND_WAIT_MS 20 /* another worker is reading a round: look again */
 #define DELIVERY_PAUSE_POLL_MS 500
 #define DELIVERY_CACHE_SIZE 1024
 #define DELIVERY_STOPPED (-2)             /* delivery_send: not sent, the service is stopping */
@@ -65,6 +67,8 @@ struct delivery {
     struct delivery_worker *workers_mem;
     struct didww_auth *auth; /* 2026-11-19: the bearer token all workers share; else NULL */
     struct delivery_inflight inflight; /* how many workers claim: sized to rate x latency */
+    struct delivery_ready ready;       /* a claim round's jobs, for any free worker */
+    struct didww_prefetch *pf;         /* DID states read in one list per claim round */
 };
 
 struct delivery_worker;
@@ -74,7 +78,6 @@ struct delivery_worker {
     struct didww_client *client;
     struct drand48_data rng;
     int index;
-    struct didww_prefetch *pf; /* DID states read in one list per claim round */
 };
 
 static double delivery_wall(void)
@@ -519,7 +522,7 @@ static int delivery_resolve(struct delivery_worker *w, const struct store_job *j
     if (delivery_cache_get(w->d, job->number, r->did, sizeof r->did))
         return 1;
     /* The claim round's list read already answered for this number. */
-    int pre = didww_prefetch_number(w->pf, job->number, delivery_wall(), r->did, sizeof r->did);
+    int pre = didww_prefetch_number(w->d->pf, job->number, delivery_wall(), r->did, sizeof r->did);
     if (pre == 1) {
         delivery_cache_put(w->d, job->number, r->did);
         return 1;
@@ -634,7 +637,7 @@ static void delivery_process(struct delivery_worker *w, struct store_job *job)
         snprintf(get, sizeof get, "%s?include=%s", path,
                  legacy ? "trunk,trunk_group" : "voice_in_trunk,voice_in_trunk_group");
         /* The claim round's list read, when fresh, is the before-state (see the README). */
-        before = didww_prefetch_take(w->pf, path + 9, delivery_wall());
+        before = didww_prefetch_take(w->d->pf, path + 9, delivery_wall());
         struct didww_response resp = {0};
         if (!before && delivery_send(w, "GET", get, NULL, &resp) == DELIVERY_STOPPED)
             goto release;
@@ -744,13 +747,12 @@ static bool delivery_can_batch(const struct delivery *d)
 }
 
 /* Reads the DIDs the claimed jobs name in one list per filter (ids; numbers not yet
- * resolved) into w->pf. Returns false when DIDWW answered 429: the jobs were put back
+ * resolved) into the shared cache. Returns false when DIDWW answered 429: the jobs were put back
  * untouched, due after Retry-After (or a second), and must not be processed. Any other
  * failure leaves the jobs to their single reads. */
 static bool delivery_prefetch_round(struct delivery_worker *w, struct store_job *jobs, int n)
 {
     struct delivery *d = w->d;
-    didww_prefetch_clear(w->pf);
     if (n < 2 || !delivery_can_batch(d))
         return true;
     json_t *ids = json_object(), *numbers = json_object();
@@ -783,7 +785,7 @@ static bool delivery_prefetch_round(struct delivery_worker *w, struct store_job 
                 values[i++] = key;
         }
         struct didww_response failed;
-        int rc = values ? didww_prefetch_fetch(w->pf, filters[k], values, m,
+        int rc = values ? didww_prefetch_fetch(w->d->pf, filters[k], values, m,
                                                "voice_in_trunk,voice_in_trunk_group",
                                                d->opts.batch_page_size, delivery_wall(),
                                                delivery_prefetch_send, w, &failed)
@@ -830,9 +832,20 @@ static void *delivery_worker_main(void *arg)
             continue;
         }
         uint64_t seen = delivery_wake_seq(d);
-        if (w->index >= delivery_inflight_target(&d->inflight)) {
+        int target = delivery_inflight_target(&d->inflight);
+        if (w->index >= target) {
             /* Not needed at the observed latency: enough workers keep the budget busy. */
             delivery_wait(d, seen, DELIVERY_IDLE_POLL_MS);
+            continue;
+        }
+        struct store_job job;
+        if (delivery_ready_pop(&d->ready, &job)) { /* a job of an earlier round */
+            delivery_process(w, &job);
+            store_job_clear(&job);
+            continue;
+        }
+        if (!delivery_ready_begin_round(&d->ready, (size_t)target)) {
+            delivery_wait(d, seen, DELIVERY_ROUND_WAIT_MS); /* another worker reads a round */
             continue;
         }
         struct store_op op = {.kind = STORE_OP_CLAIM,
@@ -842,13 +855,24 @@ static void *delivery_worker_main(void *arg)
                                           .supersedes = delivery_supersedes}};
         struct store_op_claim *claim = &op.u.claim;
         if (store_submit_wait(d->st, &op) < 0 || claim->result != STORE_CLAIM_CLAIMED) {
+            delivery_ready_end_round(&d->ready, NULL, 0);
             free(claim->jobs);
             delivery_wait(d, seen,
                           d->opts.idle_poll_ms > 0 ? d->opts.idle_poll_ms : DELIVERY_IDLE_POLL_MS);
             continue;
         }
         bool go_on = delivery_prefetch_round(w, claim->jobs, claim->n);
-        for (int i = 0; i < claim->n; i++) {
+        /* The round's other jobs go to whichever workers are free; this one sends the
+         * first (all of them, one after another, if the queue cannot take them). */
+        int own = claim->n;
+        if (go_on && claim->n > 1 &&
+            delivery_ready_end_round(&d->ready, claim->jobs + 1, (size_t)claim->n - 1)) {
+            own = 1;
+            delivery_notify(d);
+        } else {
+            delivery_ready_end_round(&d->ready, NULL, 0);
+        }
+        for (int i = 0; i < own; i++) {
             if (go_on)
                 delivery_process(w, &claim->jobs[i]);
             store_job_clear(&claim->jobs[i]);
@@ -884,6 +908,8 @@ int delivery_start(const struct delivery_options *opts, struct store *st, struct
         d->opts.prefetch_max_age_ms = 10000;
     int min_workers = opts->workers > 0 ? opts->workers : 1;
     int max_in_flight = opts->max_in_flight > 0 ? opts->max_in_flight : 64;
+    delivery_ready_init(&d->ready);
+    d->pf = didww_prefetch_create((double)d->opts.prefetch_max_age_ms / 1000.0);
     delivery_inflight_init(&d->inflight, opts->rate_limit_per_s, min_workers,
                            max_in_flight > min_workers ? max_in_flight : min_workers);
     d->nthreads = max_in_flight > min_workers ? max_in_flight : min_workers;
@@ -940,8 +966,7 @@ int delivery_start(const struct delivery_options *opts, struct store *st, struct
         ws[i].index = i;
         srand48_r((long)time(NULL) ^ (long)(i * 7919), &ws[i].rng);
         ws[i].client = didww_client_create(&co);
-        ws[i].pf = didww_prefetch_create((double)d->opts.prefetch_max_age_ms / 1000.0);
-        if (!ws[i].client || !ws[i].pf) {
+        if (!ws[i].client || !d->pf) {
             snprintf(err, err_len, "cannot create the DIDWW client");
             goto fail;
         }
@@ -959,12 +984,12 @@ int delivery_start(const struct delivery_options *opts, struct store *st, struct
     *out = d;
     return 0;
 fail:
-    for (int i = 0; ws && i < d->nthreads; i++) {
+    for (int i = 0; ws && i < d->nthreads; i++)
         didww_client_destroy(ws[i].client);
-        didww_prefetch_destroy(ws[i].pf);
-    }
     free(ws);
     delivery_inflight_destroy(&d->inflight);
+    didww_prefetch_destroy(d->pf);
+    delivery_ready_destroy(&d->ready);
     didww_auth_destroy(d->auth);
     free(d->threads);
     ratelimit_destroy(d->rl);
@@ -985,13 +1010,19 @@ void delivery_stop(struct delivery *d)
     pthread_mutex_unlock(&d->lock);
     for (int i = 0; i < d->nthreads; i++)
         pthread_join(d->threads[i], NULL);
-    struct delivery_worker *ws = d->workers_mem;
-    for (int i = 0; i < d->nthreads; i++) {
-        didww_client_destroy(ws[i].client);
-        didww_prefetch_destroy(ws[i].pf);
+    /* Jobs of a round no worker reached: back to the queue untouched. */
+    struct store_job left;
+    while (delivery_ready_pop(&d->ready, &left)) {
+        delivery_requeue(d, &left, 0);
+        store_job_clear(&left);
     }
+    struct delivery_worker *ws = d->workers_mem;
+    for (int i = 0; i < d->nthreads; i++)
+        didww_client_destroy(ws[i].client);
     free(ws);
     delivery_inflight_destroy(&d->inflight);
+    didww_prefetch_destroy(d->pf);
+    delivery_ready_destroy(&d->ready);
     didww_auth_destroy(d->auth);
     free(d->threads);
     ratelimit_destroy(d->rl);

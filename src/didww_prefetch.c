@@ -1,11 +1,13 @@
 /*
- * didww_prefetch: the per-worker cache of DID states read in batches (see the header).
+ * didww_prefetch: the shared cache of DID states read in batches (see the header).
  * States live in a JSON object keyed by DID id ({"state": ..., "at": seconds}); numbers
  * in another keyed by digits without "+" ({"id": id or null, "at": seconds}). Paging
  * follows meta.total_records (else links.next), bounded by the pages n values can fill.
+ * One mutex guards both; entries older than max_age_s are pruned on each answer.
  */
 #include "didww_prefetch.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include "jsonapi.h"
 
 struct didww_prefetch {
+    pthread_mutex_t lock; /* guards by_id and by_number; never held across a request */
     double max_age_s;
     json_t *by_id;
     json_t *by_number;
@@ -28,6 +31,7 @@ struct didww_prefetch *didww_prefetch_create(double max_age_s)
     struct didww_prefetch *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
+    pthread_mutex_init(&p->lock, NULL);
     p->max_age_s = max_age_s;
     p->by_id = json_object();
     p->by_number = json_object();
@@ -42,8 +46,22 @@ void didww_prefetch_clear(struct didww_prefetch *p)
 {
     if (!p)
         return;
+    pthread_mutex_lock(&p->lock);
     json_object_clear(p->by_id);
     json_object_clear(p->by_number);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Drops the entries of set older than max_age_s at now; p->lock held. */
+static void didww_prefetch_prune(struct didww_prefetch *p, json_t *set, double now)
+{
+    const char *key;
+    json_t *e, *tmp;
+    json_object_foreach_safe(set, tmp, key, e)
+    {
+        if (now - json_real_value(json_object_get(e, "at")) > p->max_age_s)
+            json_object_del(set, key);
+    }
 }
 
 bool didww_prefetch_path(const char *filter, const char *const *values, size_t n,
@@ -78,6 +96,9 @@ int didww_prefetch_add(struct didww_prefetch *p, const char *body, size_t len, d
         return -1;
     size_t i;
     json_t *st;
+    pthread_mutex_lock(&p->lock);
+    didww_prefetch_prune(p, p->by_id, at);
+    didww_prefetch_prune(p, p->by_number, at);
     json_array_foreach(states, i, st)
     {
         const char *id = json_string_value(json_object_get(st, "id"));
@@ -87,6 +108,7 @@ int didww_prefetch_add(struct didww_prefetch *p, const char *body, size_t len, d
             json_object_set_new(p->by_number, didww_prefetch_digits(number),
                                 json_pack("{s:s, s:f}", "id", id, "at", at));
     }
+    pthread_mutex_unlock(&p->lock);
     int n = (int)json_array_size(states);
     json_decref(states);
     return n;
@@ -95,9 +117,12 @@ int didww_prefetch_add(struct didww_prefetch *p, const char *body, size_t len, d
 void didww_prefetch_mark_absent(struct didww_prefetch *p, const char *number, double at)
 {
     const char *digits = didww_prefetch_digits(number);
-    if (json_object_get(p->by_number, digits))
-        return;
-    json_object_set_new(p->by_number, digits, json_pack("{s:n, s:f}", "id", "at", at));
+    pthread_mutex_lock(&p->lock);
+    json_t *e = json_object_get(p->by_number, digits);
+    /* An entry fetched now (this answer named the DID) wins over "absent". */
+    if (!e || json_real_value(json_object_get(e, "at")) < at)
+        json_object_set_new(p->by_number, digits, json_pack("{s:n, s:f}", "id", "at", at));
+    pthread_mutex_unlock(&p->lock);
 }
 
 int didww_prefetch_fetch(struct didww_prefetch *p, const char *filter, const char *const *values,
@@ -154,13 +179,16 @@ int didww_prefetch_fetch(struct didww_prefetch *p, const char *filter, const cha
 
 json_t *didww_prefetch_take(struct didww_prefetch *p, const char *id, double now)
 {
-    json_t *e = id ? json_object_get(p->by_id, id) : NULL;
-    if (!e)
+    if (!id)
         return NULL;
-    double at = json_real_value(json_object_get(e, "at"));
-    json_t *state = json_incref(json_object_get(e, "state"));
-    json_object_del(p->by_id, id);
-    if (now - at > p->max_age_s) {
+    pthread_mutex_lock(&p->lock);
+    json_t *e = json_object_get(p->by_id, id);
+    double at = e ? json_real_value(json_object_get(e, "at")) : 0;
+    json_t *state = e ? json_incref(json_object_get(e, "state")) : NULL;
+    if (e)
+        json_object_del(p->by_id, id);
+    pthread_mutex_unlock(&p->lock);
+    if (!state || now - at > p->max_age_s) {
         json_decref(state);
         return NULL;
     }
@@ -170,16 +198,22 @@ json_t *didww_prefetch_take(struct didww_prefetch *p, const char *id, double now
 int didww_prefetch_number(struct didww_prefetch *p, const char *number, double now, char *did,
                           size_t did_len)
 {
-    json_t *e = number ? json_object_get(p->by_number, didww_prefetch_digits(number)) : NULL;
-    if (!e || now - json_real_value(json_object_get(e, "at")) > p->max_age_s)
+    if (!number)
         return -1;
-    const char *id = json_string_value(json_object_get(e, "id"));
-    if (!id)
-        return 0;
-    if (strlen(id) >= did_len)
-        return -1;
-    snprintf(did, did_len, "%s", id);
-    return 1;
+    int rc = -1;
+    pthread_mutex_lock(&p->lock);
+    json_t *e = json_object_get(p->by_number, didww_prefetch_digits(number));
+    if (e && now - json_real_value(json_object_get(e, "at")) <= p->max_age_s) {
+        const char *id = json_string_value(json_object_get(e, "id"));
+        if (!id)
+            rc = 0;
+        else if (strlen(id) < did_len) {
+            snprintf(did, did_len, "%s", id);
+            rc = 1;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return rc;
 }
 
 void didww_prefetch_destroy(struct didww_prefetch *p)
@@ -188,5 +222,6 @@ void didww_prefetch_destroy(struct didww_prefetch *p)
         return;
     json_decref(p->by_id);
     json_decref(p->by_number);
+    pthread_mutex_destroy(&p->lock);
     free(p);
 }

@@ -1,11 +1,11 @@
 /*
- * didww_prefetch: batched reads of DID state for one delivery worker. When a worker
+ * didww_prefetch: batched reads of DID state for the delivery workers. When a worker
  * claims several jobs it reads the DIDs they name in one list request per filter
  * (GET /v3/dids?filter[id]=a,b,c or filter[number]=...&include=...&page[size]=N, every
  * page), keeps each DID's state with the time it was fetched, and serves it to the
  * per-job path: a number's resolution and a DID's before-state (the no-op read). A state
  * is served once (taken) and only while younger than max_age_s; anything missing, taken
- * or stale is read singly as before. Not thread-safe: one cache belongs to one worker.
+ * or stale is read singly as before. Thread-safe: the workers share one cache.
  */
 #ifndef HOOKLINE_DIDWW_PREFETCH_H
 #define HOOKLINE_DIDWW_PREFETCH_H

@@ -242,10 +242,11 @@ class Bench:
             json.dump(state, f)
         return path
 
-    def start_sim(self):
-        state = self.write_state()
+    def start_sim(self, latency_ms=None, state=None):
+        state = state or self.write_state()
+        lat = self.a.latency_ms if latency_ms is None else latency_ms
         argv = [self.a.sim, "--state", state, "--api-key-env", "BENCH_DIDWW_KEY",
-                "--port", "0", "--latency-ms", str(self.a.latency_ms),
+                "--port", "0", "--latency-ms", str(lat),
                 "--rate-limit", str(self.a.rate_limit),
                 "--request-log", os.path.join(self.work, "sim_requests.jsonl")]
         self.sim = self.procs.start("didww-sim", argv, self.env, self.work, self.work)
@@ -266,7 +267,7 @@ class Bench:
         return {d["id"]: d for d in http_json(self.sim_port, "GET", "/__sim/state")["dids"]}
 
     # ---- hookline
-    def config(self, name, db, with_key, skip_noop):
+    def config(self, name, db, with_key, skip_noop, defaults=False):
         didww = {"base_url": "http://127.0.0.1:%d/v3" % self.sim_port,
                  "api_version": "2022-05-10", "rate_limit_per_s": self.a.rate_limit,
                  "timeout_ms": 15000}
@@ -276,7 +277,8 @@ class Bench:
             "listen": {"host": "127.0.0.1", "port": 0},
             "store": self.store_url(db),
             "didww": didww,
-            "delivery": {"workers": self.a.workers, "skip_noop": skip_noop},
+            # defaults: the (d) runs leave every delivery.* setting at its default
+            "delivery": {} if defaults else {"workers": self.a.workers, "skip_noop": skip_noop},
             "rules": {"script": self.a.rule},
             "sources": {"bench": {"verify": {"scheme": "token", "header": "Authorization",
                                              "prefix": "Bearer ", "secret": "env:BENCH_TOKEN"}}},
@@ -368,13 +370,13 @@ class Bench:
                 return float(parts[1])
         raise BenchError("no hookline_queue_depth in /metrics")
 
-    def backlog(self, name, streams, skip_noop, njobs, timeout_s):
+    def backlog(self, name, streams, skip_noop, njobs, timeout_s, defaults=False):
         """Queues the streams' webhooks with delivery off, then delivers them.
         Returns (seconds from the restart to an empty queue, job states, CPU cores the
         delivering hookline used meanwhile)."""
         db = self.new_db(name)
         p, port = self.start_hookline(name + "-queue", self.config(name + "-queue", db, False,
-                                                                    skip_noop))
+                                                                    skip_noop, defaults))
         self.post_streams(port, streams)
         self.stop_hookline(p)
         states = self.job_states(db)
@@ -384,7 +386,7 @@ class Bench:
         self.sim_reset()
         t0 = time.monotonic()
         p, port = self.start_hookline(name + "-deliver", self.config(name + "-deliver", db, True,
-                                                                      skip_noop))
+                                                                      skip_noop, defaults))
         deadline = t0 + timeout_s
         drained = None
         while time.monotonic() < deadline:
@@ -473,6 +475,66 @@ class Bench:
             "max_per_s": stats.get("max_requests_per_second"),
             "statuses": stats["responses_by_status"], "requests_total": stats["requests_total"],
         }
+
+    # ---- (d)
+    def run_d(self, latency_ms, by):
+        """A backlog at latency_ms of simulator latency, default delivery settings: 400
+        DIDs named by id (50 already on the trunk their job sets: no-ops) or 200 named by
+        number. Jobs per second (the jobs over first request arrival to last answer),
+        requests per job, 429s, PATCHes of DIDs already in place."""
+        name = "d-%s-%dms" % (by, latency_ms)
+        rng = random.Random(17)
+        n = 400 if by == "id" else 200
+        dids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
+        in_place = set(dids[:50]) if by == "id" else set()
+        trunk = self.trunks[0]
+        state = {
+            "trunks": [{"id": t, "name": "bench trunk %d" % i} for i, t in enumerate(self.trunks)],
+            "trunk_groups": [],
+            "dids": [{"id": d, "number": "4940%07d" % i, "description": "bench DID %d" % i,
+                      "capacity_limit": 1, "trunk": trunk if d in in_place else None,
+                      "trunk_group": None} for i, d in enumerate(dids)],
+        }
+        path = os.path.join(self.work, "sim_state_%s.json" % name)
+        with open(path, "w") as f:
+            json.dump(state, f)
+        if self.sim is not None:
+            self.procs.stop(self.sim)
+        self.start_sim(latency_ms, path)
+        streams = [[] for _ in range(8)]
+        for i, d in enumerate(dids):
+            if by == "id":
+                streams[i % 8].append(self.body(op="route", did=d, trunk=trunk))
+            else:
+                streams[i % 8].append(self.body(op="route_number", number="4940%07d" % i,
+                                                trunk=trunk))
+        drained, states, _ = self.backlog(name, streams, True, n,
+                                          timeout_s=n * 3 / self.a.rate_limit + 60,
+                                          defaults=True)
+        reqs = self.sim_requests()
+        stats = self.sim_stats()
+        if states != {"done": n}:
+            raise BenchError("(d) %s: job states after delivery: %s (expected all %d done)" % (
+                name, states, n))
+        sim = self.sim_dids()
+        wrong = [d for d in dids if sim[d].get("trunk") != trunk]
+        if wrong:
+            raise BenchError("(d) %d DIDs do not end as planned, e.g. %s" % (len(wrong),
+                                                                             wrong[0]))
+        first = min(r["t"] for r in reqs)
+        last = max(r["t"] + r["duration_ms"] for r in reqs)
+        by_method = {}
+        for r in reqs:
+            by_method[r["method"]] = by_method.get(r["method"], 0) + 1
+        patched_in_place = sum(1 for r in reqs if r["method"] == "PATCH"
+                               and r["path"].split("?")[0].rsplit("/", 1)[-1] in in_place)
+        jps = n / ((last - first) / 1000.0)
+        return {"name": name, "by": by, "latency_ms": latency_ms, "jobs": n,
+                "requests": len(reqs), "by_method": by_method, "per_job": len(reqs) / n,
+                "jobs_per_s": jps, "ratio": jps / self.a.rate_limit, "drain_s": drained,
+                "n429": int(stats["responses_by_status"].get("429", 0)),
+                "patched_in_place": patched_in_place,
+                "max_per_s": stats.get("max_requests_per_second")}
 
     # ---- (b)
     def run_b(self, skip_noop, live=False):
@@ -608,6 +670,10 @@ def main():
     ap.add_argument("--pg-url", help="postgresql://USER@127.0.0.1:PORT/DB of a superuser")
     ap.add_argument("--pg-passfile", help="file holding that user's password")
     ap.add_argument("--psql", default="psql")
+    ap.add_argument("--scenarios", default="abcd",
+                    help="which of (a) (b) (c) (d) to run, e.g. d")
+    ap.add_argument("--d-latencies", default="250,20",
+                    help="simulator latencies (ms) of the (d) runs")
     a = ap.parse_args()
     if a.store == "pg" and not (a.pg_url and a.pg_passfile):
         ap.error("--store pg needs --pg-url and --pg-passfile")
@@ -635,6 +701,8 @@ def main():
 
         a_runs = []
         for sn in {"false": [False], "true": [True], "both": [False, True]}[a.a_skip_noop]:
+            if "a" not in a.scenarios:
+                break
             log("(a) backlog 600 jobs / 300 DIDs, skip_noop %s ..." % str(sn).lower())
             r = b.run_a(sn)
             a_runs.append(r)
@@ -646,7 +714,7 @@ def main():
                     r["max_per_s"], json.dumps(r["statuses"], sort_keys=True), r["cores"]))
 
         b_runs = []
-        for sn in (True, False):
+        for sn in (True, False) if "b" in a.scenarios else ():
             log("(b) 1000 updates / 10 DIDs, skip_noop %s ..." % str(sn).lower())
             r = b.run_b(sn)
             b_runs.append(r)
@@ -655,7 +723,7 @@ def main():
                     r["requests"], ", ".join("%s %d" % kv for kv in sorted(r["by_method"].items())),
                     r["jobs"], r["per_job"], json.dumps(r["states"], sort_keys=True),
                     r["drain_s"]))
-        for sn in (True, False):
+        for sn in (True, False) if "b" in a.scenarios else ():
             # For information (no target): the same updates posted while delivery runs,
             # so the first update of each DID is claimed before the others arrive.
             log("(b) for information: the same 1000 updates posted while delivery runs, "
@@ -668,7 +736,7 @@ def main():
                     r["drain_s"]))
 
         c_runs = []
-        for sn in (True, False):
+        for sn in (True, False) if "c" in a.scenarios else ():
             log("(c) idle latency, %d webhooks one at a time, skip_noop %s ..." % (
                 a.idle_n, str(sn).lower()))
             r = b.run_c(sn)
@@ -682,6 +750,20 @@ def main():
                              pct(r["gets"], 50), pct(r["gets"], 99), pct(r["get_to_patch"], 50),
                              pct(r["get_to_patch"], 99), lat))
             log(line + "; one webhook every %.0f ms" % (r["gap_s"] * 1000))
+
+        # (d) last: it restarts the simulator with its own state and latency.
+        d_runs = []
+        for dl in ([int(x) for x in a.d_latencies.split(",")] if "d" in a.scenarios else []):
+            for by in ("id", "number"):
+                log("(d) backlog of %s DIDs named by %s at %d ms, default settings ..." % (
+                    "400 (50 in place)" if by == "id" else "200", by, dl))
+                r = b.run_d(dl, by)
+                d_runs.append(r)
+                log("    %d requests (%s) for %d jobs = %.3f per job; %.2f jobs/s; queue empty "
+                    "%.2f s after the restart; sim max %s in any 1 s window" % (
+                        r["requests"],
+                        ", ".join("%s %d" % kv for kv in sorted(r["by_method"].items())),
+                        r["jobs"], r["per_job"], r["jobs_per_s"], r["drain_s"], r["max_per_s"]))
 
         # ---------------------------------------------------------- summary
         def below(ok):
@@ -703,6 +785,14 @@ def main():
             log("(b) 1000 updates / 10 DIDs (skip_noop %s): %d requests (%s) = %.3f per job "
                 "(target <= 0.02)%s" % (str(r["skip_noop"]).lower(), r["requests"], parts,
                                         r["per_job"], below(ok)))
+        for r in d_runs:
+            ok = (r["latency_ms"] != 250 or (r["ratio"] >= 0.95 and r["per_job"] <= 1.05)) \
+                and r["n429"] == 0 and r["patched_in_place"] == 0
+            log("(d) %d DIDs by %s at %d ms: %.2f jobs/s = %.2f of the budget %d (target >= 0.95 "
+                "at 250 ms), %.3f requests per job (target <= 1.05 at 250 ms), 429s: %d, PATCHes "
+                "of DIDs already in place: %d%s" % (
+                    r["jobs"], r["by"], r["latency_ms"], r["jobs_per_s"], r["ratio"],
+                    a.rate_limit, r["per_job"], r["n429"], r["patched_in_place"], below(ok)))
         for r in c_runs:
             d = r["deltas"]
             if r["skip_noop"]:
