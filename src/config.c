@@ -629,7 +629,7 @@ static void config_parse_delivery(struct config_ctx *ctx, json_t *root)
     cfg->delivery_idle_poll_ms =
         config_get_int32(ctx, s, "delivery", "idle_poll_ms", 200, 50, 60000);
     cfg->delivery_max_in_flight = config_get_int32(ctx, s, "delivery", "max_in_flight", 64, 1, 256);
-    cfg->delivery_batch_size = config_get_int32(ctx, s, "delivery", "batch_size", 25, 1, 100);
+    cfg->delivery_batch_size = config_get_int32(ctx, s, "delivery", "batch_size", 50, 1, 100);
     cfg->delivery_batch_page_size =
         config_get_int32(ctx, s, "delivery", "batch_page_size", 100, 1, 100);
     cfg->delivery_prefetch_max_age_ms =

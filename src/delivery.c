@@ -834,8 +834,10 @@ static void *delivery_worker_main(void *arg)
         uint64_t seen = delivery_wake_seq(d);
         int target = delivery_inflight_target(&d->inflight);
         if (w->index >= target) {
-            /* Not needed at the observed latency: enough workers keep the budget busy. */
-            delivery_wait(d, seen, DELIVERY_IDLE_POLL_MS);
+            /* Not needed at the observed latency: enough workers keep the budget busy.
+             * A plain sleep: the wake-ups for new jobs are for the workers in use. */
+            struct timespec nap = {0, DELIVERY_IDLE_POLL_MS * 1000000L};
+            nanosleep(&nap, NULL);
             continue;
         }
         struct store_job job;
@@ -844,7 +846,11 @@ static void *delivery_worker_main(void *arg)
             store_job_clear(&job);
             continue;
         }
-        if (!delivery_ready_begin_round(&d->ready, (size_t)target)) {
+        /* The next round is read while about a second's worth of jobs still waits, so
+         * the workers never run dry during its list request. */
+        size_t low =
+            (size_t)target + (size_t)(d->opts.rate_limit_per_s > 0 ? d->opts.rate_limit_per_s : 1);
+        if (!delivery_ready_begin_round(&d->ready, low)) {
             delivery_wait(d, seen, DELIVERY_ROUND_WAIT_MS); /* another worker reads a round */
             continue;
         }
@@ -901,7 +907,7 @@ int delivery_start(const struct delivery_options *opts, struct store *st, struct
     snprintf(d->key_fp, sizeof d->key_fp, "%.16s", hex);
     d->rl = ratelimit_create(opts->rate_limit_per_s, 20);
     if (d->opts.batch_size <= 0)
-        d->opts.batch_size = 25;
+        d->opts.batch_size = 50;
     if (d->opts.batch_page_size <= 0 || d->opts.batch_page_size > DIDWW_PREFETCH_PAGE_MAX)
         d->opts.batch_page_size = DIDWW_PREFETCH_PAGE_MAX;
     if (d->opts.prefetch_max_age_ms <= 0)

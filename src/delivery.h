@@ -31,7 +31,7 @@ struct delivery_options {
     int number_cache_ttl_s;  /* 0: 300 */
     int idle_poll_ms;        /* an idle worker looks for due jobs this often; 0: 200 */
     int max_in_flight;       /* cap on workers sending at once; 0: max(workers, 64) */
-    int batch_size;          /* jobs claimed per round (their DIDs read in one list); 0: 25 */
+    int batch_size;          /* jobs claimed per round (their DIDs read in one list); 0: 50 */
     int batch_page_size;     /* page[size] of the list reads, 1..100; 0: 100 */
     int prefetch_max_age_ms; /* a prefetched before-state older than this is read again */
 };

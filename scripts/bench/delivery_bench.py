@@ -529,11 +529,16 @@ class Bench:
         patched_in_place = sum(1 for r in reqs if r["method"] == "PATCH"
                                and r["path"].split("?")[0].rsplit("/", 1)[-1] in in_place)
         jps = n / ((last - first) / 1000.0)
+        ts = sorted(r["t"] for r in reqs)
+        gaps = sorted(((b - a), round((a - first) / 1000.0, 2)) for a, b in zip(ts, ts[1:]))[-3:]
+        per_s = [0] * (int((last - first) / 1000.0) + 1)
+        for r in reqs:
+            per_s[int((r["t"] - first) / 1000.0)] += 1
         return {"name": name, "by": by, "latency_ms": latency_ms, "jobs": n,
                 "requests": len(reqs), "by_method": by_method, "per_job": len(reqs) / n,
                 "jobs_per_s": jps, "ratio": jps / self.a.rate_limit, "drain_s": drained,
                 "n429": int(stats["responses_by_status"].get("429", 0)),
-                "patched_in_place": patched_in_place,
+                "patched_in_place": patched_in_place, "per_s": per_s, "gaps": gaps,
                 "max_per_s": stats.get("max_requests_per_second")}
 
     # ---- (b)
@@ -764,6 +769,9 @@ def main():
                         r["requests"],
                         ", ".join("%s %d" % kv for kv in sorted(r["by_method"].items())),
                         r["jobs"], r["per_job"], r["jobs_per_s"], r["drain_s"], r["max_per_s"]))
+                log("    requests arriving per second from the first: %s; longest gaps "
+                    "between arrivals (ms, at s): %s" % (r["per_s"], ", ".join(
+                        "%.0f at %.1f" % g for g in reversed(r["gaps"]))))
 
         # ---------------------------------------------------------- summary
         def below(ok):
