@@ -819,8 +819,11 @@ static void *delivery_worker_main(void *arg)
 {
     struct delivery_worker *w = arg;
     struct delivery *d = w->d;
-    /* A round's jobs are sent one after another: the lease covers all of them. */
-    double lease = (double)d->opts.timeout_ms / 1000.0 * (3 + d->opts.batch_size) + 30;
+    /* A round's jobs wait in d->ready for a free worker: the lease adds up to two
+     * seconds per job of the round to that, and a job still waiting then is dropped
+     * unsent (the store hands it out again when the lease ends). */
+    double wait_s = 2.0 * d->opts.batch_size;
+    double lease = (double)d->opts.timeout_ms / 1000.0 * 3 + 30 + wait_s;
     char name[16]; /* the kernel's limit, NUL included */
     snprintf(name, sizeof name, "delivery-%d", w->index % 1000000);
     pthread_setname_np(pthread_self(), name);
@@ -841,7 +844,7 @@ static void *delivery_worker_main(void *arg)
             continue;
         }
         struct store_job job;
-        if (delivery_ready_pop(&d->ready, &job)) { /* a job of an earlier round */
+        if (delivery_ready_pop(&d->ready, delivery_wall(), &job)) { /* an earlier round's */
             delivery_process(w, &job);
             store_job_clear(&job);
             continue;
@@ -861,7 +864,7 @@ static void *delivery_worker_main(void *arg)
                                           .supersedes = delivery_supersedes}};
         struct store_op_claim *claim = &op.u.claim;
         if (store_submit_wait(d->st, &op) < 0 || claim->result != STORE_CLAIM_CLAIMED) {
-            delivery_ready_end_round(&d->ready, NULL, 0);
+            delivery_ready_end_round(&d->ready, NULL, 0, 0);
             free(claim->jobs);
             delivery_wait(d, seen,
                           d->opts.idle_poll_ms > 0 ? d->opts.idle_poll_ms : DELIVERY_IDLE_POLL_MS);
@@ -872,11 +875,12 @@ static void *delivery_worker_main(void *arg)
          * first (all of them, one after another, if the queue cannot take them). */
         int own = claim->n;
         if (go_on && claim->n > 1 &&
-            delivery_ready_end_round(&d->ready, claim->jobs + 1, (size_t)claim->n - 1)) {
+            delivery_ready_end_round(&d->ready, claim->jobs + 1, (size_t)claim->n - 1,
+                                     op.u.claim.now + wait_s)) {
             own = 1;
             delivery_notify(d);
         } else {
-            delivery_ready_end_round(&d->ready, NULL, 0);
+            delivery_ready_end_round(&d->ready, NULL, 0, 0);
         }
         for (int i = 0; i < own; i++) {
             if (go_on)
@@ -1018,7 +1022,7 @@ void delivery_stop(struct delivery *d)
         pthread_join(d->threads[i], NULL);
     /* Jobs of a round no worker reached: back to the queue untouched. */
     struct store_job left;
-    while (delivery_ready_pop(&d->ready, &left)) {
+    while (delivery_ready_pop(&d->ready, 0, &left)) { /* late ones too */
         delivery_requeue(d, &left, 0);
         store_job_clear(&left);
     }

@@ -13,16 +13,21 @@ void delivery_ready_init(struct delivery_ready *r)
     pthread_mutex_init(&r->lock, NULL);
 }
 
-bool delivery_ready_pop(struct delivery_ready *r, struct store_job *out)
+bool delivery_ready_pop(struct delivery_ready *r, double now, struct store_job *out)
 {
     bool got = false;
     pthread_mutex_lock(&r->lock);
-    if (r->n > 0) {
-        *out = r->jobs[r->head];
-        memset(&r->jobs[r->head], 0, sizeof r->jobs[r->head]);
+    while (!got && r->n > 0) {
+        struct store_job *j = &r->jobs[r->head];
+        bool late = now > r->deadlines[r->head];
+        if (late)
+            store_job_clear(j);
+        else
+            *out = *j;
+        memset(j, 0, sizeof *j);
         r->head++;
         r->n--;
-        got = true;
+        got = !late;
     }
     pthread_mutex_unlock(&r->lock);
     return got;
@@ -38,27 +43,34 @@ bool delivery_ready_begin_round(struct delivery_ready *r, size_t low)
     return mine;
 }
 
-bool delivery_ready_end_round(struct delivery_ready *r, struct store_job *jobs, size_t n)
+bool delivery_ready_end_round(struct delivery_ready *r, struct store_job *jobs, size_t n,
+                              double deadline)
 {
     bool ok = true;
     pthread_mutex_lock(&r->lock);
     r->round = false;
     if (r->head > 0) {
         memmove(r->jobs, r->jobs + r->head, r->n * sizeof *r->jobs);
+        memmove(r->deadlines, r->deadlines + r->head, r->n * sizeof *r->deadlines);
         r->head = 0;
     }
     if (r->n + n > r->cap) {
         size_t cap = (r->n + n) * 2;
         struct store_job *p = realloc(r->jobs, cap * sizeof *p);
-        if (!p)
-            ok = false;
-        else {
+        if (p)
             r->jobs = p;
+        double *dl = p ? realloc(r->deadlines, cap * sizeof *dl) : NULL;
+        if (dl)
+            r->deadlines = dl;
+        if (!p || !dl)
+            ok = false;
+        else
             r->cap = cap;
-        }
     }
     if (ok) {
         memcpy(r->jobs + r->n, jobs, n * sizeof *jobs);
+        for (size_t i = 0; i < n; i++)
+            r->deadlines[r->n + i] = deadline;
         r->n += n;
     }
     pthread_mutex_unlock(&r->lock);
@@ -78,5 +90,6 @@ void delivery_ready_destroy(struct delivery_ready *r)
     for (size_t i = 0; i < r->n; i++)
         store_job_clear(&r->jobs[r->head + i]);
     free(r->jobs);
+    free(r->deadlines);
     pthread_mutex_destroy(&r->lock);
 }
