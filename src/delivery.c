@@ -815,6 +815,33 @@ static bool delivery_prefetch_round(struct delivery_worker *w, struct store_job 
     return go_on;
 }
 
+/* A job naming a DID by id waits while an older job names some DID by a number not
+ * resolved yet (it may be the same DID): decided for the whole round here, before any of
+ * its numbers is resolved from the list read, which would otherwise re-key such an older
+ * job while this one already runs beside it. Those jobs go back to the queue; the rest
+ * are compacted in place. Returns the number left. */
+static int delivery_round_order(struct delivery *d, struct store_job *jobs, int n)
+{
+    int youngest = -1;
+    for (int i = 0; i < n; i++)
+        if (jobs[i].did && strncmp(jobs[i].order_key, "did:", 4) == 0 &&
+            (youngest < 0 || jobs[i].id > jobs[youngest].id))
+            youngest = i;
+    if (youngest < 0 || !store_jobs_unresolved_before(d->st, jobs[youngest].id))
+        return n;
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        if (jobs[i].did && strncmp(jobs[i].order_key, "did:", 4) == 0 &&
+            store_jobs_unresolved_before(d->st, jobs[i].id)) {
+            delivery_requeue(d, &jobs[i], 0.02);
+            store_job_clear(&jobs[i]);
+        } else {
+            jobs[kept++] = jobs[i];
+        }
+    }
+    return kept;
+}
+
 static void *delivery_worker_main(void *arg)
 {
     struct delivery_worker *w = arg;
@@ -870,6 +897,7 @@ static void *delivery_worker_main(void *arg)
                           d->opts.idle_poll_ms > 0 ? d->opts.idle_poll_ms : DELIVERY_IDLE_POLL_MS);
             continue;
         }
+        claim->n = delivery_round_order(d, claim->jobs, claim->n);
         bool go_on = delivery_prefetch_round(w, claim->jobs, claim->n);
         /* The round's other jobs go to whichever workers are free; this one sends the
          * first (all of them, one after another, if the queue cannot take them). */

@@ -67,7 +67,7 @@ bool delivery_ready_end_round(struct delivery_ready *r, struct store_job *jobs, 
         else
             r->cap = cap;
     }
-    if (ok) {
+    if (ok && n > 0) {
         memcpy(r->jobs + r->n, jobs, n * sizeof *jobs);
         for (size_t i = 0; i < n; i++)
             r->deadlines[r->n + i] = deadline;

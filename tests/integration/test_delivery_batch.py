@@ -16,7 +16,8 @@ simulator's request log and the audit trail:
 - a 429 on the batch read: the jobs wait for Retry-After without using an attempt, then
   the list is read again and every job is done;
 - successive jobs of one DID (different fields, none superseded) each get a before-state
-  read after the previous job's PATCH, and go out in order.
+  read after the previous job's PATCH, and go out in order;
+- one DID named by number, then by id, in the same round: the number's job goes first.
 
 Run: HOOKLINE_BIN=$PWD/build/hookline python3 tests/integration/test_delivery_batch.py -v
 """
@@ -31,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from sim_harness import (  # noqa: E402
     DID_A,
+    DID_A_NUMBER,
     DID_B,
     TRUNK_OFFICE,
     TRUNK_SUP_A,
@@ -277,6 +279,26 @@ class TestBatchedReads(BatchTestCase):
         self.assertEqual(len(self.gets(sim)), sum(1 for g in self.gets(sim)
                                                   if g["status"] == 200))
         self.assertGreaterEqual(len(self.gets(sim)), 3)
+
+    def test_same_did_by_number_then_by_id_in_one_round(self):
+        """Both jobs are claimed in one round, and the number resolves from the round's
+        list read without a request of its own; the job by id still waits for it, so the
+        PATCHes go out in event order and the DID ends as the second event set it."""
+        for attempt in range(3):  # the order must hold every time, not by luck
+            with self.subTest(attempt=attempt):
+                sim = start_sim(self, "--latency-ms", "40", key=KEY)
+                srv = self.hookline(sim)
+                self.post(srv, "mix-%d" % attempt, route(number=DID_A_NUMBER, trunk=TRUNK_OFFICE),
+                          route(did=DID_A, trunk=TRUNK_SUP_A),
+                          route(did=DID_B, trunk=TRUNK_VIP))
+                js = self.wait_final(srv, 3)
+                self.assertEqual([j["state"] for j in js], ["done"] * 3)
+                got = [e["body"]["data"]["relationships"]["voice_in_trunk"]["data"]["id"]
+                       for e in sim.requests()
+                       if e["method"] == "PATCH" and e["path"] == "/v3/dids/" + DID_A]
+                self.assertEqual(got, [TRUNK_OFFICE, TRUNK_SUP_A])
+                self.assertEqual(sim.did(DID_A)["trunk"], TRUNK_SUP_A)
+                srv.stop()
 
 
 if __name__ == "__main__":
