@@ -69,6 +69,13 @@ struct delivery {
     struct delivery_inflight inflight; /* how many workers claim: sized to rate x latency */
     struct delivery_ready ready;       /* a claim round's jobs, for any free worker */
     struct didww_prefetch *pf;         /* DID states read in one list per claim round */
+    pthread_mutex_t busy_lock;         /* guards busy */
+    struct delivery_busy *busy;        /* per worker: the DID of the job it works on */
+};
+
+struct delivery_busy {
+    char did[40];
+    int64_t job_id;
 };
 
 struct delivery_worker;
@@ -596,6 +603,34 @@ static bool delivery_join_did_key(struct delivery *d, const struct store_job *jo
     return op.u.map_number.result == STORE_MAP_MUST_WAIT;
 }
 
+/* Marks did as worked on by this worker's job, unless an older job of this process
+ * works on it: then false (the job must go back to the queue). A job by id can pass the
+ * store's checks just after an older job by number resolved to the same DID (its round
+ * read the number), so the store alone does not keep them apart inside one process. */
+static bool delivery_mark_did(struct delivery_worker *w, int64_t job_id, const char *did)
+{
+    struct delivery *d = w->d;
+    bool ok = true;
+    pthread_mutex_lock(&d->busy_lock);
+    for (int i = 0; i < d->nthreads && ok; i++)
+        if (i != w->index && d->busy[i].job_id != 0 && d->busy[i].job_id < job_id &&
+            strcmp(d->busy[i].did, did) == 0)
+            ok = false;
+    if (ok) {
+        snprintf(d->busy[w->index].did, sizeof d->busy[w->index].did, "%s", did);
+        d->busy[w->index].job_id = job_id;
+    }
+    pthread_mutex_unlock(&d->busy_lock);
+    return ok;
+}
+
+static void delivery_unmark_did(struct delivery_worker *w)
+{
+    pthread_mutex_lock(&w->d->busy_lock);
+    w->d->busy[w->index].job_id = 0;
+    pthread_mutex_unlock(&w->d->busy_lock);
+}
+
 static void delivery_process(struct delivery_worker *w, struct store_job *job)
 {
     struct delivery *d = w->d;
@@ -616,6 +651,10 @@ static void delivery_process(struct delivery_worker *w, struct store_job *job)
         goto release;
     if (resolved != 1)
         goto record;
+    if (r.did[0] && !delivery_mark_did(w, job->id, r.did)) {
+        delivery_requeue(d, job, 0.02); /* an older job of this DID is in flight */
+        return;
+    }
     if (job->number && strncmp(job->order_key, "number:", 7) == 0 &&
         delivery_join_did_key(d, job, r.did))
         return; /* an earlier job for this DID goes first */
@@ -873,6 +912,7 @@ static void *delivery_worker_main(void *arg)
         struct store_job job;
         if (delivery_ready_pop(&d->ready, delivery_wall(), &job)) { /* an earlier round's */
             delivery_process(w, &job);
+            delivery_unmark_did(w);
             store_job_clear(&job);
             continue;
         }
@@ -913,6 +953,7 @@ static void *delivery_worker_main(void *arg)
         for (int i = 0; i < own; i++) {
             if (go_on)
                 delivery_process(w, &claim->jobs[i]);
+            delivery_unmark_did(w);
             store_job_clear(&claim->jobs[i]);
         }
         free(claim->jobs);
@@ -947,13 +988,15 @@ int delivery_start(const struct delivery_options *opts, struct store *st, struct
     int min_workers = opts->workers > 0 ? opts->workers : 1;
     int max_in_flight = opts->max_in_flight > 0 ? opts->max_in_flight : 64;
     delivery_ready_init(&d->ready);
+    pthread_mutex_init(&d->busy_lock, NULL);
     d->pf = didww_prefetch_create((double)d->opts.prefetch_max_age_ms / 1000.0);
     delivery_inflight_init(&d->inflight, opts->rate_limit_per_s, min_workers,
                            max_in_flight > min_workers ? max_in_flight : min_workers);
     d->nthreads = max_in_flight > min_workers ? max_in_flight : min_workers;
+    d->busy = calloc((size_t)d->nthreads, sizeof *d->busy);
     d->threads = calloc((size_t)d->nthreads, sizeof *d->threads);
     ws = calloc((size_t)d->nthreads, sizeof *ws);
-    if (!d->rl || !d->threads || !ws) {
+    if (!d->rl || !d->threads || !ws || !d->busy) {
         snprintf(err, err_len, "out of memory");
         goto fail;
     }
@@ -1028,6 +1071,8 @@ fail:
     delivery_inflight_destroy(&d->inflight);
     didww_prefetch_destroy(d->pf);
     delivery_ready_destroy(&d->ready);
+    free(d->busy);
+    pthread_mutex_destroy(&d->busy_lock);
     didww_auth_destroy(d->auth);
     free(d->threads);
     ratelimit_destroy(d->rl);
@@ -1061,6 +1106,8 @@ void delivery_stop(struct delivery *d)
     delivery_inflight_destroy(&d->inflight);
     didww_prefetch_destroy(d->pf);
     delivery_ready_destroy(&d->ready);
+    free(d->busy);
+    pthread_mutex_destroy(&d->busy_lock);
     didww_auth_destroy(d->auth);
     free(d->threads);
     ratelimit_destroy(d->rl);
