@@ -608,6 +608,10 @@ static void config_parse_delivery(struct config_ctx *ctx, json_t *root)
                                        "backoff_max_ms",
                                        "skip_noop",
                                        "idle_poll_ms",
+                                       "max_in_flight",
+                                       "batch_size",
+                                       "batch_page_size",
+                                       "prefetch_max_age_ms",
                                        NULL};
     struct config *cfg = ctx->cfg;
     json_t *s = config_section(ctx, root, "delivery");
@@ -624,6 +628,12 @@ static void config_parse_delivery(struct config_ctx *ctx, json_t *root)
     cfg->delivery_skip_noop = config_get_bool(ctx, s, "delivery", "skip_noop", true);
     cfg->delivery_idle_poll_ms =
         config_get_int32(ctx, s, "delivery", "idle_poll_ms", 200, 50, 60000);
+    cfg->delivery_max_in_flight = config_get_int32(ctx, s, "delivery", "max_in_flight", 64, 1, 256);
+    cfg->delivery_batch_size = config_get_int32(ctx, s, "delivery", "batch_size", 50, 1, 100);
+    cfg->delivery_batch_page_size =
+        config_get_int32(ctx, s, "delivery", "batch_page_size", 100, 1, 100);
+    cfg->delivery_prefetch_max_age_ms =
+        config_get_int32(ctx, s, "delivery", "prefetch_max_age_ms", 10000, 100, 60000);
 }
 
 static void config_parse_rules(struct config_ctx *ctx, json_t *root)

@@ -81,7 +81,11 @@ struct config {
     int64_t delivery_backoff_initial_ms;
     int64_t delivery_backoff_max_ms;
     bool delivery_skip_noop;
-    int delivery_idle_poll_ms; /* an idle worker looks for due jobs this often */
+    int delivery_idle_poll_ms;        /* an idle worker looks for due jobs this often */
+    int delivery_max_in_flight;       /* cap on workers sending at once (Little's law) */
+    int delivery_batch_size;          /* jobs claimed per round, their DIDs read in one list */
+    int delivery_batch_page_size;     /* page[size] of those list reads (DIDWW: <= 100) */
+    int delivery_prefetch_max_age_ms; /* a before-state older than this is read again */
 
     char *rules_script; /* absolute; NULL when not configured */
     char *rules_cases;  /* rules.cases: operator test cases (absolute); NULL when not set */

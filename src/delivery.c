@@ -21,8 +21,11 @@
 
 #include "audit.h"
 #include "backoff.h"
+#include "delivery_inflight.h"
+#include "delivery_ready.h"
 #include "didww_auth.h"
 #include "didww_client.h"
+#include "didww_prefetch.h"
 #include "digest.h"
 #include "jsonapi.h"
 #include "log.h"
@@ -30,6 +33,7 @@
 #include "ratelimit.h"
 
 #define DELIVERY_IDLE_POLL_MS 200 /* delivery.idle_poll_ms unset */
+#define DELIVERY_ROUND_WAIT_MS 20 /* another worker is reading a round: look again */
 #define DELIVERY_PAUSE_POLL_MS 500
 #define DELIVERY_CACHE_SIZE 1024
 #define DELIVERY_STOPPED (-2)             /* delivery_send: not sent, the service is stopping */
@@ -70,6 +74,16 @@ struct delivery {
 
     struct delivery_worker *workers_mem;
     struct didww_auth *auth; /* 2026-11-19: the bearer token all workers share; else NULL */
+    struct delivery_inflight inflight; /* how many workers claim: sized to rate x latency */
+    struct delivery_ready ready;       /* a claim round's jobs, for any free worker */
+    struct didww_prefetch *pf;         /* DID states read in one list per claim round */
+    pthread_mutex_t busy_lock;         /* guards busy */
+    struct delivery_busy *busy;        /* per worker: the DID of the job it works on */
+};
+
+struct delivery_busy {
+    char did[40];
+    int64_t job_id;
 };
 
 struct delivery_worker;
@@ -568,6 +582,21 @@ static int delivery_resolve(struct delivery_worker *w, const struct store_job *j
         return 1;
     if (delivery_cache_get(w->d, job->number, r->did, sizeof r->did))
         return 1;
+    /* The claim round's list read already answered for this number. */
+    int pre = didww_prefetch_number(w->d->pf, job->number, delivery_wall(), r->did, sizeof r->did);
+    if (pre == 1) {
+        delivery_cache_put(w->d, job->number, r->did);
+        return 1;
+    }
+    if (pre == 0) {
+        r->state = "dead";
+        r->attempts = attempt;
+        snprintf(r->error, sizeof r->error, "no DID with this number");
+        json_t *rec = delivery_record("job.dead", job, NULL);
+        audit_detail_set_str(rec, "reason", "no DID with this number in the account");
+        delivery_add(r, rec);
+        return 0;
+    }
     char path[128], why[200];
     snprintf(path, sizeof path, "/v3/dids?filter[number]=%s", job->number);
     struct didww_response resp;
@@ -628,6 +657,34 @@ static bool delivery_join_did_key(struct delivery *d, const struct store_job *jo
     return op.u.map_number.result == STORE_MAP_MUST_WAIT;
 }
 
+/* Marks did as worked on by this worker's job, unless an older job of this process
+ * works on it: then false (the job must go back to the queue). A job by id can pass the
+ * store's checks just after an older job by number resolved to the same DID (its round
+ * read the number), so the store alone does not keep them apart inside one process. */
+static bool delivery_mark_did(struct delivery_worker *w, int64_t job_id, const char *did)
+{
+    struct delivery *d = w->d;
+    bool ok = true;
+    pthread_mutex_lock(&d->busy_lock);
+    for (int i = 0; i < d->nthreads && ok; i++)
+        if (i != w->index && d->busy[i].job_id != 0 && d->busy[i].job_id < job_id &&
+            strcmp(d->busy[i].did, did) == 0)
+            ok = false;
+    if (ok) {
+        snprintf(d->busy[w->index].did, sizeof d->busy[w->index].did, "%s", did);
+        d->busy[w->index].job_id = job_id;
+    }
+    pthread_mutex_unlock(&d->busy_lock);
+    return ok;
+}
+
+static void delivery_unmark_did(struct delivery_worker *w)
+{
+    pthread_mutex_lock(&w->d->busy_lock);
+    w->d->busy[w->index].job_id = 0;
+    pthread_mutex_unlock(&w->d->busy_lock);
+}
+
 static void delivery_process(struct delivery_worker *w, struct store_job *job)
 {
     struct delivery *d = w->d;
@@ -648,6 +705,10 @@ static void delivery_process(struct delivery_worker *w, struct store_job *job)
         goto release;
     if (resolved != 1)
         goto record;
+    if (r.did[0] && !delivery_mark_did(w, job->id, r.did)) {
+        delivery_requeue(d, job, 0.02); /* an older job of this DID is in flight */
+        return;
+    }
     if (job->number && strncmp(job->order_key, "number:", 7) == 0 &&
         delivery_join_did_key(d, job, r.did))
         return; /* an earlier job for this DID goes first */
@@ -668,11 +729,15 @@ static void delivery_process(struct delivery_worker *w, struct store_job *job)
         char get[320], why[200];
         snprintf(get, sizeof get, "%s?include=%s", path,
                  legacy ? "trunk,trunk_group" : "voice_in_trunk,voice_in_trunk_group");
-        struct didww_response resp;
-        if (delivery_send(w, "GET", get, NULL, &resp) == DELIVERY_STOPPED)
+        /* The claim round's list read, when fresh, is the before-state (see the README). */
+        before = didww_prefetch_take(w->d->pf, path + 9, delivery_wall());
+        struct didww_response resp = {0};
+        if (!before && delivery_send(w, "GET", get, NULL, &resp) == DELIVERY_STOPPED)
             goto release;
-        enum backoff_class cls = backoff_classify(resp.status);
-        if (cls == BACKOFF_DONE) {
+        enum backoff_class cls = before ? BACKOFF_DONE : backoff_classify(resp.status);
+        if (before) {
+            /* served from the list read: nothing sent */
+        } else if (cls == BACKOFF_DONE) {
             before = jsonapi_did_state(resp.body, resp.body_len, why, sizeof why);
         } else if (cls != BACKOFF_RETRY || resp.status != 0) {
             /* A refused read decides the job like the change would have. */
@@ -699,6 +764,7 @@ static void delivery_process(struct delivery_worker *w, struct store_job *job)
     struct didww_response resp;
     if (delivery_send(w, job->method, path, body, &resp) == DELIVERY_STOPPED)
         goto release;
+    delivery_inflight_observe(&d->inflight, resp.duration_ms);
     json_t *rec = delivery_record("job.attempt", job, r.did);
     if (rec) {
         json_object_set_new(rec, "http", delivery_http(job->method, path, &resp, attempt));
@@ -753,11 +819,131 @@ record:
     json_decref(before);
 }
 
+/* ---------- batched reads (claim round) ---------- */
+
+static int delivery_prefetch_send(void *ctx, const char *path, struct didww_response *resp)
+{
+    struct delivery_worker *w = ctx;
+    int rc = delivery_send(w, "GET", path, NULL, resp);
+    if (rc == DELIVERY_STOPPED)
+        return DIDWW_PREFETCH_STOPPED;
+    delivery_inflight_observe(&w->d->inflight, resp->duration_ms);
+    return rc;
+}
+
+/* True when the API version's DID list is known to take array filters, include and
+ * paging (2021-12-15 and later); the older versions keep single reads. */
+static bool delivery_can_batch(const struct delivery *d)
+{
+    return strcmp(d->opts.api_version, "2021-04-19") != 0 &&
+           strcmp(d->opts.api_version, "2017-09-18") != 0;
+}
+
+/* Reads the DIDs the claimed jobs name in one list per filter (ids; numbers not yet
+ * resolved) into the shared cache. Returns false when DIDWW answered 429: the jobs were put back
+ * untouched, due after Retry-After (or a second), and must not be processed. Any other
+ * failure leaves the jobs to their single reads. */
+static bool delivery_prefetch_round(struct delivery_worker *w, struct store_job *jobs, int n)
+{
+    struct delivery *d = w->d;
+    if (n < 2 || !delivery_can_batch(d))
+        return true;
+    json_t *ids = json_object(), *numbers = json_object();
+    for (int i = 0; i < n; i++) {
+        const struct store_job *j = &jobs[i];
+        char did[40];
+        bool patch = j->method && strcmp(j->method, "PATCH") == 0 && j->body && j->path &&
+                     strncmp(j->path, "/v3/dids/", 9) == 0;
+        if (j->did && patch && d->opts.skip_noop)
+            json_object_set_new(ids, j->did, json_true());
+        else if (!j->did && j->number && delivery_cache_get(d, j->number, did, sizeof did)) {
+            if (patch && d->opts.skip_noop)
+                json_object_set_new(ids, did, json_true());
+        } else if (!j->did && j->number)
+            json_object_set_new(numbers, j->number, json_true());
+    }
+    bool go_on = true;
+    json_t *lists[2] = {ids, numbers};
+    static const char *const filters[2] = {"id", "number"};
+    for (int k = 0; k < 2 && go_on; k++) {
+        size_t m = json_object_size(lists[k]), i = 0;
+        if (m == 0 || (m == 1 && k == 0))
+            continue; /* one DID by id: its single read costs the same */
+        const char **values = calloc(m, sizeof *values);
+        const char *key;
+        json_t *v;
+        json_object_foreach(lists[k], key, v)
+        {
+            if (values)
+                values[i++] = key;
+        }
+        struct didww_response failed;
+        int rc = values ? didww_prefetch_fetch(w->d->pf, filters[k], values, m,
+                                               "voice_in_trunk,voice_in_trunk_group",
+                                               d->opts.batch_page_size, delivery_wall(),
+                                               delivery_prefetch_send, w, &failed)
+                        : 0;
+        free(values);
+        if (rc != -1)
+            continue;
+        if (failed.status == 429) {
+            int64_t ra =
+                failed.retry_after[0] ? backoff_retry_after_ms(failed.retry_after, time(NULL)) : -1;
+            int64_t block = ra >= 0 ? ra : DELIVERY_THROTTLE_DEFAULT_MS;
+            ratelimit_throttle(d->rl, ratelimit_now_ms(), block);
+            for (int j = 0; j < n; j++)
+                delivery_requeue(d, &jobs[j], (double)block / 1000.0);
+            go_on = false;
+        }
+        char status[16];
+        snprintf(status, sizeof status, "%d", failed.status);
+        log_write(LOG_WARN,
+                  go_on ? "batched DID read failed; the jobs read their DIDs singly"
+                        : "batched DID read throttled (429); the jobs wait for Retry-After",
+                  (const char *[]){"status", status, "error", failed.error, NULL});
+        didww_response_free(&failed);
+    }
+    json_decref(ids);
+    json_decref(numbers);
+    return go_on;
+}
+
+/* A job naming a DID by id waits while an older job names some DID by a number not
+ * resolved yet (it may be the same DID): decided for the whole round here, before any of
+ * its numbers is resolved from the list read, which would otherwise re-key such an older
+ * job while this one already runs beside it. Those jobs go back to the queue; the rest
+ * are compacted in place. Returns the number left. */
+static int delivery_round_order(struct delivery *d, struct store_job *jobs, int n)
+{
+    int youngest = -1;
+    for (int i = 0; i < n; i++)
+        if (jobs[i].did && strncmp(jobs[i].order_key, "did:", 4) == 0 &&
+            (youngest < 0 || jobs[i].id > jobs[youngest].id))
+            youngest = i;
+    if (youngest < 0 || !store_jobs_unresolved_before(d->st, jobs[youngest].id))
+        return n;
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        if (jobs[i].did && strncmp(jobs[i].order_key, "did:", 4) == 0 &&
+            store_jobs_unresolved_before(d->st, jobs[i].id)) {
+            delivery_requeue(d, &jobs[i], 0.02);
+            store_job_clear(&jobs[i]);
+        } else {
+            jobs[kept++] = jobs[i];
+        }
+    }
+    return kept;
+}
+
 static void *delivery_worker_main(void *arg)
 {
     struct delivery_worker *w = arg;
     struct delivery *d = w->d;
-    double lease = (double)d->opts.timeout_ms / 1000.0 * 3 + 30;
+    /* A round's jobs wait in d->ready for a free worker: the lease adds up to two
+     * seconds per job of the round to that, and a job still waiting then is dropped
+     * unsent (the store hands it out again when the lease ends). */
+    double wait_s = 2.0 * d->opts.batch_size;
+    double lease = (double)d->opts.timeout_ms / 1000.0 * 3 + 30 + wait_s;
     char name[16]; /* the kernel's limit, NUL included */
     snprintf(name, sizeof name, "delivery-%d", w->index % 1000000);
     pthread_setname_np(pthread_self(), name);
@@ -769,20 +955,59 @@ static void *delivery_worker_main(void *arg)
             continue;
         }
         uint64_t seen = delivery_wake_seq(d);
+        int target = delivery_inflight_target(&d->inflight);
+        if (w->index >= target) {
+            /* Not needed at the observed latency: enough workers keep the budget busy.
+             * A plain sleep: the wake-ups for new jobs are for the workers in use. */
+            struct timespec nap = {0, DELIVERY_IDLE_POLL_MS * 1000000L};
+            nanosleep(&nap, NULL);
+            continue;
+        }
+        struct store_job job;
+        if (delivery_ready_pop(&d->ready, delivery_wall(), &job)) { /* an earlier round's */
+            delivery_process(w, &job);
+            delivery_unmark_did(w);
+            store_job_clear(&job);
+            continue;
+        }
+        /* The next round is read while about a second's worth of jobs still waits, so
+         * the workers never run dry during its list request. */
+        size_t low =
+            (size_t)target + (size_t)(d->opts.rate_limit_per_s > 0 ? d->opts.rate_limit_per_s : 1);
+        if (!delivery_ready_begin_round(&d->ready, low)) {
+            delivery_wait(d, seen, DELIVERY_ROUND_WAIT_MS); /* another worker reads a round */
+            continue;
+        }
         struct store_op op = {.kind = STORE_OP_CLAIM,
                               .u.claim = {.now = delivery_wall(),
                                           .lease_s = lease,
-                                          .max = 1,
+                                          .max = delivery_can_batch(d) ? d->opts.batch_size : 1,
                                           .supersedes = delivery_supersedes}};
         struct store_op_claim *claim = &op.u.claim;
         if (store_submit_wait(d->st, &op) < 0 || claim->result != STORE_CLAIM_CLAIMED) {
+            delivery_ready_end_round(&d->ready, NULL, 0, 0);
             free(claim->jobs);
             delivery_wait(d, seen,
                           d->opts.idle_poll_ms > 0 ? d->opts.idle_poll_ms : DELIVERY_IDLE_POLL_MS);
             continue;
         }
-        for (int i = 0; i < claim->n; i++) {
-            delivery_process(w, &claim->jobs[i]);
+        claim->n = delivery_round_order(d, claim->jobs, claim->n);
+        bool go_on = delivery_prefetch_round(w, claim->jobs, claim->n);
+        /* The round's other jobs go to whichever workers are free; this one sends the
+         * first (all of them, one after another, if the queue cannot take them). */
+        int own = claim->n;
+        if (go_on && claim->n > 1 &&
+            delivery_ready_end_round(&d->ready, claim->jobs + 1, (size_t)claim->n - 1,
+                                     op.u.claim.now + wait_s)) {
+            own = 1;
+            delivery_notify(d);
+        } else {
+            delivery_ready_end_round(&d->ready, NULL, 0, 0);
+        }
+        for (int i = 0; i < own; i++) {
+            if (go_on)
+                delivery_process(w, &claim->jobs[i]);
+            delivery_unmark_did(w);
             store_job_clear(&claim->jobs[i]);
         }
         free(claim->jobs);
@@ -843,10 +1068,24 @@ int delivery_start(const struct delivery_options *opts, struct store *st, struct
     digest_sha256_hex(opts->api_key, strlen(opts->api_key), hex);
     snprintf(d->key_fp, sizeof d->key_fp, "%.16s", hex);
     d->rl = ratelimit_create(opts->rate_limit_per_s, 20);
-    d->nthreads = opts->workers > 0 ? opts->workers : 1;
+    if (d->opts.batch_size <= 0)
+        d->opts.batch_size = 50;
+    if (d->opts.batch_page_size <= 0 || d->opts.batch_page_size > DIDWW_PREFETCH_PAGE_MAX)
+        d->opts.batch_page_size = DIDWW_PREFETCH_PAGE_MAX;
+    if (d->opts.prefetch_max_age_ms <= 0)
+        d->opts.prefetch_max_age_ms = 10000;
+    int min_workers = opts->workers > 0 ? opts->workers : 1;
+    int max_in_flight = opts->max_in_flight > 0 ? opts->max_in_flight : 64;
+    delivery_ready_init(&d->ready);
+    pthread_mutex_init(&d->busy_lock, NULL);
+    d->pf = didww_prefetch_create((double)d->opts.prefetch_max_age_ms / 1000.0);
+    delivery_inflight_init(&d->inflight, opts->rate_limit_per_s, min_workers,
+                           max_in_flight > min_workers ? max_in_flight : min_workers);
+    d->nthreads = max_in_flight > min_workers ? max_in_flight : min_workers;
+    d->busy = calloc((size_t)d->nthreads, sizeof *d->busy);
     d->threads = calloc((size_t)d->nthreads, sizeof *d->threads);
     ws = calloc((size_t)d->nthreads, sizeof *ws);
-    if (!d->rl || !d->threads || !ws) {
+    if (!d->rl || !d->threads || !ws || !d->busy) {
         snprintf(err, err_len, "out of memory");
         goto fail;
     }
@@ -908,7 +1147,7 @@ int delivery_start(const struct delivery_options *opts, struct store *st, struct
         ws[i].index = i;
         srand48_r((long)time(NULL) ^ (long)(i * 7919), &ws[i].rng);
         ws[i].client = didww_client_create(&co);
-        if (!ws[i].client) {
+        if (!ws[i].client || !d->pf) {
             snprintf(err, err_len, "cannot create the DIDWW client");
             goto fail;
         }
@@ -929,6 +1168,11 @@ fail:
     for (int i = 0; ws && i < d->nthreads; i++)
         didww_client_destroy(ws[i].client);
     free(ws);
+    delivery_inflight_destroy(&d->inflight);
+    didww_prefetch_destroy(d->pf);
+    delivery_ready_destroy(&d->ready);
+    free(d->busy);
+    pthread_mutex_destroy(&d->busy_lock);
     didww_auth_destroy(d->auth);
     free(d->threads);
     ratelimit_destroy(d->rl);
@@ -949,10 +1193,21 @@ void delivery_stop(struct delivery *d)
     pthread_mutex_unlock(&d->lock);
     for (int i = 0; i < d->nthreads; i++)
         pthread_join(d->threads[i], NULL);
+    /* Jobs of a round no worker reached: back to the queue untouched. */
+    struct store_job left;
+    while (delivery_ready_pop(&d->ready, 0, &left)) { /* late ones too */
+        delivery_requeue(d, &left, 0);
+        store_job_clear(&left);
+    }
     struct delivery_worker *ws = d->workers_mem;
     for (int i = 0; i < d->nthreads; i++)
         didww_client_destroy(ws[i].client);
     free(ws);
+    delivery_inflight_destroy(&d->inflight);
+    didww_prefetch_destroy(d->pf);
+    delivery_ready_destroy(&d->ready);
+    free(d->busy);
+    pthread_mutex_destroy(&d->busy_lock);
     didww_auth_destroy(d->auth);
     free(d->threads);
     ratelimit_destroy(d->rl);

@@ -31,6 +31,10 @@ struct delivery_options {
     int number_cache_ttl_s;  /* 0: 300 */
     int idle_poll_ms;        /* an idle worker looks for due jobs this often; 0: 200 */
     const char *instance_id; /* this process's id (a shared store: whose leases to reclaim) */
+    int max_in_flight;       /* cap on workers sending at once; 0: max(workers, 64) */
+    int batch_size;          /* jobs claimed per round (their DIDs read in one list); 0: 50 */
+    int batch_page_size;     /* page[size] of the list reads, 1..100; 0: 100 */
+    int prefetch_max_age_ms; /* a prefetched before-state older than this is read again */
 };
 
 /* On a shared store, a job held by an instance whose heartbeat is older than

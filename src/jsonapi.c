@@ -159,17 +159,59 @@ static json_t *jsonapi_rel_value(const json_t *rel)
     return NULL;
 }
 
+/* The state of one DID resource object (borrowed data), or NULL with why set. */
+static json_t *jsonapi_resource_state(const json_t *data, char *why, size_t why_len);
+
 json_t *jsonapi_did_state(const char *body, size_t len, char *why, size_t why_len)
 {
-    json_t *doc = NULL, *state = NULL;
-    json_t *data, *type, *id, *attrs, *rels;
-
-    doc = jsonapi_load_object(body, len);
+    json_t *doc = jsonapi_load_object(body, len);
     if (!doc) {
         jsonapi_set_why(why, why_len, "response is not a JSON object");
-        goto fail;
+        return NULL;
     }
-    data = json_object_get(doc, "data");
+    json_t *state = jsonapi_resource_state(json_object_get(doc, "data"), why, why_len);
+    json_decref(doc);
+    return state;
+}
+
+json_t *jsonapi_did_list_states(const char *body, size_t len, long *total, char *why,
+                                size_t why_len)
+{
+    json_t *doc = jsonapi_load_object(body, len), *out = NULL, *item;
+    size_t i;
+    if (!doc) {
+        jsonapi_set_why(why, why_len, "response is not a JSON object");
+        return NULL;
+    }
+    json_t *data = json_object_get(doc, "data");
+    if (!json_is_array(data)) {
+        jsonapi_set_why(why, why_len, "response data is not an array");
+        goto done;
+    }
+    json_t *tr = json_object_get(json_object_get(doc, "meta"), "total_records");
+    if (total)
+        *total = json_is_integer(tr) ? (long)json_integer_value(tr) : -1;
+    out = json_array();
+    json_array_foreach(data, i, item)
+    {
+        json_t *state = jsonapi_resource_state(item, why, why_len);
+        if (!state) {
+            json_decref(out);
+            out = NULL;
+            goto done;
+        }
+        json_array_append_new(out, state);
+    }
+done:
+    json_decref(doc);
+    return out;
+}
+
+static json_t *jsonapi_resource_state(const json_t *data, char *why, size_t why_len)
+{
+    json_t *state = NULL;
+    json_t *type, *id, *attrs, *rels;
+
     if (!json_is_object(data)) {
         jsonapi_set_why(why, why_len, "response has no data object");
         goto fail;
@@ -213,12 +255,10 @@ json_t *jsonapi_did_state(const char *body, size_t len, char *why, size_t why_le
             json_object_set(state, jsonapi_did_attrs[i],
                             json_object_get(attrs, jsonapi_did_attrs[i]));
     }
-    json_decref(doc);
     return state;
 
 fail:
     json_decref(state);
-    json_decref(doc);
     return NULL;
 }
 

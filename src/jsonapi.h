@@ -28,6 +28,13 @@ json_t *jsonapi_errors(const char *body, size_t len);
  * a DID resource. */
 json_t *jsonapi_did_state(const char *body, size_t len, char *why, size_t why_len);
 
+/* The states (as jsonapi_did_state gives them, one per element of data, in order) of a
+ * DID list answer: GET /v3/dids?filter[id]=...&include=... Returns a new array (caller
+ * decrefs), or NULL with why set when the document is not a list of DID resources.
+ * *total (may be NULL) gets meta.total_records, or -1 when absent. */
+json_t *jsonapi_did_list_states(const char *body, size_t len, long *total, char *why,
+                                size_t why_len);
+
 /* From GET /v3/dids?filter[number]=...: the id of the DID whose number equals
  * digits. Returns 1 and writes the id to out[out_len], 0 when there is none, or
  * -1 with why set when the document is malformed. */

@@ -555,7 +555,11 @@ static int main_serve(int argc, char **argv)
                                          .backoff_max_ms = cfg->delivery_backoff_max_ms,
                                          .skip_noop = cfg->delivery_skip_noop,
                                          .idle_poll_ms = cfg->delivery_idle_poll_ms,
-                                         .instance_id = main_instance};
+                                         .instance_id = main_instance,
+                                         .max_in_flight = cfg->delivery_max_in_flight,
+                                         .batch_size = cfg->delivery_batch_size,
+                                         .batch_page_size = cfg->delivery_batch_page_size,
+                                         .prefetch_max_age_ms = cfg->delivery_prefetch_max_age_ms};
         if (delivery_start(&dopts, st, &delivery, err, sizeof err) < 0) {
             log_write(LOG_ERROR, "cannot start delivery", (const char *[]){"error", err, NULL});
             goto out;

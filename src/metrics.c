@@ -12,8 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define METRICS_MAX_SERIES 4096
+#define METRICS_WINDOW_S 60 /* the budget gauges look back this many seconds */
 #define METRICS_MAX_GAUGES 32
 #define METRICS_RENDER_MAX (4u << 20)
 
@@ -77,6 +79,32 @@ static const double metrics_request_bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25,
                                                 0.5,  1.0,   2.5,  5.0, 15.0};
 static struct metrics_histogram metrics_request = {metrics_request_bounds, 10, {0}, 0, 0};
 static int metrics_paused;
+/* Requests sent and jobs finished (done or dead) per second of the last minute, a ring
+ * indexed by monotonic second; a slot of an older second is emptied before reuse. */
+static struct {
+    long long second;
+    unsigned long long requests, jobs;
+} metrics_window[METRICS_WINDOW_S];
+
+static long long metrics_second(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec;
+}
+
+/* The slot of second now (emptied when it held an older second); metrics_lock held. */
+static void metrics_window_add(long long now, unsigned long long requests, unsigned long long jobs)
+{
+    size_t i = (size_t)(now % METRICS_WINDOW_S);
+    if (metrics_window[i].second != now) {
+        metrics_window[i].second = now;
+        metrics_window[i].requests = 0;
+        metrics_window[i].jobs = 0;
+    }
+    metrics_window[i].requests += requests;
+    metrics_window[i].jobs += jobs;
+}
 static struct metrics_histogram metrics_rule = {metrics_rule_bounds, 10, {0}, 0, 0};
 static struct metrics_histogram metrics_commit = {metrics_commit_bounds, 10, {0}, 0, 0};
 static unsigned long long metrics_commits_ok, metrics_commits_failed, metrics_committed_ops;
@@ -124,6 +152,7 @@ void metrics_shutdown(void)
         f->n = 0;
     }
     metrics_ngauges = 0;
+    memset(metrics_window, 0, sizeof metrics_window);
     pthread_mutex_unlock(&metrics_lock);
 }
 
@@ -169,6 +198,8 @@ void metrics_job_state(const char *state)
 {
     pthread_mutex_lock(&metrics_lock);
     metrics_count(&metrics_jobs, state, NULL);
+    if (state && (strcmp(state, "done") == 0 || strcmp(state, "dead") == 0))
+        metrics_window_add(metrics_second(), 0, 1);
     pthread_mutex_unlock(&metrics_lock);
 }
 
@@ -179,6 +210,7 @@ void metrics_didww_request(const char *method, int status, double seconds)
     pthread_mutex_lock(&metrics_lock);
     metrics_count(&metrics_requests, method, st);
     metrics_observe(&metrics_request, seconds);
+    metrics_window_add(metrics_second(), 1, 0);
     pthread_mutex_unlock(&metrics_lock);
 }
 
@@ -366,6 +398,25 @@ char *metrics_render(size_t *len)
             metrics_printf(&b, "\"} %d\n", metrics_leader);
         }
     }
+    unsigned long long w_req = 0, w_jobs = 0;
+    long long now = metrics_second();
+    for (size_t i = 0; i < METRICS_WINDOW_S; i++) {
+        if (metrics_window[i].second > now - METRICS_WINDOW_S) {
+            w_req += metrics_window[i].requests;
+            w_jobs += metrics_window[i].jobs;
+        }
+    }
+    metrics_printf(&b,
+                   "# HELP hookline_delivery_requests_per_job Requests sent to DIDWW per job "
+                   "finished (done or dead) over the last minute; 0 when none finished.\n"
+                   "# TYPE hookline_delivery_requests_per_job gauge\n"
+                   "hookline_delivery_requests_per_job %.3f\n"
+                   "# HELP hookline_delivery_jobs_per_second Jobs finished (done or dead) per "
+                   "second over the last minute.\n"
+                   "# TYPE hookline_delivery_jobs_per_second gauge\n"
+                   "hookline_delivery_jobs_per_second %.3f\n",
+                   w_jobs ? (double)w_req / (double)w_jobs : 0.0,
+                   (double)w_jobs / METRICS_WINDOW_S);
     metrics_render_histogram(&b, "hookline_rule_duration_seconds",
                              "Time spent running the rule script for one event.", &metrics_rule);
     metrics_render_histogram(&b, "hookline_store_commit_duration_seconds",

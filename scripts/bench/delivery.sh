@@ -12,14 +12,21 @@
 #       <= 0.02, through coalescing), with skip_noop true and false;
 #   (c) one webhook at a time on an idle service: p50/p99 from the 202 to the PATCH
 #       arriving at the simulator, beyond the simulator's latency (target <= 5 ms),
-#       with skip_noop true (a GET first) and false.
+#       with skip_noop true (a GET first) and false;
+#   (d) the request budget at DIDWW's real latency, default delivery settings (no
+#       delivery.* key set): a backlog of 400 DIDs named by id (50 already in place, so
+#       no-ops) and one of 200 named by number, each at every latency of D_LATENCIES
+#       (a simulator of its own): jobs per second (first request to last answer) and
+#       requests per job; targets at 250 ms: >= 0.95 of the budget in jobs/s, <= 1.05
+#       requests per job; always: zero 429s, no PATCH of a DID already in place.
 # Checks along the way: every webhook is a 202 with one job, all jobs end done (or
 # superseded in (b)), every DID ends in the state its last job set, all answers 200.
 #
 # Environment: LATENCY_MS [20], RATE_LIMIT [20], WORKERS [4] (delivery.workers),
 #   IDLE_N [200] (webhooks per (c) run), A_SKIP_NOOP [false] (false|true|both:
 #   skip_noop of the (a) run(s); true doubles its requests and ~30 s more each),
-#   STORE [sqlite]: `pg` runs every scenario on a PostgreSQL store: a server of its own
+#   SCENARIOS [abcd] (which of the above run, e.g. d), D_LATENCIES [250,20] (ms, the (d)
+#   runs), STORE [sqlite]: `pg` runs every scenario on a PostgreSQL store: a server of its own
 #   (scripts/pg.sh start in the temp dir, stopped on exit), a fresh database per run,
 #   the job states read through psql; the same figures and targets.
 #   INSTANCES [1]: with STORE=pg, N > 1 runs only (a), twice in the same invocation:
@@ -28,7 +35,7 @@
 #   targets (>= 0.95 of the limit in aggregate, no 429).
 # Exit: 0 when every run completed and its checks passed (a figure below target is
 #   marked BELOW TARGET; it is a measurement, not a gate), 1 on a build or setup
-#   error or a failed check. ~85 s with the defaults.
+#   error or a failed check. ~85 s for (a)-(c), ~2 min for (d) with the defaults.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -42,6 +49,8 @@ IDLE_N=${IDLE_N:-200}
 A_SKIP_NOOP=${A_SKIP_NOOP:-false}
 STORE=${STORE:-sqlite}
 INSTANCES=${INSTANCES:-1}
+SCENARIOS=${SCENARIOS:-abcd}
+D_LATENCIES=${D_LATENCIES:-250,20}
 
 die() {
     echo "delivery.sh: $*" >&2
@@ -57,6 +66,8 @@ if ! [[ $WORKERS =~ ^[1-9][0-9]?$ ]] || ((WORKERS > 64)); then
 fi
 [[ $IDLE_N =~ ^[1-9][0-9]*$ ]] || die "IDLE_N must be a positive integer (got '$IDLE_N')"
 [[ $A_SKIP_NOOP =~ ^(false|true|both)$ ]] || die "A_SKIP_NOOP must be false, true or both"
+[[ $SCENARIOS =~ ^[abcd]+$ ]] || die "SCENARIOS must be letters of abcd (got '$SCENARIOS')"
+[[ $D_LATENCIES =~ ^[0-9]+(,[0-9]+)*$ ]] || die "D_LATENCIES must be ms values like 250,20"
 [[ $STORE == sqlite || $STORE == pg ]] || die "STORE must be sqlite or pg (got '$STORE')"
 [[ $INSTANCES =~ ^[1-9]$ ]] || die "INSTANCES must be 1..9 (got '$INSTANCES')"
 if ((INSTANCES > 1)) && [[ $STORE != pg ]]; then
@@ -117,7 +128,8 @@ fi
 python3 "$SCRIPT_DIR/delivery_bench.py" --hookline "$BUILD/hookline" --sim "$BUILD/didww-sim" \
     --rule "$SCRIPT_DIR/delivery_rule.lua" --workdir "$TMP" --latency-ms "$LATENCY_MS" \
     --rate-limit "$RATE_LIMIT" --workers "$WORKERS" --idle-n "$IDLE_N" \
-    --a-skip-noop "$A_SKIP_NOOP" --instances "$INSTANCES" "${store_args[@]}" &
+    --a-skip-noop "$A_SKIP_NOOP" --instances "$INSTANCES" --scenarios "$SCENARIOS" \
+    --d-latencies "$D_LATENCIES" "${store_args[@]}" &
 DRIVER_PID=$!
 rc=0
 wait "$DRIVER_PID" || rc=$?

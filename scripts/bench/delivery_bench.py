@@ -242,10 +242,11 @@ class Bench:
             json.dump(state, f)
         return path
 
-    def start_sim(self):
-        state = self.write_state()
+    def start_sim(self, latency_ms=None, state=None):
+        state = state or self.write_state()
+        lat = self.a.latency_ms if latency_ms is None else latency_ms
         argv = [self.a.sim, "--state", state, "--api-key-env", "BENCH_DIDWW_KEY",
-                "--port", "0", "--latency-ms", str(self.a.latency_ms),
+                "--port", "0", "--latency-ms", str(lat),
                 "--rate-limit", str(self.a.rate_limit),
                 "--request-log", os.path.join(self.work, "sim_requests.jsonl")]
         self.sim = self.procs.start("didww-sim", argv, self.env, self.work, self.work)
@@ -266,7 +267,7 @@ class Bench:
         return {d["id"]: d for d in http_json(self.sim_port, "GET", "/__sim/state")["dids"]}
 
     # ---- hookline
-    def config(self, name, db, with_key, skip_noop, instance=None):
+    def config(self, name, db, with_key, skip_noop, instance=None, defaults=False):
         didww = {"base_url": "http://127.0.0.1:%d/v3" % self.sim_port,
                  "api_version": "2022-05-10", "rate_limit_per_s": self.a.rate_limit,
                  "timeout_ms": 15000}
@@ -276,7 +277,8 @@ class Bench:
             "listen": {"host": "127.0.0.1", "port": 0},
             "store": self.store_url(db),
             "didww": didww,
-            "delivery": {"workers": self.a.workers, "skip_noop": skip_noop},
+            # defaults: the (d) runs leave every delivery.* setting at its default
+            "delivery": {} if defaults else {"workers": self.a.workers, "skip_noop": skip_noop},
             "rules": {"script": self.a.rule},
             "sources": {"bench": {"verify": {"scheme": "token", "header": "Authorization",
                                              "prefix": "Bearer ", "secret": "env:BENCH_TOKEN"}}},
@@ -370,14 +372,15 @@ class Bench:
                 return float(parts[1])
         raise BenchError("no hookline_queue_depth in /metrics")
 
-    def backlog(self, name, streams, skip_noop, njobs, timeout_s, instances=1):
+    def backlog(self, name, streams, skip_noop, njobs, timeout_s, instances=1, defaults=False):
         """Queues the streams' webhooks with delivery off, then delivers them with
-        `instances` hooklines on the store (several: PostgreSQL, instance.id bench-N).
+        `instances` hooklines on the store (several: PostgreSQL, instance.id bench-N);
+        defaults: every delivery.* setting left at its default (the (d) runs).
         Returns (seconds from the restart to an empty queue, job states, CPU cores the
         delivering hooklines used meanwhile)."""
         db = self.new_db(name)
         p, port = self.start_hookline(name + "-queue", self.config(name + "-queue", db, False,
-                                                                    skip_noop))
+                                                                    skip_noop, defaults=defaults))
         self.post_streams(port, streams)
         self.stop_hookline(p)
         states = self.job_states(db)
@@ -390,7 +393,7 @@ class Bench:
         for i in range(instances):
             n = name + "-deliver" + ("-%d" % i if instances > 1 else "")
             ps.append(self.start_hookline(n, self.config(
-                n, db, True, skip_noop, "bench-%d" % i if instances > 1 else None)))
+                n, db, True, skip_noop, "bench-%d" % i if instances > 1 else None, defaults)))
         port = ps[0][1]
         deadline = t0 + timeout_s
         drained = None
@@ -486,6 +489,71 @@ class Bench:
             "max_per_s": stats.get("max_requests_per_second"),
             "statuses": stats["responses_by_status"], "requests_total": stats["requests_total"],
         }
+
+    # ---- (d)
+    def run_d(self, latency_ms, by):
+        """A backlog at latency_ms of simulator latency, default delivery settings: 400
+        DIDs named by id (50 already on the trunk their job sets: no-ops) or 200 named by
+        number. Jobs per second (the jobs over first request arrival to last answer),
+        requests per job, 429s, PATCHes of DIDs already in place."""
+        name = "d-%s-%dms" % (by, latency_ms)
+        rng = random.Random(17)
+        n = 400 if by == "id" else 200
+        dids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
+        in_place = set(dids[:50]) if by == "id" else set()
+        trunk = self.trunks[0]
+        state = {
+            "trunks": [{"id": t, "name": "bench trunk %d" % i} for i, t in enumerate(self.trunks)],
+            "trunk_groups": [],
+            "dids": [{"id": d, "number": "4940%07d" % i, "description": "bench DID %d" % i,
+                      "capacity_limit": 1, "trunk": trunk if d in in_place else None,
+                      "trunk_group": None} for i, d in enumerate(dids)],
+        }
+        path = os.path.join(self.work, "sim_state_%s.json" % name)
+        with open(path, "w") as f:
+            json.dump(state, f)
+        if self.sim is not None:
+            self.procs.stop(self.sim)
+        self.start_sim(latency_ms, path)
+        streams = [[] for _ in range(8)]
+        for i, d in enumerate(dids):
+            if by == "id":
+                streams[i % 8].append(self.body(op="route", did=d, trunk=trunk))
+            else:
+                streams[i % 8].append(self.body(op="route_number", number="4940%07d" % i,
+                                                trunk=trunk))
+        drained, states, _ = self.backlog(name, streams, True, n,
+                                          timeout_s=n * 3 / self.a.rate_limit + 60,
+                                          defaults=True)
+        reqs = self.sim_requests()
+        stats = self.sim_stats()
+        if states != {"done": n}:
+            raise BenchError("(d) %s: job states after delivery: %s (expected all %d done)" % (
+                name, states, n))
+        sim = self.sim_dids()
+        wrong = [d for d in dids if sim[d].get("trunk") != trunk]
+        if wrong:
+            raise BenchError("(d) %d DIDs do not end as planned, e.g. %s" % (len(wrong),
+                                                                             wrong[0]))
+        first = min(r["t"] for r in reqs)
+        last = max(r["t"] + r["duration_ms"] for r in reqs)
+        by_method = {}
+        for r in reqs:
+            by_method[r["method"]] = by_method.get(r["method"], 0) + 1
+        patched_in_place = sum(1 for r in reqs if r["method"] == "PATCH"
+                               and r["path"].split("?")[0].rsplit("/", 1)[-1] in in_place)
+        jps = n / ((last - first) / 1000.0)
+        ts = sorted(r["t"] for r in reqs)
+        gaps = sorted(((b - a), round((a - first) / 1000.0, 2)) for a, b in zip(ts, ts[1:]))[-3:]
+        per_s = [0] * (int((last - first) / 1000.0) + 1)
+        for r in reqs:
+            per_s[int((r["t"] - first) / 1000.0)] += 1
+        return {"name": name, "by": by, "latency_ms": latency_ms, "jobs": n,
+                "requests": len(reqs), "by_method": by_method, "per_job": len(reqs) / n,
+                "jobs_per_s": jps, "ratio": jps / self.a.rate_limit, "drain_s": drained,
+                "n429": int(stats["responses_by_status"].get("429", 0)),
+                "patched_in_place": patched_in_place, "per_s": per_s, "gaps": gaps,
+                "max_per_s": stats.get("max_requests_per_second")}
 
     # ---- (b)
     def run_b(self, skip_noop, live=False):
@@ -625,6 +693,10 @@ def main():
                     help="several: (a) only, delivered by that many instances on one "
                          "PostgreSQL database sharing the rate budget, beside a one-instance "
                          "run of the same backlog")
+    ap.add_argument("--scenarios", default="abcd",
+                    help="which of (a) (b) (c) (d) to run, e.g. d")
+    ap.add_argument("--d-latencies", default="250,20",
+                    help="simulator latencies (ms) of the (d) runs")
     a = ap.parse_args()
     if a.store == "pg" and not (a.pg_url and a.pg_passfile):
         ap.error("--store pg needs --pg-url and --pg-passfile")
@@ -657,6 +729,8 @@ def main():
         for sn, ni in [(sn, ni) for sn in {"false": [False], "true": [True],
                                             "both": [False, True]}[a.a_skip_noop]
                        for ni in counts]:
+            if "a" not in a.scenarios:
+                break
             log("(a) backlog 600 jobs / 300 DIDs, skip_noop %s, %d instance%s ..." % (
                 str(sn).lower(), ni, "s" if ni > 1 else ""))
             r = b.run_a(sn, ni)
@@ -670,7 +744,7 @@ def main():
 
         b_runs = []
         c_runs = []
-        for sn in (() if a.instances > 1 else (True, False)):
+        for sn in (True, False) if "b" in a.scenarios and a.instances == 1 else ():
             log("(b) 1000 updates / 10 DIDs, skip_noop %s ..." % str(sn).lower())
             r = b.run_b(sn)
             b_runs.append(r)
@@ -679,7 +753,7 @@ def main():
                     r["requests"], ", ".join("%s %d" % kv for kv in sorted(r["by_method"].items())),
                     r["jobs"], r["per_job"], json.dumps(r["states"], sort_keys=True),
                     r["drain_s"]))
-        for sn in (() if a.instances > 1 else (True, False)):
+        for sn in (True, False) if "b" in a.scenarios and a.instances == 1 else ():
             # For information (no target): the same updates posted while delivery runs,
             # so the first update of each DID is claimed before the others arrive.
             log("(b) for information: the same 1000 updates posted while delivery runs, "
@@ -691,7 +765,7 @@ def main():
                     r["jobs"], r["per_job"], json.dumps(r["states"], sort_keys=True),
                     r["drain_s"]))
 
-        for sn in (() if a.instances > 1 else (True, False)):
+        for sn in (True, False) if "c" in a.scenarios and a.instances == 1 else ():
             log("(c) idle latency, %d webhooks one at a time, skip_noop %s ..." % (
                 a.idle_n, str(sn).lower()))
             r = b.run_c(sn)
@@ -705,6 +779,23 @@ def main():
                              pct(r["gets"], 50), pct(r["gets"], 99), pct(r["get_to_patch"], 50),
                              pct(r["get_to_patch"], 99), lat))
             log(line + "; one webhook every %.0f ms" % (r["gap_s"] * 1000))
+
+        # (d) last: it restarts the simulator with its own state and latency.
+        d_runs = []
+        for dl in ([int(x) for x in a.d_latencies.split(",")] if "d" in a.scenarios and a.instances == 1 else []):
+            for by in ("id", "number"):
+                log("(d) backlog of %s DIDs named by %s at %d ms, default settings ..." % (
+                    "400 (50 in place)" if by == "id" else "200", by, dl))
+                r = b.run_d(dl, by)
+                d_runs.append(r)
+                log("    %d requests (%s) for %d jobs = %.3f per job; %.2f jobs/s; queue empty "
+                    "%.2f s after the restart; sim max %s in any 1 s window" % (
+                        r["requests"],
+                        ", ".join("%s %d" % kv for kv in sorted(r["by_method"].items())),
+                        r["jobs"], r["per_job"], r["jobs_per_s"], r["drain_s"], r["max_per_s"]))
+                log("    requests arriving per second from the first: %s; longest gaps "
+                    "between arrivals (ms, at s): %s" % (r["per_s"], ", ".join(
+                        "%.0f at %.1f" % g for g in reversed(r["gaps"]))))
 
         # ---------------------------------------------------------- summary
         def below(ok):
@@ -728,6 +819,14 @@ def main():
             log("(b) 1000 updates / 10 DIDs (skip_noop %s): %d requests (%s) = %.3f per job "
                 "(target <= 0.02)%s" % (str(r["skip_noop"]).lower(), r["requests"], parts,
                                         r["per_job"], below(ok)))
+        for r in d_runs:
+            ok = (r["latency_ms"] != 250 or (r["ratio"] >= 0.95 and r["per_job"] <= 1.05)) \
+                and r["n429"] == 0 and r["patched_in_place"] == 0
+            log("(d) %d DIDs by %s at %d ms: %.2f jobs/s = %.2f of the budget %d (target >= 0.95 "
+                "at 250 ms), %.3f requests per job (target <= 1.05 at 250 ms), 429s: %d, PATCHes "
+                "of DIDs already in place: %d%s" % (
+                    r["jobs"], r["by"], r["latency_ms"], r["jobs_per_s"], r["ratio"],
+                    a.rate_limit, r["per_job"], r["n429"], r["patched_in_place"], below(ok)))
         for r in c_runs:
             d = r["deltas"]
             if r["skip_noop"]:

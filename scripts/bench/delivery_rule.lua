@@ -3,11 +3,15 @@
 -- (one per webhook) lands on which DID:
 --   {"op": "route",  "did": "<uuid>", "trunk": "<uuid>", "n": ...}  -> didww.route_did
 --   {"op": "update", "did": "<uuid>", "capacity_limit": N, "n": ...} -> didww.update_did
+--   {"op": "route_number", "number": "<digits>", "trunk": "<uuid>", "n": ...}
+--                                                  -> didww.route_did by number
 -- "n" (and the run id) only make every body distinct, so none is a duplicate.
 function on_event(ev)
     local b = ev.body
     if b.op == "route" then
         didww.route_did({ did = b.did, trunk = b.trunk })
+    elseif b.op == "route_number" then
+        didww.route_did({ number = b.number, trunk = b.trunk })
     elseif b.op == "update" then
         didww.update_did({ did = b.did, capacity_limit = b.capacity_limit })
     else

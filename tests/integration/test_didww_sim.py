@@ -544,6 +544,32 @@ class ReadTests(SimTestCase):
         st, _, doc = self.sim.request("GET", "/v3/dids?filter[number]=%2B4371234567")
         self.assertEqual(doc["data"], [])
 
+    def test_array_filters_include_and_paging(self):
+        """filter[id] and filter[number] take comma-separated values; include works on the
+        list; page[size] is 1..100 (400 beyond) and pages follow meta.total_records."""
+        ids = sorted([DID_A, DID_B, DID_VIP])
+        path = ("/v3/dids?filter[id]=%s&include=voice_in_trunk,voice_in_trunk_group"
+                "&page[size]=2&page[number]=%d")
+        st, _, p1 = self.sim.request("GET", path % (",".join(ids), 1))
+        self.assertEqual(st, 200)
+        st, _, p2 = self.sim.request("GET", path % (",".join(ids), 2))
+        self.assertEqual(st, 200)
+        self.assertEqual(p1["meta"]["total_records"], 3)
+        self.assertEqual((len(p1["data"]), len(p2["data"])), (2, 1))
+        self.assertIn("next", p1["links"])
+        self.assertNotIn("next", p2["links"])
+        self.assertEqual(sorted(d["id"] for d in p1["data"] + p2["data"]), ids)
+        a = next(d for d in p1["data"] + p2["data"] if d["id"] == DID_A)
+        self.assertEqual(a["relationships"]["voice_in_trunk"]["data"]["id"], TRUNK_ON_CALL)
+        self.assertIn(("voice_in_trunks", TRUNK_ON_CALL),
+                      {(x["type"], x["id"]) for x in p1.get("included", []) +
+                       p2.get("included", [])})
+        st, _, doc = self.sim.request("GET", "/v3/dids?filter[number]=4371234567,14155550100,1")
+        self.assertEqual(sorted(d["id"] for d in doc["data"]), sorted([DID_A, DID_VIP]))
+        self.assertError(self.sim.request("GET", "/v3/dids?page[size]=101"), 400, code="118")
+        st, _, doc = self.sim.request("GET", "/v3/dids?page[size]=100")
+        self.assertEqual(st, 200)
+
     def test_list_and_unknown_filter(self):
         st, _, doc = self.sim.request("GET", "/v3/dids")
         self.assertEqual(st, 200)

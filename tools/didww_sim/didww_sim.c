@@ -49,6 +49,7 @@ struct sim_opts {
     double fail_rate;
     long fail_status;
     long burst_n, burst_every;
+    long burst_status; /* status of --burst-5xx answers [503]; 429 adds Retry-After: 1 */
     double drop_rate;
     bool drop_after; /* --drop-phase after: process, then drop the answer */
     const char *request_log;
@@ -553,8 +554,12 @@ static void sim_pipeline(struct sim_server *srv, struct MHD_Connection *conn, st
         return;
     }
     if (fault) {
-        sim_answer_fault(srv, a, strcmp(fault, "burst") == 0 ? 503 : (int)srv->o.fail_status,
+        sim_answer_fault(srv, a,
+                         strcmp(fault, "burst") == 0 ? (int)srv->o.burst_status
+                                                     : (int)srv->o.fail_status,
                          fault);
+        if (a->status == 429)
+            a->retry_after = 1;
         return;
     }
 
@@ -822,6 +827,8 @@ static void sim_usage(FILE *f)
           "  --fail-status N          status for --fail-rate [500]\n"
           "  --burst-5xx N            answer 503 to N requests ...\n"
           "  --burst-every M          ... after every M good ones (0: only the first N) [0]\n"
+          "  --burst-status N         status of those answers (429: with Retry-After: 1) "
+          "[503]\n"
           "  --drop-rate P            close this fraction of connections unanswered [0]\n"
           "  --drop-phase before|after  drop before processing, or after applying [before]\n"
           "  --fault-body json|html   body of injected 5xx [json]\n"
@@ -878,6 +885,8 @@ static int sim_parse_args(int argc, char **argv, struct sim_opts *o)
             ok = sim_parse_long(v, 400, 599, &o->fail_status);
         else if (strcmp(name, "--burst-5xx") == 0)
             ok = sim_parse_long(v, 0, 1000000, &o->burst_n);
+        else if (strcmp(name, "--burst-status") == 0)
+            ok = sim_parse_long(v, 400, 599, &o->burst_status);
         else if (strcmp(name, "--burst-every") == 0)
             ok = sim_parse_long(v, 0, 1000000, &o->burst_every);
         else if (strcmp(name, "--drop-rate") == 0)
@@ -976,6 +985,7 @@ int main(int argc, char **argv)
     struct sim_server srv = {.o = {.host = "127.0.0.1",
                                    .rate_limit = 20,
                                    .fail_status = 500,
+                                   .burst_status = 503,
                                    .seed = 1,
                                    .default_version = "2022-05-10",
                                    .budget = 1200,

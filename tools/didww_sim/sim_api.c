@@ -567,13 +567,14 @@ static bool api_filter_match(struct api_ctx *x, enum api_kind kind, json_t *obj,
                              const char *value)
 {
     const struct sim_naming *nm = x->nm;
-    char want[512], idfilter_t[96], idfilter_g[96];
+    char want[8192], idfilter_t[96], idfilter_g[96];
     json_t *field = NULL;
     snprintf(idfilter_t, sizeof idfilter_t, "%s.id", nm->trunk_rel);
     snprintf(idfilter_g, sizeof idfilter_g, "%s.id", nm->group_rel);
     if (kind == KIND_DIDS) {
-        if (strcmp(name, "number") == 0 || strcmp(name, "blocked") == 0 ||
-            strcmp(name, "terminated") == 0 || strcmp(name, "awaiting_registration") == 0)
+        if (strcmp(name, "id") == 0 || strcmp(name, "number") == 0 ||
+            strcmp(name, "blocked") == 0 || strcmp(name, "terminated") == 0 ||
+            strcmp(name, "awaiting_registration") == 0)
             field = json_object_get(obj, name);
         else if (strcmp(name, idfilter_t) == 0)
             field = json_object_get(obj, "trunk");
@@ -597,8 +598,8 @@ static bool api_filter_match(struct api_ctx *x, enum api_kind kind, json_t *obj,
 
 static bool api_filter_allowed(struct api_ctx *x, enum api_kind kind, const char *name)
 {
-    static const char *const did_filters[] = {"number", "blocked", "terminated",
-                                              "awaiting_registration", NULL};
+    static const char *const did_filters[] = {
+        "id", "number", "blocked", "terminated", "awaiting_registration", NULL};
     char t[96], g[96];
     if (kind != KIND_DIDS)
         return strcmp(name, "name") == 0;
