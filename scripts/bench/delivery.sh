@@ -27,7 +27,8 @@
 #   skip_noop of the (a) run(s); true doubles its requests and ~30 s more each),
 #   SCENARIOS [abcd] (which of the above run, e.g. d), D_LATENCIES [250,20] (ms, the (d)
 #   runs), STORE [sqlite]: `pg` runs every scenario on a PostgreSQL store: a server of its own
-#   (scripts/pg.sh start in the temp dir, stopped on exit), a fresh database per run,
+#   (scripts/pg.sh start in the temp dir, stopped on exit; or the one named by
+#   HOOKLINE_TEST_PG_URL and HOOKLINE_TEST_PG_PASSFILE when set), a fresh database per run,
 #   the job states read through psql; the same figures and targets.
 #   INSTANCES [1]: with STORE=pg, N > 1 runs only (a), twice in the same invocation:
 #   delivered by one instance, then by N instances on the one database (instance.id
@@ -112,12 +113,18 @@ fi
 
 store_args=()
 if [[ $STORE == pg ]]; then
-    # As root, pg.sh runs the server as `postgres`, which must traverse $TMP.
-    if [[ $(id -u) == 0 ]]; then chmod 711 "$TMP"; fi
-    PG_DIR="$TMP/pg"
-    pg_env=$("$REPO/scripts/pg.sh" start "$PG_DIR") || die "scripts/pg.sh start failed"
-    pg_url=$(sed -n 's/^HOOKLINE_TEST_PG_URL=//p' <<<"$pg_env")
-    pg_passfile=$(sed -n 's/^HOOKLINE_TEST_PG_PASSFILE=//p' <<<"$pg_env")
+    if [[ -n ${HOOKLINE_TEST_PG_URL:-} && -n ${HOOKLINE_TEST_PG_PASSFILE:-} ]]; then
+        # A server the caller started (.ci/run): the runs' databases are fresh ones on it.
+        pg_url=$HOOKLINE_TEST_PG_URL
+        pg_passfile=$HOOKLINE_TEST_PG_PASSFILE
+    else
+        # As root, pg.sh runs the server as `postgres`, which must traverse $TMP.
+        if [[ $(id -u) == 0 ]]; then chmod 711 "$TMP"; fi
+        PG_DIR="$TMP/pg"
+        pg_env=$("$REPO/scripts/pg.sh" start "$PG_DIR") || die "scripts/pg.sh start failed"
+        pg_url=$(sed -n 's/^HOOKLINE_TEST_PG_URL=//p' <<<"$pg_env")
+        pg_passfile=$(sed -n 's/^HOOKLINE_TEST_PG_PASSFILE=//p' <<<"$pg_env")
+    fi
     [[ -n $pg_url && -f $pg_passfile ]] || die "unexpected output from scripts/pg.sh start"
     psql_bin=$(command -v psql) || die "psql is required for STORE=pg"
     store_args=(--store pg --pg-url "$pg_url" --pg-passfile "$pg_passfile" --psql "$psql_bin")
