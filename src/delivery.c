@@ -310,7 +310,8 @@ static int delivery_pause_record(struct delivery *d, const char *reason, const j
 {
     pthread_mutex_lock(&d->lock);
     bool busy = d->paused || d->pausing;
-    d->pausing = true;
+    if (!busy)
+        d->pausing = true; /* a busy caller must not leave it set: nobody would clear it */
     pthread_mutex_unlock(&d->lock);
     if (busy)
         return 1;

@@ -4,6 +4,9 @@ admin.viewer_token and the session cookie's flags, the viewer's 403 on every cha
 and bearer alike), the CSRF and origin checks, audit records naming the role and session of
 each change, sign-out and restart ending sessions, the dry run storing nothing, the audit
 verification, and no token or cookie value in any answer, log line or audit record.
+DeliveryPauseTest: POST /v1/delivery/pause (admin token or admin session with CSRF; viewer
+403) stops delivery until a resume, audited with who and why; `hookline jobs pause` does the
+same from another process.
 
 hookline delivers to didww-sim, so the story holds a real attempt with before/after and a
 dead job (DIDWW refuses an unknown trunk with 422, max_attempts 1).
@@ -15,8 +18,8 @@ import time
 import unittest
 
 from hookline_harness import HooklineServer
-from sim_harness import (DID_A, DID_A_NUMBER, TRUNK_VIP, UNKNOWN_UUID, DeliveryHooklineServer,
-                         SimServer, deadline_poll, delivery_config)
+from sim_harness import (DID_A, DID_A_NUMBER, TRUNK_OFFICE, TRUNK_VIP, UNKNOWN_UUID,
+                         DeliveryHooklineServer, SimServer, deadline_poll, delivery_config)
 
 API_KEY = "console-didww-key-4e1f7a"
 ADMIN = "console-admin-token-9c1d2e3f4a5b"
@@ -26,7 +29,8 @@ RULE = """function on_event(ev)
   didww.route_did{number = ev.body.phone, trunk = ev.body.trunk}
 end
 """
-CHANGES = ["/v1/jobs/%d/retry", "/v1/jobs/%d/cancel", "/v1/delivery/resume", "/v1/rules/reload"]
+CHANGES = ["/v1/jobs/%d/retry", "/v1/jobs/%d/cancel", "/v1/delivery/resume", "/v1/delivery/pause",
+           "/v1/rules/reload"]
 
 
 def console_server(testcase, sim):
@@ -69,8 +73,8 @@ class Session:
     def get(self, path):
         return self.srv.request("GET", path, None, self.headers(csrf=False, origin=False))
 
-    def post(self, path, **kw):
-        return self.srv.request("POST", path, b"", self.headers(**kw))
+    def post(self, path, body=b"", **kw):
+        return self.srv.request("POST", path, body, self.headers(**kw))
 
 
 class ConsoleTest(unittest.TestCase):
@@ -379,6 +383,148 @@ class ConsoleRestartTest(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("admin.viewer_token", r.stderr)
         self.assertNotIn(ADMIN, r.stdout + r.stderr)
+
+
+class DeliveryPauseTest(unittest.TestCase):
+    """An operator's pause: nothing is sent until a resume, on either store backend."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = SimServer(key=API_KEY)
+        cls.addClassCleanup(cls.sim.cleanup)
+        cls.sim.start()
+        cls.srv = console_server(cls, cls.sim)
+
+    def bearer(self, path, body=b"", token=ADMIN, extra=None):
+        h = {"Authorization": "Bearer " + token}
+        h.update(extra or {})
+        return self.srv.request("POST", path, body, h)
+
+    def audit(self, kind):
+        r = self.srv.request("GET", "/v1/audit?limit=1000&kind=" + kind, None,
+                             {"Authorization": "Bearer " + ADMIN})
+        self.assertEqual(r.status, 200, r)
+        return r.json()["records"]
+
+    def ready(self):
+        return self.srv.get("/readyz").status == 200
+
+    def route(self, event, trunk):
+        r = self.srv.post("crm", json.dumps({"id": event, "phone": "+43 7123 4567",
+                                             "trunk": trunk}).encode(),
+                          {"Content-Type": "application/json"})
+        self.assertEqual(r.status, 202, r)
+
+    def job_state_of(self, event):
+        for j in self.srv.request("GET", "/v1/jobs?limit=1000", None,
+                                  {"Authorization": "Bearer " + ADMIN}).json()["jobs"]:
+            if j["event_id"] == event:
+                return j["state"]
+        return None
+
+    def test_pause_via_api_and_console_then_resume(self):
+        self.assertTrue(self.ready())
+        v = Session(self.srv, VIEWER)
+        a = Session(self.srv, ADMIN)
+        # refused: the viewer (session and bearer), no CSRF token, a foreign origin, no token
+        for r, why in ((v.post("/v1/delivery/pause"), "viewer"),
+                       (self.bearer("/v1/delivery/pause", token=VIEWER), "viewer"),
+                       (a.post("/v1/delivery/pause", csrf=False), "X-CSRF-Token"),
+                       (a.post("/v1/delivery/pause", extra={"Origin": "http://evil.example"}),
+                        "Origin")):
+            self.assertEqual(r.status, 403, r)
+            self.assertIn(why, r.json()["detail"])
+        self.assertEqual(self.srv.request("POST", "/v1/delivery/pause", b"").status, 401)
+        # bad bodies: nothing paused
+        for body, status, word in ((b"not json", 400, "JSON object"),
+                                   (b'["x"]', 400, "JSON object"),
+                                   (b'{"reason": 7}', 400, "string"),
+                                   (json.dumps({"reason": "x" * 201}).encode(), 400, "200"),
+                                   (json.dumps({"reason": "a\nb"}).encode(), 400, "control"),
+                                   (json.dumps({"reason": "x" * 5000}).encode(), 413, "4096")):
+            r = self.bearer("/v1/delivery/pause", body)
+            self.assertEqual(r.status, status, (body[:20], r))
+            self.assertEqual(r.headers["Content-Type"], "application/problem+json")
+            self.assertIn(word, r.json()["detail"])
+        self.assertEqual(self.srv.get("/v1/delivery/pause").status, 401)
+        self.assertTrue(self.ready())
+        self.assertEqual(self.audit("delivery.paused"), [])
+
+        # the admin API pauses with a reason of 200 characters (not bytes)
+        reason = "maintenance window \u00e9" + "." * 180
+        r = self.bearer("/v1/delivery/pause", json.dumps({"reason": reason}).encode())
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"status": "paused", "paused": True, "reason": reason})
+        r = self.srv.get("/readyz")
+        self.assertEqual(r.status, 503, r)
+        self.assertIn(reason, r.json()["detail"])
+        rec = self.audit("delivery.paused")
+        self.assertEqual(len(rec), 1)
+        self.assertEqual((rec[0]["detail"]["by"], rec[0]["detail"]["reason"]),
+                         ("admin API", reason))
+        # a second pause changes nothing: 200, already_paused, the first reason
+        r = a.post("/v1/delivery/pause", json.dumps({"reason": "again"}).encode())
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"status": "already_paused", "paused": True,
+                                    "reason": reason})
+        self.assertEqual(len(self.audit("delivery.paused")), 1)
+        self.assertEqual(a.get("/console/api/overview").json()["paused_reason"], reason)
+
+        # nothing is sent while paused
+        sent = len(self.sim.requests())
+        self.route("evt-p1", TRUNK_VIP)
+        time.sleep(1.5)
+        self.assertEqual(self.job_state_of("evt-p1"), "pending")
+        self.assertEqual(len(self.sim.requests()), sent)
+        # the admin session resumes: the job goes out
+        r = a.post("/v1/delivery/resume")
+        self.assertEqual((r.status, r.json()), (200, {"status": "resumed"}))
+        self.assertTrue(deadline_poll(lambda: self.job_state_of("evt-p1") == "done", 10))
+        self.assertEqual(self.sim.did(DID_A)["trunk"], TRUNK_VIP)
+        self.assertTrue(self.ready())
+
+        # the admin session pauses with no body: the default reason, the session named
+        r = a.post("/v1/delivery/pause")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"status": "paused", "paused": True,
+                                    "reason": "paused by an operator"})
+        self.assertEqual(len(self.audit("delivery.paused")), 2, self.audit("delivery.paused"))
+        rec = self.audit("delivery.paused")[-1]["detail"]
+        self.assertEqual(rec["by"], "console admin session " + a.info["session"])
+        self.assertEqual(rec["reason"], "paused by an operator")
+        self.assertFalse(self.ready())
+        # `hookline jobs resume` (another process) lifts it
+        c = self.srv.cli("jobs", "-c", self.srv.config_path, "resume")
+        self.assertEqual(c.returncode, 0, c.stdout + c.stderr)
+        self.assertTrue(deadline_poll(self.ready, 5))
+
+        # `hookline jobs pause` (another process): the running service follows it
+        sent = len(self.sim.requests())
+        c = self.srv.cli("jobs", "-c", self.srv.config_path, "pause", "--reason", "cli says so")
+        self.assertEqual(c.returncode, 0, c.stdout + c.stderr)
+        self.assertIn("delivery paused: cli says so", c.stdout)
+        self.assertTrue(deadline_poll(lambda: not self.ready(), 5))
+        self.assertIn("cli says so", self.srv.get("/readyz").json()["detail"])
+        rec = self.audit("delivery.paused")[-1]["detail"]
+        self.assertEqual((rec["by"], rec["reason"]), ("hookline jobs pause", "cli says so"))
+        c = self.srv.cli("jobs", "-c", self.srv.config_path, "pause")
+        self.assertEqual(c.returncode, 0, c.stdout + c.stderr)
+        self.assertIn("already paused: cli says so", c.stdout)
+        for bad in (["--reason", "y" * 201], ["--reason", "a\tb"]):
+            c = self.srv.cli("jobs", "-c", self.srv.config_path, "pause", *bad)
+            self.assertEqual(c.returncode, 2, c.stdout + c.stderr)
+        self.route("evt-p2", TRUNK_OFFICE)
+        time.sleep(1.5)
+        self.assertEqual(self.job_state_of("evt-p2"), "pending")
+        self.assertEqual(len(self.sim.requests()), sent)
+        r = self.bearer("/v1/delivery/resume")
+        self.assertEqual((r.status, r.json()), (200, {"status": "resumed"}))
+        self.assertTrue(deadline_poll(lambda: self.job_state_of("evt-p2") == "done", 10))
+        self.assertEqual(self.sim.did(DID_A)["trunk"], TRUNK_OFFICE)
+        self.assertEqual(len(self.audit("delivery.paused")), 3)
+        for text in (self.srv.log_text(), json.dumps(self.audit("delivery.*"))):
+            for secret in (ADMIN, VIEWER, API_KEY, a.cookie, v.cookie):
+                self.assertNotIn(secret, text)
 
 
 if __name__ == "__main__":

@@ -280,14 +280,39 @@ async function jobs(root, params, gen) {
   const resumeBtn = el("button", {type: "button", id: "resume", disabled: !isAdmin(),
                                   title: isAdmin() ? null : "viewer role: read only",
                                   onclick: async () => {
-    try { const r = await api.post("/v1/delivery/resume"); status.textContent = "Delivery: " + r.status; }
+    try {
+      const r = await api.post("/v1/delivery/resume"); status.textContent = "Delivery: " + r.status;
+      if (r.status === "resumed") deliveryState.textContent = "Delivery running ";
+    }
     catch (e) { status.textContent = ""; status.appendChild(problem(e)); }
   }}, "Resume delivery");
+  const reasonIn = el("input", {type: "text", id: "pause-reason", maxlength: "200", disabled: !isAdmin(),
+                                "aria-label": "Reason for the pause", placeholder: "reason (optional)"});
+  const pauseBtn = el("button", {type: "button", id: "pause", class: "danger", disabled: !isAdmin(),
+                                 title: isAdmin() ? null : "viewer role: read only"}, "Pause delivery");
+  let pauseArmed = false;
+  pauseBtn.addEventListener("click", async () => {
+    if (!pauseArmed) {   // the confirm step: a second press does it
+      pauseArmed = true;
+      pauseBtn.textContent = "Confirm: pause all delivery";
+      pauseBtn.focus();
+      return;
+    }
+    pauseArmed = false;
+    pauseBtn.textContent = "Pause delivery";
+    try {
+      const reason = reasonIn.value.trim();
+      const r = await api.post("/v1/delivery/pause", reason ? {reason} : {});
+      status.textContent = "Delivery: " + r.status + " (" + r.reason + ")";
+      deliveryState.textContent = "Delivery paused: " + r.reason + " ";
+    } catch (e) { status.textContent = ""; status.appendChild(problem(e)); }
+  });
   let paused = "";
   try { const o = await api.get("/console/api/overview"); paused = o.paused ? "paused: " + o.paused_reason : "running"; } catch (e) { paused = "unknown"; }
+  const deliveryState = el("span", {class: "muted", id: "delivery-state"}, "Delivery " + paused + " ");
   append(root, [heading("Jobs"),
     el("div", {class: "card row"}, el("div", {}, el("label", {for: "job-state"}, "State"), select),
-       el("div", {}, el("span", {class: "muted"}, "Delivery " + paused + " "), resumeBtn)),
+       el("div", {}, deliveryState, resumeBtn, " ", reasonIn, " ", pauseBtn)),
     status]);
   const r = await api.get("/v1/jobs?" + new URLSearchParams(state === "any" ? {limit: "1000"} : {state, limit: "500"}));
   if (gen !== generation) return;
