@@ -183,6 +183,7 @@ await step("viewer: retry is disabled and the server refuses it", async () => {
   await vp.waitForSelector(`button[data-job="${env.DEAD_JOB}"]`);
   assert.equal(await vp.isDisabled(`button[data-job="${env.DEAD_JOB}"]`), true);
   assert.equal(await vp.isDisabled("#resume"), true);
+  assert.equal(await vp.isDisabled("#pause"), true);
   const status = await vp.evaluate(async (job) => {
     const s = await (await fetch("/console/api/session")).json();
     const r = await fetch(`/v1/jobs/${job}/retry`, {method: "POST", headers: {"X-CSRF-Token": s.csrf}});
@@ -247,6 +248,32 @@ await step("CSRF: the page's own fetch without the token, and another site's pag
   await evil.close();
   const state = await ap.evaluate(async (job) => (await (await fetch("/v1/jobs?state=dead")).json()).jobs.some((j) => String(j.id) === job), env.OTHER_DEAD_JOB);
   assert.equal(state, true, "the other dead job is no longer dead");
+});
+
+await step("admin pauses delivery (confirm first, with a reason) then resumes it", async () => {
+  await ap.goto(BASE + "/console/#/jobs");
+  await ap.waitForSelector("#pause");
+  assert.match(await ap.textContent("#delivery-state"), /Delivery running/);
+  await ap.fill("#pause-reason", "browser maintenance <b>window</b>");
+  await ap.click("#pause");
+  await ap.waitForFunction(() => document.getElementById("pause").textContent.startsWith("Confirm"));
+  // the service's own word (/console/api/overview; /readyz is 503 while paused)
+  const paused = () => ap.evaluate(async () => (await (await fetch("/console/api/overview")).json()).paused);
+  assert.equal(await paused(), false, "the first press already paused");
+  await ap.click("#pause");
+  await ap.waitForFunction(() => /paused/.test(document.getElementById("jobs-status").textContent));
+  assert.equal(await paused(), true);
+  assert.equal(await ap.textContent("#delivery-state"), "Delivery paused: browser maintenance <b>window</b> ");
+  await assertInert(ap, "paused jobs view");
+  await ap.screenshot({path: shots("jobs-paused"), fullPage: true});
+  // a fresh load shows the pause and its reason
+  await ap.reload();
+  await ap.waitForSelector("#delivery-state");
+  assert.match(await ap.textContent("#delivery-state"), /paused: browser maintenance <b>window<\/b>/);
+  await ap.click("#resume");
+  await ap.waitForFunction(() => /resumed/.test(document.getElementById("jobs-status").textContent));
+  assert.equal(await paused(), false);
+  assert.match(await ap.textContent("#delivery-state"), /Delivery running/);
 });
 
 await step("no page error, no dialog", async () => {

@@ -180,6 +180,12 @@ class ConsoleBrowserTest(unittest.TestCase):
         self.assertTrue(retries[0]["detail"]["by"].startswith("console admin session "))
         self.assertFalse([x for x in trail if x["kind"] == "admin.console" and
                           x["detail"]["role"] != "admin"])
+        # the admin's pause from the Jobs view: its session and reason, then the resume
+        pauses = srv.request("GET", "/v1/audit?limit=1000&kind=delivery.*", None,
+                             {"Authorization": "Bearer " + ADMIN}).json()["records"]
+        self.assertEqual([x["kind"] for x in pauses], ["delivery.paused", "delivery.resumed"])
+        self.assertTrue(pauses[0]["detail"]["by"].startswith("console admin session "))
+        self.assertEqual(pauses[0]["detail"]["reason"], "browser maintenance <b>window</b>")
         for secret in (ADMIN, VIEWER, API_KEY):
             self.assertNotIn(secret, srv.log_text())
             self.assertNotIn(secret, r.stdout + r.stderr)
@@ -189,7 +195,7 @@ class ConsoleBrowserTest(unittest.TestCase):
         self.assertEqual(code, 0, log[-6000:])
         self.assertNotIn("Sanitizer", log)
         for name in ("overview", "did-story", "did-story-phone", "event", "jobs-viewer",
-                     "jobs-admin", "tail", "rules", "integrity", "signin"):
+                     "jobs-admin", "jobs-paused", "tail", "rules", "integrity", "signin"):
             path = os.path.join(artifacts, name + ".png")
             self.assertTrue(os.path.getsize(path) > 1000, path)
 
