@@ -50,7 +50,8 @@ struct http_server {
     struct console_http *console; /* /console/ and the session side of /v1 auth */
 };
 
-/* HTTP_ADMIN_BODY: the small JSON body of POST /v1/delivery/pause is read. */
+/* HTTP_ADMIN_BODY: the JSON body of POST /v1/delivery/pause or POST
+ * /console/api/replay is read (up to body_max bytes; the rest is dropped). */
 enum http_phase { HTTP_NEW = 0, HTTP_BODY, HTTP_WAITING, HTTP_ANSWER, HTTP_ADMIN_BODY };
 
 struct http_request {
@@ -64,6 +65,7 @@ struct http_request {
     unsigned char *body;
     size_t len, cap;
     bool too_large;
+    size_t body_max; /* HTTP_ADMIN_BODY: the bound of this body */
     bool counted;
     struct ingest_pending pending;
     struct ingest_response resp;
@@ -843,8 +845,11 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
             metrics_event_received("unknown", "malformed");
             return http_refuse_and_close(conn, 400, refusal);
         }
-        if (strcmp(url, "/v1/delivery/pause") == 0 && strcmp(method, "POST") == 0) {
+        bool pause = strcmp(url, "/v1/delivery/pause") == 0,
+             replay = strcmp(url, "/console/api/replay") == 0;
+        if ((pause || replay) && strcmp(method, "POST") == 0) {
             rq->phase = HTTP_ADMIN_BODY;
+            rq->body_max = pause ? HTTP_PAUSE_BODY_MAX : CONSOLE_REPLAY_BODY_MAX;
             rq->body_started = http_mono();
             http_gate_conn_phase(srv->gate, rq->gc, HTTP_GATE_AWAIT_BODY);
             return MHD_YES;
@@ -885,11 +890,14 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
         if (*upload_data_size > 0) {
             size_t n = *upload_data_size;
             *upload_data_size = 0;
-            if (rq->too_large || rq->len + n > HTTP_PAUSE_BODY_MAX) {
-                rq->too_large = true;
+            if (rq->too_large || rq->len + n > rq->body_max) {
+                rq->too_large = true; /* dropped, never buffered */
+                free(rq->body);
+                rq->body = NULL;
+                rq->len = 0;
                 return MHD_YES;
             }
-            if (!rq->body && !(rq->body = malloc(HTTP_PAUSE_BODY_MAX + 1))) {
+            if (!rq->body && !(rq->body = malloc(rq->body_max + 1))) {
                 rq->too_large = true; /* out of memory: refuse rather than truncate */
                 return MHD_YES;
             }
@@ -899,6 +907,8 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
         }
         rq->phase = HTTP_ANSWER;
         http_gate_conn_phase(srv->gate, rq->gc, HTTP_GATE_BUSY);
+        if (strcmp(url, "/console/api/replay") == 0)
+            return console_http_replay_post(srv->console, conn, rq->body, rq->len, rq->too_large);
         return http_admin(srv, conn, url, method, rq->body, rq->len, rq->too_large);
     }
     if (rq->phase == HTTP_ANSWER && !rq->resp.body && rq->pending.op.kind) {

@@ -7,10 +7,14 @@ verification, and no token or cookie value in any answer, log line or audit reco
 DeliveryPauseTest: POST /v1/delivery/pause (admin token or admin session with CSRF; viewer
 403) stops delivery until a resume, audited with who and why; `hookline jobs pause` does the
 same from another process.
+ReplayTest: the console's replay of a candidate rule (admin only, CSRF, bounded body) runs
+over the stored events off the HTTP thread, reports the changed events and stores, sends and
+changes nothing but its rules.replayed audit record.
 
 hookline delivers to didww-sim, so the story holds a real attempt with before/after and a
 dead job (DIDWW refuses an unknown trunk with 422, max_attempts 1).
 """
+import hashlib
 import json
 import os
 import re
@@ -525,6 +529,156 @@ class DeliveryPauseTest(unittest.TestCase):
         for text in (self.srv.log_text(), json.dumps(self.audit("delivery.*"))):
             for secret in (ADMIN, VIEWER, API_KEY, a.cookie, v.cookie):
                 self.assertNotIn(secret, text)
+
+
+
+CANDIDATE = """function on_event(ev)
+  if ev.body.n and ev.body.n % 2 == 0 then
+    didww.route_did{number = ev.body.phone, trunk = ev.body.trunk}
+    return
+  end
+  if ev.body.skip then return skip(ev.body.skip) end
+  didww.route_did{number = ev.body.phone, trunk = ev.body.trunk}
+end
+"""
+
+
+class ReplayTest(unittest.TestCase):
+    """Four skipped events; the candidate routes the even ones: two changes."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = SimServer(key=API_KEY)
+        cls.addClassCleanup(cls.sim.cleanup)
+        cls.sim.start()
+        cls.srv = console_server(cls, cls.sim)
+        for n in range(4):
+            r = cls.srv.post("crm", json.dumps({"id": "evt-r%d" % n, "n": n, "skip": "quiet",
+                                                "phone": "+43 7123 4567",
+                                                "trunk": TRUNK_VIP}).encode(),
+                             {"Content-Type": "application/json"})
+            assert r.status == 202, r
+
+    def replay(self, who, body, extra=None, **kw):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        h = {"Content-Type": "application/json"}
+        h.update(extra or {})
+        return who.post("/console/api/replay", data, extra=h, **kw)
+
+    def wait_done(self, who):
+        got = {}
+
+        def done():
+            got["r"] = who.get("/console/api/replay")
+            return got["r"].json()["state"] == "done"
+        self.assertTrue(deadline_poll(done, 30), got.get("r"))
+        return got["r"].json()["last"]
+
+    def counts(self):
+        return (self.srv.query("SELECT COUNT(*) FROM events")[0][0],
+                self.srv.query("SELECT COUNT(*) FROM jobs")[0][0])
+
+    def test_candidate_changes_the_even_events(self):
+        a = Session(self.srv, ADMIN)
+        before = self.counts()
+        version = a.get("/console/api/rules").json().get("version")
+        sent = len(self.sim.requests())
+        r = self.replay(a, {"rule": CANDIDATE})
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(r.json()["state"], "running")
+        last = self.wait_done(a)
+        rep = last["report"]
+        self.assertEqual((rep["events"], rep["unchanged"], rep["changed"], rep["failed"]),
+                         (4, 2, 2, 0), rep)
+        self.assertEqual(sorted(c["event_id"] for c in rep["changes"]), ["evt-r0", "evt-r2"])
+        change = rep["changes"][0]
+        self.assertEqual(change["source"], "crm")
+        self.assertEqual(change["before"], [])
+        self.assertEqual(change["after"][0]["method"], "PATCH")
+        self.assertEqual(rep["actions"], {change["after"][0]["action"]: {"before": 0, "after": 2}})
+        self.assertEqual(rep["changes_not_listed"], 0)
+        sha = hashlib.sha256(CANDIDATE.encode()).hexdigest()
+        self.assertEqual(last["candidate_sha256"], sha)
+        self.assertEqual(last["by"], "console admin session " + a.info["session"])
+        # read-only: nothing stored but the audit record, nothing sent, the rule in force kept
+        self.assertEqual(self.counts(), before)
+        self.assertEqual(len(self.sim.requests()), sent)
+        self.assertEqual(a.get("/console/api/rules").json().get("version"), version)
+        recs = [x for x in self.audit("rules.replayed") if x["detail"]["candidate_sha256"] == sha]
+        self.assertEqual(len(recs), 1)
+        d = recs[0]["detail"]
+        self.assertEqual((d["by"], d["role"], d["session"]),
+                         ("console admin session " + a.info["session"], "admin", a.info["session"]))
+        self.assertEqual((d["events"], d["unchanged"], d["changed"], d["failed"]), (4, 2, 2, 0))
+        self.assertNotIn("rule", d)  # the candidate's text is not in the trail, its hash is
+        # the filters: limit, source, since
+        r = self.replay(a, {"rule": CANDIDATE, "limit": 1, "source": "crm"})
+        self.assertEqual(r.status, 202, r)
+        rep = self.wait_done(a)["report"]
+        self.assertEqual((rep["events"], [c["event_id"] for c in rep["changes"]]), (1, ["evt-r0"]))
+        r = self.replay(a, {"rule": CANDIDATE, "since": time.time() + 3600})
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(self.wait_done(a)["report"]["events"], 0)
+        # the admin token works too, named "admin API"
+        r = self.srv.request("POST", "/console/api/replay",
+                             json.dumps({"rule": CANDIDATE, "limit": 2}).encode(),
+                             {"Authorization": "Bearer " + ADMIN,
+                              "Content-Type": "application/json"})
+        self.assertEqual(r.status, 202, r)
+        last = self.wait_done(a)
+        self.assertEqual((last["by"], last["report"]["changed"]), ("admin API", 1))
+
+    def audit(self, kind):
+        r = self.srv.request("GET", "/v1/audit?limit=1000&kind=" + kind, None,
+                             {"Authorization": "Bearer " + ADMIN})
+        self.assertEqual(r.status, 200, r)
+        return r.json()["records"]
+
+    def test_refusals(self):
+        a = Session(self.srv, ADMIN)
+        v = Session(self.srv, VIEWER)
+        # a syntax error: 422 naming the line
+        r = self.replay(a, {"rule": "function on_event(ev)\n  local x = = 1\nend\n"})
+        self.assertEqual(r.status, 422, r)
+        self.assertIn("candidate.lua:2:", r.json()["detail"])
+        # the viewer: 403 for the replay and its result, by session and by token
+        r = self.replay(v, {"rule": CANDIDATE})
+        self.assertEqual(r.status, 403, r)
+        self.assertIn("viewer", r.json()["detail"])
+        self.assertEqual(v.get("/console/api/replay").status, 403)
+        bearer = {"Authorization": "Bearer " + VIEWER}
+        self.assertEqual(self.srv.request("POST", "/console/api/replay",
+                                          json.dumps({"rule": CANDIDATE}).encode(),
+                                          bearer).status, 403)
+        self.assertEqual(self.srv.request("GET", "/console/api/replay", None, bearer).status, 403)
+        self.assertEqual(self.srv.request("POST", "/console/api/replay", b"{}").status, 401)
+        # CSRF
+        r = self.replay(a, {"rule": CANDIDATE}, csrf=False)
+        self.assertEqual(r.status, 403, r)
+        self.assertIn("X-CSRF-Token", r.json()["detail"])
+        r = self.replay(a, {"rule": CANDIDATE}, extra={"Origin": "http://evil.example"})
+        self.assertEqual(r.status, 403, r)
+        # too large: the body, and the candidate alone
+        r = self.replay(a, {"rule": "-- " + "x" * (400 * 1024)})
+        self.assertEqual(r.status, 413, r)
+        r = self.replay(a, {"rule": "-- " + "x" * (260 * 1024)})
+        self.assertEqual(r.status, 413, r)
+        self.assertIn("262144", r.json()["detail"])
+        # bad bodies and filters
+        for body, word in ((b"", "JSON object"), (b"nope", "JSON object"),
+                           ({"rule": ""}, "rule"), ({"limit": 5}, "rule"),
+                           ({"rule": CANDIDATE, "limit": 0}, "limit"),
+                           ({"rule": CANDIDATE, "limit": 100001}, "limit"),
+                           ({"rule": CANDIDATE, "source": "nope"}, "source"),
+                           ({"rule": CANDIDATE, "since": "yesterday"}, "since")):
+            r = self.replay(a, body)
+            self.assertEqual(r.status, 400, (body, r))
+            self.assertIn(word, r.json()["detail"])
+        self.assertEqual(self.srv.request("PUT", "/console/api/replay", b"",
+                                          a.headers()).status, 405)
+        recs = [x for x in self.audit("rules.replayed")
+                if x["detail"]["by"] != "console admin session " + a.info["session"]]
+        self.assertEqual([x for x in recs if "viewer" in x["detail"]["by"]], [])
 
 
 if __name__ == "__main__":
