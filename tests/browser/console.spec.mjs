@@ -206,6 +206,13 @@ await step("rules and integrity views", async () => {
   await vp.screenshot({path: shots("integrity"), fullPage: true});
 });
 
+await step("viewer: no replay page", async () => {
+  assert.equal(await vp.isHidden("#nav-replay"), true);
+  await vp.goto(BASE + "/console/#/replay");
+  await vp.waitForFunction(() => /for the admin role/.test(document.getElementById("content").textContent));
+  assert.equal(await vp.$("#candidate"), null);
+});
+
 await step("sign out ends the session", async () => {
   await vp.click("#signout");
   await vp.waitForSelector("#token", {state: "visible"});
@@ -274,6 +281,26 @@ await step("admin pauses delivery (confirm first, with a reason) then resumes it
   await ap.waitForFunction(() => /resumed/.test(document.getElementById("jobs-status").textContent));
   assert.equal(await paused(), false);
   assert.match(await ap.textContent("#delivery-state"), /Delivery running/);
+});
+
+await step("admin replays a candidate rule: summary and changed events as text", async () => {
+  await ap.goto(BASE + "/console/#/replay");
+  await ap.waitForSelector("#candidate");
+  assert.equal(await ap.isVisible("#nav-replay"), true);
+  await ap.fill("#candidate", env.CANDIDATE);
+  await ap.click("#replay-run");
+  await ap.waitForSelector("#replay-changed", {timeout: 30000});
+  const n = async (sel) => Number(await ap.textContent(sel));
+  assert.deepEqual([await n("#replay-events"), await n("#replay-unchanged"), await n("#replay-changed"), await n("#replay-failed")],
+                   [5, 0, 4, 1]);
+  const changed = await ap.$$eval("#replay-changes tbody tr", (rows) => rows.map((r) => r.dataset.event).sort());
+  assert.deepEqual(changed, ["evt-boom", "evt-other", "evt-refused", "evt-route"]);
+  assert.match(await ap.textContent("#replay-failures"), /candidate\.lua:2:/);
+  await assertInert(ap, "replay result");
+  await ap.screenshot({path: shots("replay"), fullPage: true});
+  await ap.click('#replay-changes tr[data-event="evt-route"] a');
+  await ap.waitForFunction(() => location.hash.startsWith("#/event?id=evt-route") &&
+                                 Array.from(document.querySelectorAll("h2")).some((h) => h.textContent.endsWith("evt-route")));
 });
 
 await step("no page error, no dialog", async () => {
