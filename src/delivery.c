@@ -316,8 +316,10 @@ static int delivery_pause_record(struct delivery *d, const char *reason, const j
     if (busy)
         return 1;
     char row[400];
-    if (store_shared(d->st) && store_control_get(d->st, DELIVERY_PAUSE_KEY, row, sizeof row) == 1) {
-        /* Another instance recorded this pause already (its 401 came first). */
+    /* Another instance recorded this pause already (its 401 came first), or for
+     * an operator another process did (hookline jobs pause) just now. */
+    if ((store_shared(d->st) || by) &&
+        store_control_get(d->st, DELIVERY_PAUSE_KEY, row, sizeof row) == 1) {
         delivery_pause_from_row(d, row);
         pthread_mutex_lock(&d->lock);
         d->pausing = false;
@@ -340,9 +342,13 @@ static int delivery_pause_record(struct delivery *d, const char *reason, const j
     pthread_mutex_unlock(&d->lock);
     if (rc == 0 || !by) {
         char *errs_text = errs ? json_dumps(errs, JSON_COMPACT) : NULL;
+        /* by (an operator's pause) and errors (a 401's) never come together. */
         log_write(LOG_ERROR, "delivery paused",
-                  (const char *[]){"reason", reason, by ? "by" : NULL, by,
-                                   errs_text ? "errors" : NULL, errs_text, NULL});
+                  (const char *[]){"reason", reason,
+                                   by          ? "by"
+                                   : errs_text ? "errors"
+                                               : NULL,
+                                   by ? by : errs_text, NULL});
         free(errs_text);
     }
     json_decref(errs);
