@@ -21,7 +21,8 @@ import re
 import time
 import unittest
 
-from hookline_harness import HooklineServer
+import hookline_harness
+from hookline_harness import STORE_BACKEND, HooklineServer, pg_create_database, pg_drop_database
 from sim_harness import (DID_A, DID_A_NUMBER, TRUNK_OFFICE, TRUNK_VIP, UNKNOWN_UUID,
                          DeliveryHooklineServer, SimServer, deadline_poll, delivery_config)
 
@@ -679,6 +680,50 @@ class ReplayTest(unittest.TestCase):
         recs = [x for x in self.audit("rules.replayed")
                 if x["detail"]["by"] != "console admin session " + a.info["session"]]
         self.assertEqual([x for x in recs if "viewer" in x["detail"]["by"]], [])
+
+
+
+@unittest.skipIf(STORE_BACKEND != "pg", "instances share a pause only on PostgreSQL")
+class SharedPauseTest(unittest.TestCase):
+    """Two instances on one database: a pause through one pauses the other; a resume
+    through the other lifts both."""
+
+    def test_pause_on_one_pauses_the_other(self):
+        dbname = pg_create_database()
+        self.addCleanup(pg_drop_database, dbname)
+        sim = SimServer(key=API_KEY)
+        self.addCleanup(sim.cleanup)
+        sim.start()
+        servers = []
+        for ident in ("hl-p1", "hl-p2"):
+            cfg = delivery_config(sim)
+            cfg["store"] = {"url": hookline_harness._pg_url(dbname),
+                            "password": "file:" + hookline_harness.PG_PASSFILE}
+            cfg["instance"] = {"id": ident}
+            srv = DeliveryHooklineServer(cfg, env={"DIDWW_API_KEY": API_KEY,
+                                                   "HOOKLINE_ADMIN_TOKEN": ADMIN})
+            self.addCleanup(srv.cleanup)
+            with open(os.path.join(srv.tmpdir, "main.lua"), "w", encoding="utf-8") as f:
+                f.write(RULE)
+            srv.start()
+            servers.append(srv)
+        one, two = servers
+        admin = {"Authorization": "Bearer " + ADMIN}
+        self.assertEqual(two.get("/readyz").status, 200)
+        r = one.request("POST", "/v1/delivery/pause", b'{"reason": "shared maintenance"}', admin)
+        self.assertEqual((r.status, r.json()["status"]), (200, "paused"))
+        self.assertTrue(deadline_poll(lambda: two.get("/readyz").status == 503, 5))
+        self.assertIn("shared maintenance", two.get("/readyz").json()["detail"])
+        # the other one knows: a pause there changes nothing
+        r = two.request("POST", "/v1/delivery/pause", b"", admin)
+        self.assertEqual(r.json(), {"status": "already_paused", "paused": True,
+                                    "reason": "shared maintenance"})
+        r = two.request("POST", "/v1/delivery/resume", b"", admin)
+        self.assertEqual((r.status, r.json()), (200, {"status": "resumed"}))
+        self.assertTrue(deadline_poll(lambda: one.get("/readyz").status == 200, 5))
+        kinds = [x["kind"] for x in one.request("GET", "/v1/audit?kind=delivery.*", None,
+                                                 admin).json()["records"]]
+        self.assertEqual(kinds, ["delivery.paused", "delivery.resumed"])
 
 
 if __name__ == "__main__":
