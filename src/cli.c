@@ -1300,7 +1300,7 @@ out:
     return rc;
 }
 
-/* ---------- jobs list | retry | cancel | resume ---------- */
+/* ---------- jobs list | retry | cancel | pause | resume ---------- */
 
 /* jobs list: a row per job (then "  [last: STATUS ERROR]" when it has been
  * tried), under CLI_JOBS_HEADER. */
@@ -1364,25 +1364,72 @@ static int cli_job_move(struct store *st, int64_t id, const char *state, const c
     return rc;
 }
 
+/* NULL when reason (may be NULL) is fit for a pause, else why not. */
+static const char *cli_pause_reason_refusal(const char *reason)
+{
+    size_t chars = 0;
+    for (const unsigned char *p = (const unsigned char *)(reason ? reason : ""); *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return "--reason must not contain control characters";
+        if ((*p & 0xc0) != 0x80)
+            chars++;
+    }
+    return chars > 200 ? "--reason is at most 200 characters" : NULL;
+}
+
+/* jobs pause: writes the pause row a running service follows within a second
+ * and audits delivery.paused. Returns the exit status. */
+static int cli_jobs_pause(struct store *st, const char *reason)
+{
+    char value[400];
+    if (store_control_get(st, DELIVERY_PAUSE_KEY, value, sizeof value) == 1) {
+        char *bar = strstr(value, "|key:");
+        if (bar)
+            *bar = '\0';
+        printf("delivery is already paused: %s\n", value);
+        return 0;
+    }
+    json_t *rec = audit_record_new("delivery.paused", NULL, NULL);
+    audit_detail_set_str(rec, "reason", reason);
+    audit_detail_set_str(rec, "by", "hookline jobs pause");
+    struct store_op op = {
+        .kind = STORE_OP_CONTROL,
+        .u.control = {.key = DELIVERY_PAUSE_KEY, .value = reason, .at = cli_now()},
+        .audit = &rec,
+        .naudit = rec ? 1 : 0};
+    int src = store_submit_wait(st, &op);
+    json_decref(rec);
+    if (src < 0) {
+        fprintf(stderr, "hookline jobs: %s\n", op.error);
+        return 1;
+    }
+    printf("delivery paused: %s\n", reason);
+    return 0;
+}
+
 static void cli_jobs_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: hookline jobs -c FILE list [--state S] [--limit N]\n"
-            "       hookline jobs -c FILE retry ID... | retry --dead\n"
-            "       hookline jobs -c FILE cancel ID...\n"
-            "       hookline jobs -c FILE resume\n"
-            "states: pending running done dead superseded cancelled. retry puts dead jobs back\n"
-            "in the queue with a fresh attempt count; cancel stops pending ones; resume lifts a\n"
-            "delivery pause (the running service picks it up within a second).\n");
+    fprintf(f, "usage: hookline jobs -c FILE list [--state S] [--limit N]\n"
+               "       hookline jobs -c FILE retry ID... | retry --dead\n"
+               "       hookline jobs -c FILE cancel ID...\n"
+               "       hookline jobs -c FILE pause [--reason TEXT]\n"
+               "       hookline jobs -c FILE resume\n"
+               "states: pending running done dead superseded cancelled. retry puts dead jobs back\n"
+               "in the queue with a fresh attempt count; cancel stops pending ones; pause stops\n"
+               "all delivery until a resume; resume lifts a delivery pause (the running service\n"
+               "picks either up within a second).\n");
 }
 
 int cli_jobs(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"state", required_argument, NULL, 's'},
-        {"limit", required_argument, NULL, 'l'},  {"dead", no_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
-    const char *path = NULL, *state = NULL;
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"state", required_argument, NULL, 's'},
+                                         {"limit", required_argument, NULL, 'l'},
+                                         {"dead", no_argument, NULL, 'd'},
+                                         {"reason", required_argument, NULL, 'r'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *path = NULL, *state = NULL, *reason = NULL;
     int64_t limit = 0;
     bool all_dead = false;
     int c, rc = 1;
@@ -1413,6 +1460,9 @@ int cli_jobs(int argc, char **argv)
         case 'd':
             all_dead = true;
             break;
+        case 'r':
+            reason = optarg;
+            break;
         case 'h':
             cli_jobs_usage(stdout);
             return 0;
@@ -1427,9 +1477,18 @@ int cli_jobs(int argc, char **argv)
     }
     const char *cmd = argv[optind++];
     bool list = strcmp(cmd, "list") == 0, retry = strcmp(cmd, "retry") == 0,
-         cancel = strcmp(cmd, "cancel") == 0, resume = strcmp(cmd, "resume") == 0;
-    if (!list && !retry && !cancel && !resume) {
+         cancel = strcmp(cmd, "cancel") == 0, resume = strcmp(cmd, "resume") == 0,
+         pause = strcmp(cmd, "pause") == 0;
+    if (!list && !retry && !cancel && !resume && !pause) {
         cli_jobs_usage(stderr);
+        return 2;
+    }
+    if (reason && !pause) {
+        fprintf(stderr, "hookline jobs: --reason goes with pause only\n");
+        return 2;
+    }
+    if (pause && cli_pause_reason_refusal(reason)) {
+        fprintf(stderr, "hookline jobs: %s\n", cli_pause_reason_refusal(reason));
         return 2;
     }
     for (int i = optind; i < argc; i++) {
@@ -1459,6 +1518,11 @@ int cli_jobs(int argc, char **argv)
             goto out;
         }
         rc = 0;
+        goto out;
+    }
+    if (pause) {
+        rc = cli_jobs_pause(st, reason && reason[strspn(reason, " ")] ? reason
+                                                                      : "paused by an operator");
         goto out;
     }
     if (resume) {

@@ -228,10 +228,12 @@ bool delivery_paused(struct delivery *d, char *why, size_t why_len)
  * carrying detail[key] = text and detail.errors = errors (borrowed, may be NULL).
  * Returns 0 or -1 (logged). */
 static int delivery_control(struct delivery *d, const char *value, const char *kind,
-                            const char *key, const char *text, const json_t *errors)
+                            const char *key, const char *text, const json_t *errors, const char *by)
 {
     json_t *rec = audit_record_new(kind, NULL, NULL);
     audit_detail_set_str(rec, key, text);
+    if (by)
+        audit_detail_set_str(rec, "by", by);
     if (rec && errors)
         json_object_set_new(json_object_get(rec, "detail"), "errors", json_deep_copy(errors));
     struct store_op op = {
@@ -312,40 +314,69 @@ void delivery_sync_pause(struct delivery *d)
 }
 
 /* Records a pause: control row (so other processes and restarts see it) and
- * delivery.paused with the reason and DIDWW's errors (borrowed, may be NULL),
- * then stops every worker from claiming. */
-static void delivery_pause(struct delivery *d, const char *reason, const json_t *errors)
+ * delivery.paused with the reason, DIDWW's errors (borrowed, may be NULL) and who
+ * asked (NULL: DIDWW's 401), then stops every worker from claiming. A 401 pause
+ * row carries the key's fingerprint (a changed key lifts it at start); an
+ * operator's does not. Returns 0, 1 when delivery was paused already, -1 when
+ * the store failed. */
+static int delivery_pause_record(struct delivery *d, const char *reason, const json_t *errors,
+                                 const char *by)
 {
     pthread_mutex_lock(&d->lock);
     bool busy = d->paused || d->pausing;
-    d->pausing = true;
+    if (!busy)
+        d->pausing = true; /* a busy caller must not leave it set: nobody would clear it */
     pthread_mutex_unlock(&d->lock);
     if (busy)
-        return;
+        return 1;
     char row[400];
-    if (store_shared(d->st) && store_control_get(d->st, DELIVERY_PAUSE_KEY, row, sizeof row) == 1) {
-        /* Another instance recorded this pause already (its 401 came first). */
+    /* Another instance recorded this pause already (its 401 came first), or for
+     * an operator another process did (hookline jobs pause) just now. */
+    if ((store_shared(d->st) || by) &&
+        store_control_get(d->st, DELIVERY_PAUSE_KEY, row, sizeof row) == 1) {
         delivery_pause_from_row(d, row);
         pthread_mutex_lock(&d->lock);
         d->pausing = false;
         pthread_mutex_unlock(&d->lock);
-        return;
+        return 1;
     }
     json_t *errs = delivery_errors_without_key(errors, d->opts.api_key);
     /* The row first, then the flag: a paused worker that looks for an external
      * resume must find the row, or it would lift the pause at once. */
     char value[400];
-    snprintf(value, sizeof value, "%s|key:%s", reason, d->key_fp);
-    (void)delivery_control(d, value, "delivery.paused", "reason", reason, errs);
-    delivery_set_paused(d, true, reason);
+    if (by)
+        snprintf(value, sizeof value, "%s", reason);
+    else
+        snprintf(value, sizeof value, "%s|key:%s", reason, d->key_fp);
+    int rc = delivery_control(d, value, "delivery.paused", "reason", reason, errs, by);
+    if (rc == 0 || !by)
+        delivery_set_paused(d, true, reason);
     pthread_mutex_lock(&d->lock);
     d->pausing = false;
     pthread_mutex_unlock(&d->lock);
-    char *errs_text = errs ? json_dumps(errs, JSON_COMPACT) : NULL;
-    log_write(LOG_ERROR, "delivery paused",
-              (const char *[]){"reason", reason, errs_text ? "errors" : NULL, errs_text, NULL});
-    free(errs_text);
+    if (rc == 0 || !by) {
+        char *errs_text = errs ? json_dumps(errs, JSON_COMPACT) : NULL;
+        /* by (an operator's pause) and errors (a 401's) never come together. */
+        log_write(LOG_ERROR, "delivery paused",
+                  (const char *[]){"reason", reason,
+                                   by          ? "by"
+                                   : errs_text ? "errors"
+                                               : NULL,
+                                   by ? by : errs_text, NULL});
+        free(errs_text);
+    }
     json_decref(errs);
+    return rc < 0 ? -1 : 0;
+}
+
+static void delivery_pause(struct delivery *d, const char *reason, const json_t *errors)
+{
+    (void)delivery_pause_record(d, reason, errors, NULL);
+}
+
+int delivery_pause_by(struct delivery *d, const char *who, const char *reason)
+{
+    return delivery_pause_record(d, reason, NULL, who ? who : "an operator");
 }
 
 int delivery_resume(struct delivery *d, const char *who)
@@ -357,7 +388,7 @@ int delivery_resume(struct delivery *d, const char *who)
         !(store_shared(d->st) &&
           store_control_get(d->st, DELIVERY_PAUSE_KEY, value, sizeof value) == 1))
         return 1;
-    if (delivery_control(d, NULL, "delivery.resumed", "by", who, NULL) < 0)
+    if (delivery_control(d, NULL, "delivery.resumed", "by", who, NULL, NULL) < 0)
         return -1;
     delivery_set_paused(d, false, NULL);
     log_write(LOG_INFO, "delivery resumed", (const char *[]){"by", who, NULL});

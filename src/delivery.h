@@ -54,6 +54,14 @@ void delivery_notify(struct delivery *d);
 /* True while delivery is paused; the reason goes to why[why_len]. */
 bool delivery_paused(struct delivery *d, char *why, size_t why_len);
 
+/* Pauses delivery at an operator's request: the same pause row a 401 writes
+ * (every instance on a shared store pauses; a resume anywhere lifts it), audited
+ * delivery.paused with detail.by = who and detail.reason = reason (both borrowed,
+ * not NULL). Unlike a 401 pause it holds across a change of API key. Returns 0,
+ * 1 when delivery was paused already (nothing recorded), -1 when the store
+ * failed (nothing paused). */
+int delivery_pause_by(struct delivery *d, const char *who, const char *reason);
+
 /* Lifts a pause (audited delivery.resumed with who). Returns 0, or 1 when
  * delivery was not paused, -1 when the store failed. */
 int delivery_resume(struct delivery *d, const char *who);

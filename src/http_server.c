@@ -32,8 +32,11 @@
 #include "number.h"
 #include "verify.h"
 
-#define HTTP_MAX_URI 4096   /* request target, bytes */
-#define HTTP_MAX_HEAD 16384 /* request line and header fields, bytes */
+#define HTTP_MAX_URI 4096         /* request target, bytes */
+#define HTTP_MAX_HEAD 16384       /* request line and header fields, bytes */
+#define HTTP_PAUSE_BODY_MAX 4096  /* POST /v1/delivery/pause body, bytes */
+#define HTTP_PAUSE_REASON_MAX 200 /* its reason, characters */
+#define HTTP_PAUSE_DEFAULT "paused by an operator"
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -47,7 +50,9 @@ struct http_server {
     struct console_http *console; /* /console/ and the session side of /v1 auth */
 };
 
-enum http_phase { HTTP_NEW = 0, HTTP_BODY, HTTP_WAITING, HTTP_ANSWER };
+/* HTTP_ADMIN_BODY: the JSON body of POST /v1/delivery/pause or POST
+ * /console/api/replay is read (up to body_max bytes; the rest is dropped). */
+enum http_phase { HTTP_NEW = 0, HTTP_BODY, HTTP_WAITING, HTTP_ANSWER, HTTP_ADMIN_BODY };
 
 struct http_request {
     struct http_server *srv;
@@ -60,6 +65,7 @@ struct http_request {
     unsigned char *body;
     size_t len, cap;
     bool too_large;
+    size_t body_max; /* HTTP_ADMIN_BODY: the bound of this body */
     bool counted;
     struct ingest_pending pending;
     struct ingest_response resp;
@@ -449,8 +455,68 @@ static int http_collect_job(const struct store_job *j, const char *state, int la
     return 0;
 }
 
+/* POST /v1/delivery/pause: body (may be NULL; len bytes; too_large when it
+ * passed HTTP_PAUSE_BODY_MAX) is empty or {"reason": "..."}. by names the
+ * caller. */
+static enum MHD_Result http_admin_pause(struct http_server *srv, struct MHD_Connection *conn,
+                                        const char *by, const unsigned char *body, size_t len,
+                                        bool too_large)
+{
+    if (too_large)
+        return http_problem(conn, 413, "too-large", "Payload too large",
+                            "the body of a pause is at most 4096 bytes", NULL);
+    char reason[4 * HTTP_PAUSE_REASON_MAX + 1];
+    snprintf(reason, sizeof reason, "%s", HTTP_PAUSE_DEFAULT);
+    size_t i = 0;
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+        i++;
+    if (i < len) {
+        json_error_t jerr;
+        json_t *doc = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr);
+        json_t *r = json_is_object(doc) ? json_object_get(doc, "reason") : NULL;
+        const char *bad = NULL;
+        if (!json_is_object(doc))
+            bad = "the body must be a JSON object such as {\"reason\": \"...\"}";
+        else if (r && !json_is_null(r) && !json_is_string(r))
+            bad = "reason must be a string";
+        else if (json_is_string(r)) {
+            const char *t = json_string_value(r);
+            size_t n = json_string_length(r), chars = 0;
+            for (size_t k = 0; k < n && !bad; k++) {
+                unsigned char ch = (unsigned char)t[k];
+                if (ch < 0x20 || ch == 0x7f)
+                    bad = "reason must not contain control characters";
+                else if ((ch & 0xc0) != 0x80)
+                    chars++;
+            }
+            if (!bad && chars > HTTP_PAUSE_REASON_MAX)
+                bad = "reason is at most 200 characters";
+            size_t lead = strspn(t, " ");
+            if (!bad && t[lead])
+                snprintf(reason, sizeof reason, "%s", t);
+        }
+        json_decref(doc);
+        if (bad)
+            return http_problem(conn, 400, "bad-request", "Bad request", bad, NULL);
+    }
+    char msg[300] = "";
+    int rc = srv->admin.pause_delivery
+                 ? srv->admin.pause_delivery(srv->admin.ctx, by, reason, msg, sizeof msg)
+                 : -1;
+    if (rc < 0)
+        return http_problem(conn, 409, "delivery-off", "Not paused",
+                            msg[0] ? msg : "delivery is not running", NULL);
+    char now[256] = "";
+    if (srv->admin.delivery_paused)
+        (void)srv->admin.delivery_paused(srv->admin.ctx, now, sizeof now);
+    return http_json(conn, 200,
+                     json_pack("{s:s, s:b, s:s}", "status", rc == 0 ? "paused" : "already_paused",
+                               "paused", 1, "reason", now[0] ? now : reason));
+}
+
 static enum MHD_Result http_admin(struct http_server *srv, struct MHD_Connection *conn,
-                                  const char *url, const char *method)
+                                  const char *url, const char *method, const unsigned char *body,
+                                  size_t body_len, bool body_too_large)
 {
     /* Every POST changes something: admin only, and through a session only
      * with the CSRF check (console_http_authorize). */
@@ -575,6 +641,12 @@ static enum MHD_Result http_admin(struct http_server *srv, struct MHD_Connection
                          json_pack("{s:I, s:s}", "id", (json_int_t)id, "state",
                                    retry ? "pending" : "cancelled"));
     }
+    if (strcmp(url, "/v1/delivery/pause") == 0) {
+        if (strcmp(method, "POST") != 0)
+            return http_problem(conn, 405, "method-not-allowed", "Method not allowed", "use POST",
+                                "POST");
+        return http_admin_pause(srv, conn, by, body, body_len, body_too_large);
+    }
     if (strcmp(url, "/v1/delivery/resume") == 0) {
         if (strcmp(method, "POST") != 0)
             return http_problem(conn, 405, "method-not-allowed", "Method not allowed", "use POST",
@@ -611,7 +683,7 @@ static enum MHD_Result http_route_simple(struct http_server *srv, struct MHD_Con
         return http_metrics(conn);
     }
     if (strncmp(url, "/v1/", 4) == 0)
-        return http_admin(srv, conn, url, method);
+        return http_admin(srv, conn, url, method, NULL, 0, false);
     if (strcmp(url, "/console") == 0 || strncmp(url, "/console/", 9) == 0)
         return console_http_handle(srv->console, conn, url, method);
     return http_problem(conn, 404, "not-found", "Not found", "no such endpoint", NULL);
@@ -773,6 +845,15 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
             metrics_event_received("unknown", "malformed");
             return http_refuse_and_close(conn, 400, refusal);
         }
+        bool pause = strcmp(url, "/v1/delivery/pause") == 0,
+             replay = strcmp(url, "/console/api/replay") == 0;
+        if ((pause || replay) && strcmp(method, "POST") == 0) {
+            rq->phase = HTTP_ADMIN_BODY;
+            rq->body_max = pause ? HTTP_PAUSE_BODY_MAX : CONSOLE_REPLAY_BODY_MAX;
+            rq->body_started = http_mono();
+            http_gate_conn_phase(srv->gate, rq->gc, HTTP_GATE_AWAIT_BODY);
+            return MHD_YES;
+        }
         if (strncmp(url, "/hooks/", 7) != 0)
             return http_route_simple(srv, conn, url, method);
         const char *name = url + 7;
@@ -798,6 +879,37 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
         }
         http_gate_conn_phase(srv->gate, rq->gc, HTTP_GATE_BUSY);
         return http_hook_complete(rq, conn, method);
+    }
+    if (rq->phase == HTTP_ADMIN_BODY) {
+        if (http_body_late(rq)) {
+            rq->phase = HTTP_ANSWER;
+            *upload_data_size = 0;
+            http_gate_conn_phase(srv->gate, rq->gc, HTTP_GATE_BUSY);
+            return http_refuse_and_close(conn, 408, "the request body did not arrive in time");
+        }
+        if (*upload_data_size > 0) {
+            size_t n = *upload_data_size;
+            *upload_data_size = 0;
+            if (rq->too_large || rq->len + n > rq->body_max) {
+                rq->too_large = true; /* dropped, never buffered */
+                free(rq->body);
+                rq->body = NULL;
+                rq->len = 0;
+                return MHD_YES;
+            }
+            if (!rq->body && !(rq->body = malloc(rq->body_max + 1))) {
+                rq->too_large = true; /* out of memory: refuse rather than truncate */
+                return MHD_YES;
+            }
+            memcpy(rq->body + rq->len, upload_data, n);
+            rq->len += n;
+            return MHD_YES;
+        }
+        rq->phase = HTTP_ANSWER;
+        http_gate_conn_phase(srv->gate, rq->gc, HTTP_GATE_BUSY);
+        if (strcmp(url, "/console/api/replay") == 0)
+            return console_http_replay_post(srv->console, conn, rq->body, rq->len, rq->too_large);
+        return http_admin(srv, conn, url, method, rq->body, rq->len, rq->too_large);
     }
     if (rq->phase == HTTP_ANSWER && !rq->resp.body && rq->pending.op.kind) {
         ingest_complete(srv->ing, &rq->pending, &rq->resp);

@@ -37,6 +37,10 @@ struct http_admin {
      * version, the instances sharing the store): returns a new object (the
      * server decrefs it) or NULL. May be NULL. */
     json_t *(*status)(void *ctx);
+    /* Pauses delivery at an operator's request (who and reason borrowed): 0
+     * paused, 1 was paused already, -1 failed (msg says why). May be NULL. */
+    int (*pause_delivery)(void *ctx, const char *who, const char *reason, char *msg,
+                          size_t msg_len);
 };
 
 /* Starts listening on cfg->listen_host:listen_port with cfg->listen_threads

@@ -61,7 +61,7 @@ static void main_usage(FILE *f)
         "                         replay stored events through a rule; compare with stored plans\n"
         "  audit -c FILE [...]    query the audit trail (see hookline audit --help)\n"
         "  audit verify -c FILE   check the audit hash chain\n"
-        "  jobs -c FILE list|retry|cancel|resume\n"
+        "  jobs -c FILE list|retry|cancel|pause|resume\n"
         "                         inspect and steer the delivery queue (see hookline jobs --help)\n"
         "  events -c FILE list|reprocess\n"
         "                         list stored events; rerun the rule on rule_failed ones\n"
@@ -175,6 +175,20 @@ static int main_admin_resume(void *vctx, char *msg, size_t msg_len)
     int rc = delivery_resume(ctx->delivery, "POST /v1/delivery/resume");
     if (rc < 0)
         snprintf(msg, msg_len, "the store could not record the resume");
+    return rc;
+}
+
+static int main_admin_pause(void *vctx, const char *who, const char *reason, char *msg,
+                            size_t msg_len)
+{
+    struct main_admin_ctx *ctx = vctx;
+    if (!ctx->delivery) {
+        snprintf(msg, msg_len, "delivery is not running (didww.api_key is not set)");
+        return -1;
+    }
+    int rc = delivery_pause_by(ctx->delivery, who, reason);
+    if (rc < 0)
+        snprintf(msg, msg_len, "the store could not record the pause");
     return rc;
 }
 
@@ -327,12 +341,15 @@ static void *main_peers_main(void *arg)
 {
     struct main_peers *p = arg;
     pthread_setname_np(pthread_self(), "peers");
+    bool shared = store_shared(p->st);
     for (unsigned long round = 1;; round++) {
-        main_peers_beat(p);
+        if (shared)
+            main_peers_beat(p);
         if (p->delivery)
             delivery_sync_pause(p->delivery);
-        main_peers_reload(p);
-        if (p->delivery && round % MAIN_RECLAIM_EVERY == 0)
+        if (shared)
+            main_peers_reload(p);
+        if (shared && p->delivery && round % MAIN_RECLAIM_EVERY == 0)
             main_peers_reclaim(p);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -350,15 +367,17 @@ static void *main_peers_main(void *arg)
     return NULL;
 }
 
-/* Starts the peers thread on a shared store (nothing otherwise). */
+/* Starts the peers thread on a shared store; on a store of its own only when
+ * delivery runs, to follow a pause recorded by `hookline jobs pause`. */
 static void main_peers_start(struct main_peers *p)
 {
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
-    if (!store_shared(p->st))
+    if (!store_shared(p->st) && !p->delivery)
         return;
     /* A reload requested before this instance started is not followed. */
-    if (store_control_get(p->st, MAIN_RELOAD_KEY, p->last_reload, sizeof p->last_reload) != 1)
+    if (!store_shared(p->st) ||
+        store_control_get(p->st, MAIN_RELOAD_KEY, p->last_reload, sizeof p->last_reload) != 1)
         p->last_reload[0] = '\0';
     p->have_thread = pthread_create(&p->thread, NULL, main_peers_main, p) == 0;
     if (!p->have_thread)
@@ -377,7 +396,8 @@ static void main_peers_stop(struct main_peers *p)
         pthread_join(p->thread, NULL);
         p->have_thread = false;
         char err[200];
-        (void)store_instance_forget(p->st, main_instance, err, sizeof err);
+        if (store_shared(p->st))
+            (void)store_instance_forget(p->st, main_instance, err, sizeof err);
     }
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->wake);
@@ -581,7 +601,8 @@ static int main_serve(int argc, char **argv)
                                main_admin_paused,
                                &admin_ctx,
                                rules,
-                               main_admin_status};
+                               main_admin_status,
+                               main_admin_pause};
     srv = http_server_start(cfg, ing, st, &admin, err, sizeof err);
     if (!srv) {
         log_write(LOG_ERROR, "cannot start the listener", (const char *[]){"error", err, NULL});

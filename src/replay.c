@@ -7,13 +7,16 @@
  * jobs rows for events stored before plans were kept). The report is written
  * as it goes (changes and failures), the summary last, so memory does not grow
  * with the number of events. Never writes to the store, never sends anything.
- * Main thread (the CLI's).
+ * The CLI runs it on its main thread; the console (replay_candidate_compile,
+ * replay_run_json) on a thread of its own, one run at a time.
  */
 #include "replay.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "audit.h"
 #include "ingest.h"
@@ -33,6 +36,7 @@ struct replay_ctx {
     bool done;     /* until or limit reached */
     json_t *fails; /* JSON: the failures kept */
     int64_t fails_dropped;
+    int64_t changes_dropped; /* JSON: changes past o->max_changes */
     double next_progress, started;
 };
 
@@ -186,7 +190,9 @@ static int replay_event(const struct store_event_row *row, void *vctx)
         } else {
             char when[32];
             audit_format_time(row->received_at, when);
-            if (o->json) {
+            if (o->json && o->max_changes > 0 && s->changed >= o->max_changes) {
+                ctx->changes_dropped++;
+            } else if (o->json) {
                 json_t *c =
                     json_pack("{s:s, s:s, s:I, s:s, s:O, s:O}", "event_id", row->event_id, "source",
                               row->source, "row", (json_int_t)row->row, "received_at", when,
@@ -233,7 +239,8 @@ next:
             ctx->next_progress = now + 0.5;
         }
     }
-    if (o->limit > 0 && s->events >= o->limit) {
+    if ((o->limit > 0 && s->events >= o->limit) ||
+        (o->cancel && atomic_load_explicit(o->cancel, memory_order_relaxed))) {
         ctx->done = true;
         return 1;
     }
@@ -273,7 +280,7 @@ static void replay_text_summary(const struct replay_options *o, const struct rep
 }
 
 static void replay_json_summary(const struct replay_options *o, const struct replay_summary *s,
-                                json_t *fails, int64_t dropped)
+                                json_t *fails, int64_t dropped, int64_t changes_dropped)
 {
     json_t *actions = json_object();
     for (size_t i = 0; i < s->nactions; i++)
@@ -287,6 +294,8 @@ static void replay_json_summary(const struct replay_options *o, const struct rep
                   "failures_not_listed", (json_int_t)dropped, "actions", actions, "plans_from_jobs",
                   (json_int_t)s->from_jobs, "no_plan", (json_int_t)s->no_plan, "other_rule_version",
                   (json_int_t)s->other_version, "data_read_as_now", o->data_configured);
+    if (tail && o->max_changes > 0)
+        json_object_set_new(tail, "changes_not_listed", json_integer(changes_dropped));
     /* The changes array is already out: the rest of the object follows it. */
     char *t = tail ? json_dumps(tail, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     fprintf(o->out, "\n],%s\n", t ? t + 1 : "\"error\":\"out of memory\"}");
@@ -322,9 +331,81 @@ int replay_run(struct store *st, struct rules *candidate, const struct replay_op
     if (o->progress)
         fputs("\r\033[K", stderr);
     if (o->json)
-        replay_json_summary(o, sum, ctx.fails, ctx.fails_dropped);
+        replay_json_summary(o, sum, ctx.fails, ctx.fails_dropped, ctx.changes_dropped);
     else
         replay_text_summary(o, sum);
     json_decref(ctx.fails);
     return rc;
+}
+
+int replay_candidate_compile(const char *text, size_t len, const struct rules_options *base,
+                             struct rules **out, char *err, size_t err_len)
+{
+    *out = NULL;
+    const char *dir = getenv("TMPDIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/hookline-candidate-XXXXXX",
+             dir && dir[0] == '/' && strlen(dir) < 400 ? dir : "/tmp");
+    int fd = mkstemp(path); /* mode 0600 */
+    if (fd < 0) {
+        snprintf(err, err_len, "cannot hold the candidate in a temporary file: %s",
+                 strerror(errno));
+        return -1;
+    }
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, text + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        done += (size_t)n;
+    }
+    int rc = -1;
+    if (done < len) {
+        snprintf(err, err_len, "cannot hold the candidate in a temporary file: %s",
+                 strerror(errno));
+    } else {
+        struct rules_options o = *base;
+        o.script_path = path;
+        o.display_name = "candidate.lua";
+        rc = rules_create(&o, out, err, err_len);
+    }
+    close(fd);
+    unlink(path);
+    return rc;
+}
+
+json_t *replay_run_json(struct store *st, struct rules *candidate, const struct replay_options *o,
+                        struct replay_summary *sum, char *err, size_t err_len)
+{
+    char *buf = NULL;
+    size_t blen = 0;
+    json_t *doc = NULL;
+    struct replay_options jo = *o;
+    jo.json = true;
+    jo.progress = false;
+    jo.out = open_memstream(&buf, &blen);
+    if (!jo.out) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    int rc = replay_run(st, candidate, &jo, sum, err, err_len);
+    if (fclose(jo.out) != 0 && rc == 0) {
+        snprintf(err, err_len, "out of memory");
+        rc = -1;
+    }
+    if (rc == 0) {
+        json_error_t jerr;
+        doc = buf ? json_loadb(buf, blen, 0, &jerr) : NULL;
+        if (!doc) {
+            snprintf(err, err_len, "out of memory");
+        } else {
+            char version[40];
+            rules_version(candidate, version, sizeof version);
+            json_object_set_new(doc, "candidate_version", json_string(version));
+        }
+    }
+    free(buf);
+    return doc;
 }

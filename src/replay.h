@@ -7,6 +7,8 @@
 #ifndef HOOKLINE_REPLAY_H
 #define HOOKLINE_REPLAY_H
 
+#include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,6 +28,8 @@ struct replay_options {
     bool json;                    /* the JSON document instead of text */
     FILE *out;                    /* where the report goes */
     bool progress;                /* a progress line on stderr (a terminal) */
+    int64_t max_changes;          /* > 0 (JSON): list at most this many changes (all counted) */
+    const atomic_bool *cancel;    /* non-NULL: the run stops (as at its limit) once true */
 };
 
 /* Requests planned per action, before (stored) and after (candidate), over the
@@ -53,5 +57,22 @@ struct replay_summary {
  * set when the store cannot be read (the report is then incomplete). */
 int replay_run(struct store *st, struct rules *candidate, const struct replay_options *o,
                struct replay_summary *sum, char *err, size_t err_len);
+
+/* Compiles a candidate rule from text (len bytes, borrowed) the way rules_create
+ * compiles a script, with base's data files, limits and API version (base's
+ * script_path and display_name are not used; messages name the script
+ * "candidate.lua"). The text goes through a private temporary file removed
+ * before this returns. Returns 0 and a new engine in *out (caller frees with
+ * rules_destroy, on the thread that ran it), or -1 with err set
+ * ("candidate.lua:LINE: message" for a script that does not compile). */
+int replay_candidate_compile(const char *text, size_t len, const struct rules_options *base,
+                             struct rules **out, char *err, size_t err_len);
+
+/* replay_run with the JSON report (o->json, o->out and o->progress are
+ * ignored) returned as a document instead of written: a new reference with
+ * "candidate_version" added, or NULL with err set when the store could not be
+ * read or memory ran out. Fills *sum. Blocks the calling thread for the run. */
+json_t *replay_run_json(struct store *st, struct rules *candidate, const struct replay_options *o,
+                        struct replay_summary *sum, char *err, size_t err_len);
 
 #endif

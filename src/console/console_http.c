@@ -5,14 +5,16 @@
  * itself, nothing inline, no frames), nosniff and no-referrer. Sign-in takes
  * the token in an Authorization header of a same-origin POST, never in a URL
  * or a body the page keeps; the session lives only in this process's memory.
- * Runs on the HTTP threads; the audit verification runs on its own thread (one
- * at a time) so a long chain never holds an HTTP thread. Never logs a token,
+ * Runs on the HTTP threads; the audit verification and a candidate rule's
+ * replay (admin only) each run on a thread of their own (one at a time) so a
+ * long chain or a long replay never holds an HTTP thread. Never logs a token,
  * a cookie or a CSRF token.
  */
 #include "console/console_http.h"
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +27,9 @@
 #include "ingest.h"
 #include "jdoc.h"
 #include "log.h"
+#include "digest.h"
 #include "metrics.h"
+#include "replay.h"
 #include "rules.h"
 
 #define CONSOLE_CSP                                                                                \
@@ -43,6 +47,12 @@ struct console_http {
     bool verify_thread_live; /* a thread to join */
     pthread_t verify_thread;
     json_t *verify_result; /* owned; the last finished run */
+    pthread_mutex_t replay_mu;
+    enum console_verify_state replay_state;
+    bool replay_thread_live; /* a thread to join */
+    pthread_t replay_thread;
+    json_t *replay_result;     /* owned; the last finished replay */
+    atomic_bool replay_cancel; /* set by console_http_destroy */
 };
 
 static double console_now(void)
@@ -67,6 +77,8 @@ struct console_http *console_http_create(const struct console_http_deps *deps)
         return NULL;
     }
     pthread_mutex_init(&ch->verify_mu, NULL);
+    pthread_mutex_init(&ch->replay_mu, NULL);
+    atomic_init(&ch->replay_cancel, false);
     return ch;
 }
 
@@ -82,6 +94,15 @@ void console_http_destroy(struct console_http *ch)
         pthread_join(ch->verify_thread, NULL);
     json_decref(ch->verify_result);
     pthread_mutex_destroy(&ch->verify_mu);
+    atomic_store(&ch->replay_cancel, true);
+    pthread_mutex_lock(&ch->replay_mu);
+    join = ch->replay_thread_live;
+    ch->replay_thread_live = false;
+    pthread_mutex_unlock(&ch->replay_mu);
+    if (join)
+        pthread_join(ch->replay_thread, NULL);
+    json_decref(ch->replay_result);
+    pthread_mutex_destroy(&ch->replay_mu);
     console_series_stop(ch->series);
     console_sessions_destroy(ch->sessions);
     free(ch);
@@ -636,6 +657,252 @@ static enum MHD_Result console_api_verify(struct console_http *ch, struct MHD_Co
     return console_json(ch, conn, start ? 202 : 200, doc, NULL);
 }
 
+/* ---------- replay of a candidate rule ---------- */
+
+#define CONSOLE_REPLAY_LIMIT_DEFAULT 10000
+#define CONSOLE_REPLAY_LIMIT_MAX 100000
+#define CONSOLE_REPLAY_CHANGES_LISTED 1000
+
+/* One replay, handed to its thread (which frees it). */
+struct console_replay_job {
+    struct console_http *ch;
+    struct rules *candidate; /* owned; destroyed on the replay thread */
+    char *source;            /* owned; NULL: every source */
+    double since, until, started;
+    int64_t limit;
+    char by[80], role[16], session[CONSOLE_HANDLE_HEX + 1];
+    char sha256[DIGEST_SHA256_HEX_LEN + 1];
+};
+
+static void *console_replay_main(void *arg)
+{
+    struct console_replay_job *job = arg;
+    struct console_http *ch = job->ch;
+    char version[40] = "", err[600] = "";
+    if (ch->deps.rules)
+        rules_version(ch->deps.rules, version, sizeof version);
+    struct replay_options o = {.since = job->since,
+                               .until = job->until,
+                               .source = job->source,
+                               .limit = job->limit,
+                               .in_force_version = version,
+                               .data_configured = ch->deps.cfg->nrules_data > 0,
+                               .max_changes = CONSOLE_REPLAY_CHANGES_LISTED,
+                               .cancel = &ch->replay_cancel};
+    struct replay_summary sum;
+    json_t *doc = replay_run_json(ch->deps.st, job->candidate, &o, &sum, err, sizeof err);
+    rules_destroy(job->candidate); /* its Lua state lives on this thread */
+    json_t *out = json_pack("{s:s, s:s, s:f, s:f, s:I, s:o, s:f, s:s}", "candidate_sha256",
+                            job->sha256, "by", job->by, "started", job->started, "finished",
+                            console_now(), "limit", (json_int_t)job->limit, "source",
+                            job->source ? json_string(job->source) : json_null(), "since",
+                            job->since, "rule_in_force", version);
+    if (out && doc)
+        json_object_set_new(out, "report", doc);
+    else if (out)
+        json_object_set_new(out, "error", json_string(err));
+    else
+        json_decref(doc);
+
+    json_t *rec = audit_record_new("rules.replayed", NULL, NULL);
+    audit_detail_set_str(rec, "by", job->by);
+    audit_detail_set_str(rec, "role", job->role);
+    if (job->session[0])
+        audit_detail_set_str(rec, "session", job->session);
+    audit_detail_set_str(rec, "candidate_sha256", job->sha256);
+    json_t *detail = json_object_get(rec, "detail");
+    if (detail) {
+        json_object_set_new(detail, "events", json_integer(sum.events));
+        json_object_set_new(detail, "unchanged", json_integer(sum.unchanged));
+        json_object_set_new(detail, "changed", json_integer(sum.changed));
+        json_object_set_new(detail, "failed", json_integer(sum.failed));
+        if (!doc)
+            json_object_set_new(detail, "error", json_string(err));
+    }
+    struct store_op op = {.kind = STORE_OP_AUDIT, .audit = &rec, .naudit = rec ? 1 : 0};
+    if (store_submit_wait(ch->deps.st, &op) < 0)
+        log_write(LOG_ERROR, "audit record not stored", (const char *[]){"error", op.error, NULL});
+    json_decref(rec);
+
+    pthread_mutex_lock(&ch->replay_mu);
+    json_decref(ch->replay_result);
+    ch->replay_result = out;
+    ch->replay_state = CONSOLE_VERIFY_DONE;
+    pthread_mutex_unlock(&ch->replay_mu);
+    free(job->source);
+    free(job);
+    return NULL;
+}
+
+/* The replay's state and its last result (a copy), for GET and a 202. */
+static enum MHD_Result console_replay_state(struct console_http *ch, struct MHD_Connection *conn,
+                                            int status)
+{
+    static const char *const states[] = {"idle", "running", "done"};
+    pthread_mutex_lock(&ch->replay_mu);
+    json_t *doc = json_pack("{s:s, s:o?}", "state", states[ch->replay_state], "last",
+                            json_deep_copy(ch->replay_result));
+    pthread_mutex_unlock(&ch->replay_mu);
+    return console_json(ch, conn, status, doc, NULL);
+}
+
+/* Reads the POST body: 0, or an HTTP status with *why set. */
+static int console_replay_parse(struct console_http *ch, const unsigned char *body, size_t len,
+                                json_t **doc, const char **why)
+{
+    json_error_t jerr;
+    *doc = body ? json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    if (!json_is_object(*doc)) {
+        *why = "the body must be a JSON object {\"rule\": \"...\", \"source\", \"since\", "
+               "\"limit\"}";
+        return 400;
+    }
+    json_t *rule = json_object_get(*doc, "rule"), *src = json_object_get(*doc, "source"),
+           *since = json_object_get(*doc, "since"), *limit = json_object_get(*doc, "limit");
+    if (!json_is_string(rule) || json_string_length(rule) == 0) {
+        *why = "rule (the candidate's Lua text) is required";
+        return 400;
+    }
+    if (json_string_length(rule) > CONSOLE_REPLAY_RULE_MAX) {
+        *why = "the candidate rule is at most 262144 bytes";
+        return 413;
+    }
+    if (src && !json_is_null(src) &&
+        !(json_is_string(src) && (json_string_length(src) == 0 ||
+                                  config_find_source(ch->deps.cfg, json_string_value(src))))) {
+        *why = "source is not a configured source";
+        return 400;
+    }
+    if (since && !json_is_null(since) &&
+        !(json_is_number(since) && json_number_value(since) >= 0)) {
+        *why = "since is a Unix time in seconds";
+        return 400;
+    }
+    if (limit && !json_is_null(limit) &&
+        !(json_is_integer(limit) && json_integer_value(limit) >= 1 &&
+          json_integer_value(limit) <= CONSOLE_REPLAY_LIMIT_MAX)) {
+        *why = "limit is an integer from 1 to 100000";
+        return 400;
+    }
+    return 0;
+}
+
+enum MHD_Result console_http_replay_post(struct console_http *ch, struct MHD_Connection *conn,
+                                         const unsigned char *body, size_t len, bool too_large)
+{
+    struct console_caller who;
+    enum MHD_Result rc = MHD_NO;
+    if (!console_gate(ch, conn, true, &who, &rc))
+        return rc;
+    if (too_large)
+        return console_problem(ch, conn, 413, "too-large", "Payload too large",
+                               "the request body is at most 327680 bytes (the candidate at most "
+                               "262144)",
+                               NULL);
+    json_t *doc = NULL;
+    const char *why = NULL;
+    int status = console_replay_parse(ch, body, len, &doc, &why);
+    if (status) {
+        json_decref(doc);
+        return console_problem(ch, conn, status, status == 413 ? "too-large" : "bad-request",
+                               status == 413 ? "Payload too large" : "Bad request", why, NULL);
+    }
+    pthread_mutex_lock(&ch->replay_mu);
+    bool busy = ch->replay_state == CONSOLE_VERIFY_RUNNING;
+    pthread_mutex_unlock(&ch->replay_mu);
+    if (busy) {
+        json_decref(doc);
+        return console_problem(ch, conn, 409, "replay-running", "Conflict",
+                               "a replay is running: wait for its result", NULL);
+    }
+
+    json_t *rule = json_object_get(doc, "rule");
+    const char *text = json_string_value(rule);
+    size_t tlen = json_string_length(rule);
+    const struct config *cfg = ch->deps.cfg;
+    const char *names[64], *paths[64];
+    size_t n = cfg->nrules_data < 64 ? cfg->nrules_data : 64;
+    for (size_t i = 0; i < n; i++) {
+        names[i] = cfg->rules_data[i].name;
+        paths[i] = cfg->rules_data[i].path;
+    }
+    struct rules_options base = {.data_names = names,
+                                 .data_paths = paths,
+                                 .ndata = n,
+                                 .instruction_limit = cfg->rules_instruction_limit,
+                                 .memory_limit_bytes = cfg->rules_memory_limit_bytes,
+                                 .api_version = cfg->didww_api_version};
+    struct console_replay_job *job = calloc(1, sizeof *job);
+    char err[600] = "";
+    if (!job) {
+        json_decref(doc);
+        return console_problem(ch, conn, 503, "unavailable", "Service unavailable", "out of memory",
+                               NULL);
+    }
+    job->ch = ch;
+    if (replay_candidate_compile(text, tlen, &base, &job->candidate, err, sizeof err) < 0) {
+        free(job);
+        json_decref(doc);
+        return console_problem(ch, conn, 422, "rules-invalid", "The candidate does not compile",
+                               err, NULL);
+    }
+    digest_sha256_hex(text, tlen, job->sha256);
+    const char *src = json_string_value(json_object_get(doc, "source"));
+    job->source = src && src[0] ? strdup(src) : NULL;
+    json_t *since = json_object_get(doc, "since"), *limit = json_object_get(doc, "limit");
+    job->since = json_is_number(since) ? json_number_value(since) : 0;
+    job->limit =
+        json_is_integer(limit) ? (int64_t)json_integer_value(limit) : CONSOLE_REPLAY_LIMIT_DEFAULT;
+    job->started = console_now();
+    job->until = job->started;
+    console_http_actor(&who, job->by, sizeof job->by);
+    snprintf(job->role, sizeof job->role, "%s", console_role_name(who.role));
+    memcpy(job->session, who.handle, sizeof job->session);
+    json_decref(doc);
+
+    pthread_t old;
+    bool join = false, start = true;
+    pthread_mutex_lock(&ch->replay_mu);
+    if (ch->replay_state == CONSOLE_VERIFY_RUNNING) {
+        start = false; /* another request started one meanwhile */
+    } else {
+        if (ch->replay_thread_live) {
+            old = ch->replay_thread;
+            join = true; /* finished: its result is already stored */
+        }
+        ch->replay_state = CONSOLE_VERIFY_RUNNING;
+        ch->replay_thread_live = false;
+    }
+    pthread_mutex_unlock(&ch->replay_mu);
+    if (!start) {
+        rules_destroy(job->candidate);
+        free(job->source);
+        free(job);
+        return console_problem(ch, conn, 409, "replay-running", "Conflict",
+                               "a replay is running: wait for its result", NULL);
+    }
+    if (join)
+        pthread_join(old, NULL);
+    log_write(LOG_INFO, "replay of a candidate rule started",
+              (const char *[]){"by", job->by, "candidate_sha256", job->sha256, NULL});
+    pthread_t t;
+    if (pthread_create(&t, NULL, console_replay_main, job) != 0) {
+        pthread_mutex_lock(&ch->replay_mu);
+        ch->replay_state = CONSOLE_VERIFY_IDLE;
+        pthread_mutex_unlock(&ch->replay_mu);
+        rules_destroy(job->candidate);
+        free(job->source);
+        free(job);
+        return console_problem(ch, conn, 503, "unavailable", "Service unavailable",
+                               "cannot start the replay", NULL);
+    }
+    pthread_mutex_lock(&ch->replay_mu);
+    ch->replay_thread = t;
+    ch->replay_thread_live = true;
+    pthread_mutex_unlock(&ch->replay_mu);
+    return console_replay_state(ch, conn, 202);
+}
+
 /* ---------- routing ---------- */
 
 static enum MHD_Result console_asset(struct console_http *ch, struct MHD_Connection *conn,
@@ -680,6 +947,20 @@ enum MHD_Result console_http_handle(struct console_http *ch, struct MHD_Connecti
                     return console_problem(ch, conn, 403, "forbidden", "Forbidden", refusal, NULL);
             }
             return console_api_verify(ch, conn, method);
+        }
+        if (strcmp(what, "replay") == 0) {
+            if (strcmp(method, "POST") == 0) /* with no body (the server reads one first) */
+                return console_http_replay_post(ch, conn, NULL, 0, false);
+            if (!get)
+                return console_problem(ch, conn, 405, "method-not-allowed", "Method not allowed",
+                                       "use GET or POST", "GET, POST");
+            if (!console_gate(ch, conn, false, &who, &rc))
+                return rc;
+            if (who.role != CONSOLE_ROLE_ADMIN)
+                return console_problem(ch, conn, 403, "forbidden", "Forbidden",
+                                       "the replay of a candidate rule is for the admin role",
+                                       NULL);
+            return console_replay_state(ch, conn, 200);
         }
         if (!get)
             return console_problem(ch, conn, 405, "method-not-allowed", "Method not allowed",

@@ -2,10 +2,10 @@
  * console_http: the operations console's HTTP side under /console/: the
  * embedded assets (console_assets.c, generated at build time), sign-in and
  * sign-out, and the console's own JSON reads (overview, dry run, rules,
- * integrity). It also decides who makes a /v1 admin request: the bearer token
- * or, for the console, the session cookie with its CSRF check. Runs on the
- * HTTP threads (libmicrohttpd); the audit verification runs on a thread of its
- * own; the overview's samples come from console_series' thread.
+ * integrity) and the replay of a candidate rule (admin only). It also decides who makes a /v1 admin
+ * request: the bearer token or, for the console, the session cookie with its CSRF check. Runs on
+ * the HTTP threads (libmicrohttpd); the audit verification and a candidate's replay each run on a
+ * thread of their own; the overview's samples come from console_series' thread.
  */
 #ifndef HOOKLINE_CONSOLE_HTTP_H
 #define HOOKLINE_CONSOLE_HTTP_H
@@ -43,6 +43,18 @@ void console_http_destroy(struct console_http *ch);
 /* Answers a request whose path starts with /console. HTTP threads. */
 enum MHD_Result console_http_handle(struct console_http *ch, struct MHD_Connection *conn,
                                     const char *url, const char *method);
+
+/* POST /console/api/replay: the request body's bound (bytes) and the
+ * candidate's (bytes of rule text). */
+#define CONSOLE_REPLAY_BODY_MAX (320 * 1024)
+#define CONSOLE_REPLAY_RULE_MAX (256 * 1024)
+
+/* Answers POST /console/api/replay once its body (len bytes, borrowed; NULL
+ * when empty; too_large when it passed CONSOLE_REPLAY_BODY_MAX and was
+ * dropped) has arrived: admin only, compiles the candidate and starts its
+ * replay on the console's replay thread (202), or refuses. HTTP threads. */
+enum MHD_Result console_http_replay_post(struct console_http *ch, struct MHD_Connection *conn,
+                                         const unsigned char *body, size_t len, bool too_large);
 
 /* Who makes an admin request. */
 struct console_caller {

@@ -183,6 +183,7 @@ await step("viewer: retry is disabled and the server refuses it", async () => {
   await vp.waitForSelector(`button[data-job="${env.DEAD_JOB}"]`);
   assert.equal(await vp.isDisabled(`button[data-job="${env.DEAD_JOB}"]`), true);
   assert.equal(await vp.isDisabled("#resume"), true);
+  assert.equal(await vp.isDisabled("#pause"), true);
   const status = await vp.evaluate(async (job) => {
     const s = await (await fetch("/console/api/session")).json();
     const r = await fetch(`/v1/jobs/${job}/retry`, {method: "POST", headers: {"X-CSRF-Token": s.csrf}});
@@ -203,6 +204,13 @@ await step("rules and integrity views", async () => {
   await vp.waitForSelector("#verify-result .ok");
   assert.match(await vp.textContent("#verify-result"), /Intact: \d+ records/);
   await vp.screenshot({path: shots("integrity"), fullPage: true});
+});
+
+await step("viewer: no replay page", async () => {
+  assert.equal(await vp.isHidden("#nav-replay"), true);
+  await vp.goto(BASE + "/console/#/replay");
+  await vp.waitForFunction(() => /for the admin role/.test(document.getElementById("content").textContent));
+  assert.equal(await vp.$("#candidate"), null);
 });
 
 await step("sign out ends the session", async () => {
@@ -247,6 +255,52 @@ await step("CSRF: the page's own fetch without the token, and another site's pag
   await evil.close();
   const state = await ap.evaluate(async (job) => (await (await fetch("/v1/jobs?state=dead")).json()).jobs.some((j) => String(j.id) === job), env.OTHER_DEAD_JOB);
   assert.equal(state, true, "the other dead job is no longer dead");
+});
+
+await step("admin pauses delivery (confirm first, with a reason) then resumes it", async () => {
+  await ap.goto(BASE + "/console/#/jobs");
+  await ap.waitForSelector("#pause");
+  assert.match(await ap.textContent("#delivery-state"), /Delivery running/);
+  await ap.fill("#pause-reason", "browser maintenance <b>window</b>");
+  await ap.click("#pause");
+  await ap.waitForFunction(() => document.getElementById("pause").textContent.startsWith("Confirm"));
+  // the service's own word (/console/api/overview; /readyz is 503 while paused)
+  const paused = () => ap.evaluate(async () => (await (await fetch("/console/api/overview")).json()).paused);
+  assert.equal(await paused(), false, "the first press already paused");
+  await ap.click("#pause");
+  await ap.waitForFunction(() => /paused/.test(document.getElementById("jobs-status").textContent));
+  assert.equal(await paused(), true);
+  assert.equal(await ap.textContent("#delivery-state"), "Delivery paused: browser maintenance <b>window</b> ");
+  await assertInert(ap, "paused jobs view");
+  await ap.screenshot({path: shots("jobs-paused"), fullPage: true});
+  // a fresh load shows the pause and its reason
+  await ap.reload();
+  await ap.waitForSelector("#delivery-state");
+  assert.match(await ap.textContent("#delivery-state"), /paused: browser maintenance <b>window<\/b>/);
+  await ap.click("#resume");
+  await ap.waitForFunction(() => /resumed/.test(document.getElementById("jobs-status").textContent));
+  assert.equal(await paused(), false);
+  assert.match(await ap.textContent("#delivery-state"), /Delivery running/);
+});
+
+await step("admin replays a candidate rule: summary and changed events as text", async () => {
+  await ap.goto(BASE + "/console/#/replay");
+  await ap.waitForSelector("#candidate");
+  assert.equal(await ap.isVisible("#nav-replay"), true);
+  await ap.fill("#candidate", env.CANDIDATE);
+  await ap.click("#replay-run");
+  await ap.waitForSelector("#replay-changed", {timeout: 30000});
+  const n = async (sel) => Number(await ap.textContent(sel));
+  assert.deepEqual([await n("#replay-events"), await n("#replay-unchanged"), await n("#replay-changed"), await n("#replay-failed")],
+                   [5, 0, 4, 1]);
+  const changed = await ap.$$eval("#replay-changes tbody tr", (rows) => rows.map((r) => r.dataset.event).sort());
+  assert.deepEqual(changed, ["evt-boom", "evt-other", "evt-refused", "evt-route"]);
+  assert.match(await ap.textContent("#replay-failures"), /candidate\.lua:2:/);
+  await assertInert(ap, "replay result");
+  await ap.screenshot({path: shots("replay"), fullPage: true});
+  await ap.click('#replay-changes tr[data-event="evt-route"] a');
+  await ap.waitForFunction(() => location.hash.startsWith("#/event?id=evt-route") &&
+                                 Array.from(document.querySelectorAll("h2")).some((h) => h.textContent.endsWith("evt-route")));
 });
 
 await step("no page error, no dialog", async () => {

@@ -43,6 +43,15 @@ RULE = """function on_event(ev)
   didww.route_did{number = ev.body.phone, trunk = ev.body.trunk}
 end
 """
+# The candidate the admin replays: another trunk for every route (three changes), no
+# more failure for "boom" (a fourth), a failure on the hostile "note" event.
+CANDIDATE = """function on_event(ev)
+  if ev.body.note then error(ev.body.note) end
+  if ev.body.boom then return skip("no more boom") end
+  if ev.body.skip then return skip(ev.body.skip) end
+  didww.route_did{number = ev.body.phone, trunk = "d9b6ec47-0b72-452b-b4b4-23dd9d5be7e6"}
+end
+"""
 BUILD_DIR = os.path.dirname(os.path.abspath(HOOKLINE_BIN))
 
 
@@ -163,7 +172,7 @@ class ConsoleBrowserTest(unittest.TestCase):
             "CHROMIUM": CHROMIUM, "BASE_URL": base, "ADMIN_TOKEN": ADMIN,
             "VIEWER_TOKEN": VIEWER, "DEAD_JOB": str(dead_a), "OTHER_DEAD_JOB": str(dead_b),
             "NUMBER_TYPED": "+43 (7123) 45-67", "DID": DID_A, "XSS_EVENT": xss_id,
-            "EVIL_URL": evil.url, "ARTIFACTS": artifacts,
+            "EVIL_URL": evil.url, "ARTIFACTS": artifacts, "CANDIDATE": CANDIDATE,
         }
         r = subprocess.run(["node", os.path.join(HERE, "console.spec.mjs")], env=env,
                            capture_output=True, text=True, timeout=240)
@@ -180,6 +189,19 @@ class ConsoleBrowserTest(unittest.TestCase):
         self.assertTrue(retries[0]["detail"]["by"].startswith("console admin session "))
         self.assertFalse([x for x in trail if x["kind"] == "admin.console" and
                           x["detail"]["role"] != "admin"])
+        # the admin's pause from the Jobs view: its session and reason, then the resume
+        pauses = srv.request("GET", "/v1/audit?limit=1000&kind=delivery.*", None,
+                             {"Authorization": "Bearer " + ADMIN}).json()["records"]
+        self.assertEqual([x["kind"] for x in pauses], ["delivery.paused", "delivery.resumed"])
+        self.assertTrue(pauses[0]["detail"]["by"].startswith("console admin session "))
+        self.assertEqual(pauses[0]["detail"]["reason"], "browser maintenance <b>window</b>")
+        # the replay: one rules.replayed record with the session, nothing else stored
+        replays = srv.request("GET", "/v1/audit?limit=1000&kind=rules.replayed", None,
+                              {"Authorization": "Bearer " + ADMIN}).json()["records"]
+        self.assertEqual(len(replays), 1)
+        self.assertTrue(replays[0]["detail"]["by"].startswith("console admin session "))
+        self.assertEqual((replays[0]["detail"]["changed"], replays[0]["detail"]["failed"]), (4, 1))
+        self.assertEqual(srv.query("SELECT COUNT(*) FROM events")[0][0], 5)
         for secret in (ADMIN, VIEWER, API_KEY):
             self.assertNotIn(secret, srv.log_text())
             self.assertNotIn(secret, r.stdout + r.stderr)
@@ -189,7 +211,7 @@ class ConsoleBrowserTest(unittest.TestCase):
         self.assertEqual(code, 0, log[-6000:])
         self.assertNotIn("Sanitizer", log)
         for name in ("overview", "did-story", "did-story-phone", "event", "jobs-viewer",
-                     "jobs-admin", "tail", "rules", "integrity", "signin"):
+                     "jobs-admin", "jobs-paused", "replay", "tail", "rules", "integrity", "signin"):
             path = os.path.join(artifacts, name + ".png")
             self.assertTrue(os.path.getsize(path) > 1000, path)
 

@@ -17,7 +17,8 @@ end
 """
 ENDPOINTS = [("GET", "/v1/audit"), ("GET", "/v1/events/x"), ("GET", "/v1/jobs"),
              ("POST", "/v1/jobs/1/retry"), ("POST", "/v1/jobs/1/cancel"),
-             ("POST", "/v1/delivery/resume"), ("POST", "/v1/rules/reload")]
+             ("POST", "/v1/delivery/resume"), ("POST", "/v1/delivery/pause"),
+             ("POST", "/v1/rules/reload")]
 
 
 class AdminApiTest(unittest.TestCase):
@@ -133,10 +134,14 @@ class AdminApiTest(unittest.TestCase):
         self.assertEqual(recs[0]["detail"]["by"], "admin API")
         self.assertEqual(self.srv.query("SELECT state FROM jobs WHERE id = ?", (job,)),
                          [("cancelled",)])
-        # resume answers even when delivery is off, and says why
+        # resume and pause answer even when delivery is off, and say why
         r = self.post("/v1/delivery/resume")
         self.assertEqual(r.status, 409)
         self.assertIn("api_key", r.json()["detail"])
+        r = self.post("/v1/delivery/pause")
+        self.assertEqual(r.status, 409)
+        self.assertIn("api_key", r.json()["detail"])
+        self.assertEqual(self.srv.get("/readyz").status, 200)
         # the chain stays intact after admin writes
         v = self.srv.cli("audit", "verify", "-c", self.srv.config_path)
         self.assertEqual(v.returncode, 0, v.stderr)

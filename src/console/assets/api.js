@@ -13,11 +13,13 @@ export class ApiError extends Error {
 
 export function current() { return session; }
 
-async function call(method, path, extraHeaders) {
+async function call(method, path, extraHeaders, json) {
   const headers = Object.assign({Accept: "application/json"}, extraHeaders || {});
   if (method !== "GET" && session) headers["X-CSRF-Token"] = session.csrf;
-  const r = await fetch(path, {method, headers, credentials: "same-origin", cache: "no-store",
-                               redirect: "error", referrerPolicy: "no-referrer"});
+  const init = {method, headers, credentials: "same-origin", cache: "no-store",
+                redirect: "error", referrerPolicy: "no-referrer"};
+  if (json !== undefined) { headers["Content-Type"] = "application/json"; init.body = JSON.stringify(json); }
+  const r = await fetch(path, init);
   let body = null;
   const text = await r.text();
   if (text) { try { body = JSON.parse(text); } catch (e) { body = null; } }
@@ -32,7 +34,7 @@ async function call(method, path, extraHeaders) {
 }
 
 export const get = (path) => call("GET", path);
-export const post = (path) => call("POST", path);
+export const post = (path, json) => call("POST", path, null, json);
 
 export async function resume() {
   try { session = await call("GET", "/console/api/session"); } catch (e) { session = null; }

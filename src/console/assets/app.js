@@ -38,6 +38,7 @@ function showApp() {
   $("nav").hidden = false;
   $("who").hidden = false;
   $("role").textContent = s.role + " · session " + s.session;
+  $("nav-replay").hidden = s.role !== "admin";   // the replay is for the admin role
   $("role").title = "signed in as " + s.role + "; the session ends after 30 minutes unused or " +
                     "12 hours after sign-in, at sign-out or when hookline restarts";
   render();
@@ -58,7 +59,7 @@ async function onSignIn(ev) {
 
 // ---------- views ----------
 
-const views = {overview, did, event, jobs, tail, rules, integrity};
+const views = {overview, did, event, jobs, tail, rules, integrity, replay};
 
 async function render() {
   if (!api.current()) return;
@@ -280,14 +281,39 @@ async function jobs(root, params, gen) {
   const resumeBtn = el("button", {type: "button", id: "resume", disabled: !isAdmin(),
                                   title: isAdmin() ? null : "viewer role: read only",
                                   onclick: async () => {
-    try { const r = await api.post("/v1/delivery/resume"); status.textContent = "Delivery: " + r.status; }
+    try {
+      const r = await api.post("/v1/delivery/resume"); status.textContent = "Delivery: " + r.status;
+      if (r.status === "resumed") deliveryState.textContent = "Delivery running ";
+    }
     catch (e) { status.textContent = ""; status.appendChild(problem(e)); }
   }}, "Resume delivery");
+  const reasonIn = el("input", {type: "text", id: "pause-reason", maxlength: "200", disabled: !isAdmin(),
+                                "aria-label": "Reason for the pause", placeholder: "reason (optional)"});
+  const pauseBtn = el("button", {type: "button", id: "pause", class: "danger", disabled: !isAdmin(),
+                                 title: isAdmin() ? null : "viewer role: read only"}, "Pause delivery");
+  let pauseArmed = false;
+  pauseBtn.addEventListener("click", async () => {
+    if (!pauseArmed) {   // the confirm step: a second press does it
+      pauseArmed = true;
+      pauseBtn.textContent = "Confirm: pause all delivery";
+      pauseBtn.focus();
+      return;
+    }
+    pauseArmed = false;
+    pauseBtn.textContent = "Pause delivery";
+    try {
+      const reason = reasonIn.value.trim();
+      const r = await api.post("/v1/delivery/pause", reason ? {reason} : {});
+      status.textContent = "Delivery: " + r.status + " (" + r.reason + ")";
+      deliveryState.textContent = "Delivery paused: " + r.reason + " ";
+    } catch (e) { status.textContent = ""; status.appendChild(problem(e)); }
+  });
   let paused = "";
   try { const o = await api.get("/console/api/overview"); paused = o.paused ? "paused: " + o.paused_reason : "running"; } catch (e) { paused = "unknown"; }
+  const deliveryState = el("span", {class: "muted", id: "delivery-state"}, "Delivery " + paused + " ");
   append(root, [heading("Jobs"),
     el("div", {class: "card row"}, el("div", {}, el("label", {for: "job-state"}, "State"), select),
-       el("div", {}, el("span", {class: "muted"}, "Delivery " + paused + " "), resumeBtn)),
+       el("div", {}, deliveryState, resumeBtn, " ", reasonIn, " ", pauseBtn)),
     status]);
   const r = await api.get("/v1/jobs?" + new URLSearchParams(state === "any" ? {limit: "1000"} : {state, limit: "500"}));
   if (gen !== generation) return;
@@ -409,6 +435,97 @@ async function integrity(root, params, gen) {
   append(root, [heading("Integrity"), el("div", {class: "card"},
     el("p", {}, "Recomputes the audit trail's hash chain as `hookline audit verify` does, on a thread of its own."), btn, out)]);
   show(await api.get("/console/api/verify"));
+}
+
+// A candidate rule over the stored events: read-only (the server plans, compares
+// and stores nothing but its audit record), on a thread of its own; polled here.
+const SINCE = [["", "all stored events"], ["3600", "the last hour"], ["86400", "the last 24 hours"],
+               ["604800", "the last 7 days"], ["2592000", "the last 30 days"]];
+
+async function replay(root, params, gen) {
+  append(root, [heading("Replay a candidate rule")]);
+  if (!isAdmin()) {
+    root.appendChild(el("p", {class: "error", role: "alert"}, "The replay of a candidate rule is for the admin role."));
+    return;
+  }
+  const text = el("textarea", {id: "candidate", rows: "16", spellcheck: "false", autocomplete: "off",
+                               "aria-label": "Candidate rule (Lua)", maxlength: "262144",
+                               placeholder: "function on_event(ev)\n  ...\nend"});
+  const file = el("input", {type: "file", id: "candidate-file", accept: ".lua,text/plain",
+                            "aria-label": "Load the candidate from a file", onchange: async () => {
+    const f = file.files && file.files[0];
+    if (!f) return;
+    if (f.size > 262144) { clear(out).appendChild(problem(new Error("the candidate is at most 262144 bytes"))); return; }
+    text.value = await f.text();
+  }});
+  const source = el("input", {type: "text", id: "replay-source", placeholder: "every source", autocomplete: "off"});
+  const since = el("select", {id: "replay-since"}, SINCE.map(([v, t]) => el("option", {value: v}, t)));
+  const limit = el("input", {type: "number", id: "replay-limit", min: "1", max: "100000", value: "10000"});
+  const out = el("div", {id: "replay-result", role: "status", "aria-live": "polite"});
+  const run = el("button", {type: "button", id: "replay-run", onclick: async () => {
+    run.disabled = true;
+    clear(out).appendChild(el("p", {}, "Replaying…"));
+    try {
+      const body = {rule: text.value, limit: Number(limit.value) || 10000};
+      if (source.value.trim()) body.source = source.value.trim();
+      if (since.value) body.since = Date.now() / 1000 - Number(since.value);
+      let r = await api.post("/console/api/replay", body);
+      for (let i = 0; i < 1200 && r.state === "running"; i++) {
+        await new Promise((res) => setTimeout(res, 500));
+        if (gen !== generation) return;
+        r = await api.get("/console/api/replay");
+      }
+      show(r);
+    } catch (e) { clear(out).appendChild(problem(e)); }
+    run.disabled = false;
+  }}, "Replay over stored events");
+  function show(r) {
+    clear(out);
+    const l = r.last;
+    if (!l) { out.appendChild(el("p", {class: "muted"}, "No replay yet in this process.")); return; }
+    const rep = l.report;
+    append(out, [el("p", {class: "muted"}, "Candidate ", el("span", {class: "mono"}, l.candidate_sha256.slice(0, 16)),
+                    " (sha256) by ", l.by, ", ", when(l.finished), "; rule in force ", el("span", {class: "mono"}, l.rule_in_force || "-"), ".")]);
+    if (!rep) { out.appendChild(el("p", {class: "error", role: "alert"}, "The replay stopped: " + (l.error || "unknown error"))); return; }
+    const stat = (label, v, id) => el("div", {class: "stat"}, el("div", {class: "label"}, label), el("div", {class: "value", id}, String(v)));
+    append(out, [el("div", {class: "grid"}, stat("events", rep.events, "replay-events"), stat("unchanged", rep.unchanged, "replay-unchanged"),
+                    stat("changed", rep.changed, "replay-changed"), stat("failed", rep.failed, "replay-failed"))]);
+    const acts = Object.entries(rep.actions || {});
+    if (acts.length) out.appendChild(el("table", {id: "replay-actions"},
+      el("thead", {}, el("tr", {}, ["action", "requests stored", "requests with the candidate"].map((h) => el("th", {scope: "col"}, h)))),
+      el("tbody", {}, acts.map(([a, c]) => el("tr", {}, el("td", {class: "kind"}, a), el("td", {}, String(c.before)), el("td", {}, String(c.after)))))));
+    const notes = [];
+    if (rep.plans_from_jobs) notes.push(rep.plans_from_jobs + " events were stored before plans were kept: their stored plan is rebuilt from their jobs rows.");
+    if (rep.no_plan) notes.push(rep.no_plan + " events have no stored plan: compared as planning nothing.");
+    if (rep.other_rule_version) notes.push(rep.other_rule_version + " events were planned by another rule version than the one in force.");
+    if (rep.data_read_as_now) notes.push("The candidate reads rules.data as it is now, not as it was when each event arrived.");
+    if (rep.changes_not_listed) notes.push(rep.changes_not_listed + " more changed events are counted but not listed.");
+    for (const n of notes) out.appendChild(el("p", {class: "muted"}, n));
+    out.appendChild(el("h2", {}, "Changed events"));
+    out.appendChild(rep.changes.length === 0 ? el("p", {class: "muted"}, "No decision changes.") :
+      el("table", {id: "replay-changes"},
+         el("thead", {}, el("tr", {}, ["event", "source", "before (stored)", "after (candidate)"].map((h) => el("th", {scope: "col"}, h)))),
+         el("tbody", {}, rep.changes.map((c) => el("tr", {"data-event": c.event_id},
+           el("td", {}, el("a", {href: link("event", {id: c.event_id})}, c.event_id), el("div", {class: "muted"}, when(c.received_at))),
+           el("td", {}, c.source),
+           el("td", {}, c.before_error ? el("p", {class: "error"}, "rule failed: " + c.before_error) : pre(c.before)),
+           el("td", {}, pre(c.after)))))));
+    if (rep.failures && rep.failures.length) {
+      out.appendChild(el("h2", {}, "Failed with the candidate"));
+      out.appendChild(el("table", {id: "replay-failures"}, el("tbody", {}, rep.failures.map((f) => el("tr", {},
+        el("td", {}, el("a", {href: link("event", {id: f.event_id})}, f.event_id)), el("td", {}, f.source), el("td", {class: "mono"}, f.error))))));
+    }
+  }
+  append(root, [el("div", {class: "card"},
+    el("p", {}, "Runs a candidate rule over the stored events, oldest first, in the same sandbox and limits as the rule in force, and compares each plan with the one stored when the event arrived. Nothing is sent, stored or changed; the run is recorded in the audit trail (rules.replayed) with the candidate's sha256."),
+    el("label", {for: "candidate"}, "Candidate rule (Lua)"), text,
+    el("div", {class: "row"},
+       el("div", {}, el("label", {for: "candidate-file"}, "or load a file"), file),
+       el("div", {}, el("label", {for: "replay-source"}, "Source"), source),
+       el("div", {}, el("label", {for: "replay-since"}, "Events from"), since),
+       el("div", {}, el("label", {for: "replay-limit"}, "At most (events)"), limit),
+       run)), out]);
+  try { show(await api.get("/console/api/replay")); } catch (e) { out.appendChild(problem(e)); }
 }
 
 // ---------- start ----------
