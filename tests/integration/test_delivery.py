@@ -652,6 +652,8 @@ class TestPause(DeliveryTestCase):
                 self.assertEqual(detail["errors"], [{"status": "401", "code": "401",
                                                      "title": "Unauthorized",
                                                      "detail": "The Api-Key is not valid."}])
+                # the record commits a moment before the flag is set: poll
+                self.assertTrue(deadline_poll(lambda: srv.get("/readyz").status == 503, 3))
                 r = srv.get("/readyz")
                 self.assertEqual(r.status, 503, r)
                 self.assertIn(request, r.json()["detail"])
