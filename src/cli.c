@@ -408,12 +408,6 @@ enum cli_format { CLI_JSON, CLI_TABLE, CLI_CSV };
 struct cli_audit_ctx {
     enum cli_format format;
     int64_t last_seq;
-    /* verify */
-    char prev[AUDIT_HASH_HEX_LEN + 1];
-    int64_t expect_seq;
-    int64_t broken_seq;
-    char why[256];
-    int64_t count;
 };
 
 static void cli_audit_usage(FILE *f)
@@ -537,49 +531,6 @@ static int cli_print_record(const char *text, int64_t seq, void *vctx)
     return 0;
 }
 
-struct cli_checkpoint {
-    bool found;
-    int64_t through;
-    char hash[AUDIT_HASH_HEX_LEN + 1];
-};
-
-static int cli_find_checkpoint(const char *text, int64_t seq, void *vctx)
-{
-    struct cli_checkpoint *cp = vctx;
-    json_t *r = json_loads(text, 0, NULL);
-    json_t *d = json_object_get(r, "detail");
-    const char *h = json_string_value(json_object_get(d, "continue_hash"));
-    json_int_t through = json_integer_value(json_object_get(d, "through_seq"));
-    if (h && strlen(h) == AUDIT_HASH_HEX_LEN && through > 0 && through < seq) {
-        cp->found = true;
-        cp->through = through;
-        memcpy(cp->hash, h, sizeof cp->hash);
-    }
-    json_decref(r);
-    return 0;
-}
-
-static int cli_verify_record(const char *text, int64_t seq, void *vctx)
-{
-    struct cli_audit_ctx *ctx = vctx;
-    char hash[AUDIT_HASH_HEX_LEN + 1];
-    if (seq != ctx->expect_seq) {
-        ctx->broken_seq = ctx->expect_seq;
-        snprintf(ctx->why, sizeof ctx->why,
-                 "record %lld is missing (the next stored record is %lld): deleted",
-                 (long long)ctx->expect_seq, (long long)seq);
-        return 1;
-    }
-    if (audit_check(text, seq, ctx->prev, hash, ctx->why, sizeof ctx->why) < 0) {
-        ctx->broken_seq = seq;
-        return 1;
-    }
-    memcpy(ctx->prev, hash, sizeof ctx->prev);
-    ctx->expect_seq = seq + 1;
-    ctx->count++;
-    return 0;
-}
-
 static volatile sig_atomic_t cli_stop;
 static void cli_on_signal(int sig)
 {
@@ -696,42 +647,28 @@ int cli_audit(int argc, char **argv)
     if (cli_open_store(cfg, true, "hookline audit", &st) < 0)
         goto out;
     if (verify) {
-        struct store_audit_filter all = {.check_columns = true};
-        memcpy(ctx.prev, AUDIT_GENESIS_HASH, sizeof ctx.prev);
-        ctx.expect_seq = 1;
-        /* Retention leaves a checkpoint: the chain continues from the newest one. */
-        struct cli_checkpoint cp = {0};
-        struct store_audit_filter pf = {.kind = "audit.pruned", .limit = 1};
-        if (store_audit_scan(st, &pf, cli_find_checkpoint, &cp, err, sizeof err) < 0) {
+        struct store_audit_verdict v;
+        if (store_audit_verify(st, &v, err, sizeof err) < 0) {
             fprintf(stderr, "hookline audit verify: %s\n", err);
             goto out;
         }
-        if (cp.found) {
-            memcpy(ctx.prev, cp.hash, sizeof ctx.prev);
-            ctx.expect_seq = cp.through + 1;
-            all.after_seq = cp.through;
-        }
-        if (store_audit_scan(st, &all, cli_verify_record, &ctx, err, sizeof err) < 0) {
-            fprintf(stderr, "hookline audit verify: %s\n", err);
-            goto out;
-        }
-        if (ctx.broken_seq) {
+        if (v.result == STORE_VERIFY_BROKEN) {
             fprintf(stderr, "hookline audit verify: chain broken at seq %lld: %s\n",
-                    (long long)ctx.broken_seq, ctx.why);
+                    (long long)v.broken_seq, v.why);
             goto out;
         }
-        if (ctx.count == 0 && ctx.expect_seq > 1) {
+        if (v.result == STORE_VERIFY_TAIL_MISSING) {
             fprintf(stderr,
                     "hookline audit verify: records after the retention checkpoint (seq %lld) "
                     "are missing\n",
-                    (long long)ctx.expect_seq);
+                    (long long)v.missing_from);
             goto out;
         }
-        if (cp.found)
+        if (v.pruned)
             printf("audit chain intact: %lld records (seq %lld and earlier pruned by retention)\n",
-                   (long long)ctx.count, (long long)cp.through);
+                   (long long)v.records, (long long)v.pruned_through);
         else
-            printf("audit chain intact: %lld records\n", (long long)ctx.count);
+            printf("audit chain intact: %lld records\n", (long long)v.records);
         rc = 0;
         goto out;
     }

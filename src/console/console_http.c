@@ -525,80 +525,27 @@ static enum MHD_Result console_api_dryrun(struct console_http *ch, struct MHD_Co
 
 /* ---------- integrity ---------- */
 
-struct console_verify {
-    char prev[AUDIT_HASH_HEX_LEN + 1];
-    int64_t expect_seq, count, broken_seq, through;
-    bool checkpoint;
-    char why[300];
-};
-
-static int console_verify_checkpoint(const char *text, int64_t seq, void *vctx)
-{
-    struct console_verify *v = vctx;
-    json_t *r = json_loads(text, 0, NULL);
-    json_t *detail = json_object_get(r, "detail");
-    const char *h = json_string_value(json_object_get(detail, "continue_hash"));
-    json_int_t through = json_integer_value(json_object_get(detail, "through_seq"));
-    if (h && strlen(h) == AUDIT_HASH_HEX_LEN && through > 0 && through < seq) {
-        v->checkpoint = true;
-        v->through = through;
-        memcpy(v->prev, h, sizeof v->prev);
-    }
-    json_decref(r);
-    return 0;
-}
-
-static int console_verify_record(const char *text, int64_t seq, void *vctx)
-{
-    struct console_verify *v = vctx;
-    char hash[AUDIT_HASH_HEX_LEN + 1];
-    if (seq != v->expect_seq) {
-        v->broken_seq = v->expect_seq;
-        snprintf(v->why, sizeof v->why,
-                 "record %lld is missing (the next stored record is %lld): deleted",
-                 (long long)v->expect_seq, (long long)seq);
-        return 1;
-    }
-    if (audit_check(text, seq, v->prev, hash, v->why, sizeof v->why) < 0) {
-        v->broken_seq = seq;
-        return 1;
-    }
-    memcpy(v->prev, hash, sizeof v->prev);
-    v->expect_seq = seq + 1;
-    v->count++;
-    return 0;
-}
-
-/* The same walk as `hookline audit verify`, on the verify thread. */
+/* The same walk as `hookline audit verify` (store_audit_verify), on the verify
+ * thread. */
 static void *console_verify_main(void *arg)
 {
     struct console_http *ch = arg;
-    struct console_verify v = {.expect_seq = 1};
-    memcpy(v.prev, AUDIT_GENESIS_HASH, sizeof v.prev);
+    struct store_audit_verdict v;
     char err[300] = "";
     double started = console_now();
-    struct store_audit_filter pf = {.kind = "audit.pruned", .limit = 1};
-    struct store_audit_filter all = {.check_columns = true};
-    int rc = store_audit_scan(ch->deps.st, &pf, console_verify_checkpoint, &v, err, sizeof err);
-    if (rc == 0) {
-        if (v.checkpoint) {
-            v.expect_seq = v.through + 1;
-            all.after_seq = v.through;
-        }
-        rc = store_audit_scan(ch->deps.st, &all, console_verify_record, &v, err, sizeof err);
-    }
+    int rc = store_audit_verify(ch->deps.st, &v, err, sizeof err);
     json_t *doc;
     if (rc < 0)
         doc = json_pack("{s:s, s:s}", "result", "error", "message", err);
-    else if (v.broken_seq)
+    else if (v.result == STORE_VERIFY_BROKEN)
         doc = json_pack("{s:s, s:I, s:s}", "result", "broken", "seq", (json_int_t)v.broken_seq,
                         "message", v.why);
-    else if (v.count == 0 && v.expect_seq > 1)
+    else if (v.result == STORE_VERIFY_TAIL_MISSING)
         doc = json_pack("{s:s, s:s}", "result", "broken", "message",
                         "records after the retention checkpoint are missing");
     else
-        doc = json_pack("{s:s, s:I, s:o}", "result", "intact", "records", (json_int_t)v.count,
-                        "pruned_through", v.checkpoint ? json_integer(v.through) : json_null());
+        doc = json_pack("{s:s, s:I, s:o}", "result", "intact", "records", (json_int_t)v.records,
+                        "pruned_through", v.pruned ? json_integer(v.pruned_through) : json_null());
     if (doc) {
         json_object_set_new(doc, "started", json_real(started));
         json_object_set_new(doc, "finished", json_real(console_now()));

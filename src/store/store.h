@@ -490,6 +490,32 @@ typedef int (*store_instance_fn)(const struct store_instance *inst, void *ctx);
 int store_instances_scan(struct store *st, store_instance_fn fn, void *ctx, char *err,
                          size_t err_len);
 
+/* ---- the audit chain's verification (store_verify.c) ---- */
+
+/* The outcome of walking the audit chain. */
+enum store_verify_result {
+    STORE_VERIFY_INTACT = 0,       /* every record from the checkpoint (or genesis) checks */
+    STORE_VERIFY_BROKEN = 1,       /* at broken_seq: a record edited, reordered or deleted */
+    STORE_VERIFY_TAIL_MISSING = 2, /* nothing after the retention checkpoint: from missing_from */
+};
+
+struct store_audit_verdict {
+    enum store_verify_result result;
+    int64_t records;        /* records checked */
+    bool pruned;            /* the walk started at a retention checkpoint */
+    int64_t pruned_through; /* pruned: the last seq retention removed */
+    int64_t broken_seq;     /* STORE_VERIFY_BROKEN */
+    int64_t missing_from;   /* STORE_VERIFY_TAIL_MISSING: the first seq expected */
+    char why[300];          /* STORE_VERIFY_BROKEN: what is wrong (names no secret) */
+};
+
+/* Walks the audit chain as `hookline audit verify` does: from the newest
+ * retention checkpoint (or genesis), every record's seq, hash and stored
+ * columns. Fills *out (caller's) and returns 0, or -1 with err set when the
+ * store could not be read. Read-only; any thread. */
+int store_audit_verify(struct store *st, struct store_audit_verdict *out, char *err,
+                       size_t err_len);
+
 /* Stops accepting, commits everything already queued, joins the writer and
  * closes. NULL is a no-op. */
 void store_close(struct store *st);
