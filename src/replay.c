@@ -12,11 +12,9 @@
  */
 #include "replay.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "audit.h"
 #include "ingest.h"
@@ -342,38 +340,12 @@ int replay_candidate_compile(const char *text, size_t len, const struct rules_op
                              struct rules **out, char *err, size_t err_len)
 {
     *out = NULL;
-    const char *dir = getenv("TMPDIR");
-    char path[512];
-    snprintf(path, sizeof path, "%s/hookline-candidate-XXXXXX",
-             dir && dir[0] == '/' && strlen(dir) < 400 ? dir : "/tmp");
-    int fd = mkstemp(path); /* mode 0600 */
-    if (fd < 0) {
-        snprintf(err, err_len, "cannot hold the candidate in a temporary file: %s",
-                 strerror(errno));
-        return -1;
-    }
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = write(fd, text + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        done += (size_t)n;
-    }
-    int rc = -1;
-    if (done < len) {
-        snprintf(err, err_len, "cannot hold the candidate in a temporary file: %s",
-                 strerror(errno));
-    } else {
-        struct rules_options o = *base;
-        o.script_path = path;
-        o.display_name = "candidate.lua";
-        rc = rules_create(&o, out, err, err_len);
-    }
-    close(fd);
-    unlink(path);
-    return rc;
+    struct rules_options o = *base;
+    o.script_path = NULL;
+    o.script_text = text;
+    o.script_len = len;
+    o.display_name = "candidate.lua";
+    return rules_create(&o, out, err, err_len);
 }
 
 json_t *replay_run_json(struct store *st, struct rules *candidate, const struct replay_options *o,

@@ -61,8 +61,8 @@ int replay_run(struct store *st, struct rules *candidate, const struct replay_op
 /* Compiles a candidate rule from text (len bytes, borrowed) the way rules_create
  * compiles a script, with base's data files, limits and API version (base's
  * script_path and display_name are not used; messages name the script
- * "candidate.lua"). The text goes through a private temporary file removed
- * before this returns. Returns 0 and a new engine in *out (caller frees with
+ * "candidate.lua"). The engine keeps its own copy of the text: nothing is
+ * written to disk. Returns 0 and a new engine in *out (caller frees with
  * rules_destroy, on the thread that ran it), or -1 with err set
  * ("candidate.lua:LINE: message" for a script that does not compile). */
 int replay_candidate_compile(const char *text, size_t len, const struct rules_options *base,

@@ -44,6 +44,8 @@ struct rules {
     struct rules_program *current;
     pthread_key_t key; /* the calling thread's struct rules_vm */
     char *script_path, *display_name, *api_version;
+    char *script_text; /* the script held in memory (script_path NULL), or NULL */
+    size_t script_len;
     char **data_names, **data_paths;
     size_t ndata;
     int64_t instruction_limit, memory_limit;
@@ -163,7 +165,21 @@ static struct rules_program *rules_program_load(struct rules *r, char *err, size
         return NULL;
     }
     atomic_init(&p->refs, 1);
-    p->text = rules_read_file(r->script_path, RULES_MAX_SCRIPT_BYTES, &p->len, err, err_len);
+    if (r->script_text && r->script_len > RULES_MAX_SCRIPT_BYTES) {
+        snprintf(err, err_len, "%s: larger than %u bytes", r->display_name,
+                 (unsigned)RULES_MAX_SCRIPT_BYTES);
+    } else if (r->script_text) {
+        p->text = malloc(r->script_len + 1);
+        if (p->text) {
+            memcpy(p->text, r->script_text, r->script_len);
+            p->text[r->script_len] = '\0';
+            p->len = r->script_len;
+        } else {
+            snprintf(err, err_len, "out of memory");
+        }
+    } else {
+        p->text = rules_read_file(r->script_path, RULES_MAX_SCRIPT_BYTES, &p->len, err, err_len);
+    }
     if (!p->text)
         goto fail;
     p->data = calloc(r->ndata + 1, sizeof *p->data);
@@ -1169,7 +1185,22 @@ static struct rules *rules_new_engine(const struct rules_options *o, char *err, 
         free(r);
         return NULL;
     }
-    r->script_path = strdup(o->script_path);
+    if (o->script_text) {
+        /* rules_program_load refuses one over the size limit, as it does a file */
+        r->script_text = malloc(o->script_len + 1);
+        if (!r->script_text) {
+            snprintf(err, err_len, "out of memory");
+            pthread_key_delete(r->key);
+            pthread_mutex_destroy(&r->lock);
+            free(r);
+            return NULL;
+        }
+        memcpy(r->script_text, o->script_text, o->script_len);
+        r->script_text[o->script_len] = '\0';
+        r->script_len = o->script_len;
+    } else {
+        r->script_path = strdup(o->script_path);
+    }
     r->display_name = strdup(o->display_name ? o->display_name : o->script_path);
     r->api_version = strdup(o->api_version ? o->api_version : "2022-05-10");
     r->instruction_limit = o->instruction_limit > 0 ? o->instruction_limit : 1000000;
@@ -1204,6 +1235,8 @@ int rules_create(const struct rules_options *o, struct rules **out, char *err, s
 static int rules_gate_check(struct rules *r, struct rules_program *p, char *err, size_t err_len)
 {
     struct rules_options o = {.script_path = r->script_path,
+                              .script_text = r->script_text,
+                              .script_len = r->script_len,
                               .display_name = r->display_name,
                               .data_names = (const char *const *)r->data_names,
                               .data_paths = (const char *const *)r->data_paths,
@@ -1312,6 +1345,7 @@ void rules_destroy(struct rules *r)
     free(r->data_names);
     free(r->data_paths);
     free(r->script_path);
+    free(r->script_text);
     free(r->display_name);
     free(r->api_version);
     pthread_mutex_destroy(&r->lock);

@@ -20,7 +20,10 @@
 struct rules;
 
 struct rules_options {
-    const char *script_path;       /* absolute path of the script */
+    const char *script_path;       /* absolute path of the script (NULL with script_text) */
+    const char *script_text;       /* or the script itself (copied; at most the script
+                                      size limit): a candidate replayed from the console */
+    size_t script_len;             /* script_text's length */
     const char *display_name;      /* name in file:line messages ("rules/main.lua") */
     const char *const *data_names; /* rules.data names (ndata) */
     const char *const *data_paths; /* their JSON files (absolute) */
