@@ -171,7 +171,12 @@ await step("hostile event shown as text: headers, body, id, skip reason, rule fa
   await vp.fill("#tail-kind", "rule.*");
   await vp.press("#tail-kind", "Enter");
   await vp.waitForFunction(() => location.hash.includes("kind=rule."));
-  await vp.waitForSelector("#tail-list li");
+  // The unfiltered list stays on screen until the filtered answer arrives: wait
+  // for the redraw (bounded by the step's timeout), then assert on what it shows.
+  await vp.waitForFunction(() => {
+    const k = [...document.querySelectorAll("#tail-list .kind")].map((x) => x.textContent);
+    return k.length > 0 && k.every((x) => x.startsWith("rule."));
+  });
   const kinds = await vp.$$eval("#tail-list .kind", (k) => k.map((x) => x.textContent));
   assert.ok(kinds.length > 0 && kinds.every((k) => k.startsWith("rule.")), kinds.join(","));
   await assertInert(vp, "filtered tail");
